@@ -1,0 +1,3 @@
+from rolecache.cli import main
+
+raise SystemExit(main())

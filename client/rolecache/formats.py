@@ -1,0 +1,59 @@
+"""Output formats for credentials: shell export lines and credential_process JSON.
+
+Pure functions over a plain mapping, standard library only. The daemon renders with them so
+the client on a cache hit only copies bytes to stdout.
+"""
+
+import json
+import time
+from collections.abc import Mapping
+
+ENV_NAMES = (
+    ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+    ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
+    ("AWS_SESSION_TOKEN", "SessionToken"),
+    ("AWS_CREDENTIAL_EXPIRATION", "Expiration"),
+)
+
+
+def iso_expiration(epoch: float) -> str:
+    """UTC time with a literal Z and whole seconds (rounded down), as SDKs expect."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+
+
+def _quote_posix(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _quote_fish(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _quote_powershell(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def env_lines(creds: Mapping[str, str], shell: str = "bash", comment: str | None = None) -> str:
+    """Lines that set the four AWS_* variables in `shell` (sh, bash, zsh, fish, powershell)."""
+    lines = [f"# {comment}"] if comment else []
+    for name, key in ENV_NAMES:
+        value = creds[key]
+        if shell == "fish":
+            lines.append(f"set -gx {name} {_quote_fish(value)};")
+        elif shell == "powershell":
+            lines.append(f"$Env:{name} = {_quote_powershell(value)}")
+        else:
+            lines.append(f"export {name}={_quote_posix(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def process_json(creds: Mapping[str, str]) -> str:
+    """The credential_process document: Version is the number 1, Expiration ends in Z."""
+    doc = {
+        "Version": 1,
+        "AccessKeyId": creds["AccessKeyId"],
+        "SecretAccessKey": creds["SecretAccessKey"],
+        "SessionToken": creds["SessionToken"],
+        "Expiration": creds["Expiration"],
+    }
+    return json.dumps(doc, indent=2) + "\n"

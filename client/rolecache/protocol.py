@@ -1,0 +1,118 @@
+"""What the daemon and the client agree on: socket path, request fields, error codes.
+
+Shared by both sides, so like dmypy's client-server protocol module it must not depend on
+other code: standard library only, and only cheap modules (the client imports it on every
+shell command).
+"""
+
+import os
+
+API_PREFIX = "/v1"
+
+# Request fields of POST /v1/credentials, in the order the client documents them.
+REQUEST_FIELDS = (
+    "role_arn",
+    "role_session_name",
+    "duration_seconds",
+    "external_id",
+    "policy",
+    "policy_arns",
+    "tags",
+    "transitive_tag_keys",
+    "source_identity",
+    "source_profile",
+    "region",
+    "min_ttl",
+)
+
+# Default minimum remaining lifetime of served credentials, in seconds. The credential_process
+# default is higher because botocore refreshes anything under 15 minutes on every call.
+DEFAULT_MIN_TTL = 300
+PROCESS_MIN_TTL = 960
+
+# Output formats the daemon renders for the client (query parameter `format`).
+FORMATS = ("json", "env", "process")
+SHELLS = ("sh", "bash", "zsh", "fish", "powershell")
+
+# Header that marks every response of a daemon running against the embedded fake STS.
+SANDBOX_HEADER = "X-Rolecache-Sandbox"
+
+# Exit codes of the client, documented in the README.
+EXIT_OK = 0
+EXIT_ERROR = 1  # STS refused, or the daemon failed
+EXIT_USAGE = 2  # bad command line or invalid request
+EXIT_UNREACHABLE = 3  # no daemon to talk to
+
+
+def exit_code_for_status(status: int) -> int:
+    """Map the daemon's HTTP status to the client's exit code: 4xx is the caller's fault."""
+    if 400 <= status < 500:
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def runtime_dir() -> str:
+    """The per-user folder that holds the socket (not created here)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(xdg, "rolecache")
+    tmp = os.environ.get("TMPDIR") or "/tmp"
+    return os.path.join(tmp, f"rolecache-{os.getuid()}")
+
+
+def socket_path(sandbox: bool = False) -> str:
+    """The daemon's socket: $ROLECACHE_SOCKET, else rolecache.sock in the runtime folder.
+
+    The sandbox daemon gets a socket of its own so it can never answer for the real one.
+    """
+    override = os.environ.get("ROLECACHE_SOCKET")
+    if override:
+        return override
+    return os.path.join(runtime_dir(), "sandbox.sock" if sandbox else "rolecache.sock")
+
+
+def state_dir() -> str:
+    """Where the autostarted daemon's log goes; the same folder platformdirs gives the daemon."""
+    xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(xdg, "rolecache")
+
+
+def env_flag(name: str) -> bool:
+    """True when an environment variable is set to a yes-like value."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def dumps(value: object) -> str:
+    """Encode strings, ints, bools, None, lists and dicts as JSON.
+
+    The client's hot path avoids `import json` (it pulls in `re`, a measurable share of a
+    cache hit's start-up); requests only ever hold these types.
+    """
+    if isinstance(value, str):
+        out = ['"']
+        for ch in value:
+            if ch == '"' or ch == "\\":
+                out.append("\\" + ch)
+            elif ch < " " or "\ud800" <= ch <= "\udfff":
+                # Control characters, and the lone surrogates that undecodable argv bytes
+                # become, travel as escapes; the daemon's validation then names them.
+                out.append(f"\\u{ord(ch):04x}")
+            else:
+                out.append(ch)
+        out.append('"')
+        return "".join(out)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(dumps(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{dumps(str(k))}:{dumps(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot encode {type(value).__name__}")

@@ -1,0 +1,147 @@
+"""HTTP/1.1 over the daemon's Unix socket, and starting the daemon when nobody answers.
+
+Speaks HTTP by hand on `_socket` (the C module: `import socket` costs more than a cache hit
+should): one request per connection, `Connection: close`, and the daemon always sends
+`Content-Length`.
+"""
+
+import _socket
+import os
+import sys
+
+from rolecache import protocol
+
+CONNECT_TIMEOUT = 2.0
+RESPONSE_TIMEOUT = 30.0  # above the daemon's own wait for STS, so its error arrives first
+START_TIMEOUT = 20.0
+
+
+class Unreachable(Exception):
+    """No daemon answers on the socket and none could be started."""
+
+
+class Response:
+    """Status, lower-cased headers and the raw body of a daemon answer."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def _connect(path: str) -> "_socket.socket":
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_TIMEOUT)
+    try:
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _parse(raw: bytes) -> Response:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if not sep or len(parts) < 2 or not parts[1].isdigit():
+        raise Unreachable("the daemon sent a malformed answer")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and len(body) < int(length):
+        raise Unreachable("the daemon's answer was cut short")
+    return Response(int(parts[1]), headers, body)
+
+
+def _exchange(path: str, request: bytes) -> Response:
+    sock = _connect(path)
+    try:
+        sock.settimeout(RESPONSE_TIMEOUT)
+        sock.sendall(request)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    return _parse(b"".join(chunks))
+
+
+def _daemon_log(sandbox: bool) -> str:
+    folder = protocol.state_dir()
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, "rolecached-sandbox.log" if sandbox else "rolecached.log")
+
+
+def start_daemon(path: str, sandbox: bool) -> None:
+    """Start rolecached detached (own session, log in the state folder); wait until it answers.
+
+    Two clients racing here start two processes, but the daemon's lock lets one of them
+    serve and the other exit, so both clients end up talking to the same daemon.
+    """
+    import subprocess  # only on this rare path
+    import time
+
+    log_path = _daemon_log(sandbox)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    command = [sys.executable, "-m", "rolecached", "--socket", path]
+    if sandbox:
+        command.append("--sandbox")
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        os.close(log_fd)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            _connect(path).close()
+            return
+        except OSError:
+            pass
+        if process.poll() not in (None, 0):
+            # It may have lost the race to another daemon; give that one a moment.
+            deadline = min(deadline, time.monotonic() + 3)
+        time.sleep(0.02)
+    raise Unreachable(f"rolecached did not start; its log is {log_path}")
+
+
+def request(
+    method: str, target: str, body: str | None = None, *, sandbox: bool = False
+) -> Response:
+    """Send one request to the daemon, starting it first if needed and allowed."""
+    path = protocol.socket_path(sandbox)
+    payload = (body or "").encode()
+    raw = (
+        f"{method} {target} HTTP/1.1\r\nHost: rolecache\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+    try:
+        return _exchange(path, raw)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        # No socket, or a stale one left by a daemon that died: start one if we may.
+        if protocol.env_flag("ROLECACHE_NO_AUTOSTART"):
+            raise Unreachable(
+                f"no rolecached answers on {path} ({exc.strerror}) and ROLECACHE_NO_AUTOSTART "
+                "is set; start it with `rolecached` or `systemctl --user start rolecached.socket`"
+            ) from None
+    except OSError as exc:
+        raise Unreachable(f"cannot talk to rolecached on {path}: {exc.strerror or exc}") from None
+    start_daemon(path, sandbox)
+    try:
+        return _exchange(path, raw)
+    except OSError as exc:
+        raise Unreachable(f"cannot talk to rolecached on {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,3 @@
+from rolecached.service import main
+
+raise SystemExit(main())

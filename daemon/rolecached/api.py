@@ -1,0 +1,200 @@
+"""The socket API: HTTP/1.1 + JSON under /v1/, as an aiohttp app factory.
+
+`make_app` is shared by the daemon and the tests. Errors are mapped to responses in one
+place, `error_middleware`, and always have the shape {"error": {"code", "message"}}.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from rolecache import __version__, formats
+from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
+from rolecached.cache import Credentials, Entry
+from rolecached.errors import InvalidRequest, NotFound, RolecacheError
+from rolecached.request import RoleRequest, parse_request
+from rolecached.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+SANDBOX_NOTE = "rolecache SANDBOX: credentials from an embedded fake STS, not from AWS"
+
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
+STARTED: web.AppKey[float] = web.AppKey("started", float)
+
+# Statuses aiohttp raises itself, with the codes and messages we answer instead.
+_HTTP_ERRORS = {
+    404: ("NotFound", "no such path; the API lives under /v1/ (see the README)"),
+    405: ("MethodNotAllowed", "this path does not take that method"),
+    413: ("PayloadTooLarge", f"request bodies are limited to {MAX_BODY} bytes"),
+}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The one error shape of the API."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Map every exception to the API's error shape; the only place that picks a status."""
+    try:
+        response = await handler(request)
+    except RolecacheError as exc:
+        response = error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        code, message = _HTTP_ERRORS.get(exc.status, ("HttpError", exc.reason))
+        response = error_response(exc.status, code, message)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        response = error_response(500, "InternalError", "internal error; see the daemon's log")
+    if request.app[SANDBOX]:
+        response.headers[SANDBOX_HEADER] = "1"
+    return response
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise InvalidRequest("the request needs a JSON object body")
+    # Any Content-Type is read as JSON, so a plain `curl -d '{...}'` works; only our user's
+    # processes reach this socket, so there is no browser to defend against here.
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not UTF-8") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def session_id(key: RoleRequest) -> str:
+    """A short stable id for an entry, for `DELETE /v1/sessions/{id}` (derived, not secret)."""
+    return hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else formats.iso_expiration(epoch)
+
+
+def credentials_document(request: RoleRequest, credentials: Credentials) -> dict[str, Any]:
+    """The JSON answer to a credentials request (secrets included: socket peers only)."""
+    return {
+        "AccessKeyId": credentials.access_key_id,
+        "SecretAccessKey": credentials.secret_access_key,
+        "SessionToken": credentials.session_token,
+        "Expiration": formats.iso_expiration(credentials.expiration),
+        "RoleArn": request.role_arn,
+        "AccountId": request.account_id,
+        "AssumedRoleArn": credentials.assumed_role_arn,
+    }
+
+
+def session_summary(entry: Entry, now: float) -> dict[str, Any]:
+    """What `GET /v1/sessions` shows of an entry: everything but the secrets."""
+    creds = entry.credentials
+    req = entry.request
+    return {
+        "id": session_id(req),
+        "role_arn": req.role_arn,
+        "role_session_name": req.role_session_name,
+        "source_profile": req.source_profile,
+        "region": req.region,
+        "duration_seconds": req.duration_seconds,
+        "access_key_id": creds.masked_key_id if creds else None,
+        "expiration": _iso(creds.expiration if creds else None),
+        "expires_in": None if creds is None else round(creds.expiration - now),
+        "next_renewal": _iso(entry.renew_at),
+        "renews_in": None if entry.renew_at is None else round(entry.renew_at - now),
+        "hits": entry.hits,
+        "sts_calls": entry.sts_calls,
+        "last_sts_call": _iso(entry.last_sts_call),
+        "last_error": None if entry.last_error is None else str(entry.last_error),
+    }
+
+
+async def get_credentials(request: web.Request) -> web.Response:
+    """POST /v1/credentials[?format=json|env|process&shell=...]: assume or serve from memory."""
+    fmt = request.query.get("format", "json")
+    shell = request.query.get("shell", "bash")
+    if fmt not in FORMATS:
+        raise InvalidRequest(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if shell not in SHELLS:
+        raise InvalidRequest(f"unknown shell {shell!r}; use one of {', '.join(SHELLS)}")
+    role_request, min_ttl = parse_request(await _json_body(request))
+    credentials = await request.app[STORE].get(role_request, min_ttl)
+    doc = credentials_document(role_request, credentials)
+    if fmt == "env":
+        note = SANDBOX_NOTE if request.app[SANDBOX] else None
+        return web.Response(text=formats.env_lines(doc, shell, note))
+    if fmt == "process":
+        return web.Response(text=formats.process_json(doc))
+    return web.json_response(doc)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """GET /v1/sessions: every cached session, never a secret."""
+    now = time.time()
+    entries = request.app[STORE].entries()
+    return web.json_response({"sessions": [session_summary(e, now) for e in entries]})
+
+
+async def forget_all(request: web.Request) -> web.Response:
+    """DELETE /v1/sessions: drop every cached session."""
+    return web.json_response({"forgotten": request.app[STORE].forget()})
+
+
+async def forget_by_id(request: web.Request) -> web.Response:
+    """DELETE /v1/sessions/{id}: drop the session with that id."""
+    store = request.app[STORE]
+    wanted = request.match_info["id"]
+    for entry in store.entries():
+        if session_id(entry.request) == wanted:
+            return web.json_response({"forgotten": store.forget(entry.request)})
+    raise NotFound(f"no cached session has id {wanted!r}; `rolecache list --json` shows ids")
+
+
+async def forget_matching(request: web.Request) -> web.Response:
+    """POST /v1/sessions/forget: drop the session a credentials request would use."""
+    role_request, _ = parse_request(await _json_body(request))
+    return web.json_response({"forgotten": request.app[STORE].forget(role_request)})
+
+
+async def status(request: web.Request) -> web.Response:
+    """GET /v1/status: version, pid, uptime and counters."""
+    store = request.app[STORE]
+    return web.json_response(
+        {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.monotonic() - request.app[STARTED], 3),
+            "sandbox": request.app[SANDBOX],
+            "sessions": len(store.entries()),
+            "sts_calls": store.sts_calls,
+            "sts_errors": store.sts_errors,
+        }
+    )
+
+
+def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
+    """The socket API as an aiohttp application."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app[STORE] = store
+    app[SANDBOX] = sandbox
+    app[STARTED] = time.monotonic()
+    app.router.add_post("/v1/credentials", get_credentials)
+    app.router.add_get("/v1/sessions", list_sessions)
+    app.router.add_delete("/v1/sessions", forget_all)
+    app.router.add_post("/v1/sessions/forget", forget_matching)
+    app.router.add_delete("/v1/sessions/{id}", forget_by_id)
+    app.router.add_get("/v1/status", status)
+    return app

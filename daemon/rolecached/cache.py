@@ -1,0 +1,115 @@
+"""Cache entries and the decisions about them: when to renew, what may be served, back-off.
+
+Pure: every function takes the time (wall-clock seconds) and randomness as arguments, so the
+rules test without a clock, a network or an event loop. `store.py` does the I/O around them.
+"""
+
+import random
+from dataclasses import dataclass, field
+
+from rolecached.errors import StsFailure
+from rolecached.request import RoleRequest
+
+MAX_RENEWAL_MARGIN = 30 * 60
+JITTER_FRACTION = 0.10
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+
+
+def mask_key_id(access_key_id: str) -> str:
+    """An access key id fit for a log line: the first four and last four characters."""
+    if len(access_key_id) < 12:
+        return "****"
+    return f"{access_key_id[:4]}...{access_key_id[-4:]}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Temporary credentials from STS. The repr shows no secret, so logs and tracebacks can't."""
+
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: float  # wall-clock seconds since the epoch
+    issued_at: float
+    assumed_role_arn: str = ""
+    assumed_role_id: str = ""
+    packed_policy_size: int | None = None
+    source_identity: str | None = None
+
+    @property
+    def masked_key_id(self) -> str:
+        return mask_key_id(self.access_key_id)
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(access_key_id={self.masked_key_id!r}, expiration={self.expiration}, "
+            f"assumed_role_arn={self.assumed_role_arn!r})"
+        )
+
+
+@dataclass
+class Entry:
+    """One cache entry: the newest credentials for a request and what happened to them."""
+
+    request: RoleRequest
+    created_at: float
+    last_used: float
+    credentials: Credentials | None = None
+    renew_at: float | None = None
+    hits: int = 0
+    sts_calls: int = 0
+    last_sts_call: float | None = None
+    last_error: StsFailure | None = None
+    # Until this time a request that finds no usable credentials gets `last_error` at once
+    # instead of a new STS call: a flood of callers never becomes a flood of STS calls.
+    error_until: float | None = None
+    failures_in_a_row: int = 0
+    # Entries behind a container binding are renewed whether or not anyone asks.
+    keep_warm: bool = False
+
+
+def renewal_margin(lifetime: float) -> float:
+    """How long before expiry renewal starts: 30 minutes, or half of a shorter session."""
+    return min(MAX_RENEWAL_MARGIN, lifetime / 2)
+
+
+def renewal_time(issued_at: float, expiration: float, rng: random.Random) -> float:
+    """When to renew: `expiration - margin`, minus up to 10 % of the margin of jitter.
+
+    The jitter spreads renewals of entries created in the same moment over minutes.
+    """
+    margin = renewal_margin(expiration - issued_at)
+    return expiration - margin - rng.uniform(0, JITTER_FRACTION * margin)
+
+
+def servable(credentials: Credentials | None, now: float, min_ttl: float) -> bool:
+    """True while the credentials have at least `min_ttl` seconds of life left."""
+    return credentials is not None and credentials.expiration - now >= min_ttl
+
+
+def backoff_delay(
+    attempt: int, rng: random.Random, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP
+) -> float:
+    """Exponential back-off with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
+
+
+def is_idle(entry: Entry, now: float, idle_ttl: float) -> bool:
+    """An entry nobody asked for in `idle_ttl` seconds stops renewing (unless kept warm)."""
+    return not entry.keep_warm and now - entry.last_used > idle_ttl
+
+
+def due_for_renewal(entry: Entry, now: float, idle_ttl: float) -> bool:
+    """True when the background renewer should call STS for this entry now."""
+    if entry.credentials is None or entry.renew_at is None or is_idle(entry, now, idle_ttl):
+        return False
+    return now >= entry.renew_at
+
+
+def should_drop(entry: Entry, now: float, idle_ttl: float) -> bool:
+    """True when an entry holds nothing worth keeping: a failure whose window has passed, or
+    credentials that expired while nobody was asking for them."""
+    if entry.credentials is None:
+        return entry.error_until is None or now >= entry.error_until
+    return entry.credentials.expiration <= now and is_idle(entry, now, idle_ttl)

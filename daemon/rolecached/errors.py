@@ -1,0 +1,62 @@
+"""Every error the daemon reports, as types that carry an error code and an HTTP status.
+
+`api.py` maps these to responses in one place; the client maps the status to an exit code
+with `rolecache.protocol.exit_code_for_status`. Messages never contain a secret.
+"""
+
+from dataclasses import dataclass
+
+
+class RolecacheError(Exception):
+    """Base class: `code` names the error for scripts, the message tells a person what to do."""
+
+    status = 500
+    code = "InternalError"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(RolecacheError):
+    """The request is malformed or breaks an AssumeRole rule; nothing was sent to STS."""
+
+    status = 400
+    code = "InvalidRequest"
+
+
+class NotFound(RolecacheError):
+    status = 404
+    code = "NotFound"
+
+
+class StsTimeout(RolecacheError):
+    """STS did not answer within the request's time budget."""
+
+    status = 504
+    code = "StsTimeout"
+
+
+@dataclass(frozen=True)
+class StsFailure:
+    """What STS (or the way to it) said when a call failed; `retryable` picks the policy."""
+
+    code: str
+    message: str
+    retryable: bool
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class StsError(RolecacheError):
+    """STS refused or could not be reached; carries STS's own error code and message."""
+
+    def __init__(self, failure: StsFailure, context: str = "") -> None:
+        prefix = f"{context}: " if context else ""
+        super().__init__(f"{prefix}STS {failure.code}: {failure.message}", code=failure.code)
+        self.failure = failure
+        # 503 while the failure may pass (throttling, outage), 502 when STS said no for good.
+        self.status = 503 if failure.retryable else 502

@@ -1,0 +1,248 @@
+"""A role request: its validation against STS's AssumeRole rules, and its cache key.
+
+Pure: no I/O. Every rule here comes from CONFORMANCE.md; a request that passes is one STS
+would not reject for its shape, so bad input never costs an STS call.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rolecache.protocol import DEFAULT_MIN_TTL, REQUEST_FIELDS
+from rolecached.errors import InvalidRequest
+
+DEFAULT_DURATION = 3600
+MIN_DURATION, MAX_DURATION = 900, 43200
+
+_ROLE_ARN = re.compile(
+    r"arn:aws[a-z-]*:iam::\d{12}:role/(?:[\x21-\x7e]+/)?[\w+=,.@-]{1,64}", re.ASCII
+)
+_POLICY_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?:\d{12}|aws):policy/[\x21-\x7e]+", re.ASCII)
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+# Tag keys and values: Unicode letters, digits, spaces and _.:/=+-@ (STS's pattern).
+_TAG_TEXT = re.compile(r"[\w\s.:/=+@-]*")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}", re.ASCII)
+_PROFILE = re.compile(r"[^\s\[\]]{1,128}")
+
+_CHARSET_SESSION = "[A-Za-z0-9_+=,.@-]"
+
+
+@dataclass(frozen=True)
+class RoleRequest:
+    """Every input that changes the credentials STS issues; equal requests share an entry."""
+
+    role_arn: str
+    role_session_name: str
+    duration_seconds: int = DEFAULT_DURATION
+    external_id: str | None = None
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    transitive_tag_keys: tuple[str, ...] = ()
+    source_identity: str | None = None
+    source_profile: str | None = None
+    region: str | None = None
+
+    @property
+    def account_id(self) -> str:
+        return self.role_arn.split(":")[4]
+
+
+def _string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string, not {_type_name(value)}")
+    return value
+
+
+def _integer(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(
+            f"{name} must be an integer number of seconds, not {_type_name(value)}"
+        )
+    return value
+
+
+def _string_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"{name} must be a list of strings")
+    return value
+
+
+def _type_name(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """The value for an error message, cut so a 2 KB policy does not flood the terminal."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _check_pattern(name: str, value: str, pattern: re.Pattern[str], allowed: str) -> None:
+    if not pattern.fullmatch(value):
+        raise InvalidRequest(f"{name} {_shown(value)} is not valid: {allowed}")
+
+
+def _parse_tags(body: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    value = body.get("tags")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequest('tags must be a list of {"Key": ..., "Value": ...} objects')
+    if len(value) > 50:
+        raise InvalidRequest(f"{len(value)} tags given: at most 50 session tags are allowed")
+    tags: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for tag in value:
+        if not isinstance(tag, dict) or set(tag) - {"Key", "Value"} or "Key" not in tag:
+            raise InvalidRequest('each tag must be an object {"Key": ..., "Value": ...}')
+        key, val = tag["Key"], tag.get("Value", "")
+        if not isinstance(key, str) or not isinstance(val, str):
+            raise InvalidRequest("tag keys and values must be strings")
+        if not 1 <= len(key) <= 128:
+            raise InvalidRequest(f"tag key {_shown(key)} must be 1 to 128 characters")
+        if len(val) > 256:
+            raise InvalidRequest(f"tag {key!r} has a value over 256 characters")
+        for text in (key, val):
+            if not _TAG_TEXT.fullmatch(text):
+                raise InvalidRequest(
+                    f"tag {_shown(key)} contains a character STS refuses: "
+                    "letters, digits, spaces and _.:/=+-@ only"
+                )
+        if key.lower() in seen:
+            raise InvalidRequest(f"tag key {key!r} is given twice (keys are case-insensitive)")
+        seen.add(key.lower())
+        tags.append((key, val))
+    return tuple(sorted(tags))
+
+
+def parse_request(body: object) -> tuple[RoleRequest, int]:
+    """Validate a decoded JSON request; return the role request and its minimum lifetime."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the request body must be a JSON object, not {_type_name(body)}")
+    unknown = sorted(set(body) - set(REQUEST_FIELDS))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field {unknown[0]!r}; allowed fields: {', '.join(REQUEST_FIELDS)}"
+        )
+
+    role_arn = _string(body, "role_arn")
+    session_name = _string(body, "role_session_name")
+    if role_arn is None or session_name is None:
+        raise InvalidRequest("role_arn and role_session_name are both required")
+    if not 20 <= len(role_arn) <= 2048 or not _ROLE_ARN.fullmatch(role_arn):
+        raise InvalidRequest(
+            f"role ARN {_shown(role_arn)} is not valid: expected "
+            "arn:aws:iam::<12-digit account>:role/<optional path/>NAME"
+        )
+    if not _SESSION_NAME.fullmatch(session_name):
+        size = (
+            "too short"
+            if len(session_name) < 2
+            else "too long"
+            if len(session_name) > 64
+            else "invalid"
+        )
+        raise InvalidRequest(
+            f"role session name {_shown(session_name)} is {size}: "
+            f"2 to 64 characters of {_CHARSET_SESSION}"
+        )
+
+    duration = _integer(body, "duration_seconds")
+    if duration is None:
+        duration = DEFAULT_DURATION
+    if not MIN_DURATION <= duration <= MAX_DURATION:
+        raise InvalidRequest(
+            f"duration {duration} s is out of range: {MIN_DURATION} to {MAX_DURATION} seconds "
+            "(15 minutes to 12 hours, and no more than the role's maximum)"
+        )
+
+    external_id = _string(body, "external_id")
+    if external_id is not None:
+        _check_pattern(
+            "external id", external_id, _EXTERNAL_ID, "2 to 1224 characters of [A-Za-z0-9_+=,.@:/-]"
+        )
+
+    policy = _string(body, "policy")
+    if policy is not None:
+        if len(policy) > 2048:
+            raise InvalidRequest(f"session policy is {len(policy)} characters: at most 2048")
+        try:
+            json.loads(policy)
+        except ValueError:
+            raise InvalidRequest("session policy is not valid JSON") from None
+
+    policy_arns = _string_list(body, "policy_arns")
+    if len(policy_arns) > 10:
+        raise InvalidRequest(f"{len(policy_arns)} policy ARNs given: at most 10 are allowed")
+    for arn in policy_arns:
+        if not 20 <= len(arn) <= 2048 or not _POLICY_ARN.fullmatch(arn):
+            raise InvalidRequest(
+                f"policy ARN {_shown(arn)} is not valid: expected "
+                "arn:aws:iam::<account or 'aws'>:policy/NAME"
+            )
+
+    tags = _parse_tags(body)
+    transitive = _string_list(body, "transitive_tag_keys")
+    tag_keys = {key.lower() for key, _ in tags}
+    for key in transitive:
+        if key.lower() not in tag_keys:
+            raise InvalidRequest(f"transitive tag key {key!r} is not one of the session tags")
+
+    source_identity = _string(body, "source_identity")
+    if source_identity is not None:
+        _check_pattern(
+            "source identity",
+            source_identity,
+            _SOURCE_IDENTITY,
+            "2 to 64 characters of [A-Za-z0-9_+=,.@-]",
+        )
+        if source_identity.lower().startswith("aws:"):
+            raise InvalidRequest("source identity must not start with 'aws:'")
+
+    source_profile = _string(body, "source_profile")
+    if source_profile is not None:
+        _check_pattern(
+            "source profile", source_profile, _PROFILE, "a profile name from ~/.aws/config"
+        )
+
+    region = _string(body, "region")
+    if region is not None:
+        _check_pattern("region", region, _REGION, "an AWS region name such as us-east-1")
+
+    min_ttl = _integer(body, "min_ttl")
+    if min_ttl is None:
+        min_ttl = min(DEFAULT_MIN_TTL, duration // 2)
+    if not 0 <= min_ttl < duration:
+        raise InvalidRequest(
+            f"minimum lifetime {min_ttl} s is impossible for a {duration} s session: "
+            f"use 0 to {duration - 1} s, or ask for a longer duration"
+        )
+
+    request = RoleRequest(
+        role_arn=role_arn,
+        role_session_name=session_name,
+        duration_seconds=duration,
+        external_id=external_id,
+        policy=policy,
+        policy_arns=tuple(sorted(set(policy_arns))),
+        tags=tags,
+        transitive_tag_keys=tuple(sorted({k.lower(): k for k in transitive}.values())),
+        source_identity=source_identity,
+        source_profile=source_profile,
+        region=region,
+    )
+    return request, min_ttl

@@ -1,0 +1,356 @@
+"""Start-up and shutdown of rolecached: the socket, its folder and lock, systemd, signals."""
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import errno
+import fcntl
+import logging
+import os
+import resource
+import signal
+import socket
+import stat
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from rolecache import __version__
+from rolecache.protocol import socket_path
+from rolecached import config
+from rolecached.api import make_app
+from rolecached.store import Settings, Store
+from rolecached.sts import StaticSource, StsCaller
+
+log = logging.getLogger("rolecached")
+
+SD_LISTEN_FDS_START = 3
+PR_SET_DUMPABLE = 4
+
+
+class StartupError(Exception):
+    """rolecached cannot start; the message says why and what to do."""
+
+
+# -- process hardening -----------------------------------------------------------------
+
+
+def harden_process() -> None:
+    """No core dumps, no ptrace by other processes of the user, private files by default."""
+    os.umask(0o077)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+# -- the runtime folder, the lock and the socket ---------------------------------------
+
+
+def secure_folder(folder: Path) -> None:
+    """Create `folder` 0700, or accept it only if it is a real folder of ours that is private."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = folder.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        raise StartupError(f"{folder} is a symlink; refusing to put the socket there")
+    if not stat.S_ISDIR(info.st_mode):
+        raise StartupError(f"{folder} is not a folder")
+    if info.st_uid != os.getuid():
+        raise StartupError(
+            f"{folder} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}); "
+            "someone may be trying to intercept your credentials. Remove it or set "
+            "ROLECACHE_SOCKET to a path in a private folder"
+        )
+    if info.st_mode & 0o077:
+        raise StartupError(
+            f"{folder} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+            f"run `chmod 700 {folder}` or choose another ROLECACHE_SOCKET"
+        )
+
+
+def take_lock(path: Path) -> int:
+    """Hold an exclusive lock for the daemon's lifetime: one daemon per socket path."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StartupError(
+            f"another rolecached (pid {owner}) already serves this socket; "
+            "stop it first or pass --socket for a second one"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def answers(path: Path) -> bool:
+    """True when something accepts connections on the Unix socket at `path`."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """Bind a listening socket at `path` with mode 0600, replacing only a stale socket file."""
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise StartupError(f"{path} exists and is not a socket; move it away")
+        if answers(path):
+            raise StartupError(f"another process already answers on {path}")
+        path.unlink()  # left by a daemon that crashed
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # not for our children
+    if count < 1:
+        return None
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    sock.setblocking(False)
+    return sock
+
+
+def sd_notify(message: str) -> bool:
+    """Send `message` to systemd's NOTIFY_SOCKET, if there is one; True when sent."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode())
+    return True
+
+
+# -- peer check --------------------------------------------------------------------------
+
+
+def peer_credentials(transport: Any) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of a Unix-socket peer, from SO_PEERCRED."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
+class PeerGuard(asyncio.Protocol):
+    """Stands in front of aiohttp's protocol: a peer of another uid is cut off before aiohttp
+    sees a byte, so it gets no response at all (aiohttp's handler has __slots__, so we wrap
+    it rather than patch it)."""
+
+    def __init__(self, inner: asyncio.Protocol, allowed_uid: int) -> None:
+        self._inner: asyncio.Protocol | None = inner
+        self._allowed_uid = allowed_uid
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = peer_credentials(transport)
+        if peer is None or peer[1] != self._allowed_uid:
+            pid, uid = (peer or ("?", "?", "?"))[:2]
+            log.warning("refused a connection from pid %s uid %s (not our user)", pid, uid)
+            self._inner = None
+            transport.abort()
+            return
+        self._inner.connection_made(transport)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+@dataclass
+class Listener:
+    """The API socket and how to tidy up after it."""
+
+    sock: socket.socket
+    path: Path
+    owned: bool  # we bound it (and remove it at exit); systemd's stays
+    lock_fd: int  # held open for the daemon's lifetime
+
+
+def open_listener(path: Path) -> Listener:
+    """Adopt systemd's socket or bind our own; take the lock either way."""
+    inherited = inherited_socket()
+    if inherited is None:
+        secure_folder(path.parent)
+    lock_fd = take_lock(path.parent / (path.name + ".lock"))
+    if inherited is not None:
+        return Listener(inherited, path, owned=False, lock_fd=lock_fd)
+    try:
+        return Listener(bind_socket(path), path, owned=True, lock_fd=lock_fd)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+async def serve(
+    listener: Listener,
+    store: Store,
+    *,
+    sandbox: bool = False,
+    allowed_uid: int | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve the API on `listener` until `stop` is set, then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    runner = web.AppRunner(make_app(store, sandbox=sandbox), access_log=None)
+    await runner.setup()
+    uid = os.getuid() if allowed_uid is None else allowed_uid
+    server = await loop.create_unix_server(
+        lambda: PeerGuard(runner.server(), uid), sock=listener.sock
+    )
+    renewer = loop.create_task(store.run_renewer())
+    on_ready()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: no new connections, finishing requests in flight")
+        server.close()  # stop accepting
+        await runner.shutdown()
+        await runner.cleanup()  # waits for handlers in flight
+        renewer.cancel()
+        await store.close()
+        if listener.owned:
+            with contextlib.suppress(FileNotFoundError):
+                listener.path.unlink()
+
+
+def start_sandbox() -> StsCaller:
+    """An embedded moto STS on loopback and a caller that uses it with fixed fake keys."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise StartupError("--sandbox needs moto: pip install 'rolecache[sandbox]'") from None
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    log.warning("SANDBOX: using an embedded fake STS at http://%s:%s, not AWS", host, port)
+    return StsCaller(
+        endpoint_url=f"http://{host}:{port}",
+        static_source=StaticSource("AKIASANDBOXSOURCE000", "sandbox-source-secret"),
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Plain lines on stderr for journald; botocore's debug output would log secrets."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "moto", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="rolecached",
+        description="Keep assumed-role AWS credentials warm in memory, served on a Unix socket.",
+    )
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        help="socket path (default: $ROLECACHE_SOCKET, "
+        "else $XDG_RUNTIME_DIR/rolecache/rolecache.sock)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--config", type=Path, help="TOML config file")
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="use an embedded fake STS (moto) instead of AWS, on its own socket",
+    )
+    parser.add_argument("--version", action="version", version=f"rolecached {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The rolecached command."""
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    harden_process()
+    path = args.socket or Path(socket_path(sandbox=args.sandbox))
+    try:
+        settings: Settings = config.load(args.config)
+        listener = open_listener(path)
+    except (StartupError, config.ConfigError) as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot open %s: %s", path, os.strerror(exc.errno or errno.EIO))
+        return 1
+    try:
+        caller = start_sandbox() if args.sandbox else StsCaller()
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 1
+    return asyncio.run(_run(listener, caller, settings, args.sandbox))
+
+
+async def _run(listener: Listener, caller: StsCaller, settings: Settings, sandbox: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def ready() -> None:
+        log.info("rolecached %s ready on %s (pid %d)", __version__, listener.path, os.getpid())
+        sd_notify("READY=1")
+
+    store = Store(caller.assume_role, settings)
+    await serve(listener, store, sandbox=sandbox, stop=stop, on_ready=ready)
+    log.info("stopped")
+    return 0

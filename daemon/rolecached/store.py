@@ -1,0 +1,241 @@
+"""The in-memory credential store: serves, coalesces, renews and retries.
+
+All decisions come from `cache.py`; this module adds the event loop around them. Time, sleep,
+randomness and the STS call are injected, so tests drive a simulated day in milliseconds.
+"""
+
+import asyncio
+import concurrent.futures
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from rolecached import cache
+from rolecached.cache import Credentials, Entry
+from rolecached.errors import RolecacheError, StsError, StsFailure, StsTimeout
+from rolecached.request import RoleRequest
+from rolecached.sts import StsCallFailed
+
+log = logging.getLogger(__name__)
+
+AssumeRole = Callable[[RoleRequest, float], Credentials]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tunables of the store; `config.py` reads them from the TOML config."""
+
+    idle_ttl: float = 8 * 3600  # stop renewing what nobody asked for in a working day
+    negative_ttl: float = 10.0  # how long a permanent STS error is remembered
+    max_concurrent_sts: int = 8
+    request_timeout: float = 20.0  # how long a request waits for STS before a 504
+    cold_attempts: int = 3  # tries for a request that has nothing to fall back on
+    tick: float = 5.0  # how often the renewer looks at the clock
+
+
+def describe(request: RoleRequest) -> str:
+    """How log lines and error messages name a cache entry (no secrets in a request)."""
+    return f"{request.role_arn} as {request.role_session_name}"
+
+
+class Store:
+    """Holds entries in memory; one STS call in flight per key, at most N in all."""
+
+    def __init__(
+        self,
+        assume_role: AssumeRole,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._assume_role = assume_role
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._entries: dict[RoleRequest, Entry] = {}
+        self._inflight: dict[RoleRequest, asyncio.Task[Credentials]] = {}
+        self._sts_slots = asyncio.Semaphore(self.settings.max_concurrent_sts)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.settings.max_concurrent_sts, thread_name_prefix="sts"
+        )
+        self.sts_calls = 0
+        self.sts_errors = 0
+
+    # -- serving ------------------------------------------------------------------------
+
+    async def get(self, request: RoleRequest, min_ttl: float) -> Credentials:
+        """Credentials with at least `min_ttl` seconds left, from memory or from STS."""
+        now = self._clock()
+        entry = self._entries.get(request)
+        if entry is None:
+            entry = self._entries[request] = Entry(request, created_at=now, last_used=now)
+        entry.last_used = now
+        if cache.servable(entry.credentials, now, min_ttl):
+            entry.hits += 1
+            return entry.credentials  # type: ignore[return-value]
+        if entry.last_error and entry.error_until is not None and now < entry.error_until:
+            raise StsError(entry.last_error, describe(request))
+
+        task = self._inflight.get(request) or self._start_fetch(entry, self.settings.cold_attempts)
+        try:
+            credentials = await asyncio.wait_for(
+                asyncio.shield(task), self.settings.request_timeout
+            )
+        except TimeoutError:
+            last = f" (last error: {entry.last_error})" if entry.last_error else ""
+            raise StsTimeout(
+                f"{describe(request)}: STS did not answer within "
+                f"{self.settings.request_timeout:.0f} s{last}"
+            ) from None
+        left = credentials.expiration - self._clock()
+        if left < min_ttl:
+            raise RolecacheError(
+                f"{describe(request)}: STS issued credentials with {left:.0f} s left, less "
+                f"than the {min_ttl:.0f} s asked for; lower --min-ttl or check the role's "
+                "maximum session duration",
+                code="LifetimeTooShort",
+            )
+        return credentials
+
+    # -- STS calls ----------------------------------------------------------------------
+
+    def _start_fetch(self, entry: Entry, attempts: int) -> asyncio.Task[Credentials]:
+        key = entry.request
+        task = asyncio.get_running_loop().create_task(self._fetch(entry, attempts))
+        self._inflight[key] = task
+
+        def done(finished: asyncio.Task[Credentials]) -> None:
+            if self._inflight.get(key) is finished:
+                del self._inflight[key]
+            if not finished.cancelled():
+                finished.exception()  # retrieved here: a failed renewal nobody awaits is fine
+
+        task.add_done_callback(done)
+        return task
+
+    async def _call_sts(self, entry: Entry) -> Credentials | StsFailure:
+        async with self._sts_slots:
+            started = self._clock()
+            entry.last_sts_call = started
+            entry.sts_calls += 1
+            self.sts_calls += 1
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(
+                    self._executor, self._assume_role, entry.request, started
+                )
+            except StsCallFailed as exc:
+                return exc.failure
+
+    async def _fetch(self, entry: Entry, attempts: int) -> Credentials:
+        request = entry.request
+        renewing = entry.credentials is not None
+        for attempt in range(attempts):
+            result = await self._call_sts(entry)
+            if isinstance(result, Credentials):
+                self._store(entry, result, renewing)
+                return result
+            self.sts_errors += 1
+            if not result.retryable or attempt + 1 == attempts:
+                break
+            delay = cache.backoff_delay(attempt, self._rng, base=0.25, cap=2.0)
+            log.warning("retrying %s in %.2f s after %s", describe(request), delay, result)
+            await self._sleep(delay)
+        self._record_failure(entry, result)
+        raise StsError(result, describe(request))
+
+    def _store(self, entry: Entry, credentials: Credentials, renewing: bool) -> None:
+        now = self._clock()
+        entry.credentials = credentials
+        entry.renew_at = cache.renewal_time(
+            credentials.issued_at, credentials.expiration, self._rng
+        )
+        entry.last_error = None
+        entry.error_until = None
+        entry.failures_in_a_row = 0
+        log.info(
+            "%s %s: key %s, expires in %.0f s, renewal in %.0f s",
+            "renewed" if renewing else "assumed",
+            describe(entry.request),
+            credentials.masked_key_id,
+            credentials.expiration - now,
+            entry.renew_at - now,
+        )
+
+    def _record_failure(self, entry: Entry, failure: StsFailure) -> None:
+        now = self._clock()
+        entry.last_error = failure
+        entry.failures_in_a_row += 1
+        if failure.retryable:
+            delay = cache.backoff_delay(entry.failures_in_a_row, self._rng)
+            entry.error_until = now + delay
+            if cache.servable(entry.credentials, now, 0):
+                entry.renew_at = now + delay
+                log.warning(
+                    "renewal of %s failed (%s); still serving the current credentials "
+                    "(%.0f s left), retrying in %.1f s",
+                    describe(entry.request),
+                    failure,
+                    entry.credentials.expiration - now,  # type: ignore[union-attr]
+                    delay,
+                )
+            else:
+                log.error("assuming %s failed (%s)", describe(entry.request), failure)
+        else:
+            # STS said no for good: drop what we had and remember the answer briefly.
+            entry.credentials = None
+            entry.renew_at = None
+            entry.error_until = now + self.settings.negative_ttl
+            log.error("assuming %s failed permanently (%s)", describe(entry.request), failure)
+
+    # -- background renewal -------------------------------------------------------------
+
+    def tick(self) -> list[asyncio.Task[Credentials]]:
+        """Start the renewals that are due and drop dead entries; return the started tasks."""
+        now = self._clock()
+        started = []
+        for key, entry in list(self._entries.items()):
+            if key in self._inflight:
+                continue
+            if cache.should_drop(entry, now, self.settings.idle_ttl):
+                del self._entries[key]
+                log.debug("dropped entry %s", describe(key))
+            elif cache.due_for_renewal(entry, now, self.settings.idle_ttl):
+                started.append(self._start_fetch(entry, attempts=1))
+        return started
+
+    async def run_renewer(self) -> None:
+        """Tick forever. The tick is short and compares wall-clock times, so a machine that
+        wakes from suspend renews within one tick instead of serving what expired meanwhile."""
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            self.tick()
+
+    # -- inspection and forgetting ------------------------------------------------------
+
+    def entries(self) -> list[Entry]:
+        """Every entry, oldest first."""
+        return list(self._entries.values())
+
+    def forget(self, key: RoleRequest | None = None) -> int:
+        """Drop one entry (or all when key is None); return how many were dropped.
+
+        An STS call in flight finishes for its waiters, but its result is not kept.
+        """
+        keys = list(self._entries) if key is None else [key] if key in self._entries else []
+        for k in keys:
+            del self._entries[k]
+            self._inflight.pop(k, None)
+        return len(keys)
+
+    async def close(self) -> None:
+        """Cancel STS calls in flight and stop the worker threads."""
+        for task in list(self._inflight.values()):
+            task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
