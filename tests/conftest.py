@@ -1,0 +1,143 @@
+"""Shared fixtures: moto's real STS server on loopback, and the real daemon as a process."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from moto.server import ThreadedMotoServer
+from moto.sts.models import sts_backends
+
+BIN = Path(sys.executable).parent
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class Moto:
+    """A moto server in this process; its STS backend is readable for call counts."""
+
+    url: str
+
+    def assume_role_calls(self, role_arn: str) -> int:
+        """How many AssumeRole calls moto answered for `role_arn`."""
+        account = role_arn.split(":")[4]
+        return sum(1 for r in sts_backends[account]["aws"].assumed_roles if r.role_arn == role_arn)
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Moto]:
+    """moto's STS over real HTTP on 127.0.0.1 (never 0.0.0.0)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield Moto(f"http://{host}:{port}")
+    server.stop()
+
+
+def unique_role(name: str = "role") -> str:
+    """A role ARN no other test uses, so moto's call counts stay per test."""
+    return f"arn:aws:iam::{ACCOUNT}:role/{name}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for_socket(
+    path: Path, timeout: float = 20.0, process: subprocess.Popen | None = None
+) -> None:
+    """Block until something accepts connections at `path`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"daemon exited early with {process.returncode}")
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except OSError:
+                time.sleep(0.02)
+    raise AssertionError(f"nothing answered on {path} within {timeout} s")
+
+
+def base_env(tmp: Path, moto_url: str) -> dict[str, str]:
+    """An environment isolated from the developer's own AWS set-up, pointing STS at moto."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROLECACHE_"))}
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    run = tmp / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    env.update(
+        HOME=str(home),
+        XDG_RUNTIME_DIR=str(run),
+        XDG_STATE_HOME=str(home / "state"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        AWS_CONFIG_FILE=str(home / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
+        AWS_ACCESS_KEY_ID="AKIASOURCEKEY0000001",
+        AWS_SECRET_ACCESS_KEY="source-secret-not-for-logs",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL_STS=moto_url,
+        ROLECACHE_SOCKET=str(run / "rolecache" / "rolecache.sock"),
+    )
+    return env
+
+
+def run_client(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run the installed `rolecache` console script, as a shell would."""
+    return subprocess.run(
+        [str(BIN / "rolecache"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@dataclass
+class Daemon:
+    """A running rolecached process and how to talk to it."""
+
+    process: subprocess.Popen
+    env: dict[str, str]
+    socket: Path
+    log: Path
+    tmp: Path
+    outputs: list[str] = field(default_factory=list)
+
+    def client(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run the installed `rolecache` console script against this daemon."""
+        result = run_client(env or self.env, *args)
+        self.outputs.extend([result.stdout, result.stderr])
+        return result
+
+    def stop(self) -> int:
+        """SIGTERM the daemon and return its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=15)
+        return self.process.returncode
+
+
+def start_daemon(tmp: Path, env: dict[str, str], *args: str) -> Daemon:
+    """Start rolecached with `env` at debug level, logging to tmp/daemon.log."""
+    sock = Path(env["ROLECACHE_SOCKET"])
+    log = tmp / "daemon.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [str(BIN / "rolecached"), "--log-level", "debug", *args],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    wait_for_socket(sock, process=process)
+    return Daemon(process, env, sock, log, tmp)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, moto: Moto) -> Iterator[Daemon]:
+    """The real rolecached process against moto, with autostart off for its clients."""
+    env = base_env(tmp_path, moto.url)
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    d = start_daemon(tmp_path, env)
+    yield d
+    d.stop()
