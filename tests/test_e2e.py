@@ -257,7 +257,7 @@ def test_sigterm_finishes_a_request_in_flight(tmp_path: Path, moto: Moto) -> Non
             pass
 
     proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowProxy)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    threading.Thread(target=proxy.serve_forever, args=(0.01,), daemon=True).start()
     try:
         env = base_env(tmp_path, f"http://127.0.0.1:{proxy.server_port}")
         daemon = start_daemon(tmp_path, env)

@@ -134,7 +134,7 @@ class StsCaller:
             code = error.get("Code") or "UnknownError"
             message = error.get("Message") or f"HTTP {status}"
             raise StsCallFailed(StsFailure(code, message, is_retryable(code, status))) from None
-        except botocore.exceptions.HTTPClientError as exc:
+        except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
             # Connection refused, reset, timed out: the network may come back.
             raise StsCallFailed(StsFailure("NetworkError", str(exc), True)) from None
         except botocore.exceptions.NoCredentialsError:

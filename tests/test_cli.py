@@ -1,0 +1,121 @@
+"""The client's hand-written option parser and request building, without a daemon."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rolecache import protocol
+from rolecache.cli import UsageError, build_request, parse_options
+
+ROLE = ["--role-arn", "arn:aws:iam::123456789012:role/r", "--role-session-name", "s1"]
+
+
+def test_selector_options_become_request_fields() -> None:
+    """Every selector flag lands in its request field, integers as integers."""
+    fields, flags, rest = parse_options(
+        [
+            *ROLE,
+            "--duration-seconds=900",
+            "--external-id", "ext-1",
+            "--source-profile", "src",
+            "--region", "eu-west-1",
+            "--source-identity", "me",
+            "--min-ttl", "60",
+            "--shell", "fish",
+        ],
+        {"--shell": "str"},
+    )  # fmt: skip
+    assert fields == {
+        "role_arn": "arn:aws:iam::123456789012:role/r",
+        "role_session_name": "s1",
+        "duration_seconds": 900,
+        "external_id": "ext-1",
+        "source_profile": "src",
+        "region": "eu-west-1",
+        "source_identity": "me",
+        "min_ttl": 60,
+    }
+    assert flags == {"--shell": "fish"} and rest == []
+
+
+def test_list_options_take_values_up_to_the_next_option() -> None:
+    """--tags, --policy-arns and --transitive-tag-keys take several values each."""
+    fields, _, _ = parse_options(
+        [
+            *ROLE,
+            "--tags", "Key=team,Value=a,b", "Key=empty",
+            "--policy-arns", "arn=arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "arn:aws:iam::123456789012:policy/p",
+            "--transitive-tag-keys", "team",
+        ],
+        {},
+    )  # fmt: skip
+    body = build_request(fields)
+    assert body["tags"] == [{"Key": "team", "Value": "a,b"}, {"Key": "empty", "Value": ""}]
+    assert body["policy_arns"] == [
+        "arn:aws:iam::aws:policy/ReadOnlyAccess",
+        "arn:aws:iam::123456789012:policy/p",
+    ]
+    assert body["transitive_tag_keys"] == ["team"]
+
+
+def test_everything_after_double_dash_is_the_command() -> None:
+    """Arguments after -- are returned untouched, even ones that look like options."""
+    _, _, rest = parse_options([*ROLE, "--", "aws", "--role-arn", "x"], {})
+    assert rest == ["aws", "--role-arn", "x"]
+
+
+def test_policy_from_a_file(tmp_path: Path) -> None:
+    """--policy file://PATH reads the policy from the file, as the AWS CLI does."""
+    policy = tmp_path / "p.json"
+    policy.write_text('{"Version": "2012-10-17", "Statement": []}')
+    fields, _, _ = parse_options([*ROLE, "--policy", f"file://{policy}"], {})
+    assert json.loads(build_request(fields)["policy"])["Version"] == "2012-10-17"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--nope"], "unknown option '--nope'"),
+        (["--role-arn"], "--role-arn needs a value"),
+        (["--duration-seconds", "1h"], "whole number of seconds"),
+        (["--tags"], "--tags needs at least one value"),
+        (["--tags", "team=a"], "Key=K,Value=V"),
+        (["--policy", "file:///no/such/file"], "No such file"),
+    ],
+)
+def test_bad_command_lines_are_usage_errors(args: list[str], message: str) -> None:
+    """Malformed options raise UsageError with a message naming the problem."""
+    with pytest.raises(UsageError, match=message):
+        build_request(parse_options([*ROLE, *args], {})[0])
+
+
+def test_role_and_session_are_required_together() -> None:
+    """A selector without both --role-arn and --role-session-name is refused."""
+    with pytest.raises(UsageError, match="both required"):
+        build_request(parse_options(["--role-arn", "arn:aws:iam::123456789012:role/r"], {})[0])
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["plain", 'quote " and \\ backslash', "new\nline\ttab\x01", "ünïcödé ✓", "\udcff"],
+)
+def test_dumps_agrees_with_json(value: str) -> None:
+    """The client's tiny JSON encoder produces what the json module decodes back exactly."""
+    doc = {"s": value, "n": 3, "l": [value, None, True, False], "d": {"k": value}}
+    assert json.loads(protocol.dumps(doc)) == doc
+
+
+def test_socket_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$ROLECACHE_SOCKET wins, then $XDG_RUNTIME_DIR, then a per-uid folder in $TMPDIR."""
+    monkeypatch.setenv("ROLECACHE_SOCKET", "/x/y.sock")
+    assert protocol.socket_path() == "/x/y.sock"
+    monkeypatch.delenv("ROLECACHE_SOCKET")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/7")
+    assert protocol.socket_path() == "/run/user/7/rolecache/rolecache.sock"
+    assert protocol.socket_path(sandbox=True) == "/run/user/7/rolecache/sandbox.sock"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("TMPDIR", "/tmpx")
+    assert protocol.socket_path() == f"/tmpx/rolecache-{os.getuid()}/rolecache.sock"
