@@ -75,6 +75,9 @@ async def _json_body(request: web.Request) -> Any:
         raise InvalidRequest("the request body is not UTF-8") from None
     except ValueError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # A few KB of "[" exhaust json's recursion limit: the caller's fault, not a 500.
+        raise InvalidRequest("the request body is nested too deeply to be a request") from None
 
 
 def session_id(key: RoleRequest) -> str:

@@ -18,12 +18,16 @@ MIN_DURATION, MAX_DURATION = 900, 43200
 _ROLE_ARN = re.compile(
     r"arn:aws[a-z-]*:iam::\d{12}:role/(?:[\x21-\x7e]+/)?[\w+=,.@-]{1,64}", re.ASCII
 )
+# STS's documented pattern for Policy: a few control characters and Latin-1.
+_POLICY_TEXT = re.compile(r"[\t\n\r\u0020-\u00ff]*")
 _POLICY_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?:\d{12}|aws):policy/[\x21-\x7e]+", re.ASCII)
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 _SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
-# Tag keys and values: Unicode letters, digits, spaces and _.:/=+-@ (STS's pattern).
-_TAG_TEXT = re.compile(r"[\w\s.:/=+@-]*")
+# Tag keys and values: Unicode letters, digits, spaces and _.:/=+-@ (STS's pattern
+# [\p{L}\p{Z}\p{N}_.:/=+\-@]). \p{Z} is spelled out because \s would also let through tab,
+# newline and other control characters, which STS refuses.
+_TAG_TEXT = re.compile(r"[\w.:/=+@\- \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}", re.ASCII)
 _PROFILE = re.compile(r"[^\s\[\]]{1,128}")
 
@@ -81,9 +85,8 @@ def _string_list(body: dict[str, Any], name: str) -> list[str]:
 
 
 def _type_name(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _shown(value: str, limit: int = 80) -> str:
@@ -180,9 +183,14 @@ def parse_request(body: object) -> tuple[RoleRequest, int]:
     if policy is not None:
         if len(policy) > 2048:
             raise InvalidRequest(f"session policy is {len(policy)} characters: at most 2048")
+        if not _POLICY_TEXT.fullmatch(policy):
+            raise InvalidRequest(
+                "session policy contains a character STS refuses: tab, newline, carriage "
+                "return and U+0020 to U+00FF only"
+            )
         try:
             json.loads(policy)
-        except ValueError:
+        except (ValueError, RecursionError):  # 2 KB of "[" is enough to exhaust the stack
             raise InvalidRequest("session policy is not valid JSON") from None
 
     policy_arns = _string_list(body, "policy_arns")
