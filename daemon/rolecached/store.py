@@ -175,8 +175,11 @@ class Store:
         if failure.retryable:
             delay = cache.backoff_delay(entry.failures_in_a_row, self._rng)
             entry.error_until = now + delay
-            if cache.servable(entry.credentials, now, 0):
+            if entry.credentials is not None:
+                # Back off even once the held credentials expired: otherwise renew_at stays
+                # in the past and every tick calls STS again, feeding the throttling.
                 entry.renew_at = now + delay
+            if cache.servable(entry.credentials, now, 0):
                 log.warning(
                     "renewal of %s failed (%s); still serving the current credentials "
                     "(%.0f s left), retrying in %.1f s",
