@@ -48,7 +48,13 @@ class FakeSts:
         self.issued: list[Credentials] = []
         self._lock = threading.Lock()  # called from the store's worker threads
 
-    def __call__(self, request: RoleRequest, now: float) -> Credentials:
+    def __call__(
+        self,
+        request: RoleRequest,
+        now: float,
+        signer: Credentials | None = None,
+        token_code: str | None = None,
+    ) -> Credentials:
         with self._lock:
             self.calls += 1
             n = self.calls
@@ -203,7 +209,9 @@ def assert_error(reply: Reply, status: int, code: str, message: str = "") -> dic
     assert reply.status == status, reply.body
     doc = reply.json()
     assert set(doc) == {"error"}
-    assert set(doc["error"]) == {"code", "message"}
+    # code and message always; STS errors add sts_message and MFA errors mfa_serial.
+    assert {"code", "message"} <= set(doc["error"])
+    assert set(doc["error"]) <= {"code", "message", "sts_message", "mfa_serial"}
     assert doc["error"]["code"] == code
     assert isinstance(doc["error"]["message"], str) and doc["error"]["message"]
     assert message in doc["error"]["message"]
@@ -329,7 +337,7 @@ BAD_BODIES = {
     "trailing garbage": (json.dumps(GOOD).encode() + b"x", "not valid JSON"),
     "non-UTF-8": (b'{"role_arn": "\xff\xfe"}', "not UTF-8"),
     "latin-1 text": ('{"role_session_name": "b\u00f8b"}'.encode("latin-1"), "not UTF-8"),
-    "unknown field": (json.dumps({**GOOD, "mfa_serial": "x"}).encode(), "unknown field"),
+    "unknown field": (json.dumps({**GOOD, "serial_nr": "x"}).encode(), "unknown field"),
     "wrong type": (json.dumps({**GOOD, "duration_seconds": "3600"}).encode(), "integer"),
     "string ARN type": (json.dumps({**GOOD, "role_arn": 1}).encode(), "must be a string"),
     "rule broken": (json.dumps({**GOOD, "duration_seconds": 899}).encode(), "out of range"),

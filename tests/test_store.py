@@ -85,7 +85,13 @@ class FakeSts:
         self.max_running = 0
         self.issued: list[Credentials] = []
 
-    def __call__(self, request: RoleRequest, now: float) -> Credentials:
+    def __call__(
+        self,
+        request: RoleRequest,
+        now: float,
+        signer: Credentials | None = None,
+        token_code: str | None = None,
+    ) -> Credentials:
         with self.lock:
             self.calls += 1
             number = self.calls

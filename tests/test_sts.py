@@ -176,9 +176,8 @@ def test_no_source_credentials_is_a_clear_permanent_error(
 def test_endpoints_follow_boto3(aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A region picks STS's regional endpoint, and AWS_ENDPOINT_URL_STS overrides it, as in
     boto3."""
-    caller = StsCaller()
-    assert (
-        caller._client(None, "eu-west-1").meta.endpoint_url == "https://sts.eu-west-1.amazonaws.com"
-    )
+    in_ireland = RoleRequest(REQUEST.role_arn, REQUEST.role_session_name, region="eu-west-1")
+    endpoint = StsCaller()._client(in_ireland).meta.endpoint_url
+    assert endpoint == "https://sts.eu-west-1.amazonaws.com"
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:4566")
-    assert StsCaller()._client(None, "eu-west-1").meta.endpoint_url == "http://127.0.0.1:4566"
+    assert StsCaller()._client(in_ireland).meta.endpoint_url == "http://127.0.0.1:4566"

@@ -22,10 +22,14 @@ commands:
   list     show cached sessions (--json for scripts)
   forget   drop a cached session (same selector options), or --all
   status   show the daemon's version, uptime and counters
+  sts assume-role ...     drop-in for `aws sts assume-role` (same options and output)
+  shell-init bash|zsh|fish  shell functions (rolecache-assume PROFILE) and completion
 
 selector options (env, process, exec, forget):
-  --role-arn ARN               role to assume (required)
-  --role-session-name NAME     session name, 2-64 of [A-Za-z0-9_+=,.@-] (required)
+  --profile NAME               a role profile from ~/.aws/config (or AWS_CONFIG_FILE);
+                               other options given with it override the profile's values
+  --role-arn ARN               role to assume (required without --profile)
+  --role-session-name NAME     session name, 2-64 of [A-Za-z0-9_+=,.@-] (required with --role-arn)
   --duration-seconds N         session length, 900-43200 (default 3600)
   --external-id ID             external id the role's trust policy asks for
   --source-profile NAME        profile whose credentials assume the role (default chain if absent)
@@ -36,6 +40,8 @@ selector options (env, process, exec, forget):
   --transitive-tag-keys K ...  tags that pass on through role chaining
   --source-identity ID         source identity to set on the session
   --min-ttl SECONDS            least remaining lifetime to accept (default 300; process: 960)
+  --serial-number ARN          MFA device the role needs (else mfa_serial of the profile)
+  --token-code CODE            the device's current code (else you are asked on the terminal)
 
 other options:
   --shell sh|bash|zsh|fish|powershell   export syntax for env (default bash)
@@ -60,6 +66,9 @@ SELECTOR_OPTIONS = {
     "--transitive-tag-keys": ("transitive_tag_keys", "list"),
     "--source-identity": ("source_identity", "str"),
     "--min-ttl": ("min_ttl", "int"),
+    "--profile": ("profile", "str"),
+    "--serial-number": ("mfa_serial", "str"),
+    "--token-code": ("token_code", "str"),
 }
 
 # Variables that would override or confuse the credentials `exec` hands to its command.
@@ -73,9 +82,10 @@ class UsageError(Exception):
 class Failed(Exception):
     """The daemon answered with an error; carries the exit code."""
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: int, error: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.error = error or {}
 
 
 def _tag(text: str) -> dict[str, str]:
@@ -147,11 +157,31 @@ def parse_options(
     return fields, flags, []
 
 
+def aws_config_paths() -> dict[str, str]:
+    """The AWS config and credentials files this shell would use, for the daemon to read."""
+    home = os.path.expanduser("~")
+    config = os.environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config")
+    creds = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(
+        home, ".aws", "credentials"
+    )
+    return {
+        "config_file": os.path.abspath(os.path.expanduser(config)),
+        "credentials_file": os.path.abspath(os.path.expanduser(creds)),
+    }
+
+
 def build_request(fields: dict[str, object]) -> dict[str, object]:
     """Turn parsed selector fields into the daemon's request body."""
-    if "role_arn" not in fields or "role_session_name" not in fields:
-        raise UsageError("--role-arn and --role-session-name are both required")
+    if "profile" not in fields and (
+        "role_arn" not in fields or "role_session_name" not in fields
+    ):
+        raise UsageError(
+            "--role-arn and --role-session-name are both required (or name a role profile "
+            "with --profile)"
+        )
     body = dict(fields)
+    if "profile" in body or "source_profile" in body:
+        body.update(aws_config_paths())
     if "tags" in body:
         body["tags"] = [_tag(t) for t in body["tags"]]  # type: ignore[attr-defined]
     if "policy_arns" in body:
@@ -161,26 +191,59 @@ def build_request(fields: dict[str, object]) -> dict[str, object]:
     return body
 
 
-def _call(method: str, target: str, body: object, sandbox: bool) -> transport.Response:
+def _send(method: str, target: str, body: object, sandbox: bool) -> transport.Response:
     encoded = None if body is None else protocol.dumps(body)
     response = transport.request(method, target, encoded, sandbox=sandbox)
     if response.headers.get(protocol.SANDBOX_HEADER.lower()) == "1":
         sys.stderr.write(
             "rolecache: SANDBOX daemon: its credentials come from a fake STS, not from AWS\n"
         )
-    if response.status != 200:
-        raise Failed(_error_message(response), protocol.exit_code_for_status(response.status))
     return response
 
 
-def _error_message(response: transport.Response) -> str:
+def _call(method: str, target: str, body: object, sandbox: bool) -> transport.Response:
+    """One request to the daemon; when it needs an MFA code, ask on the terminal and retry."""
+    response = _send(method, target, body, sandbox)
+    serial = ""
+    tries = 0
+    while response.status in (401, 403) and isinstance(body, dict):
+        error = _error(response)
+        code = error.get("code")
+        serial = error.get("mfa_serial") or serial
+        if code == "MfaCodeRejected" and "token_code" not in body and tries < 3:
+            sys.stderr.write(f"rolecache: {error.get('message')}; try again\n")
+        elif code != "MfaRequired" or "token_code" in body:
+            break
+        from rolecache import prompt  # only when a code is needed
+
+        try:
+            token = prompt.ask_mfa_code(serial)
+        except prompt.NoTerminal:
+            raise Failed(
+                f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
+                "run the command in a terminal, or pass --token-code CODE",
+                protocol.EXIT_ERROR,
+            ) from None
+        tries += 1
+        response = _send(method, target, {**body, "token_code": token}, sandbox)
+    if response.status != 200:
+        error = _error(response)
+        message = f"{error.get('message')} ({error.get('code')})"
+        raise Failed(message, protocol.exit_code_for_status(response.status), error)
+    return response
+
+
+def _error(response: transport.Response) -> dict[str, str]:
+    """The daemon's error object: {"code", "message", ...}."""
     import json  # error path only
 
     try:
         error = json.loads(response.body)["error"]
-        return f"{error['message']} ({error['code']})"
+        if isinstance(error, dict):
+            return error
     except (ValueError, KeyError, TypeError):
-        return f"the daemon answered HTTP {response.status}"
+        pass
+    return {"code": "HttpError", "message": f"the daemon answered HTTP {response.status}"}
 
 
 def _json(response: transport.Response) -> dict:  # type: ignore[type-arg]
@@ -303,6 +366,14 @@ def run(argv: list[str]) -> int:
         print(f"rolecache {__version__}")
         return protocol.EXIT_OK
     command, args = argv[0], argv[1:]
+    if command == "sts" and args[:1] == ["assume-role"]:
+        from rolecache import assume
+
+        return assume.run(args[1:], sandbox)
+    if command == "shell-init":
+        from rolecache import shellinit
+
+        return shellinit.run(args)
     if "--help" in args[: args.index("--") if "--" in args else len(args)]:
         sys.stdout.write(USAGE)
         return protocol.EXIT_OK

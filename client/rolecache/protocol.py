@@ -23,6 +23,12 @@ REQUEST_FIELDS = (
     "source_profile",
     "region",
     "min_ttl",
+    "profile",
+    "config_file",
+    "credentials_file",
+    "mfa_serial",
+    "token_code",
+    "query",
 )
 
 # Default minimum remaining lifetime of served credentials, in seconds. The credential_process
@@ -31,7 +37,7 @@ DEFAULT_MIN_TTL = 300
 PROCESS_MIN_TTL = 960
 
 # Output formats the daemon renders for the client (query parameter `format`).
-FORMATS = ("json", "env", "process")
+FORMATS = ("json", "env", "process", "aws-json", "aws-text")
 SHELLS = ("sh", "bash", "zsh", "fish", "powershell")
 
 # Header that marks every response of a daemon running against the embedded fake STS.

@@ -16,9 +16,10 @@ from aiohttp import web
 
 from rolecache import __version__, formats
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
+from rolecached import awscli, profiles
 from rolecached.cache import Credentials, Entry
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError
-from rolecached.request import RoleRequest, parse_request
+from rolecached.request import RoleRequest, parse_token_code
 from rolecached.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ SANDBOX_NOTE = "rolecache SANDBOX: credentials from an embedded fake STS, not fr
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
+PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.ConfigFiles)
 
 # Statuses aiohttp raises itself, with the codes and messages we answer instead.
 _HTTP_ERRORS = {
@@ -38,9 +40,12 @@ _HTTP_ERRORS = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    """The one error shape of the API."""
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(
+    status: int, code: str, message: str, details: dict[str, str] | None = None
+) -> web.Response:
+    """The one error shape of the API (some errors add fields, such as mfa_serial)."""
+    error = {"code": code, "message": message, **(details or {})}
+    return web.json_response({"error": error}, status=status)
 
 
 @web.middleware
@@ -51,7 +56,7 @@ async def error_middleware(
     try:
         response = await handler(request)
     except RolecacheError as exc:
-        response = error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
         code, message = _HTTP_ERRORS.get(exc.status, ("HttpError", exc.reason))
         response = error_response(exc.status, code, message)
@@ -133,8 +138,16 @@ async def get_credentials(request: web.Request) -> web.Response:
         raise InvalidRequest(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if shell not in SHELLS:
         raise InvalidRequest(f"unknown shell {shell!r}; use one of {', '.join(SHELLS)}")
-    role_request, min_ttl = parse_request(await _json_body(request))
-    credentials = await request.app[STORE].get(role_request, min_ttl)
+    body = await _json_body(request)
+    # The MFA code and the query shape this answer only: they are not part of the cache key.
+    token_code = parse_token_code(body.pop("token_code", None)) if isinstance(body, dict) else None
+    query = body.pop("query", None) if isinstance(body, dict) else None
+    if query is not None and not isinstance(query, str):
+        raise InvalidRequest("query must be a string (a JMESPath expression)")
+    role_request, min_ttl = profiles.select(body, request.app[PROFILES])
+    credentials = await request.app[STORE].get(role_request, min_ttl, token_code)
+    if fmt in ("aws-json", "aws-text"):
+        return web.Response(text=awscli.render(credentials, fmt[4:], query))
     doc = credentials_document(role_request, credentials)
     if fmt == "env":
         note = SANDBOX_NOTE if request.app[SANDBOX] else None
@@ -168,7 +181,7 @@ async def forget_by_id(request: web.Request) -> web.Response:
 
 async def forget_matching(request: web.Request) -> web.Response:
     """POST /v1/sessions/forget: drop the session a credentials request would use."""
-    role_request, _ = parse_request(await _json_body(request))
+    role_request, _ = profiles.select(await _json_body(request), request.app[PROFILES])
     return web.json_response({"forgotten": request.app[STORE].forget(role_request)})
 
 
@@ -194,6 +207,7 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[STORE] = store
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()
+    app[PROFILES] = profiles.ConfigFiles()
     app.router.add_post("/v1/credentials", get_credentials)
     app.router.add_get("/v1/sessions", list_sessions)
     app.router.add_delete("/v1/sessions", forget_all)

@@ -36,6 +36,7 @@ class Credentials:
     assumed_role_id: str = ""
     packed_policy_size: int | None = None
     source_identity: str | None = None
+    expiration_text: str = ""  # as STS sent it, for byte-exact `sts assume-role` output
 
     @property
     def masked_key_id(self) -> str:

@@ -18,6 +18,8 @@ class RolecacheError(Exception):
         self.message = message
         if code is not None:
             self.code = code
+        # More fields for the error object, for clients that act on them.
+        self.details: dict[str, str] = {}
 
 
 class InvalidRequest(RolecacheError):
@@ -30,6 +32,27 @@ class InvalidRequest(RolecacheError):
 class NotFound(RolecacheError):
     status = 404
     code = "NotFound"
+
+
+class MfaRequired(RolecacheError):
+    """The role needs an MFA session and none is open: the client asks for a code."""
+
+    status = 401
+    code = "MfaRequired"
+
+    def __init__(self, mfa_serial: str) -> None:
+        super().__init__(
+            f"an MFA code from {mfa_serial} is needed: run the command in a terminal to be "
+            "asked for it, or pass --token-code"
+        )
+        self.details["mfa_serial"] = mfa_serial
+
+
+class MfaCodeRejected(RolecacheError):
+    """STS refused the MFA code (wrong, expired or already used)."""
+
+    status = 403
+    code = "MfaCodeRejected"
 
 
 class StsTimeout(RolecacheError):
@@ -58,5 +81,6 @@ class StsError(RolecacheError):
         prefix = f"{context}: " if context else ""
         super().__init__(f"{prefix}STS {failure.code}: {failure.message}", code=failure.code)
         self.failure = failure
+        self.details["sts_message"] = failure.message
         # 503 while the failure may pass (throttling, outage), 502 when STS said no for good.
         self.status = 503 if failure.retryable else 502

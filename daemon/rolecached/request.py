@@ -14,6 +14,11 @@ from rolecached.errors import InvalidRequest
 
 DEFAULT_DURATION = 3600
 MIN_DURATION, MAX_DURATION = 900, 43200
+CHAINED_MAX_DURATION = 3600  # STS's cap for a role assumed with another role's credentials
+MFA_SESSION_DURATION = 12 * 3600
+
+# Fields only profile resolution sets (from ~/.aws/config), never a caller directly.
+CONFIG_ONLY_FIELDS = ("credential_source", "endpoint_url", "sts_regional_endpoints")
 
 _ROLE_ARN = re.compile(
     r"arn:aws[a-z-]*:iam::\d{12}:role/(?:[\x21-\x7e]+/)?[\w+=,.@-]{1,64}", re.ASCII
@@ -30,8 +35,29 @@ _SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _TAG_TEXT = re.compile(r"[\w.:/=+@\- \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}", re.ASCII)
 _PROFILE = re.compile(r"[^\s\[\]]{1,128}")
+_MFA_SERIAL = re.compile(r"[\w+=/:,.@-]{9,256}", re.ASCII)
 
 _CHARSET_SESSION = "[A-Za-z0-9_+=,.@-]"
+
+
+@dataclass(frozen=True)
+class MfaSession:
+    """A GetSessionToken session opened with one MFA code: it signs the AssumeRole calls of
+    every role behind that device, so their renewals need no new code until it ends."""
+
+    mfa_serial: str
+    duration_seconds: int = MFA_SESSION_DURATION
+    # Where the long-term credentials come from, and how to reach STS (as in RoleRequest).
+    source_profile: str | None = None
+    config_file: str | None = None
+    credentials_file: str | None = None
+    credential_source: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    sts_regional_endpoints: str | None = None
+
+    def describe(self) -> str:
+        return f"MFA session of {self.mfa_serial}"
 
 
 @dataclass(frozen=True)
@@ -47,12 +73,42 @@ class RoleRequest:
     tags: tuple[tuple[str, str], ...] = ()
     transitive_tag_keys: tuple[str, ...] = ()
     source_identity: str | None = None
+    # The source credentials: a profile in the caller's config files (None: the daemon's
+    # default chain), the daemon's environment (credential_source), or, for role chaining,
+    # the credentials of another role request.
     source_profile: str | None = None
+    config_file: str | None = None
+    credentials_file: str | None = None
+    credential_source: str | None = None
+    source_role: "RoleRequest | None" = None
+    mfa_serial: str | None = None
     region: str | None = None
+    endpoint_url: str | None = None
+    sts_regional_endpoints: str | None = None
 
     @property
     def account_id(self) -> str:
         return self.role_arn.split(":")[4]
+
+    @property
+    def mfa_session(self) -> MfaSession | None:
+        """The MFA session that must sign this request's AssumeRole call, if any."""
+        if self.mfa_serial is None or self.source_role is not None:
+            return None
+        return MfaSession(
+            mfa_serial=self.mfa_serial,
+            source_profile=self.source_profile,
+            config_file=self.config_file,
+            credentials_file=self.credentials_file,
+            credential_source=self.credential_source,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            sts_regional_endpoints=self.sts_regional_endpoints,
+        )
+
+    def describe(self) -> str:
+        """How log lines and error messages name this request (it holds no secret)."""
+        return f"{self.role_arn} as {self.role_session_name}"
 
 
 def _string(body: dict[str, Any], name: str) -> str | None:
@@ -132,11 +188,20 @@ def _parse_tags(body: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(tags))
 
 
-def parse_request(body: object) -> tuple[RoleRequest, int]:
-    """Validate a decoded JSON request; return the role request and its minimum lifetime."""
+def parse_request(
+    body: object, *, from_config: bool = False, source_role: RoleRequest | None = None
+) -> tuple[RoleRequest, int]:
+    """Validate a decoded JSON request; return the role request and its minimum lifetime.
+
+    `from_config` admits the fields only a profile can set; `source_role` chains the request
+    onto another role's credentials (STS then caps the duration at one hour).
+    """
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object, not {_type_name(body)}")
-    unknown = sorted(set(body) - set(REQUEST_FIELDS))
+    known = set(REQUEST_FIELDS) - {"profile", "token_code", "query"}
+    if from_config:
+        known |= set(CONFIG_ONLY_FIELDS)
+    unknown = sorted(set(body) - known)
     if unknown:
         raise InvalidRequest(
             f"unknown field {unknown[0]!r}; allowed fields: {', '.join(REQUEST_FIELDS)}"
@@ -171,6 +236,12 @@ def parse_request(body: object) -> tuple[RoleRequest, int]:
         raise InvalidRequest(
             f"duration {duration} s is out of range: {MIN_DURATION} to {MAX_DURATION} seconds "
             "(15 minutes to 12 hours, and no more than the role's maximum)"
+        )
+    if source_role is not None and duration > CHAINED_MAX_DURATION:
+        raise InvalidRequest(
+            f"duration {duration} s is too long for {role_arn}: it is assumed with the "
+            f"credentials of {source_role.role_arn} (role chaining), and STS caps chained "
+            f"sessions at {CHAINED_MAX_DURATION} s"
         )
 
     external_id = _string(body, "external_id")
@@ -231,6 +302,22 @@ def parse_request(body: object) -> tuple[RoleRequest, int]:
     if region is not None:
         _check_pattern("region", region, _REGION, "an AWS region name such as us-east-1")
 
+    config_file = _path(body, "config_file")
+    credentials_file = _path(body, "credentials_file")
+    mfa_serial = _string(body, "mfa_serial")
+    if mfa_serial is not None:
+        _check_pattern(
+            "MFA serial number",
+            mfa_serial,
+            _MFA_SERIAL,
+            "9 to 256 characters, an ARN such as arn:aws:iam::123456789012:mfa/alice",
+        )
+        if source_role is not None:
+            raise InvalidRequest(
+                f"an MFA device on {role_arn}, which is assumed from another role (role "
+                "chaining), is not supported: put mfa_serial on the first role of the chain"
+            )
+
     min_ttl = _integer(body, "min_ttl")
     if min_ttl is None:
         min_ttl = min(DEFAULT_MIN_TTL, duration // 2)
@@ -251,6 +338,29 @@ def parse_request(body: object) -> tuple[RoleRequest, int]:
         transitive_tag_keys=tuple(sorted({k.lower(): k for k in transitive}.values())),
         source_identity=source_identity,
         source_profile=source_profile,
+        config_file=config_file,
+        credentials_file=credentials_file,
+        credential_source=_string(body, "credential_source"),
+        source_role=source_role,
+        mfa_serial=mfa_serial,
         region=region,
+        endpoint_url=_string(body, "endpoint_url"),
+        sts_regional_endpoints=_string(body, "sts_regional_endpoints"),
     )
     return request, min_ttl
+
+
+def _path(body: dict[str, Any], name: str) -> str | None:
+    value = _string(body, name)
+    if value is not None and not value.startswith("/"):
+        raise InvalidRequest(f"{name} must be an absolute path, not {_shown(value)}")
+    return value
+
+
+def parse_token_code(value: object) -> str | None:
+    """An MFA code: exactly six digits (it is never part of a cache key)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 6 or not value.isdigit():
+        raise InvalidRequest("an MFA token code is exactly 6 digits")
+    return value

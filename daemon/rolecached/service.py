@@ -350,7 +350,7 @@ async def _run(listener: Listener, caller: StsCaller, settings: Settings, sandbo
         log.info("rolecached %s ready on %s (pid %d)", __version__, listener.path, os.getpid())
         sd_notify("READY=1")
 
-    store = Store(caller.assume_role, settings)
+    store = Store(caller.call, settings)
     await serve(listener, store, sandbox=sandbox, stop=stop, on_ready=ready)
     log.info("stopped")
     return 0

@@ -6,6 +6,7 @@ randomness and the STS call are injected, so tests drive a simulated day in mill
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import random
 import time
@@ -14,14 +15,28 @@ from dataclasses import dataclass
 
 from rolecached import cache
 from rolecached.cache import Credentials, Entry
-from rolecached.errors import RolecacheError, StsError, StsFailure, StsTimeout
-from rolecached.request import RoleRequest
+from rolecached.errors import (
+    MfaCodeRejected,
+    MfaRequired,
+    RolecacheError,
+    StsError,
+    StsFailure,
+    StsTimeout,
+)
+from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCallFailed
 
 log = logging.getLogger(__name__)
 
-AssumeRole = Callable[[RoleRequest, float], Credentials]
+Key = RoleRequest | MfaSession
+# (request, now, signing credentials or None, MFA code or None) -> credentials
+CallSts = Callable[[Key, float, Credentials | None, str | None], Credentials]
 Sleep = Callable[[float], Awaitable[None]]
+
+# Credentials that only sign the next hop's AssumeRole call need just a little life left.
+SIGNER_MIN_TTL = 60.0
+# How long other callers wait for the one caller who was asked for an MFA code.
+MFA_PROMPT_WAIT = 25.0
 
 
 @dataclass(frozen=True)
@@ -36,9 +51,9 @@ class Settings:
     tick: float = 5.0  # how often the renewer looks at the clock
 
 
-def describe(request: RoleRequest) -> str:
+def describe(request: Key) -> str:
     """How log lines and error messages name a cache entry (no secrets in a request)."""
-    return f"{request.role_arn} as {request.role_session_name}"
+    return request.describe()
 
 
 class Store:
@@ -46,7 +61,7 @@ class Store:
 
     def __init__(
         self,
-        assume_role: AssumeRole,
+        call_sts: CallSts,
         settings: Settings | None = None,
         *,
         clock: Callable[[], float] = time.time,
@@ -54,12 +69,14 @@ class Store:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self._assume_role = assume_role
+        self._call = call_sts
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._entries: dict[RoleRequest, Entry] = {}
-        self._inflight: dict[RoleRequest, asyncio.Task[Credentials]] = {}
+        self._entries: dict[Key, Entry] = {}
+        self._inflight: dict[Key, asyncio.Task[Credentials]] = {}
+        # MFA sessions whose code one caller is typing now: others wait instead of prompting.
+        self._prompts: dict[MfaSession, tuple[float, asyncio.Event]] = {}
         self._sts_slots = asyncio.Semaphore(self.settings.max_concurrent_sts)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.settings.max_concurrent_sts, thread_name_prefix="sts"
@@ -69,8 +86,11 @@ class Store:
 
     # -- serving ------------------------------------------------------------------------
 
-    async def get(self, request: RoleRequest, min_ttl: float) -> Credentials:
-        """Credentials with at least `min_ttl` seconds left, from memory or from STS."""
+    async def get(self, request: Key, min_ttl: float, token_code: str | None = None) -> Credentials:
+        """Credentials with at least `min_ttl` seconds left, from memory or from STS.
+
+        `token_code` is an MFA code for the MFA session behind the request, if it needs one.
+        """
         now = self._clock()
         entry = self._entries.get(request)
         if entry is None:
@@ -81,8 +101,12 @@ class Store:
             return entry.credentials  # type: ignore[return-value]
         if entry.last_error and entry.error_until is not None and now < entry.error_until:
             raise StsError(entry.last_error, describe(request))
+        if isinstance(request, MfaSession) and token_code is None:
+            return await self._await_mfa(entry, min_ttl)
 
-        task = self._inflight.get(request) or self._start_fetch(entry, self.settings.cold_attempts)
+        task = self._inflight.get(request) or self._start_fetch(
+            entry, self.settings.cold_attempts, token_code
+        )
         try:
             credentials = await asyncio.wait_for(
                 asyncio.shield(task), self.settings.request_timeout
@@ -105,9 +129,26 @@ class Store:
 
     # -- STS calls ----------------------------------------------------------------------
 
-    def _start_fetch(self, entry: Entry, attempts: int) -> asyncio.Task[Credentials]:
+    async def _await_mfa(self, entry: Entry, min_ttl: float) -> Credentials:
+        """No valid MFA session and no code: the first caller is asked for a code (MfaRequired);
+        callers arriving while that code is being typed wait for the session instead."""
+        session: MfaSession = entry.request  # type: ignore[assignment]
+        pending = self._prompts.get(session)
+        if pending is None or self._clock() >= pending[0]:
+            self._prompts[session] = (self._clock() + MFA_PROMPT_WAIT, asyncio.Event())
+            raise MfaRequired(session.mfa_serial)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pending[1].wait(), max(0.0, pending[0] - self._clock()))
+        if cache.servable(entry.credentials, self._clock(), min_ttl):
+            entry.hits += 1
+            return entry.credentials  # type: ignore[return-value]
+        raise MfaRequired(session.mfa_serial)
+
+    def _start_fetch(
+        self, entry: Entry, attempts: int, token_code: str | None = None
+    ) -> asyncio.Task[Credentials]:
         key = entry.request
-        task = asyncio.get_running_loop().create_task(self._fetch(entry, attempts))
+        task = asyncio.get_running_loop().create_task(self._fetch(entry, attempts, token_code))
         self._inflight[key] = task
 
         def done(finished: asyncio.Task[Credentials]) -> None:
@@ -119,7 +160,20 @@ class Store:
         task.add_done_callback(done)
         return task
 
-    async def _call_sts(self, entry: Entry) -> Credentials | StsFailure:
+    async def _signer(self, request: Key, token_code: str | None) -> Credentials | None:
+        """The credentials that sign this request's call: the previous hop of a role chain,
+        or the MFA session behind the role; None when the source's own keys sign it."""
+        if isinstance(request, MfaSession):
+            return None
+        if request.source_role is not None:
+            return await self.get(request.source_role, SIGNER_MIN_TTL, token_code)
+        if request.mfa_session is not None:
+            return await self.get(request.mfa_session, SIGNER_MIN_TTL, token_code)
+        return None
+
+    async def _call_sts(
+        self, entry: Entry, signer: Credentials | None, token_code: str | None
+    ) -> Credentials | StsFailure:
         async with self._sts_slots:
             started = self._clock()
             entry.last_sts_call = started
@@ -128,16 +182,31 @@ class Store:
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(
-                    self._executor, self._assume_role, entry.request, started
+                    self._executor, self._call, entry.request, started, signer, token_code
                 )
             except StsCallFailed as exc:
                 return exc.failure
 
-    async def _fetch(self, entry: Entry, attempts: int) -> Credentials:
+    async def _fetch(self, entry: Entry, attempts: int, token_code: str | None) -> Credentials:
         request = entry.request
         renewing = entry.credentials is not None
+        try:
+            signer = await self._signer(request, token_code)
+        except MfaRequired:
+            if renewing:
+                # Renewal waits for the next caller who can type a code; the held
+                # credentials keep being served until then.
+                entry.renew_at = None
+                log.info("renewal of %s waits for an MFA code", describe(request))
+            raise
+        except RolecacheError:
+            if renewing:  # the previous hop failed: back off like a failed renewal
+                entry.renew_at = self._clock() + cache.backoff_delay(
+                    entry.failures_in_a_row, self._rng
+                )
+            raise
         for attempt in range(attempts):
-            result = await self._call_sts(entry)
+            result = await self._call_sts(entry, signer, token_code)
             if isinstance(result, Credentials):
                 self._store(entry, result, renewing)
                 return result
@@ -147,6 +216,12 @@ class Store:
             delay = cache.backoff_delay(attempt, self._rng, base=0.25, cap=2.0)
             log.warning("retrying %s in %.2f s after %s", describe(request), delay, result)
             await self._sleep(delay)
+        if isinstance(request, MfaSession) and not result.retryable:
+            # A wrong or reused code: say so and let the caller try another; nothing of the
+            # failure is remembered, so the next code is tried at once.
+            entry.last_error = result
+            log.warning("MFA code for %s refused (%s)", request.mfa_serial, result)
+            raise MfaCodeRejected(f"{request.mfa_serial}: STS {result}")
         self._record_failure(entry, result)
         raise StsError(result, describe(request))
 
@@ -159,6 +234,17 @@ class Store:
         entry.last_error = None
         entry.error_until = None
         entry.failures_in_a_row = 0
+        if isinstance(entry.request, MfaSession):
+            entry.renew_at = None  # renewing needs a new code: done on demand, not on a timer
+            prompt = self._prompts.pop(entry.request, None)
+            if prompt is not None:
+                prompt[1].set()  # callers waiting for this code's session go on
+            log.info(
+                "opened %s: expires in %.0f s",
+                describe(entry.request),
+                credentials.expiration - now,
+            )
+            return
         log.info(
             "%s %s: key %s, expires in %.0f s, renewal in %.0f s",
             "renewed" if renewing else "assumed",
@@ -223,8 +309,8 @@ class Store:
     # -- inspection and forgetting ------------------------------------------------------
 
     def entries(self) -> list[Entry]:
-        """Every entry, oldest first."""
-        return list(self._entries.values())
+        """Every role entry, oldest first (MFA sessions are kept out of listings)."""
+        return [e for e in self._entries.values() if isinstance(e.request, RoleRequest)]
 
     def forget(self, key: RoleRequest | None = None) -> int:
         """Drop one entry (or all when key is None); return how many were dropped.
@@ -235,7 +321,7 @@ class Store:
         for k in keys:
             del self._entries[k]
             self._inflight.pop(k, None)
-        return len(keys)
+        return sum(isinstance(k, RoleRequest) for k in keys)
 
     async def close(self) -> None:
         """Cancel STS calls in flight and stop the worker threads."""

@@ -1,22 +1,26 @@
-"""AssumeRole through boto3: the only module that imports boto3 or botocore.
+"""AssumeRole and GetSessionToken through botocore: the only module that calls AWS.
 
 Calls are blocking; `store.py` runs them in a thread pool off the event loop. botocore's own
 retries are off because the store owns the retry policy (back-off while serving valid
 credentials), and every failure comes back as an `StsFailure` with STS's code and message.
 """
 
+import contextlib
 import logging
+import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from rolecached.cache import Credentials
 from rolecached.errors import StsFailure
-from rolecached.request import RoleRequest
+from rolecached.request import MfaSession, RoleRequest
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +67,25 @@ class StaticSource:
     secret_access_key: str
 
 
+def _expiration(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size) if info else None
+
+
+Source = RoleRequest | MfaSession
+
+
 class StsCaller:
-    """Makes AssumeRole calls, with one boto3 session per source profile and one client per
-    (profile, region): building them costs tens of milliseconds, calling them is cheap."""
+    """Makes AssumeRole and GetSessionToken calls. One botocore session per source (profile,
+    config files, as they are on disk now) and one client per endpoint: building them costs
+    tens of milliseconds, calling them is cheap."""
 
     def __init__(
         self, endpoint_url: str | None = None, static_source: StaticSource | None = None
@@ -73,31 +93,78 @@ class StsCaller:
         self._endpoint_url = endpoint_url
         self._static_source = static_source
         self._lock = threading.Lock()
-        self._sessions: dict[str | None, boto3.Session] = {}
-        self._clients: dict[tuple[str | None, str | None], Any] = {}
+        self._sessions: dict[tuple[Any, ...], botocore.session.Session] = {}
+        self._clients: dict[tuple[Any, ...], Any] = {}
 
-    def _client(self, profile: str | None, region: str | None) -> Any:
-        with self._lock:  # boto3 sessions are not safe to share while creating clients
-            client = self._clients.get((profile, region))
-            if client is None:
-                session = self._sessions.get(profile)
-                if session is None:
-                    if self._static_source is not None:
-                        session = boto3.Session(
-                            aws_access_key_id=self._static_source.access_key_id,
-                            aws_secret_access_key=self._static_source.secret_access_key,
-                            region_name="us-east-1",
-                        )
-                    else:
-                        session = boto3.Session(profile_name=profile)
-                    self._sessions[profile] = session
-                client = session.client(
-                    "sts",
-                    region_name=region,
-                    endpoint_url=self._endpoint_url,
-                    config=_CLIENT_CONFIG,
+    @staticmethod
+    def _new_session() -> botocore.session.Session:
+        session = botocore.session.get_session()
+        # Keep timestamps as STS sent them, as the AWS CLI does, so `sts assume-role` can
+        # print the same bytes.
+        session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=lambda text: text
+        )
+        return session
+
+    def _source_session(self, source: Source) -> botocore.session.Session:
+        # File stamps are part of the key: an edited config or credentials file is re-read.
+        key = (
+            source.source_profile,
+            source.config_file,
+            source.credentials_file,
+            source.credential_source,
+            source.sts_regional_endpoints,
+            _file_stamp(source.config_file),
+            _file_stamp(source.credentials_file),
+        )
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._new_session()
+            if source.config_file:
+                session.set_config_variable("config_file", source.config_file)
+            if source.credentials_file:
+                session.set_config_variable("credentials_file", source.credentials_file)
+            if source.sts_regional_endpoints:
+                session.set_config_variable("sts_regional_endpoints", source.sts_regional_endpoints)
+            if self._static_source is not None:
+                session.set_credentials(
+                    self._static_source.access_key_id, self._static_source.secret_access_key
                 )
-                self._clients[(profile, region)] = client
+            elif source.credential_source == "Environment":
+                key_id = os.environ.get("AWS_ACCESS_KEY_ID")
+                secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+                if not key_id or not secret:
+                    raise botocore.exceptions.NoCredentialsError()
+                session.set_credentials(key_id, secret, os.environ.get("AWS_SESSION_TOKEN"))
+            elif source.source_profile is not None:
+                session.set_config_variable("profile", source.source_profile)
+            self._sessions[key] = session
+        return session
+
+    def _client(self, source: Source, signer: Credentials | None = None) -> Any:
+        """An STS client for `source`'s region and endpoint, signed by `signer` if given,
+        else by the source's long-term credentials."""
+        endpoint = self._endpoint_url or source.endpoint_url
+        with self._lock:  # botocore sessions are not safe to share while creating clients
+            if signer is not None:
+                # Temporary credentials change at every renewal: a client per call.
+                return self._new_session().create_client(
+                    "sts",
+                    region_name=source.region,
+                    endpoint_url=endpoint,
+                    config=_CLIENT_CONFIG,
+                    aws_access_key_id=signer.access_key_id,
+                    aws_secret_access_key=signer.secret_access_key,
+                    aws_session_token=signer.session_token,
+                )
+            session = self._source_session(source)
+            key = (id(session), source.region, endpoint)
+            client = self._clients.get(key)
+            if client is None:
+                client = session.create_client(
+                    "sts", region_name=source.region, endpoint_url=endpoint, config=_CLIENT_CONFIG
+                )
+                self._clients[key] = client
             return client
 
     def forget_sources(self) -> None:
@@ -106,8 +173,37 @@ class StsCaller:
             self._sessions.clear()
             self._clients.clear()
 
-    def assume_role(self, request: RoleRequest, now: float) -> Credentials:
-        """Call AssumeRole for `request`; raise StsCallFailed with STS's verdict on failure."""
+    def call(
+        self,
+        request: Source,
+        now: float,
+        signer: Credentials | None = None,
+        token_code: str | None = None,
+    ) -> Credentials:
+        """AssumeRole for a role request, GetSessionToken for an MFA session; raise
+        StsCallFailed with STS's verdict on failure."""
+        if isinstance(request, MfaSession):
+            return self.get_session_token(request, now, token_code)
+        return self.assume_role(request, now, signer)
+
+    def get_session_token(
+        self, session: MfaSession, now: float, token_code: str | None
+    ) -> Credentials:
+        """Open an MFA session with one code from the device."""
+        params = {
+            "DurationSeconds": session.duration_seconds,
+            "SerialNumber": session.mfa_serial,
+            "TokenCode": token_code or "",
+        }
+        with _translated(session):
+            response = self._client(session).get_session_token(**params)
+        return _credentials(response, now)
+
+    def assume_role(
+        self, request: RoleRequest, now: float, signer: Credentials | None = None
+    ) -> Credentials:
+        """Call AssumeRole for `request`, signed by `signer` (a chained role's or an MFA
+        session's credentials) or by the source's own credentials."""
         params: dict[str, Any] = {
             "RoleArn": request.role_arn,
             "RoleSessionName": request.role_session_name,
@@ -125,55 +221,69 @@ class StsCaller:
             params["TransitiveTagKeys"] = list(request.transitive_tag_keys)
         if request.source_identity is not None:
             params["SourceIdentity"] = request.source_identity
-        try:
-            client = self._client(request.source_profile, request.region)
-            response = client.assume_role(**params)
-        except botocore.exceptions.ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            code = error.get("Code") or "UnknownError"
-            message = error.get("Message") or f"HTTP {status}"
-            raise StsCallFailed(StsFailure(code, message, is_retryable(code, status))) from None
-        except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
-            # Connection refused, reset, timed out: the network may come back.
-            raise StsCallFailed(StsFailure("NetworkError", str(exc), True)) from None
-        except botocore.exceptions.NoCredentialsError:
-            where = (
-                f"profile {request.source_profile!r}"
-                if request.source_profile
-                else ("the default chain (environment, ~/.aws/credentials, SSO, instance role)")
-            )
-            raise StsCallFailed(
-                StsFailure(
-                    "NoSourceCredentials",
-                    f"no source credentials found in {where}; configure them with "
-                    "`aws configure` or name one with --source-profile",
-                    False,
-                )
-            ) from None
-        except botocore.exceptions.ProfileNotFound:
-            raise StsCallFailed(
-                StsFailure(
-                    "ProfileNotFound",
-                    f"source profile {request.source_profile!r} is not in the AWS config "
-                    "files; check `aws configure list-profiles`",
-                    False,
-                )
-            ) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            # Partial keys, an expired SSO token, a failing credential_process: fix the source.
-            raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False)) from None
+        with _translated(request):
+            response = self._client(request, signer).assume_role(**params)
+        return _credentials(response, now)
 
-        creds = response["Credentials"]
-        user = response.get("AssumedRoleUser", {})
-        return Credentials(
-            access_key_id=creds["AccessKeyId"],
-            secret_access_key=creds["SecretAccessKey"],
-            session_token=creds["SessionToken"],
-            expiration=creds["Expiration"].timestamp(),
-            issued_at=now,
-            assumed_role_arn=user.get("Arn", ""),
-            assumed_role_id=user.get("AssumedRoleId", ""),
-            packed_policy_size=response.get("PackedPolicySize"),
-            source_identity=response.get("SourceIdentity"),
-        )
+
+def _credentials(response: dict[str, Any], now: float) -> Credentials:
+    creds = response["Credentials"]
+    user = response.get("AssumedRoleUser", {})
+    expiration = creds["Expiration"]
+    if not isinstance(expiration, str):  # a parser that did parse: keep working
+        expiration = expiration.isoformat()
+    return Credentials(
+        access_key_id=creds["AccessKeyId"],
+        secret_access_key=creds["SecretAccessKey"],
+        session_token=creds["SessionToken"],
+        expiration=_expiration(expiration),
+        issued_at=now,
+        assumed_role_arn=user.get("Arn", ""),
+        assumed_role_id=user.get("AssumedRoleId", ""),
+        packed_policy_size=response.get("PackedPolicySize"),
+        source_identity=response.get("SourceIdentity"),
+        expiration_text=expiration,
+    )
+
+
+@contextlib.contextmanager
+def _translated(source: Source) -> Iterator[None]:
+    """Turn whatever botocore raises into StsCallFailed with a message a person can act on."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = error.get("Code") or "UnknownError"
+        message = error.get("Message") or f"HTTP {status}"
+        raise StsCallFailed(StsFailure(code, message, is_retryable(code, status))) from None
+    except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
+        # Connection refused, reset, timed out: the network may come back.
+        raise StsCallFailed(StsFailure("NetworkError", str(exc), True)) from None
+    except botocore.exceptions.NoCredentialsError:
+        if source.credential_source == "Environment":
+            where = "the daemon's environment (credential_source = Environment)"
+        elif source.source_profile:
+            where = f"profile {source.source_profile!r}"
+        else:
+            where = "the default chain (environment, ~/.aws/credentials, SSO, instance role)"
+        raise StsCallFailed(
+            StsFailure(
+                "NoSourceCredentials",
+                f"no source credentials found in {where}; configure them with "
+                "`aws configure` or name a profile with --source-profile",
+                False,
+            )
+        ) from None
+    except botocore.exceptions.ProfileNotFound:
+        raise StsCallFailed(
+            StsFailure(
+                "ProfileNotFound",
+                f"source profile {source.source_profile!r} is not in the AWS config "
+                "files; check `aws configure list-profiles`",
+                False,
+            )
+        ) from None
+    except botocore.exceptions.BotoCoreError as exc:
+        # Partial keys, an expired SSO token, a failing credential_process: fix the source.
+        raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False)) from None

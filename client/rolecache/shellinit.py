@@ -1,0 +1,92 @@
+"""`rolecache shell-init bash|zsh|fish`: functions and completion for the user's rc file.
+
+    eval "$(rolecache shell-init bash)"     # in ~/.bashrc (zsh: the same with zsh)
+    rolecache shell-init fish | source      # in ~/.config/fish/config.fish
+
+gives `rolecache-assume PROFILE [options]`, which exports a role profile's credentials into
+the current shell, and tab completion of commands, options and profile names.
+"""
+
+import sys
+
+COMMANDS = "env process exec list forget status sts shell-init"
+OPTIONS = (
+    "--profile --role-arn --role-session-name --duration-seconds --external-id "
+    "--source-profile --region --policy --policy-arns --tags --transitive-tag-keys "
+    "--source-identity --min-ttl --serial-number --token-code --shell --json --all --sandbox"
+)
+# Profile names from the config file the AWS CLI would read: [profile NAME] and [default].
+SED_PROFILES = "sed -n -e 's/^\\[profile  *\\(.*\\)\\]$/\\1/p' -e 's/^\\[\\(default\\)\\]$/\\1/p'"
+PROFILES_SH = SED_PROFILES + ' "${AWS_CONFIG_FILE:-$HOME/.aws/config}" 2>/dev/null'
+FISH_CONFIG = "(set -q AWS_CONFIG_FILE; and echo $AWS_CONFIG_FILE; or echo $HOME/.aws/config)"
+
+BASH = f"""\
+# rolecache shell integration (bash/zsh): eval "$(rolecache shell-init bash)"
+rolecache-assume() {{
+    if [ -z "$1" ]; then echo "usage: rolecache-assume PROFILE [options]" >&2; return 2; fi
+    local out
+    out="$(command rolecache env --profile "$@")" || return $?
+    eval "$out"
+}}
+_rolecache_profiles() {{ {PROFILES_SH}; }}
+_rolecache_complete() {{
+    local cur prev
+    cur="${{COMP_WORDS[COMP_CWORD]}}"
+    prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W "{COMMANDS}" -- "$cur"))
+    elif [ "$prev" = "--profile" ] || [ "$prev" = "--source-profile" ]; then
+        COMPREPLY=($(compgen -W "$(_rolecache_profiles)" -- "$cur"))
+    else
+        COMPREPLY=($(compgen -W "{OPTIONS}" -- "$cur"))
+    fi
+}}
+_rolecache_assume_complete() {{
+    COMPREPLY=($(compgen -W "$(_rolecache_profiles)" -- "${{COMP_WORDS[COMP_CWORD]}}"))
+}}
+"""
+
+BASH_COMPLETE = """\
+complete -F _rolecache_complete rolecache
+complete -F _rolecache_assume_complete rolecache-assume
+"""
+
+ZSH_COMPLETE = """\
+autoload -U +X compinit 2>/dev/null && { (( $+functions[compdef] )) || compinit; }
+autoload -U +X bashcompinit && bashcompinit
+complete -F _rolecache_complete rolecache
+complete -F _rolecache_assume_complete rolecache-assume
+"""
+
+FISH = f"""\
+# rolecache shell integration (fish): rolecache shell-init fish | source
+function rolecache-assume --description 'export a role profile from rolecache'
+    if test (count $argv) -lt 1
+        echo "usage: rolecache-assume PROFILE [options]" >&2; return 2
+    end
+    command rolecache env --shell fish --profile $argv | source
+end
+function __rolecache_profiles
+    {SED_PROFILES} {FISH_CONFIG} 2>/dev/null
+end
+complete -c rolecache -f -n '__fish_use_subcommand' -a '{COMMANDS}'
+complete -c rolecache -f -l profile -l source-profile -r -a '(__rolecache_profiles)'
+complete -c rolecache -f -a '{OPTIONS}'
+complete -c rolecache-assume -f -a '(__rolecache_profiles)'
+"""
+
+
+def script(shell: str) -> str:
+    """The rc-file snippet for `shell`."""
+    if shell == "fish":
+        return FISH
+    return BASH + (ZSH_COMPLETE if shell == "zsh" else BASH_COMPLETE)
+
+
+def run(args: list[str]) -> int:
+    """Print the snippet for the shell named in `args`; 2 for anything else."""
+    if len(args) != 1 or args[0] not in ("bash", "zsh", "fish"):
+        sys.stderr.write("usage: rolecache shell-init bash|zsh|fish\n")
+        return 2
+    sys.stdout.write(script(args[0]))
+    return 0

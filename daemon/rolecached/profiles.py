@@ -1,0 +1,277 @@
+"""Role profiles from the caller's ~/.aws/config, resolved the way the AWS CLI resolves them.
+
+The client sends the paths of the config and credentials files it would use; the daemon reads
+them (botocore's own INI loader, so the syntax is exactly the CLI's), re-reading a file when
+it changes, and turns a profile into a chain of role requests: one per hop, each its own
+cache entry. Resolution itself (`role_chain`) is pure.
+"""
+
+import os
+import pwd
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.configloader
+import botocore.exceptions
+
+from rolecached.errors import InvalidRequest
+from rolecached.request import CONFIG_ONLY_FIELDS, RoleRequest, parse_request
+
+# Profile keys honoured on a role profile, and the request field each becomes.
+ROLE_KEYS = {
+    "role_arn": "role_arn",
+    "role_session_name": "role_session_name",
+    "duration_seconds": "duration_seconds",
+    "external_id": "external_id",
+    "mfa_serial": "mfa_serial",
+    "region": "region",
+    "sts_regional_endpoints": "sts_regional_endpoints",
+}
+SUPPORTED_CREDENTIAL_SOURCES = ("Environment",)
+STATIC_KEYS = ("aws_access_key_id", "aws_secret_access_key")
+
+
+class ProfileError(InvalidRequest):
+    """A profile cannot be used as it is; the message names it and says what to change."""
+
+    code = "ProfileError"
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """The profiles of a config file merged with a credentials file, and its services."""
+
+    profiles: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]]
+
+
+def stable_session_name(profile: str) -> str:
+    """The session name of a profile without role_session_name: the same for every call by
+    this user (so calls share a cache entry), readable in CloudTrail, within STS's rules."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    name = re.sub(r"[^\w+=,.@-]", "-", f"{user}@{profile}", flags=re.ASCII)
+    return name[:64] if len(name) >= 2 else f"rolecache-{name}"
+
+
+def _is_role_profile(profile: dict[str, Any]) -> bool:
+    return "role_arn" in profile and "web_identity_token_file" not in profile
+
+
+def _has_static_keys(profile: dict[str, Any]) -> bool:
+    return any(key in profile for key in STATIC_KEYS)
+
+
+def _endpoint_url(profile: dict[str, Any], config: AwsConfig) -> str | None:
+    """STS endpoint from the profile: its services section first, then endpoint_url; the
+    daemon's AWS_ENDPOINT_URL(_STS) environment wins over both, as in botocore."""
+    if os.environ.get("AWS_ENDPOINT_URL_STS") or os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    services = config.services.get(profile.get("services", ""), {})
+    sts = services.get("sts", {})
+    if isinstance(sts, dict) and sts.get("endpoint_url"):
+        return str(sts["endpoint_url"])
+    url = profile.get("endpoint_url")
+    return str(url) if url else None
+
+
+def _hop(name: str, profile: dict[str, Any], config: AwsConfig) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for key, field in ROLE_KEYS.items():
+        if key in profile:
+            body[field] = profile[key]
+    if "duration_seconds" in body:
+        try:
+            body["duration_seconds"] = int(body["duration_seconds"])
+        except ValueError:
+            raise ProfileError(
+                f"profile {name!r}: duration_seconds = {body['duration_seconds']!r} is not a "
+                "whole number of seconds"
+            ) from None
+    body.setdefault("role_session_name", stable_session_name(name))
+    endpoint = _endpoint_url(profile, config)
+    if endpoint:
+        body["endpoint_url"] = endpoint
+    return body
+
+
+def role_chain(name: str, config: AwsConfig) -> list[dict[str, Any]]:
+    """The AssumeRole hops behind role profile `name`, from the one nearest the long-term
+    credentials to `name` itself. The first hop says where its source credentials come from
+    (source_profile or credential_source); each later hop is signed by the one before."""
+    hops: list[dict[str, Any]] = []
+    visited: list[str] = []
+    current = name
+    while True:
+        profile = config.profiles.get(current)
+        if profile is None:
+            if current == name:
+                raise ProfileError(
+                    f"profile {name!r} is not in the AWS config files; "
+                    "`aws configure list-profiles` shows the ones there are"
+                )
+            raise ProfileError(
+                f"the source_profile {current!r} of profile {visited[-1]!r} does not exist; "
+                "add it or fix the name"
+            )
+        if not _is_role_profile(profile):
+            raise ProfileError(
+                f"profile {current!r} has no role_arn: rolecache assumes roles, so use a role "
+                "profile (role_arn plus source_profile or credential_source)"
+            )
+        visited.append(current)
+        hop = _hop(current, profile, config)
+        hops.append(hop)
+        source = profile.get("source_profile")
+        credential_source = profile.get("credential_source")
+        if source is not None and credential_source is not None:
+            raise ProfileError(
+                f"profile {current!r} has both source_profile and credential_source; keep one"
+            )
+        if credential_source is not None:
+            if credential_source not in SUPPORTED_CREDENTIAL_SOURCES:
+                raise ProfileError(
+                    f"profile {current!r}: credential_source = {credential_source} is not "
+                    "supported by rolecache; use Environment (the daemon's environment) or "
+                    "a source_profile"
+                )
+            hop["credential_source"] = credential_source
+            break
+        if source is None:
+            raise ProfileError(
+                f"profile {current!r} has role_arn but neither source_profile nor "
+                "credential_source; add source_profile = <profile with credentials>"
+            )
+        source_profile = config.profiles.get(source)
+        if source_profile is None:
+            raise ProfileError(
+                f"the source_profile {source!r} of profile {current!r} does not exist; "
+                "add it or fix the name"
+            )
+        # A source with keys of its own (or no role) holds the long-term credentials; a
+        # profile may name itself as source only to use its own keys, as in botocore.
+        if _has_static_keys(source_profile) or not _is_role_profile(source_profile):
+            hop["source_profile"] = source
+            break
+        if source in visited:
+            raise ProfileError(
+                f"source_profile loop: {' -> '.join([*visited, source])}; one profile in the "
+                "chain must have credentials instead of a source_profile"
+            )
+        current = source
+    hops.reverse()
+    # Later hops use the region of the profile asked for unless they set their own.
+    top_region = hops[-1].get("region")
+    for hop in hops:
+        if top_region and "region" not in hop:
+            hop["region"] = top_region
+    return hops
+
+
+class ConfigFiles:
+    """Reads AWS config and credentials files, again only when one changed (mtime, size)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[tuple[Any, ...], AwsConfig]] = {}
+
+    @staticmethod
+    def _stamp(path: str) -> tuple[int, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
+
+    def load(self, config_file: str, credentials_file: str) -> AwsConfig:
+        """The merged profiles of both files (credentials-file keys win, as in botocore)."""
+        stamp = (self._stamp(config_file), self._stamp(credentials_file))
+        cached = self._cache.get((config_file, credentials_file))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        config = self._read(config_file, credentials_file)
+        self._cache[(config_file, credentials_file)] = (stamp, config)
+        return config
+
+    @staticmethod
+    def _read(config_file: str, credentials_file: str) -> AwsConfig:
+        try:
+            parsed = (
+                botocore.configloader.load_config(config_file)
+                if os.path.exists(config_file)
+                else {"profiles": {}}
+            )
+            creds = (
+                botocore.configloader.raw_config_parse(credentials_file)
+                if os.path.exists(credentials_file)
+                else {}
+            )
+        except botocore.exceptions.ConfigParseError as exc:
+            raise ProfileError(f"cannot parse {exc.kwargs.get('path', 'the AWS config')}") from None
+        profiles = {name: dict(values) for name, values in parsed.get("profiles", {}).items()}
+        for name, values in creds.items():
+            profiles.setdefault(name, {}).update(values)
+        return AwsConfig(profiles=profiles, services=parsed.get("services", {}))
+
+
+DEFAULT_CONFIG = os.path.join("~", ".aws", "config")
+DEFAULT_CREDENTIALS = os.path.join("~", ".aws", "credentials")
+
+
+def select(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
+    """Turn a credentials request (a profile, or explicit fields) into a validated request,
+    chained hop by hop where the profile needs it; return it with its minimum lifetime."""
+    if not isinstance(body, dict):
+        return parse_request(body)
+    profile = body.get("profile")
+    source = body.get("source_profile")
+    if profile is None and source is None:
+        return parse_request(body)
+    config_file = body.get("config_file") or os.path.expanduser(DEFAULT_CONFIG)
+    credentials_file = body.get("credentials_file") or os.path.expanduser(DEFAULT_CREDENTIALS)
+    if not isinstance(config_file, str) or not isinstance(credentials_file, str):
+        return parse_request(body)  # reports the wrong type
+    config = files.load(config_file, credentials_file)
+    paths = {"config_file": config_file, "credentials_file": credentials_file}
+    overrides = {k: v for k, v in body.items() if k != "profile"}
+    for field in CONFIG_ONLY_FIELDS:
+        if field in overrides:
+            raise InvalidRequest(f"unknown field {field!r}: only a profile can set it")
+
+    if profile is not None:
+        if not isinstance(profile, str):
+            raise InvalidRequest("profile must be a string")
+        hops = role_chain(profile, config)
+        if "source_profile" in overrides:
+            # Flags override the profile, the source included: the chain starts there.
+            hops = hops[-1:]
+            hops[0].pop("credential_source", None)
+        hops[-1].update(overrides)
+    elif (
+        isinstance(source, str)
+        and _is_role_profile(config.profiles.get(source, {}))
+        and (not _has_static_keys(config.profiles[source]))
+    ):
+        # --source-profile naming a role profile: assume that chain first, then this role.
+        hops = [*role_chain(source, config), dict(overrides)]
+        hops[-1].pop("source_profile")
+    else:
+        hops = [dict(overrides)]
+
+    request: RoleRequest | None = None
+    min_ttl = 0
+    for i, hop in enumerate(hops):
+        if i == 0:
+            hop = {**paths, **hop}
+        else:
+            hop.pop("config_file", None)
+            hop.pop("credentials_file", None)
+        last = i == len(hops) - 1
+        if not last:
+            hop.pop("min_ttl", None)
+        try:
+            request, min_ttl = parse_request(hop, from_config=True, source_role=request)
+        except InvalidRequest as exc:
+            name = profile if profile is not None else source
+            raise ProfileError(f"profile {name!r}: {exc.message}") from None
+    assert request is not None
+    return request, min_ttl
