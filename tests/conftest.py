@@ -141,3 +141,70 @@ def daemon(tmp_path: Path, moto: Moto) -> Iterator[Daemon]:
     d = start_daemon(tmp_path, env)
     yield d
     d.stop()
+
+
+@dataclass
+class StsProxy:
+    """A loopback STS in front of moto: forwards every call unless a rule answers it first.
+
+    A rule takes the request's form fields and returns (status, XML body) to answer instead,
+    or None to let moto answer. `calls` records each call's Action, `forms` its fields.
+    """
+
+    url: str
+    rules: list = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    forms: list[dict[str, str]] = field(default_factory=list)
+    delay: float = 0.0
+
+
+def sts_error_xml(code: str, message: str) -> str:
+    """An STS error response body, as STS sends it."""
+    return (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>fault</RequestId></ErrorResponse>"
+    )
+
+
+@pytest.fixture
+def sts_proxy(moto: Moto) -> Iterator[StsProxy]:
+    """A fault-injecting STS proxy in front of moto, for one test."""
+    import http.server
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    state = StsProxy(url="")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+            state.calls.append(form.get("Action", "?"))
+            state.forms.append(form)
+            if state.delay:
+                time.sleep(state.delay)
+            answer = next((a for a in (rule(form) for rule in state.rules) if a), None)
+            if answer is None:
+                upstream = urllib.request.Request(moto.url + self.path, data=body, method="POST")
+                for name in ("Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+                    if self.headers.get(name):
+                        upstream.add_header(name, self.headers[name])
+                with urllib.request.urlopen(upstream) as reply:
+                    answer = (200, reply.read().decode())
+            data = answer[1].encode()
+            self.send_response(answer[0])
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_port}"
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    yield state
+    server.shutdown()

@@ -16,6 +16,7 @@ from tests.conftest import (
     BIN,
     Daemon,
     Moto,
+    StsProxy,
     base_env,
     run_client,
     start_daemon,
@@ -228,55 +229,27 @@ def test_sigterm_exits_0_and_removes_the_socket(daemon: Daemon) -> None:
     assert not daemon.socket.exists()
 
 
-def test_sigterm_finishes_a_request_in_flight(tmp_path: Path, moto: Moto) -> None:
+def test_sigterm_finishes_a_request_in_flight(tmp_path: Path, sts_proxy: StsProxy) -> None:
     """A request already being served when SIGTERM arrives still gets its answer."""
-    # A fake STS that answers slowly: a socket that accepts and replies after a delay would
-    # need its own server; moto behind a slow DNS-free proxy is simpler to fake with a tiny
-    # HTTP forwarder.
-    import http.server
-    import threading
-    import urllib.request
-
-    class SlowProxy(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(1.0)  # a slow STS: this is the request in flight, not a renewal wait
-            upstream = urllib.request.Request(moto.url + self.path, data=body, method="POST")
-            for name in ("Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
-                if self.headers.get(name):
-                    upstream.add_header(name, self.headers[name])
-            with urllib.request.urlopen(upstream) as reply:
-                data = reply.read()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowProxy)
-    threading.Thread(target=proxy.serve_forever, args=(0.01,), daemon=True).start()
-    try:
-        env = base_env(tmp_path, f"http://127.0.0.1:{proxy.server_port}")
-        daemon = start_daemon(tmp_path, env)
-        role = unique_role()
-        client = subprocess.Popen(
-            [str(BIN / "rolecache"), "env", "--role-arn", role, "--role-session-name", SESSION],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(0.5)  # let the request reach the daemon; the proxy holds it for 1 s
-        daemon.process.send_signal(signal.SIGTERM)
-        out, err = client.communicate(timeout=30)
-        assert client.returncode == 0, err
-        assert "AWS_SESSION_TOKEN" in out
-        assert daemon.process.wait(timeout=15) == 0
-    finally:
-        proxy.shutdown()
+    sts_proxy.delay = 1.0  # a slow STS holds the request in flight
+    env = base_env(tmp_path, sts_proxy.url)
+    daemon = start_daemon(tmp_path, env)
+    role = unique_role()
+    client = subprocess.Popen(
+        [str(BIN / "rolecache"), "env", "--role-arn", role, "--role-session-name", SESSION],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not sts_proxy.calls and time.monotonic() < deadline:
+        time.sleep(0.01)  # wait for the call to reach STS: then it is in flight
+    daemon.process.send_signal(signal.SIGTERM)
+    out, err = client.communicate(timeout=30)
+    assert client.returncode == 0, err
+    assert "AWS_SESSION_TOKEN" in out
+    assert daemon.process.wait(timeout=15) == 0
 
 
 def test_unreachable_daemon_exit_code(tmp_path: Path, moto: Moto) -> None:

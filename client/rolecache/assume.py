@@ -8,8 +8,9 @@ Same options, same output bytes (the daemon renders the AWS CLI v1 formats and a
 import os
 import sys
 
-# The AWS CLI's documented return codes.
-CLI_USAGE = 252  # syntax error, unknown option, missing required option
+# The AWS CLI v1's return codes, as it really exits (its docs list 252 for usage errors, but
+# v1's argparse exits 2; the tests compare with the real CLI).
+CLI_USAGE = 2  # syntax error, missing required option
 CLI_SERVICE_ERROR = 254  # the service (STS) answered with an error
 CLI_ERROR = 255  # anything else, parameter validation included
 
@@ -44,7 +45,12 @@ OPTIONS = {
 
 
 class CliUsage(Exception):
-    """A command line the AWS CLI would refuse before calling anything (exit 252)."""
+    """A command line the AWS CLI refuses before calling anything: exit 2, or 255 for unknown
+    options (v1 checks those after parsing)."""
+
+    def __init__(self, message: str, status: int = CLI_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def translate(args: list[str]) -> tuple[list[str], str, str | None]:
@@ -71,7 +77,7 @@ def translate(args: list[str]) -> tuple[list[str], str, str | None]:
         elif name in OPTIONS:
             out.append(OPTIONS[name] + (f"={inline}" if eq else ""))
         elif name.startswith("--"):
-            raise CliUsage(f"Unknown options: {args[i - 1]}")
+            raise CliUsage(f"Unknown options: {args[i - 1]}", CLI_ERROR)
         else:
             out.append(args[i - 1])  # a value of the option before
     if output not in ("json", "text"):
@@ -101,11 +107,14 @@ def run(args: list[str], sandbox: bool) -> int:
         selector, output, query = translate(args)
         fields, _, rest = cli.parse_options(selector, {})
         if rest:
-            raise CliUsage(f"Unknown options: {' '.join(rest)}")
+            raise CliUsage(f"Unknown options: {' '.join(rest)}", CLI_ERROR)
         body = cli.build_request(fields)
-    except (CliUsage, cli.UsageError) as exc:
+    except CliUsage as exc:
         sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
-        return CLI_USAGE
+        return exc.status
+    except cli.UsageError as exc:  # a malformed value, e.g. --duration-seconds 1h
+        sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
+        return CLI_ERROR
     if query is not None:
         body["query"] = query
     try:

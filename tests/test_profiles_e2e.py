@@ -1,0 +1,432 @@
+"""~/.aws/config profiles, role chaining, MFA and the drop-in `sts assume-role`, end to end:
+the real daemon and client against moto (behind a fault-injecting proxy where a test needs
+STS to say no), compared with the real AWS CLI v1."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    BIN,
+    Daemon,
+    Moto,
+    StsProxy,
+    base_env,
+    start_daemon,
+    sts_error_xml,
+    unique_role,
+)
+
+ACCOUNT = "123456789012"
+MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
+CREDENTIALS = """\
+[base]
+aws_access_key_id = AKIABASEPROFILE00001
+aws_secret_access_key = base-profile-secret
+"""
+
+
+def write_config(env: dict[str, str], text: str) -> None:
+    """Write the AWS config and credentials files the client in `env` uses."""
+    Path(env["AWS_CONFIG_FILE"]).write_text(text)
+    Path(env["AWS_SHARED_CREDENTIALS_FILE"]).write_text(CREDENTIALS)
+
+
+def role_profile(name: str, role: str, source: str, **extra: str) -> str:
+    lines = [f"[profile {name}]", f"role_arn = {role}", f"source_profile = {source}"]
+    lines += [f"{k} = {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def caller_arn_of(env_lines: str, moto_url: str) -> str:
+    """Evaluate export lines in bash and ask moto who those credentials are."""
+    script = (
+        'eval "$(cat)"; exec "$PY" -c "import boto3, os; print(boto3.client(\'sts\', '
+        "region_name='us-east-1', endpoint_url=os.environ['MOTO']).get_caller_identity()['Arn'])\""
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(PY=sys.executable, MOTO=moto_url)
+    result = subprocess.run(
+        ["bash", "-c", script], input=env_lines, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def assumed(role: str, session: str) -> str:
+    return f"arn:aws:sts::{ACCOUNT}:assumed-role/{role.split('/')[-1]}/{session}"
+
+
+@pytest.fixture
+def chain(daemon: Daemon) -> dict[str, str]:
+    """A 3-hop chain c -> b -> a -> base (static keys) in the client's config files."""
+    roles = {name: unique_role(name) for name in "abc"}
+    write_config(
+        daemon.env,
+        role_profile("a", roles["a"], "base")
+        + role_profile("b", roles["b"], "a", role_session_name="bee")
+        + role_profile("c", roles["c"], "b", duration_seconds="900"),
+    )
+    return roles
+
+
+def test_three_hop_chain_is_assumed_hop_by_hop(daemon: Daemon, moto: Moto, chain: dict) -> None:
+    """A 3-hop profile chain gives working credentials of the last role; each hop is one
+    AssumeRole and its own cache entry, and a second call costs no STS call at all."""
+    first = daemon.client("env", "--profile", "c")
+    assert first.returncode == 0, first.stderr
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    assert caller_arn_of(first.stdout, moto.url) == assumed(chain["c"], f"{user}@c")
+    assert daemon.client("env", "--profile", "c").stdout == first.stdout
+    assert [moto.assume_role_calls(chain[n]) for n in "abc"] == [1, 1, 1]
+    sessions = json.loads(daemon.client("list", "--json").stdout)["sessions"]
+    by_role = {s["role_arn"]: s for s in sessions}
+    assert set(by_role) == set(chain.values())
+    assert by_role[chain["b"]]["role_session_name"] == "bee"
+    assert by_role[chain["c"]]["duration_seconds"] == 900
+
+
+def test_flags_override_the_profile(daemon: Daemon, moto: Moto, chain: dict) -> None:
+    """A flag next to --profile wins over the profile's own value."""
+    result = daemon.client("env", "--profile", "b", "--role-session-name", "override")
+    assert result.returncode == 0, result.stderr
+    assert caller_arn_of(result.stdout, moto.url) == assumed(chain["b"], "override")
+
+
+def test_exec_and_credential_process_take_a_profile(
+    daemon: Daemon, moto: Moto, chain: dict
+) -> None:
+    """exec --profile and a credential_process of `rolecache process --profile` both work."""
+    script = (
+        "import boto3, os; print(boto3.client('sts', region_name='us-east-1', "
+        "endpoint_url=os.environ['AWS_ENDPOINT_URL_STS']).get_caller_identity()['Arn'])"
+    )
+    result = daemon.client("exec", "--profile", "a", "--", sys.executable, "-c", script)
+    assert result.returncode == 0, result.stderr
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    assert result.stdout.strip() == assumed(chain["a"], f"{user}@a")
+
+    config = Path(daemon.env["AWS_CONFIG_FILE"])
+    config.write_text(
+        config.read_text() + f"[profile via]\ncredential_process = {BIN}/rolecache process "
+        "--profile b\n"
+    )
+    env = {
+        k: v
+        for k, v in daemon.env.items()
+        if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    env["AWS_PROFILE"] = "via"
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == assumed(chain["b"], "bee")
+
+
+def test_edited_config_is_read_again(daemon: Daemon, moto: Moto, chain: dict) -> None:
+    """Changing a profile's role_arn in the file takes effect on the next call."""
+    assert daemon.client("env", "--profile", "a").returncode == 0
+    other = unique_role("moved")
+    config = Path(daemon.env["AWS_CONFIG_FILE"])
+    config.write_text(config.read_text().replace(chain["a"], other))
+    result = daemon.client("env", "--profile", "a")
+    assert result.returncode == 0, result.stderr
+    assert caller_arn_of(result.stdout, moto.url).startswith(assumed(other, "")[:-1])
+    assert moto.assume_role_calls(other) == 1
+
+
+@pytest.mark.parametrize(
+    ("profile", "config", "message"),
+    [
+        ("nope", "", "profile 'nope' is not in the AWS config files"),
+        ("plain", "[profile plain]\nregion = us-east-1\n", "has no role_arn"),
+        (
+            "x",
+            role_profile("x", f"arn:aws:iam::{ACCOUNT}:role/x", "y")
+            + role_profile("y", f"arn:aws:iam::{ACCOUNT}:role/y", "x"),
+            "source_profile loop: x -> y -> x",
+        ),
+        (
+            "z",
+            role_profile("z", f"arn:aws:iam::{ACCOUNT}:role/z", "ghost"),
+            "source_profile 'ghost' of profile 'z' does not exist",
+        ),
+        (
+            "w",
+            f"[profile w]\nrole_arn = arn:aws:iam::{ACCOUNT}:role/w\n"
+            "credential_source = Ec2InstanceMetadata\n",
+            "not supported",
+        ),
+    ],
+)
+def test_profile_errors_name_the_profile_and_exit_2(
+    daemon: Daemon, profile: str, config: str, message: str
+) -> None:
+    """Unknown profiles, profiles without role_arn, loops, missing sources and unsupported
+    credential sources are refused with exit 2 and a message saying what to fix."""
+    write_config(daemon.env, config)
+    result = daemon.client("env", "--profile", profile)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_source_without_credentials_is_reported(daemon: Daemon) -> None:
+    """A source profile that holds no credentials fails with exit 1, naming the profile."""
+    write_config(
+        daemon.env,
+        role_profile("r", unique_role(), "empty") + "[profile empty]\nregion = us-east-1\n",
+    )
+    result = daemon.client("env", "--profile", "r")
+    assert result.returncode == 1
+    assert "no source credentials found in profile 'empty'" in result.stderr
+
+
+def test_chained_duration_over_an_hour_is_refused(daemon: Daemon, chain: dict) -> None:
+    """Asking a chained hop for more than 3600 s is a clear error, not an STS call."""
+    result = daemon.client("env", "--profile", "b", "--duration-seconds", "7200")
+    assert result.returncode == 2
+    assert "role chaining" in result.stderr and "3600" in result.stderr
+
+
+# -- the drop-in `sts assume-role` -------------------------------------------------------
+
+SECRETS = [
+    (re.compile(r"ASIA[A-Z0-9]{16}"), "<KEY>"),
+    (re.compile(r"AROA[A-Z0-9]+"), "<ROLEID>"),
+    (re.compile(r"FQoGZXIvYXdz[A-Za-z0-9+/=]+"), "<TOKEN>"),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "<EXPIRATION>"),
+    (re.compile(r"(?<=[\"\t])[A-Za-z0-9+/]{40}(?=[\"\t\n])"), "<SECRET>"),
+]
+
+
+def normalised(text: str) -> str:
+    """The output with only the per-call secret values replaced."""
+    for pattern, placeholder in SECRETS:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
+@pytest.fixture
+def cli_env(daemon: Daemon) -> dict[str, str]:
+    """The environment where `aws` and `rolecache` both call moto as profile `base`."""
+    write_config(daemon.env, "")
+    return {
+        k: v
+        for k, v in daemon.env.items()
+        if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+
+
+def both(
+    env: dict[str, str], *args: str
+) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """Run `aws sts assume-role ARGS` and `rolecache sts assume-role ARGS`."""
+    run = lambda tool: subprocess.run(  # noqa: E731
+        [str(BIN / tool), "sts", "assume-role", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return run("aws"), run("rolecache")
+
+
+QUERIES = [
+    [],
+    ["--query", "Credentials.AccessKeyId"],
+    ["--query", "AssumedRoleUser"],
+    ["--query", "[Credentials.AccessKeyId, AssumedRoleUser.Arn, PackedPolicySize]"],
+    ["--query", "Credentials"],
+    ["--query", "NoSuchKey"],
+]
+
+
+@pytest.mark.parametrize("output", ["json", "text"])
+def test_sts_assume_role_prints_what_the_aws_cli_prints(
+    cli_env: dict[str, str], output: str
+) -> None:
+    """For the same request, `rolecache sts assume-role` and `aws sts assume-role` print the
+    same bytes (secret values aside) for each output format and --query."""
+    role = unique_role("cli")
+    for query in QUERIES:
+        args = ["--role-arn", role, "--role-session-name", "cli", "--profile", "base"]
+        aws, ours = both(cli_env, *args, "--output", output, *query)
+        assert aws.returncode == ours.returncode == 0, (aws.stderr, ours.stderr)
+        assert normalised(ours.stdout) == normalised(aws.stdout), query
+        assert ours.stdout != normalised(ours.stdout) or query[-1:] in (
+            ["NoSuchKey"],
+            ["AssumedRoleUser"],
+        )
+
+
+def test_export_idiom_works_through_an_aws_function(cli_env: dict[str, str], moto: Moto) -> None:
+    """The classic `--output text --query join(...)` idiom, run through an `aws` shell function
+    that forwards `sts assume-role` to rolecache, exports working credentials."""
+    role = unique_role("idiom")
+    query = ",".join(
+        f"join(``,[`export {name}=`,{field}])"
+        for name, field in [
+            ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+            ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
+            ("AWS_SESSION_TOKEN", "SessionToken"),
+        ]
+    )
+    script = f"""
+aws() {{ if [ "$1 $2" = "sts assume-role" ]; then shift 2; {BIN}/rolecache sts assume-role "$@";
+         else {BIN}/aws "$@"; fi; }}
+eval "$(aws sts assume-role --role-arn {role} --role-session-name idiom --profile base \\
+  --output text --query 'Credentials.[{query}]')"
+unset AWS_PROFILE
+aws sts get-caller-identity --query Arn --output text
+"""
+    result = subprocess.run(
+        ["bash", "-c", script], env=cli_env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == assumed(role, "idiom")
+    assert moto.assume_role_calls(role) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--role-arn", "ROLE", "--role-session-name", "s1", "--bogus"],
+        ["--role-arn", "ROLE"],
+        ["--role-arn", "ROLE", "--role-session-name", "x"],
+        ["--role-arn", "ROLE", "--role-session-name", "s1", "--query", "[["],
+    ],
+    ids=["unknown-option", "missing-session-name", "session-name-too-short", "bad-query"],
+)
+def test_sts_assume_role_exit_codes_match_the_aws_cli(
+    cli_env: dict[str, str], args: list[str]
+) -> None:
+    """Command-line mistakes exit with the same status as the real AWS CLI v1 (2 for usage,
+    255 for parameter errors), and never with success."""
+    role = unique_role("codes")
+    aws, ours = both(cli_env, *[role if a == "ROLE" else a for a in args], "--profile", "base")
+    assert aws.returncode in (2, 255)
+    assert ours.returncode == aws.returncode, (aws.stderr, ours.stderr)
+
+
+# -- MFA -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mfa_daemon(tmp_path: Path, sts_proxy: StsProxy) -> Iterator[Daemon]:
+    """A daemon whose STS is moto behind the proxy, with role profiles behind one MFA device;
+    the code 000000 is refused the way STS refuses a wrong code."""
+
+    def wrong_code(form: dict[str, str]) -> tuple[int, str] | None:
+        if form.get("Action") == "GetSessionToken" and form.get("TokenCode") == "000000":
+            return 403, sts_error_xml(
+                "AccessDenied",
+                "MultiFactorAuthentication failed with invalid MFA one time pass code.",
+            )
+        return None
+
+    sts_proxy.rules.append(wrong_code)
+    env = base_env(tmp_path, sts_proxy.url)
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    d = start_daemon(tmp_path, env)
+    write_config(
+        env,
+        role_profile("m1", unique_role("m1"), "base", mfa_serial=MFA)
+        + role_profile("m2", unique_role("m2"), "base", mfa_serial=MFA),
+    )
+    yield d
+    d.stop()
+
+
+def on_terminal(env: dict[str, str], args: list[str], answers: list[str]) -> tuple[int, str, str]:
+    """Run rolecache with a pseudo-terminal as its controlling terminal (stdout to a pipe, as
+    under eval "$(...)"); answer each MFA prompt in turn; return status, stdout, terminal text."""
+    import pty
+
+    out_r, out_w = os.pipe()
+    pid, master = pty.fork()
+    if pid == 0:  # the child: a new session whose controlling terminal is the pty
+        os.dup2(out_w, 1)
+        os.execve(str(BIN / "rolecache"), [str(BIN / "rolecache"), *args], env)
+    os.close(out_w)
+    screen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:
+            break  # the child closed the terminal: it is done
+        if not chunk:
+            break
+        screen += chunk
+        if screen.count(b"MFA code for") > len(answers) - len(pending) and pending:
+            os.write(master, pending.pop(0).encode() + b"\n")
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(out_r) as out:
+        stdout = out.read()
+    os.close(master)
+    return os.waitstatus_to_exitcode(status), stdout, screen.decode(errors="replace")
+
+
+def test_mfa_prompt_on_the_terminal_then_no_more_prompts(
+    mfa_daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """A role behind an MFA device prompts once on the terminal (not stdout); the code opens
+    one MFA session, and another role behind the same device then needs no code at all."""
+    status, stdout, screen = on_terminal(mfa_daemon.env, ["env", "--profile", "m1"], ["123456"])
+    assert status == 0, screen
+    assert f"MFA code for {MFA}" in screen
+    assert stdout.startswith("export AWS_ACCESS_KEY_ID=") and "MFA code" not in stdout
+    get_tokens = [f for f in sts_proxy.forms if f["Action"] == "GetSessionToken"]
+    assert [(f["SerialNumber"], f["TokenCode"]) for f in get_tokens] == [(MFA, "123456")]
+    # No terminal now: succeeding proves no prompt was needed.
+    second = mfa_daemon.client("env", "--profile", "m2")
+    assert second.returncode == 0, second.stderr
+    assert sts_proxy.calls.count("GetSessionToken") == 1
+
+
+def test_wrong_mfa_code_gets_stss_message_and_another_prompt(
+    mfa_daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """A refused code shows STS's message and asks again; the next good code works."""
+    status, stdout, screen = on_terminal(
+        mfa_daemon.env, ["env", "--profile", "m1"], ["000000", "123456"]
+    )
+    assert status == 0, screen
+    assert "MultiFactorAuthentication failed" in screen
+    assert screen.count("MFA code for") == 2
+    assert "export AWS_SESSION_TOKEN=" in stdout
+    assert sts_proxy.calls.count("GetSessionToken") == 2
+
+
+def test_token_code_flag_skips_the_prompt(mfa_daemon: Daemon, sts_proxy: StsProxy) -> None:
+    """--token-code is sent as the MFA code, with no terminal needed."""
+    result = mfa_daemon.client("env", "--profile", "m1", "--token-code", "654321")
+    assert result.returncode == 0, result.stderr
+    assert [f.get("TokenCode") for f in sts_proxy.forms if f["Action"] == "GetSessionToken"] == [
+        "654321"
+    ]
+
+
+def test_mfa_without_a_terminal_fails_clearly(mfa_daemon: Daemon, sts_proxy: StsProxy) -> None:
+    """With no terminal to ask on, the client exits 1 saying how to pass a code; STS is not
+    asked for an MFA session."""
+    result = subprocess.run(
+        [str(BIN / "rolecache"), "env", "--profile", "m1"],
+        env=mfa_daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # no controlling terminal
+    )
+    assert result.returncode == 1
+    assert "--token-code" in result.stderr and MFA in result.stderr
+    assert "GetSessionToken" not in sts_proxy.calls
