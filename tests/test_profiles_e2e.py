@@ -430,3 +430,29 @@ def test_mfa_without_a_terminal_fails_clearly(mfa_daemon: Daemon, sts_proxy: Sts
     assert result.returncode == 1
     assert "--token-code" in result.stderr and MFA in result.stderr
     assert "GetSessionToken" not in sts_proxy.calls
+
+
+def test_sts_error_is_reported_as_the_aws_cli_does(tmp_path: Path, sts_proxy: StsProxy) -> None:
+    """An AccessDenied from STS gives the same exit status and error line as the AWS CLI."""
+    sts_proxy.rules.append(
+        lambda form: (
+            (403, sts_error_xml("AccessDenied", "User is not authorized"))
+            if form.get("Action") == "AssumeRole"
+            else None
+        )
+    )
+    env = base_env(tmp_path, sts_proxy.url)
+    daemon = start_daemon(tmp_path, env)
+    try:
+        write_config(env, "")
+        cli = {
+            k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        }
+        role = unique_role("denied")
+        aws, ours = both(cli, "--role-arn", role, "--role-session-name", "s1", "--profile", "base")
+        assert aws.returncode == ours.returncode == 255
+        line = "An error occurred (AccessDenied) when calling the AssumeRole operation: "
+        assert line + "User is not authorized" in aws.stderr
+        assert line + "User is not authorized" in ours.stderr
+    finally:
+        daemon.stop()

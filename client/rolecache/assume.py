@@ -11,7 +11,6 @@ import sys
 # The AWS CLI v1's return codes, as it really exits (its docs list 252 for usage errors, but
 # v1's argparse exits 2; the tests compare with the real CLI).
 CLI_USAGE = 2  # syntax error, missing required option
-CLI_SERVICE_ERROR = 254  # the service (STS) answered with an error
 CLI_ERROR = 255  # anything else, parameter validation included
 
 USAGE = """\
@@ -129,7 +128,7 @@ def run(args: list[str], sandbox: bool) -> int:
                 f"\nAn error occurred ({code}) when calling the AssumeRole operation: "
                 f"{exc.error['sts_message']}\n"
             )
-            return CLI_SERVICE_ERROR
+            return CLI_ERROR  # v1 exits 255 for service errors too (v2: 254)
         sys.stderr.write(f"rolecache: {exc}\n")
         return CLI_ERROR
     except transport.Unreachable as exc:
