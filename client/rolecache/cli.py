@@ -172,9 +172,7 @@ def aws_config_paths() -> dict[str, str]:
 
 def build_request(fields: dict[str, object]) -> dict[str, object]:
     """Turn parsed selector fields into the daemon's request body."""
-    if "profile" not in fields and (
-        "role_arn" not in fields or "role_session_name" not in fields
-    ):
+    if "profile" not in fields and ("role_arn" not in fields or "role_session_name" not in fields):
         raise UsageError(
             "--role-arn and --role-session-name are both required (or name a role profile "
             "with --profile)"
