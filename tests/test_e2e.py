@@ -312,6 +312,7 @@ def test_sandbox_prints_working_labelled_credentials(tmp_path: Path) -> None:
     socket; the output works and is labelled as sandbox output."""
     env = base_env(tmp_path, "http://127.0.0.1:9")  # a real STS endpoint must not be used
     del env["ROLECACHE_SOCKET"]
+    del env["AWS_DEFAULT_REGION"]  # a newcomer may have no AWS set-up at all
     env["ROLECACHE_SANDBOX"] = "1"
     role = unique_role()
     try:

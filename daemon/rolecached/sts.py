@@ -150,7 +150,7 @@ class StsCaller:
                 # Temporary credentials change at every renewal: a client per call.
                 return self._new_session().create_client(
                     "sts",
-                    region_name=source.region,
+                    region_name=source.region or ("us-east-1" if endpoint else None),
                     endpoint_url=endpoint,
                     config=_CLIENT_CONFIG,
                     aws_access_key_id=signer.access_key_id,
@@ -158,11 +158,15 @@ class StsCaller:
                     aws_session_token=signer.session_token,
                 )
             session = self._source_session(source)
-            key = (id(session), source.region, endpoint)
+            region = source.region
+            if region is None and endpoint and not session.get_config_variable("region"):
+                # A custom endpoint needs a signing region; STS's global one signs as us-east-1.
+                region = "us-east-1"
+            key = (id(session), region, endpoint)
             client = self._clients.get(key)
             if client is None:
                 client = session.create_client(
-                    "sts", region_name=source.region, endpoint_url=endpoint, config=_CLIENT_CONFIG
+                    "sts", region_name=region, endpoint_url=endpoint, config=_CLIENT_CONFIG
                 )
                 self._clients[key] = client
             return client
