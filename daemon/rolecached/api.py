@@ -16,7 +16,7 @@ from aiohttp import web
 
 from rolecache import __version__, formats
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
-from rolecached import awscli, profiles
+from rolecached import awscli, fastlane, profiles
 from rolecached.cache import Credentials, Entry
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError
 from rolecached.request import RoleRequest, parse_token_code
@@ -31,6 +31,7 @@ STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
 PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.ConfigFiles)
+LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
 
 # Statuses aiohttp raises itself, with the codes and messages we answer instead.
 _HTTP_ERRORS = {
@@ -130,8 +131,31 @@ def session_summary(entry: Entry, now: float) -> dict[str, Any]:
     }
 
 
+def renderer(
+    role_request: RoleRequest, fmt: str, shell: str, query: str | None, sandbox: bool
+) -> Callable[[Credentials], tuple[str, bytes]]:
+    """How credentials are rendered for one request: -> (media type, UTF-8 body). Shared by
+    the handler and the fast lane, so both answer the same bytes."""
+
+    def render(credentials: Credentials) -> tuple[str, bytes]:
+        if fmt in ("aws-json", "aws-text"):
+            text = awscli.render(credentials, fmt[4:], query)
+        else:
+            doc = credentials_document(role_request, credentials)
+            if fmt == "json":
+                return "application/json", json.dumps(doc).encode()
+            if fmt == "env":
+                text = formats.env_lines(doc, shell, SANDBOX_NOTE if sandbox else None)
+            else:
+                text = formats.process_json(doc)
+        return "text/plain", text.encode()
+
+    return render
+
+
 async def get_credentials(request: web.Request) -> web.Response:
-    """POST /v1/credentials[?format=json|env|process&shell=...]: assume or serve from memory."""
+    """POST /v1/credentials[?format=json|env|process|aws-json|aws-text&shell=...]: assume or
+    serve from memory."""
     fmt = request.query.get("format", "json")
     shell = request.query.get("shell", "bash")
     if fmt not in FORMATS:
@@ -146,15 +170,16 @@ async def get_credentials(request: web.Request) -> web.Response:
         raise InvalidRequest("query must be a string (a JMESPath expression)")
     role_request, min_ttl = profiles.select(body, request.app[PROFILES])
     credentials = await request.app[STORE].get(role_request, min_ttl, token_code)
-    if fmt in ("aws-json", "aws-text"):
-        return web.Response(text=awscli.render(credentials, fmt[4:], query))
-    doc = credentials_document(role_request, credentials)
-    if fmt == "env":
-        note = SANDBOX_NOTE if request.app[SANDBOX] else None
-        return web.Response(text=formats.env_lines(doc, shell, note))
-    if fmt == "process":
-        return web.Response(text=formats.process_json(doc))
-    return web.json_response(doc)
+    render = renderer(role_request, fmt, shell, query, request.app[SANDBOX])
+    content_type, text = render(credentials)
+    # Requests that name a profile depend on files that may change, and MFA codes are used
+    # once: only the rest may be answered again by the fast lane.
+    if token_code is None and not {"profile", "source_profile"} & set(body):
+        version = f"HTTP/{request.version.major}.{request.version.minor}"
+        line = f"{request.method} {request.raw_path} {version}".encode()
+        key = fastlane.request_key(line, await request.read())
+        request.app[LANE].remember(key, fastlane.Route(role_request, min_ttl, render))
+    return web.Response(body=text, content_type=content_type, charset="utf-8")
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -208,6 +233,7 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()
     app[PROFILES] = profiles.ConfigFiles()
+    app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")
     app.router.add_post("/v1/credentials", get_credentials)
     app.router.add_get("/v1/sessions", list_sessions)
     app.router.add_delete("/v1/sessions", forget_all)

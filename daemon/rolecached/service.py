@@ -23,14 +23,17 @@ from aiohttp import web
 
 from rolecache import __version__
 from rolecache.protocol import socket_path
-from rolecached import config
-from rolecached.api import make_app
+from rolecached import config, endpoint_api
+from rolecached.api import LANE, make_app
+from rolecached.endpoints import EndpointManager, ListenError
+from rolecached.fastlane import NEED_MORE, FastLane
 from rolecached.store import Settings, Store
 from rolecached.sts import StaticSource, StsCaller
 
 log = logging.getLogger("rolecached")
 
 SD_LISTEN_FDS_START = 3
+LANE_WAIT = 2.0  # seconds a connection may take to send its request before aiohttp takes it
 PR_SET_DUMPABLE = 4
 
 
@@ -166,32 +169,78 @@ def peer_credentials(transport: Any) -> tuple[int, int, int] | None:
 
 
 class PeerGuard(asyncio.Protocol):
-    """Stands in front of aiohttp's protocol: a peer of another uid is cut off before aiohttp
-    sees a byte, so it gets no response at all (aiohttp's handler has __slots__, so we wrap
-    it rather than patch it)."""
+    """Stands in front of aiohttp's protocol for each connection.
 
-    def __init__(self, inner: asyncio.Protocol, allowed_uid: int) -> None:
-        self._inner: asyncio.Protocol | None = inner
+    A peer of another uid is cut off before anything reads a byte, so it gets no response at
+    all. Our own peer's request is first offered to the fast lane (see fastlane.py); only
+    when the lane cannot answer is aiohttp's protocol created and given the bytes. aiohttp's
+    handler has __slots__, hence a wrapper rather than a patch.
+    """
+
+    def __init__(
+        self,
+        make_inner: Callable[[], asyncio.Protocol],
+        allowed_uid: int,
+        lane: FastLane | None = None,
+    ) -> None:
+        self._make_inner = make_inner
         self._allowed_uid = allowed_uid
+        self._lane = lane
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = peer_credentials(transport)
         if peer is None or peer[1] != self._allowed_uid:
             pid, uid = (peer or ("?", "?", "?"))[:2]
             log.warning("refused a connection from pid %s uid %s (not our user)", pid, uid)
-            self._inner = None
             transport.abort()
             return
-        self._inner.connection_made(transport)  # type: ignore[union-attr]
+        self._transport = transport  # type: ignore[assignment]
+        if self._lane is None:
+            self._hand_over()
+        else:
+            # A client that sends nothing for a while is aiohttp's to time out.
+            self._timer = asyncio.get_running_loop().call_later(LANE_WAIT, self._hand_over)
+
+    def _hand_over(self) -> None:
+        if self._inner is not None or self._transport is None or self._transport.is_closing():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._inner = self._make_inner()
+        self._inner.connection_made(self._transport)
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            self._inner.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self._inner is not None:
             self._inner.data_received(data)
+            return
+        if self._transport is None:
+            return
+        self._buffer += data
+        answer = self._lane.answer(self._buffer) if self._lane is not None else None
+        if answer == NEED_MORE:
+            return
+        if answer is None:
+            self._hand_over()
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._transport.write(answer)
+        self._transport.close()
 
     def eof_received(self) -> bool | None:
+        self._hand_over()
         return self._inner.eof_received() if self._inner is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         if self._inner is not None:
             self._inner.connection_lost(exc)
 
@@ -240,25 +289,39 @@ async def serve(
     allowed_uid: int | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], None] = lambda: None,
+    endpoints: EndpointManager | None = None,
 ) -> None:
-    """Serve the API on `listener` until `stop` is set, then shut down gracefully."""
+    """Serve the API on `listener` (and the container endpoints, if given) until `stop` is
+    set, then shut down gracefully."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    runner = web.AppRunner(make_app(store, sandbox=sandbox), access_log=None)
+    app = make_app(store, sandbox=sandbox)
+    if endpoints is not None:
+        endpoint_api.add_routes(app, endpoints)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     uid = os.getuid() if allowed_uid is None else allowed_uid
+    lane = runner.app[LANE]
     server = await loop.create_unix_server(
-        lambda: PeerGuard(runner.server(), uid), sock=listener.sock
+        lambda: PeerGuard(runner.server, uid, lane), sock=listener.sock
     )
     renewer = loop.create_task(store.run_renewer())
-    on_ready()
+    maintainer = None
     try:
+        if endpoints is not None:
+            await endpoints.start()  # READY=1 only once every listener is bound
+            maintainer = loop.create_task(endpoints.run())
+        on_ready()
         await stop.wait()
     finally:
         log.info("stopping: no new connections, finishing requests in flight")
         server.close()  # stop accepting
         await runner.shutdown()
         await runner.cleanup()  # waits for handlers in flight
+        if maintainer is not None:
+            maintainer.cancel()
+        if endpoints is not None:
+            await endpoints.close()
         renewer.cancel()
         await store.close()
         if listener.owned:
@@ -325,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.socket or Path(socket_path(sandbox=args.sandbox))
     try:
         settings: Settings = config.load(args.config)
+        endpoint_config = config.load_endpoints(args.config)
         listener = open_listener(path)
     except (StartupError, config.ConfigError) as exc:
         log.error("%s", exc)
@@ -337,10 +401,29 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         log.error("%s", exc)
         return 1
-    return asyncio.run(_run(listener, caller, settings, args.sandbox))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(_run(listener, caller, settings, args.sandbox, endpoint_config))
 
 
-async def _run(listener: Listener, caller: StsCaller, settings: Settings, sandbox: bool) -> int:
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (the `fast` extra): it roughly doubles the
+    requests a core serves (bench B4); asyncio's own loop otherwise."""
+    if os.environ.get("ROLECACHE_EVENT_LOOP") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _run(
+    listener: Listener,
+    caller: StsCaller,
+    settings: Settings,
+    sandbox: bool,
+    endpoint_config: config.EndpointConfig | None = None,
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -351,6 +434,28 @@ async def _run(listener: Listener, caller: StsCaller, settings: Settings, sandbo
         sd_notify("READY=1")
 
     store = Store(caller.call, settings)
-    await serve(listener, store, sandbox=sandbox, stop=stop, on_ready=ready)
+    endpoints = None
+    if endpoint_config is not None:
+        # Token files live beside the socket, in a private folder of their own.
+        tokens = listener.path.parent / f"{listener.path.stem}-tokens"
+        try:
+            secure_folder(tokens)
+        except StartupError as exc:
+            log.error("%s", exc)
+            return 1
+        endpoints = EndpointManager(
+            store,
+            endpoint_config.settings,
+            tokens,
+            sandbox=sandbox,
+            bindings=endpoint_config.bindings,
+        )
+    try:
+        await serve(
+            listener, store, sandbox=sandbox, stop=stop, on_ready=ready, endpoints=endpoints
+        )
+    except ListenError as exc:
+        log.error("%s", exc)
+        return 1
     log.info("stopped")
     return 0

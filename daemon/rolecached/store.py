@@ -7,6 +7,7 @@ randomness and the STS call are injected, so tests drive a simulated day in mill
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -37,6 +38,8 @@ Sleep = Callable[[float], Awaitable[None]]
 SIGNER_MIN_TTL = 60.0
 # How long other callers wait for the one caller who was asked for an MFA code.
 MFA_PROMPT_WAIT = 25.0
+# True inside renewals the renewer starts (no caller behind them to type an MFA code).
+_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("background", default=False)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class Store:
         )
         self.sts_calls = 0
         self.sts_errors = 0
+        # Keys behind container bindings: their entries are renewed whether or not anyone
+        # asks, also when they are created again after a forget or a failure.
+        self._pinned: set[Key] = set()
 
     # -- serving ------------------------------------------------------------------------
 
@@ -91,18 +97,28 @@ class Store:
 
         `token_code` is an MFA code for the MFA session behind the request, if it needs one.
         """
+        held = self.peek(request, min_ttl)
+        if held is not None:
+            return held
         now = self._clock()
         entry = self._entries.get(request)
         if entry is None:
-            entry = self._entries[request] = Entry(request, created_at=now, last_used=now)
+            entry = self._entries[request] = Entry(
+                request, created_at=now, last_used=now, keep_warm=request in self._pinned
+            )
         entry.last_used = now
-        if cache.servable(entry.credentials, now, min_ttl):
-            entry.hits += 1
-            return entry.credentials  # type: ignore[return-value]
         if entry.last_error and entry.error_until is not None and now < entry.error_until:
             raise StsError(entry.last_error, describe(request))
         if isinstance(request, MfaSession) and token_code is None:
             return await self._await_mfa(entry, min_ttl)
+        if token_code is not None and request in self._inflight:
+            # The fetch in flight may have started without a code and be waiting for the MFA
+            # session this code opens: open it first instead of joining with the code unused.
+            root = request
+            while isinstance(root, RoleRequest) and root.source_role is not None:
+                root = root.source_role
+            if isinstance(root, RoleRequest) and root.mfa_session is not None:
+                await self.get(root.mfa_session, SIGNER_MIN_TTL, token_code)
 
         task = self._inflight.get(request) or self._start_fetch(
             entry, self.settings.cold_attempts, token_code
@@ -129,10 +145,27 @@ class Store:
 
     # -- STS calls ----------------------------------------------------------------------
 
+    def peek(self, request: Key, min_ttl: float) -> Credentials | None:
+        """The held credentials if they have `min_ttl` left (counted as a hit), else None;
+        never calls STS."""
+        entry = self._entries.get(request)
+        if entry is None:
+            return None
+        now = self._clock()
+        if not cache.servable(entry.credentials, now, min_ttl):
+            return None
+        entry.hits += 1
+        entry.last_used = now
+        return entry.credentials
+
     async def _await_mfa(self, entry: Entry, min_ttl: float) -> Credentials:
         """No valid MFA session and no code: the first caller is asked for a code (MfaRequired);
         callers arriving while that code is being typed wait for the session instead."""
         session: MfaSession = entry.request  # type: ignore[assignment]
+        if _BACKGROUND.get():
+            # A renewal nobody asked for: no one will type a code, so claim no prompt (a
+            # caller's request in the next seconds would wait for it in vain).
+            raise MfaRequired(session.mfa_serial)
         pending = self._prompts.get(session)
         if pending is None or self._clock() >= pending[0]:
             self._prompts[session] = (self._clock() + MFA_PROMPT_WAIT, asyncio.Event())
@@ -145,10 +178,15 @@ class Store:
         raise MfaRequired(session.mfa_serial)
 
     def _start_fetch(
-        self, entry: Entry, attempts: int, token_code: str | None = None
+        self, entry: Entry, attempts: int, token_code: str | None = None, background: bool = False
     ) -> asyncio.Task[Credentials]:
         key = entry.request
-        task = asyncio.get_running_loop().create_task(self._fetch(entry, attempts, token_code))
+        context = contextvars.copy_context()
+        if background:
+            context.run(_BACKGROUND.set, True)  # seen by the hops this fetch signs with, too
+        task = asyncio.get_running_loop().create_task(
+            self._fetch(entry, attempts, token_code), context=context
+        )
         self._inflight[key] = task
 
         def done(finished: asyncio.Task[Credentials]) -> None:
@@ -296,7 +334,7 @@ class Store:
                 del self._entries[key]
                 log.debug("dropped entry %s", describe(key))
             elif cache.due_for_renewal(entry, now, self.settings.idle_ttl):
-                started.append(self._start_fetch(entry, attempts=1))
+                started.append(self._start_fetch(entry, attempts=1, background=True))
         return started
 
     async def run_renewer(self) -> None:
@@ -307,6 +345,16 @@ class Store:
             self.tick()
 
     # -- inspection and forgetting ------------------------------------------------------
+
+    def pin(self, key: RoleRequest, pinned: bool = True) -> None:
+        """Keep `key`'s entry warm (renewed on schedule with nobody asking), or stop."""
+        if pinned:
+            self._pinned.add(key)
+        else:
+            self._pinned.discard(key)
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.keep_warm = pinned
 
     def entries(self) -> list[Entry]:
         """Every role entry, oldest first (MFA sessions are kept out of listings)."""

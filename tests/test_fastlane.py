@@ -1,0 +1,203 @@
+"""The fast lane: byte-identical repeats of a served request are answered from memory
+without aiohttp, with the same body, and anything the lane cannot vouch for goes to aiohttp."""
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rolecached import service
+from rolecached.cache import Credentials
+from rolecached.fastlane import MAX_REQUEST, NEED_MORE, split_request
+from rolecached.request import RoleRequest
+from rolecached.store import Store
+
+ROLE = "arn:aws:iam::123456789012:role/lane"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Sts:
+    """A fake STS: fresh credentials for an hour on every call, counted."""
+
+    clock: Clock
+    calls: int = 0
+
+    def __call__(self, request: RoleRequest, now: float, *_: object) -> Credentials:
+        self.calls += 1
+        n = self.calls
+        return Credentials(
+            access_key_id=f"ASIALANE{n:012d}",
+            secret_access_key=f"secret-{n}",
+            session_token=f"token-{n}",
+            expiration=now + 3600,
+            issued_at=now,
+            expiration_text="x",
+        )
+
+
+@dataclass
+class Daemon:
+    path: Path
+    sts: Sts
+    clock: Clock
+    store: Store
+
+    async def send(self, raw: bytes) -> bytes:
+        reader, writer = await asyncio.open_unix_connection(str(self.path))
+        writer.write(raw)
+        answer = await reader.read()
+        writer.close()
+        return answer
+
+
+def post(body: dict, query: str = "format=env") -> bytes:
+    data = json.dumps(body).encode()
+    return (
+        f"POST /v1/credentials?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+def split(answer: bytes) -> tuple[dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    return {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    """The real listener (peer guard, lane, aiohttp app) on a Unix socket, fake STS and clock."""
+    clock = Clock()
+    sts = Sts(clock)
+    store = Store(sts, clock=clock)
+    listener = service.open_listener(tmp_path / "run" / "s.sock")
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.serve(listener, store, stop=stop))
+    for _ in range(100):
+        if listener.path.exists():
+            break
+        await asyncio.sleep(0.01)
+    yield Daemon(listener.path, sts, clock, store)
+    stop.set()
+    await task
+    os.close(listener.lock_fd)
+
+
+async def test_a_repeat_is_answered_by_the_lane_with_the_same_body(daemon: Daemon) -> None:
+    """The first request goes through aiohttp (its Server header shows), a byte-identical
+    repeat is answered by the lane: same status, body and content type, one STS call, and
+    the hit is counted."""
+    request = post({"role_arn": ROLE, "role_session_name": "s1"})
+    first_headers, first_body = split(await daemon.send(request))
+    second_answer = await daemon.send(request)
+    second_headers, second_body = split(second_answer)
+    assert second_answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert "server" in first_headers and "server" not in second_headers  # aiohttp, then lane
+    assert second_body == first_body and b"export AWS_SESSION_TOKEN=" in second_body
+    assert second_headers["content-type"] == first_headers["content-type"]
+    assert int(second_headers["content-length"]) == len(second_body)
+    assert daemon.sts.calls == 1
+    assert daemon.store.entries()[0].hits == 1
+
+
+async def test_json_answers_match_too(daemon: Daemon) -> None:
+    """For the JSON format the lane's answer is the same document aiohttp gave."""
+    request = post({"role_arn": ROLE, "role_session_name": "s2"}, query="format=json")
+    _, first = split(await daemon.send(request))
+    headers, second = split(await daemon.send(request))
+    assert "server" not in headers
+    assert json.loads(second) == json.loads(first)
+
+
+async def test_lane_never_serves_credentials_short_of_min_ttl(daemon: Daemon) -> None:
+    """When the held credentials fall under the request's minimum lifetime, the lane steps
+    aside and aiohttp fetches fresh ones, which the lane then serves."""
+    request = post({"role_arn": ROLE, "role_session_name": "s3", "min_ttl": 600})
+    _, first = split(await daemon.send(request))
+    daemon.clock.now += 3600 - 599  # 599 s left: under the 600 s asked for
+    headers, second = split(await daemon.send(request))
+    assert "server" in headers and second != first and daemon.sts.calls == 2
+    headers, third = split(await daemon.send(request))
+    assert "server" not in headers and third == second  # re-rendered once, then served
+
+
+async def test_profile_requests_always_go_through_aiohttp(daemon: Daemon, tmp_path: Path) -> None:
+    """Requests that name a profile depend on files that may change: never remembered."""
+    config = tmp_path / "config"
+    config.write_text(f"[profile p]\nrole_arn = {ROLE}\ncredential_source = Environment\n")
+    body = {"profile": "p", "config_file": str(config), "credentials_file": str(tmp_path / "c")}
+    for _ in range(2):
+        headers, _ = split(await daemon.send(post(body)))
+        assert "server" in headers
+
+
+async def test_errors_and_other_paths_go_through_aiohttp(daemon: Daemon) -> None:
+    """Invalid requests keep getting aiohttp's error answer, however often they repeat."""
+    bad = post({"role_arn": ROLE, "role_session_name": "x"})
+    for _ in range(2):
+        answer = await daemon.send(bad)
+        assert answer.startswith(b"HTTP/1.1 400")
+    status = b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert (await daemon.send(status)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_request_in_pieces_is_still_answered(daemon: Daemon) -> None:
+    """A repeat that arrives in several writes is put together before the lane answers."""
+    request = post({"role_arn": ROLE, "role_session_name": "s4"})
+    _, first = split(await daemon.send(request))
+    reader, writer = await asyncio.open_unix_connection(str(daemon.path))
+    for i in range(0, len(request), 7):
+        writer.write(request[i : i + 7])
+        await writer.drain()
+        await asyncio.sleep(0)
+    headers, second = split(await reader.read())
+    writer.close()
+    assert "server" not in headers and second == first
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", "parts"),
+        (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: 5\r\n\r\n{}", NEED_MORE),
+        (b"POST /v1/credentials HTTP/1.1\r\nContent-Le", NEED_MORE),
+        (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}GET /", None),
+        (b"POST /v1/credentials HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}", None),
+        (b"POST /v1/credentials HTTP/1.1\r\n\r\n", None),
+        (b"GET /v1/status HTTP/1.1\r\n\r\n", None),
+        (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", None),
+        (b"x" * (MAX_REQUEST + 1), None),
+    ],
+    ids=[
+        "complete",
+        "body-short",
+        "head-short",
+        "pipelined",
+        "chunked",
+        "no-length",
+        "get",
+        "huge-length",
+        "no-end-of-head",
+    ],
+)
+def test_split_request_takes_only_complete_plain_posts(raw: bytes, expected: object) -> None:
+    """Only a complete POST /v1/credentials with a Content-Length and nothing after it is the
+    lane's; an incomplete one asks for more bytes; the rest is aiohttp's."""
+    result = split_request(raw)
+    if expected == "parts":
+        assert result == (b"POST /v1/credentials HTTP/1.1", b"{}")
+    else:
+        assert result == expected
