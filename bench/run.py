@@ -1,0 +1,441 @@
+"""Every benchmark in one command, against the real daemon and a local moto STS.
+
+    python -m bench.run [--quick] [--out bench/results]
+
+Builds what it needs (the C load generator, compiled client modules), runs B1-B8, prints
+each result and writes a Markdown table (results.md) and a chart of client latency
+(client-latency.png) to --out. Baselines are measured in the same run and compared commands
+alternate run by run: on these noisy 2-core machines only ratios from one run mean much.
+--quick runs few iterations, to prove the suite works end to end (CI), not to measure.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.latency import BIN, QUERY, ROLE, ROOT, alternate, start_world, stats, timed
+from bench.throughput import http_request
+
+
+@dataclass
+class Result:
+    """One benchmark: what was measured, against what, the target and whether it is met."""
+
+    name: str
+    what: str
+    baseline: str
+    measured: str
+    target: str
+    met: bool | None  # None: not measured
+    details: dict = field(default_factory=dict)
+
+
+def build_loadgen(tmp: Path) -> Path:
+    """Compile bench/loadgen.c (gcc is on every machine of this kind)."""
+    binary = tmp / "loadgen"
+    subprocess.run(
+        ["gcc", "-O2", "-pthread", "-o", str(binary), str(ROOT / "bench" / "loadgen.c")],
+        check=True,
+    )
+    return binary
+
+
+def run_loadgen(
+    loadgen: Path, target: str, clients: int, total: int, request: bytes, tmp: Path
+) -> dict:
+    """Run the C load generator; return its numbers."""
+    path = tmp / f"request-{clients}-{total}"
+    path.write_bytes(request)
+    out = subprocess.run(
+        [str(loadgen), target, str(clients), str(total), str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    keys = ["requests", "seconds", "rps", "p50_ms", "p99_ms", "max_ms", "errors"]
+    return {k: float(v) for k, v in zip(keys, out, strict=True)}
+
+
+def credentials_request(session: str, fmt: str = "env") -> bytes:
+    body = json.dumps({"role_arn": ROLE, "role_session_name": session}).encode()
+    return http_request("POST", f"/v1/credentials?format={fmt}", body)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def moto_assume_calls(role_arn: str) -> int:
+    from moto.sts.models import sts_backends
+
+    account = role_arn.split(":")[4]
+    return sum(1 for r in sts_backends[account]["aws"].assumed_roles if r.role_arn == role_arn)
+
+
+async def fill_sessions(sock: str, count: int, prefix: str, concurrency: int = 50) -> int:
+    """Create `count` distinct cached sessions through the socket API; return failures."""
+    queue = list(range(count))
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        while queue:
+            i = queue.pop()
+            reader, writer = await asyncio.open_unix_connection(sock)
+            writer.write(credentials_request(f"{prefix}-{i}", "json"))
+            answer = await reader.read()
+            writer.close()
+            failures += not answer.startswith(b"HTTP/1.1 200")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return failures
+
+
+def start_daemon(env: dict[str, str]) -> tuple[subprocess.Popen, float]:
+    """Start a daemon; return it and the seconds until its socket accepted a connection."""
+    import socket
+
+    path = env["ROLECACHE_SOCKET"]
+    if os.path.exists(path):
+        os.unlink(path)
+    start = time.perf_counter()
+    daemon = subprocess.Popen(
+        [str(BIN / "rolecached"), "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL
+    )
+    while True:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(path)
+                return daemon, time.perf_counter() - start
+            except OSError:
+                if daemon.poll() is not None:
+                    raise RuntimeError("rolecached exited") from None
+                time.sleep(0.002)
+
+
+def stop(daemon: subprocess.Popen) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(timeout=15)
+
+
+AWS_QUERY = "aws sts assume-role --query"
+
+
+def vs(rows: dict, ours: str, base: str) -> str:
+    """'A vs B ms': two medians side by side."""
+    return f"{rows[ours]['median']:.1f} vs {rows[base]['median']:.1f} ms"
+
+
+def bench_latency(env: dict[str, str], runs: int) -> tuple[list[Result], dict]:
+    """B1-B3: whole client commands on a cache hit against their baselines."""
+    selector = ["--role-arn", ROLE, "--role-session-name", "bench"]
+    sts_args = ["sts", "assume-role", *selector, "--output", "text", "--query", QUERY]
+    env_cmd = [str(BIN / "rolecache"), "env", *selector]
+    for warm in (["env", *selector], sts_args):
+        timed([str(BIN / "rolecache"), *warm], env)
+    b1 = alternate(
+        {"python -c pass": [sys.executable, "-c", "pass"], "rolecache env": env_cmd}, env, runs
+    )
+    slow_runs = max(3, runs // 2)  # the AWS CLI takes half a second a run
+    b2 = alternate(
+        {"aws sts assume-role": [str(BIN / "aws"), *sts_args[:-4]], "rolecache env": env_cmd},
+        env,
+        slow_runs,
+    )
+    b3 = alternate(
+        {
+            "aws sts assume-role --query": [str(BIN / "aws"), *sts_args],
+            "rolecache sts assume-role --query": [str(BIN / "rolecache"), *sts_args],
+        },
+        env,
+        slow_runs,
+    )
+    r1 = b1["rolecache env"]["median"] / b1["python -c pass"]["median"]
+    r2 = b2["aws sts assume-role"]["median"] / b2["rolecache env"]["median"]
+    r3 = (
+        b3["aws sts assume-role --query"]["median"]
+        / b3["rolecache sts assume-role --query"]["median"]
+    )
+    results = [
+        Result(
+            "B1",
+            "`rolecache env` cache hit, whole process",
+            "`python -c pass`",
+            f"{r1:.2f}x ({vs(b1, 'rolecache env', 'python -c pass')})",
+            "<= 1.5x",
+            r1 <= 1.5,
+            b1,
+        ),
+        Result(
+            "B2",
+            "`rolecache env` cache hit",
+            "`aws sts assume-role` (CLI v1, moto)",
+            f"{r2:.1f}x faster ({vs(b2, 'rolecache env', 'aws sts assume-role')})",
+            ">= 25x faster",
+            r2 >= 25,
+            b2,
+        ),
+        Result(
+            "B3",
+            "`rolecache sts assume-role --output text --query` cache hit",
+            "the same `aws` command",
+            f"{r3:.1f}x faster ({vs(b3, 'rolecache sts assume-role --query', AWS_QUERY)})",
+            ">= 15x faster",
+            r3 >= 15,
+            b3,
+        ),
+    ]
+    chart = {
+        "python -c pass": b1["python -c pass"]["median"],
+        "rolecache env": b1["rolecache env"]["median"],
+        "rolecache sts assume-role\n--query": b3["rolecache sts assume-role --query"]["median"],
+        "aws sts assume-role\n--query": b3["aws sts assume-role --query"]["median"],
+    }
+    return results, chart
+
+
+def bench_socket_api(loadgen: Path, env: dict[str, str], total: int, tmp: Path) -> Result:
+    """B4: the socket API under 50 concurrent clients, a new connection per request."""
+    request = credentials_request("bench")
+    target = f"unix:{env['ROLECACHE_SOCKET']}"
+    run_loadgen(loadgen, target, 50, min(total, 2000), request, tmp)  # warm-up
+    r = run_loadgen(loadgen, target, 50, total, request, tmp)
+    met = r["rps"] >= 8000 and r["p99_ms"] <= 10 and r["errors"] == 0
+    return Result(
+        "B4",
+        f"socket API, 50 clients, new connection each, {int(r['requests'])} requests",
+        "-",
+        f"{r['rps']:.0f} req/s, p99 {r['p99_ms']:.1f} ms, {int(r['errors'])} errors",
+        ">= 8,000 req/s, p99 <= 10 ms",
+        met,
+        r,
+    )
+
+
+def bench_ecs_endpoint(loadgen: Path, env: dict[str, str], total: int, tmp: Path) -> Result:
+    """B5: the ECS-style endpoint under 50 concurrent clients."""
+    client = str(BIN / "rolecache")
+    added = subprocess.run(
+        [
+            client,
+            "endpoint",
+            "add",
+            "bench",
+            "--role-arn",
+            ROLE,
+            "--role-session-name",
+            "bench-ecs",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if added.returncode != 0:
+        return Result(
+            "B5",
+            "ECS endpoint",
+            "-",
+            f"not measured: {added.stderr.strip()[:80]}",
+            ">= 5,000 req/s, p99 <= 20 ms",
+            None,
+        )
+    exported = subprocess.run(
+        [client, "endpoint", "env", "bench", "--env-file"], env=env, capture_output=True, text=True
+    ).stdout
+    variables = dict(line.split("=", 1) for line in exported.splitlines() if "=" in line)
+    url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+    token = Path(variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]).read_text()
+    hostport, _, path = url.removeprefix("http://").partition("/")
+    request = (
+        f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: {token}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    run_loadgen(loadgen, f"tcp:{hostport}", 50, min(total, 1000), request, tmp)  # warm-up
+    r = run_loadgen(loadgen, f"tcp:{hostport}", 50, total, request, tmp)
+    met = r["rps"] >= 5000 and r["p99_ms"] <= 20 and r["errors"] == 0
+    return Result(
+        "B5",
+        f"ECS endpoint, 50 clients, {int(r['requests'])} requests",
+        "-",
+        f"{r['rps']:.0f} req/s, p99 {r['p99_ms']:.1f} ms, {int(r['errors'])} errors",
+        ">= 5,000 req/s, p99 <= 20 ms",
+        met,
+        r,
+    )
+
+
+def bench_cold_burst(loadgen: Path, env: dict[str, str], clients: int, tmp: Path) -> Result:
+    """B6: a burst of concurrent cold requests for one key makes exactly one STS call."""
+    session = f"cold-{int(time.time() * 1000)}"
+    role = f"{ROLE}-{session}"
+    body = json.dumps({"role_arn": role, "role_session_name": session}).encode()
+    r = run_loadgen(
+        loadgen,
+        f"unix:{env['ROLECACHE_SOCKET']}",
+        clients,
+        clients,
+        http_request("POST", "/v1/credentials?format=env", body),
+        tmp,
+    )
+    calls = moto_assume_calls(role)
+    met = calls == 1 and r["errors"] == 0 and int(r["requests"]) == clients
+    return Result(
+        "B6",
+        f"{clients} concurrent cold requests for one key",
+        "-",
+        f"{calls} STS call, {int(r['requests']) - int(r['errors'])}/{clients} answered",
+        "exactly 1 STS call, all answered",
+        met,
+        {**r, "sts_calls": calls},
+    )
+
+
+def bench_memory(env: dict[str, str], sizes: list[int]) -> Result:
+    """B7: daemon RSS right after start and with N cached sessions."""
+    daemon, _ = start_daemon(env)
+    try:
+        time.sleep(0.5)
+        rows = {"start": rss_mib(daemon.pid)}
+        done = 0
+        for size in sizes:
+            failures = asyncio.run(
+                fill_sessions(env["ROLECACHE_SOCKET"], size - done, f"mem{size}")
+            )
+            if failures:
+                raise RuntimeError(f"{failures} requests failed while filling the cache")
+            done = size
+            rows[str(size)] = rss_mib(daemon.pid)
+    finally:
+        stop(daemon)
+    limits = {1000: 64, 10000: 96}
+    met = all(rows[str(n)] <= limits.get(n, 96) for n in sizes)
+    shown = ", ".join(f"{k}: {v:.0f} MiB" for k, v in rows.items())
+    return Result(
+        "B7",
+        "daemon RSS by cached sessions",
+        "RSS right after start",
+        shown,
+        "<= 64 MiB at 1,000, <= 96 MiB at 10,000",
+        met,
+        rows,
+    )
+
+
+def bench_startup(env: dict[str, str], runs: int) -> Result:
+    """B8: daemon start to ready (socket accepting) against importing boto3 and aiohttp."""
+    ready, imports = [], []
+    for _ in range(runs):
+        imports.append(timed([sys.executable, "-c", "import boto3, aiohttp"], env))
+        daemon, seconds = start_daemon(env)
+        ready.append(seconds)
+        stop(daemon)
+    ratio = statistics.median(ready) / statistics.median(imports)
+    return Result(
+        "B8",
+        "daemon start to ready",
+        '`python -c "import boto3, aiohttp"`',
+        f"{ratio:.2f}x ({vs({'d': stats(ready), 'i': stats(imports)}, 'd', 'i')})",
+        "<= 1.3x",
+        ratio <= 1.3,
+        {"ready": stats(ready), "imports": stats(imports)},
+    )
+
+
+def write_markdown(results: list[Result], out: Path, quick: bool) -> str:
+    verdict = {True: "met", False: "NOT met", None: "not measured"}
+    lines = [
+        f"# rolecache benchmarks{' (quick mode: not a measurement)' if quick else ''}",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        "| # | benchmark | baseline (same run) | measured | target | |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.name} | {r.what} | {r.baseline} | {r.measured} | {r.target} | {verdict[r.met]} |"
+        for r in results
+    ]
+    text = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(
+        json.dumps([r.__dict__ for r in results], indent=2, default=str)
+    )
+    return text
+
+
+def write_chart(chart: dict[str, float], out: Path) -> None:
+    """A bar chart of client latency medians (log scale), or nothing without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        print("matplotlib is not installed: no chart (pip install 'rolecache[bench]')")
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = list(chart)
+    bars = ax.barh(names, [chart[n] for n in names], color=["#999", "#2a7", "#2a7", "#c44"])
+    ax.set_xscale("log")
+    ax.set_xlim(10, max(chart.values()) * 3)
+    ax.set_xticks([10, 30, 100, 300, 1000], labels=["10", "30", "100", "300", "1000"])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("median wall time per command, ms (log scale)")
+    ax.bar_label(bars, labels=[f"{chart[n]:.0f} ms" for n in names], padding=3)
+    ax.invert_yaxis()
+    ax.set_title("Client latency on a cache hit (same run)")
+    fig.tight_layout()
+    fig.savefig(out / "client-latency.png", dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few iterations: prove it works")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs, total, burst = (4, 2000, 200) if args.quick else (20, 20000, 1000)
+    sizes = [100, 300] if args.quick else [1000, 10000]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "client")], check=True)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        loadgen = build_loadgen(tmp)
+        env, daemon, moto = start_world(tmp)
+        try:
+            latency, chart = bench_latency(env, runs)
+            results += latency
+            results.append(bench_socket_api(loadgen, env, total, tmp))
+            results.append(bench_ecs_endpoint(loadgen, env, total, tmp))
+            results.append(bench_cold_burst(loadgen, env, burst, tmp))
+        finally:
+            stop(daemon)
+        try:
+            results.append(bench_memory(env, sizes))
+            results.append(bench_startup(env, max(3, runs // 2)))
+        finally:
+            moto.stop()  # type: ignore[attr-defined]
+    print(write_markdown(results, args.out, args.quick))
+    write_chart(chart, args.out)
+    print(f"written: {args.out / 'results.md'}, {args.out / 'client-latency.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
