@@ -24,6 +24,8 @@ commands:
   status   show the daemon's version, uptime and counters
   sts assume-role ...     drop-in for `aws sts assume-role` (same options and output)
   shell-init bash|zsh|fish  shell functions (rolecache-assume PROFILE) and completion
+  endpoint add|list|remove|rotate|env ...   serve a role to SDKs and containers on
+           loopback (ECS- and IMDSv2-style); exec --endpoint NAME [--imds] -- CMD uses one
 
 selector options (env, process, exec, forget):
   --profile NAME               a role profile from ~/.aws/config (or AWS_CONFIG_FILE);
@@ -270,9 +272,19 @@ def cmd_credentials(fmt: str, args: list[str], sandbox: bool) -> int:
 
 def cmd_exec(args: list[str], sandbox: bool) -> int:
     """Replace this process with CMD, the credentials in its environment."""
-    fields, _, command = parse_options(args, {})
+    fields, flags, command = parse_options(args, {"--endpoint": "str", "--imds": "flag"})
     if not command:
         raise UsageError("exec needs a command after --: rolecache exec --role-arn ... -- CMD")
+    if "--endpoint" in flags:
+        if fields:
+            raise UsageError("exec takes either --endpoint NAME or a selector, not both")
+        from rolecache import endpoint_cmd  # not on the cache-hit path
+
+        return endpoint_cmd.exec_endpoint(
+            str(flags["--endpoint"]), bool(flags.get("--imds")), command, sandbox
+        )
+    if "--imds" in flags:
+        raise UsageError("--imds goes with --endpoint NAME: rolecache exec --endpoint NAME --imds")
     doc = _json(_call("POST", "/v1/credentials", build_request(fields), sandbox))
     env = {k: v for k, v in os.environ.items() if k not in CONFLICTING_ENV}
     env["AWS_ACCESS_KEY_ID"] = doc["AccessKeyId"]
@@ -308,7 +320,7 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
     if not sessions:
         print("no cached sessions")
         return protocol.EXIT_OK
-    rows = [("ROLE", "SESSION", "EXPIRES IN", "RENEWS IN", "HITS", "LAST ERROR")]
+    rows = [("ROLE", "SESSION", "EXPIRES IN", "RENEWS IN", "HITS", "LAST REQUESTER", "LAST ERROR")]
     for s in sessions:
         rows.append(
             (
@@ -319,6 +331,7 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
                 if s["renews_in"] is None or s["renews_in"] > 0
                 else "now",
                 str(s["hits"]),
+                s.get("last_requester") or "",
                 s["last_error"] or "",
             )
         )
@@ -372,6 +385,10 @@ def run(argv: list[str]) -> int:
         from rolecache import shellinit
 
         return shellinit.run(args)
+    if command == "endpoint":
+        from rolecache import endpoint_cmd
+
+        return endpoint_cmd.run(args, sandbox)
     if "--help" in args[: args.index("--") if "--" in args else len(args)]:
         sys.stdout.write(USAGE)
         return protocol.EXIT_OK

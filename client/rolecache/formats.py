@@ -57,3 +57,33 @@ def process_json(creds: Mapping[str, str]) -> str:
         "Expiration": creds["Expiration"],
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+def export_lines(
+    variables: Mapping[str, str], unset: tuple[str, ...] = (), shell: str = "bash"
+) -> str:
+    """Lines that set `variables` and unset `unset` in `shell` (endpoint hand-off)."""
+    lines = []
+    for name in unset:
+        if shell == "fish":
+            lines.append(f"set -e {name};")
+        elif shell == "powershell":
+            lines.append(f"Remove-Item Env:{name} -ErrorAction SilentlyContinue")
+        else:
+            lines.append(f"unset {name}")
+    for name, value in variables.items():
+        if shell == "fish":
+            lines.append(f"set -gx {name} {_quote_fish(value)};")
+        elif shell == "powershell":
+            lines.append(f"$Env:{name} = {_quote_powershell(value)}")
+        else:
+            lines.append(f"export {name}={_quote_posix(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def env_file_lines(variables: Mapping[str, str]) -> str:
+    """Docker's --env-file form: KEY=VALUE lines, taken literally (no quotes, no escapes)."""
+    for name, value in variables.items():
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"{name} holds a line break, which an env file cannot carry")
+    return "".join(f"{name}={value}\n" for name, value in variables.items())

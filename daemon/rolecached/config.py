@@ -7,12 +7,18 @@ max_concurrent_sts = 8    # STS calls in flight at once, over all roles
 request_timeout = 20      # seconds a request waits for STS
 """
 
+import os
 import tomllib
-from dataclasses import fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
+from rolecached import bindings, profiles
+from rolecached.errors import InvalidRequest
+from rolecached.request import RoleRequest
 from rolecached.store import Settings
 
 
@@ -41,7 +47,7 @@ def load(path: Path | None) -> Settings:
 
     unknown = sorted(set(data) - {"daemon", "endpoints"})
     if unknown:
-        raise ConfigError(f"{path}: unknown table [{unknown[0]}]; known: [daemon]")
+        raise ConfigError(f"{path}: unknown table [{unknown[0]}]; known: [daemon], [endpoints]")
     table = data.get("daemon", {})
     known = {f.name: f for f in fields(Settings)}
     changes: dict[str, float | int] = {}
@@ -57,3 +63,56 @@ def load(path: Path | None) -> Settings:
             raise ConfigError(f"{path}: daemon.{name} must be a whole number, not {value!r}")
         changes[name] = value
     return replace(Settings(), **changes)
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """The [endpoints] table: listener settings and the bindings to serve from start-up."""
+
+    settings: bindings.EndpointSettings
+    bindings: list[bindings.Binding]
+
+
+def _aws_files(body: dict[str, Any]) -> dict[str, Any]:
+    # Profiles in config.toml are read from the files the daemon's environment names, as the
+    # AWS CLI would read them (the client sends its own paths for runtime bindings).
+    if "profile" in body or "source_profile" in body:
+        home = os.path.expanduser("~")
+        body.setdefault(
+            "config_file",
+            os.path.abspath(os.environ.get("AWS_CONFIG_FILE") or f"{home}/.aws/config"),
+        )
+        body.setdefault(
+            "credentials_file",
+            os.path.abspath(
+                os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or f"{home}/.aws/credentials"
+            ),
+        )
+    return body
+
+
+def load_endpoints(
+    path: Path | None,
+    resolver: Callable[[dict[str, Any]], tuple[RoleRequest, int]] | None = None,
+) -> EndpointConfig:
+    """Read and validate [endpoints] from `path` (or the default file): listener settings
+    and [endpoints.NAME] bindings, each resolved to its role request now."""
+    path = path or default_path()
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f).get("endpoints", {})
+    except FileNotFoundError:
+        table = {}  # load() reports a missing explicit file
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: endpoints must be a table: [endpoints]")
+    if resolver is None:
+        files = profiles.ConfigFiles()
+        resolver = lambda body: profiles.select(_aws_files(body), files)  # noqa: E731
+    try:
+        settings, specs = bindings.parse_endpoints_table(table)
+        resolved = [bindings.resolve(spec, resolver) for spec in specs]
+    except InvalidRequest as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
+    return EndpointConfig(settings, resolved)

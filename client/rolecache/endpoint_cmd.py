@@ -1,0 +1,225 @@
+"""`rolecache endpoint ...` and `rolecache exec --endpoint`: manage container bindings and
+hand their endpoints to programs. Standard library only; not on any cache-hit path."""
+
+import os
+import sys
+
+from rolecache import cli, formats, protocol
+
+USAGE = """\
+usage: rolecache endpoint COMMAND ...
+
+Serve a role to SDKs and containers on loopback, ECS-style and IMDSv2-style.
+
+  add NAME (--profile P | --role-arn ARN --role-session-name S) [selector options]
+          [--imds-v1] [--imds-port N] [--replace]
+                      create (or with --replace, replace) a binding; its sessions must
+                      last at least 1 h (--duration-seconds 3600 or more)
+  list [--json]       bindings, their URLs and token files
+  remove NAME         stop serving a binding
+  rotate NAME         give a binding a new token (the old one works for a grace period)
+  env NAME [--imds] [--env-file] [--shell sh|bash|zsh|fish|powershell]
+                      the variables a program needs: export lines, or Docker's
+                      KEY=VALUE lines with --env-file
+
+and: rolecache exec --endpoint NAME [--imds] -- CMD   runs CMD against the endpoint
+"""
+
+# Variables that would win over the endpoint in the SDKs' credential chains.
+STATIC = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+)
+# Set only one of each pair (CONFORMANCE.md): RELATIVE_URI would win and point at ECS's IP.
+CONTAINER = (
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def _name(args: list[str], usage: str) -> tuple[str, list[str]]:
+    """The binding name (first argument), checked so it is safe in a URL path."""
+    if not args or args[0].startswith("-"):
+        raise cli.UsageError(f"usage: rolecache endpoint {usage}")
+    name = args[0]
+    if not set(name) <= _NAME_CHARS or len(name) > 64:
+        raise cli.UsageError(
+            f"endpoint name {name!r} is not valid: 1 to 64 characters of [A-Za-z0-9_.-]"
+        )
+    return name, args[1:]
+
+
+def merge_no_proxy(environ: dict[str, str] | os._Environ[str], host: str) -> str:
+    """NO_PROXY (and no_proxy) as set, plus `host` if missing: botocore's IMDS client
+    honours proxies, and a proxy cannot reach our loopback listener."""
+    entries: list[str] = []
+    for name in ("NO_PROXY", "no_proxy"):
+        for item in environ.get(name, "").split(","):
+            item = item.strip()
+            if item and item not in entries:
+                entries.append(item)
+    if host not in entries and "*" not in entries:
+        entries.append(host)
+    return ",".join(entries)
+
+
+def handoff(
+    info: dict[str, object], imds: bool, environ: dict[str, str] | os._Environ[str]
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(variables to set, variables to unset) that point a program at the binding."""
+    if imds:
+        url = str(info["imds_url"])
+        host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+        merged = merge_no_proxy(environ, host)
+        variables = {
+            # No path: the JS SDK drops it (CONFORMANCE.md).
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": url,
+            "NO_PROXY": merged,
+            "no_proxy": merged,  # urllib lets the lower-case name win: set both
+        }
+        return variables, (*STATIC, *CONTAINER, "AWS_EC2_METADATA_DISABLED")
+    variables = {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": str(info["ecs_url"]),
+        # The file, never the token itself: it is re-read on every fetch, so a rotated
+        # token reaches running programs.
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(info["token_file"]),
+    }
+    return variables, (*STATIC, *CONTAINER[:1], *CONTAINER[2:3])
+
+
+def _info(name: str, sandbox: bool) -> dict[str, object]:
+    return cli._json(cli._call("GET", f"/v1/endpoints/{name}", None, sandbox))
+
+
+def cmd_add(args: list[str], sandbox: bool) -> int:
+    """Create a binding; print its URLs and how to hand it to a program."""
+    name, rest = _name(args, "add NAME --role-arn ARN --role-session-name S | --profile P")
+    fields, flags, extra = cli.parse_options(
+        rest, {"--replace": "flag", "--imds-v1": "flag", "--imds-port": "str"}
+    )
+    if extra:
+        raise cli.UsageError(f"unexpected arguments after --: {' '.join(extra)}")
+    body = cli.build_request(fields)
+    port = str(flags.get("--imds-port", "0"))
+    if not port.isdigit():
+        raise cli.UsageError(f"--imds-port takes a port number, not {port!r}")
+    body.update(
+        name=name,
+        replace=bool(flags.get("--replace")),
+        imds_v1=bool(flags.get("--imds-v1")),
+        imds_port=int(port),
+    )
+    info = cli._json(cli._call("POST", "/v1/endpoints", body, sandbox))
+    print(f"endpoint {name}: {info['role_arn']} as {info['role_session_name']}")
+    print(f"  container (ECS): {info['ecs_url']}")
+    print(f"  token file:      {info['token_file']}")
+    print(f"  IMDSv2:          {info['imds_url']}")
+    print(
+        f'use: eval "$(rolecache endpoint env {name})"  or  rolecache exec --endpoint {name} -- CMD'
+    )
+    return protocol.EXIT_OK
+
+
+def cmd_list(args: list[str], sandbox: bool) -> int:
+    """A table of bindings, or their JSON with --json."""
+    _, flags, _ = cli.parse_options(args, {"--json": "flag"})
+    response = cli._call("GET", "/v1/endpoints", None, sandbox)
+    if flags.get("--json"):
+        sys.stdout.buffer.write(response.body + b"\n")
+        return protocol.EXIT_OK
+    endpoints = cli._json(response)["endpoints"]
+    if not endpoints:
+        print("no endpoints")
+        return protocol.EXIT_OK
+    rows = [("NAME", "ROLE", "SESSION", "CONTAINER URL", "IMDS URL", "FROM", "LAST ERROR")]
+    for e in endpoints:
+        rows.append(
+            (
+                e["name"],
+                e["role_arn"],
+                e["role_session_name"],
+                e["ecs_url"],
+                e["imds_url"] or "-",
+                e["origin"],
+                e["last_error"] or "",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return protocol.EXIT_OK
+
+
+def cmd_remove(args: list[str], sandbox: bool) -> int:
+    """Stop serving a binding."""
+    name, rest = _name(args, "remove NAME")
+    cli.parse_options(rest, {})
+    cli._call("DELETE", f"/v1/endpoints/{name}", None, sandbox)
+    print(f"removed endpoint {name}")
+    return protocol.EXIT_OK
+
+
+def cmd_rotate(args: list[str], sandbox: bool) -> int:
+    """Rotate a binding's token."""
+    name, rest = _name(args, "rotate NAME")
+    cli.parse_options(rest, {})
+    info = cli._json(cli._call("POST", f"/v1/endpoints/{name}/rotate", None, sandbox))
+    print(f"new token for endpoint {name} in {info['token_file']}")
+    return protocol.EXIT_OK
+
+
+def cmd_env(args: list[str], sandbox: bool) -> int:
+    """Print the variables that point a program at the binding."""
+    name, rest = _name(args, "env NAME [--imds] [--env-file] [--shell SHELL]")
+    _, flags, _ = cli.parse_options(
+        rest, {"--imds": "flag", "--env-file": "flag", "--shell": "str"}
+    )
+    shell = str(flags.get("--shell", "bash"))
+    if shell not in protocol.SHELLS:
+        raise cli.UsageError(f"--shell takes one of {', '.join(protocol.SHELLS)}, not {shell!r}")
+    variables, unset = handoff(_info(name, sandbox), bool(flags.get("--imds")), os.environ)
+    if flags.get("--env-file"):
+        sys.stdout.write(formats.env_file_lines(variables))
+    else:
+        sys.stdout.write(formats.export_lines(variables, unset, shell))
+    return protocol.EXIT_OK
+
+
+def exec_endpoint(name: str, imds: bool, command: list[str], sandbox: bool) -> int:
+    """Replace this process with CMD, pointed at the binding instead of static keys."""
+    _name([name], "exec --endpoint NAME -- CMD")
+    variables, unset = handoff(_info(name, sandbox), imds, os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(variables)
+    sys.stdout.flush()
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as exc:
+        sys.stderr.write(f"rolecache: cannot run {command[0]!r}: {exc.strerror}\n")
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+    return 0  # not reached
+
+
+def run(args: list[str], sandbox: bool) -> int:
+    """Dispatch `rolecache endpoint SUBCOMMAND ...`."""
+    commands = {
+        "add": cmd_add,
+        "list": cmd_list,
+        "remove": cmd_remove,
+        "rotate": cmd_rotate,
+        "env": cmd_env,
+    }
+    if not args or args[0] in ("-h", "--help", "help") or "--help" in args:
+        sys.stdout.write(USAGE)
+        return protocol.EXIT_OK if args else protocol.EXIT_USAGE
+    if args[0] not in commands:
+        raise cli.UsageError(f"unknown endpoint command {args[0]!r}; see rolecache endpoint --help")
+    return commands[args[0]](args[1:], sandbox)

@@ -1,0 +1,228 @@
+"""Container bindings: a name tied to one cache entry, and the settings of their listeners.
+
+Pure: validation of names, options and listener settings, with the reasons SDKs give for the
+rules (CONFORMANCE.md). Resolving a selector into a role request (profiles read files) is
+injected, so everything here tests without a file, a clock or a network.
+"""
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rolecached.errors import InvalidRequest, NotFound, RolecacheError
+from rolecached.request import RoleRequest
+
+# Remaining lifetimes the SDKs need (CONFORMANCE.md, "Lifetimes clients tolerate"): botocore
+# refreshes container credentials under 15 min and extends IMDS ones under 15 + 2..10 min.
+ECS_MIN_TTL = 15 * 60
+IMDS_MIN_TTL = 25 * 60
+# Sessions behind a binding: renewal starts 30 min before expiry, so a 1 h session always
+# leaves the IMDS floor in reach; a shorter one would drop under it before renewal.
+MIN_BINDING_DURATION = 3600
+
+DEFAULT_ECS_PORT = 9711
+DEFAULT_SANDBOX_ECS_PORT = 9712
+LOOPBACK = ("127.0.0.1", "::1")
+
+# Names appear in URL paths, file names and as the IMDS role name (IAM role name characters).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
+# Binding options that are not part of the role request.
+OPTIONS = ("imds_v1", "imds_port")
+# Request fields a binding may not set: the endpoint decides the minimum lifetime itself.
+_REFUSED = {
+    "min_ttl": "a binding serves at least 15 min (container) or 25 min (IMDS) of lifetime; "
+    "min_ttl cannot be set on it",
+    "query": "query only shapes `sts assume-role` output",
+    "token_code": "an MFA code is not part of a binding",
+}
+
+Resolve = Callable[[dict[str, Any]], tuple[RoleRequest, int]]
+
+
+class BindingExists(RolecacheError):
+    """A binding of that name exists and the caller did not ask to replace it."""
+
+    status = 409
+    code = "EndpointExists"
+
+
+class NoSuchBinding(NotFound):
+    """No binding has that name."""
+
+    code = "NoSuchEndpoint"
+
+
+def check_name(name: object) -> str:
+    """A binding name: 1-64 of [A-Za-z0-9_.-], starting with a letter or digit."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        shown = repr(name)[:80]
+        raise InvalidRequest(
+            f"endpoint name {shown} is not valid: 1 to 64 characters of [A-Za-z0-9_.-], "
+            "starting with a letter or digit (it is used in URLs and as the IMDS role name)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class BindingSpec:
+    """What a binding was created from: its name, selector (request fields) and options."""
+
+    name: str
+    selector: Mapping[str, Any] = field(default_factory=dict)
+    imds_v1: bool = False
+    imds_port: int = 0  # 0: any free port
+    origin: str = "runtime"  # "runtime" (rolecache endpoint add) or "config" (config.toml)
+
+
+def parse_spec(name: object, body: Mapping[str, Any], origin: str = "runtime") -> BindingSpec:
+    """Validate a binding's name and options; the selector is checked when it is resolved."""
+    name = check_name(name)
+    selector = dict(body)
+    for key, why in _REFUSED.items():
+        if key in selector:
+            raise InvalidRequest(f"endpoint {name!r}: {why}")
+    imds_v1 = selector.pop("imds_v1", False)
+    if not isinstance(imds_v1, bool):
+        raise InvalidRequest(f"endpoint {name!r}: imds_v1 must be true or false")
+    port = selector.pop("imds_port", 0)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidRequest(f"endpoint {name!r}: imds_port must be a port number 0-65535")
+    duration = selector.get("duration_seconds")
+    if isinstance(duration, int) and not isinstance(duration, bool):
+        check_duration(name, duration)
+    return BindingSpec(name, selector, imds_v1, port, origin)
+
+
+def check_duration(name: str, duration: int, source: str = "") -> None:
+    """Refuse sessions too short for SDKs, saying why (SDK floors and the renewal margin)."""
+    if duration < MIN_BINDING_DURATION:
+        where = f" ({source})" if source else ""
+        raise InvalidRequest(
+            f"endpoint {name!r}: a {duration} s session{where} is too short for an endpoint; "
+            f"use at least {MIN_BINDING_DURATION} s. SDKs refetch container credentials with "
+            f"under {ECS_MIN_TTL // 60} min left and stretch IMDS credentials with under "
+            f"{IMDS_MIN_TTL // 60} min left, and rolecache renews 30 min before expiry, so "
+            "shorter sessions would be served too close to their end"
+        )
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A validated binding: its spec and the role request whose entry it serves."""
+
+    spec: BindingSpec
+    request: RoleRequest
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def resolve(spec: BindingSpec, resolver: Resolve) -> Binding:
+    """Turn a spec into a binding with `resolver` (a profile or explicit fields), and check
+    the resulting session is long enough to serve SDKs."""
+    try:
+        request, _ = resolver(dict(spec.selector))
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"endpoint {spec.name!r}: {exc.message}") from None
+    profile = spec.selector.get("profile")
+    check_duration(
+        spec.name, request.duration_seconds, f"from profile {profile!r}" if profile else ""
+    )
+    return Binding(spec, request)
+
+
+# -- listener settings --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Settings of the container listeners; `config.py` reads them from [endpoints]."""
+
+    port: int | None = None  # None: DEFAULT_ECS_PORT (DEFAULT_SANDBOX_ECS_PORT in sandbox)
+    bind: tuple[str, ...] = ("127.0.0.1",)
+    allow_non_loopback: bool = False
+    rate_limit: float = 100.0  # requests per second per client address and listener
+    rate_burst: int = 200
+    idle_timeout: float = 5.0  # for the first request line and headers, and between requests
+    max_body: int = 1024
+    wait: float = 1.0  # longest an endpoint request waits for STS (botocore gives up at 2 s)
+    token_rotation: float = 24 * 3600.0
+    token_grace: float = 3600.0  # the previous token stays valid this long after rotation
+    tick: float = 5.0
+
+    def ecs_port(self, sandbox: bool) -> int:
+        """The container listener's port: configured, else the documented default."""
+        if self.port is not None:
+            return self.port
+        return DEFAULT_SANDBOX_ECS_PORT if sandbox else DEFAULT_ECS_PORT
+
+
+def check_addresses(addresses: tuple[str, ...], allow_non_loopback: bool) -> list[str]:
+    """Validate listen addresses; return those that are not loopback (each needs the flag)."""
+    if not addresses:
+        raise InvalidRequest("endpoints.bind needs at least one address, such as 127.0.0.1")
+    outside = []
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise InvalidRequest(
+                f"endpoints.bind: {address!r} is not an IP address (names are not resolved)"
+            ) from None
+        if not ip.is_loopback:
+            outside.append(address)
+    if outside and not allow_non_loopback:
+        raise InvalidRequest(
+            f"endpoints.bind: {', '.join(outside)} is not a loopback address; anyone who can "
+            "reach it could ask for credentials. Set allow_non_loopback = true to do it anyway"
+        )
+    return outside
+
+
+_SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "port": (int,),
+    "bind": (list,),
+    "allow_non_loopback": (bool,),
+    "rate_limit": (int, float),
+    "rate_burst": (int,),
+    "idle_timeout": (int, float),
+    "max_body": (int,),
+    "wait": (int, float),
+    "token_rotation": (int, float),
+    "token_grace": (int, float),
+    "tick": (int, float),
+}
+
+
+def parse_endpoints_table(table: Mapping[str, Any]) -> tuple[EndpointSettings, list[BindingSpec]]:
+    """The [endpoints] table of config.toml: scalar keys are listener settings, sub-tables
+    ([endpoints.NAME]) are bindings. Raises InvalidRequest naming the key at fault."""
+    values: dict[str, Any] = {}
+    specs: list[BindingSpec] = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            specs.append(parse_spec(key, value, origin="config"))
+            continue
+        kinds = _SETTING_TYPES.get(key)
+        if kinds is None:
+            raise InvalidRequest(
+                f"unknown setting endpoints.{key}; known: {', '.join(_SETTING_TYPES)}, "
+                "or a table [endpoints.NAME] for a binding"
+            )
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise InvalidRequest(f"endpoints.{key} has the wrong type: {value!r}")
+        if key == "bind":
+            if not all(isinstance(a, str) for a in value):
+                raise InvalidRequest("endpoints.bind must be a list of IP addresses")
+            value = tuple(value)
+        elif key == "port" and not 0 <= value <= 65535:
+            raise InvalidRequest(f"endpoints.port must be 0-65535 (0: any free port), not {value}")
+        elif key not in ("allow_non_loopback", "port", "bind") and value <= 0:
+            raise InvalidRequest(f"endpoints.{key} must be positive, not {value!r}")
+        values[key] = value
+    settings = EndpointSettings(**values)
+    check_addresses(settings.bind, settings.allow_non_loopback)
+    return settings, specs

@@ -1,0 +1,702 @@
+"""Container endpoints: the ECS-style listener and one IMDSv2-style listener per binding.
+
+Both answer from the store's memory (never waiting on STS longer than `settings.wait`), only
+on loopback unless told otherwise, behind one hardening middleware: rate limit, Host
+allow-list, no `Origin`, small bodies, JSON errors `{"Code", "Message"}`. Byte formats follow
+CONFORMANCE.md. `EndpointManager` owns the bindings, their tokens, token files and listeners.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from rolecache import formats
+from rolecache.protocol import SANDBOX_HEADER
+from rolecached import cache
+from rolecached.bindings import (
+    ECS_MIN_TTL,
+    IMDS_MIN_TTL,
+    Binding,
+    BindingExists,
+    EndpointSettings,
+    NoSuchBinding,
+    check_addresses,
+)
+from rolecached.cache import Credentials
+from rolecached.errors import MfaRequired, RolecacheError, StsError
+from rolecached.ratelimit import RateLimiter
+from rolecached.store import Store
+from rolecached.tokens import ImdsTokens, TokenRing, parse_ttl
+
+log = logging.getLogger(__name__)
+
+ECS_PATH = "/v1/credentials/{name}"
+IMDS_TOKEN_PATH = "/latest/api/token"
+IMDS_ROLES = "/latest/meta-data/iam/security-credentials"
+IMDS_ROLES_EXTENDED = "/latest/meta-data/iam/security-credentials-extended"
+IMDS_TOKEN_HEADER = "X-aws-ec2-metadata-token"
+IMDS_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+# aiohttp's limits on a request head; SDK requests are a few hundred bytes.
+_HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
+
+
+# -- errors: one type per answer, statuses in one table ------------------------------------
+
+
+class EndpointError(Exception):
+    """An endpoint request refused; `code` and the message go to the client as JSON."""
+
+    code = "InternalError"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(EndpointError):
+    code = "BadRequest"
+
+
+class Unauthorized(EndpointError):
+    code = "Unauthorized"
+
+
+class Forbidden(EndpointError):
+    code = "Forbidden"
+
+
+class NotFoundError(EndpointError):
+    code = "NotFound"
+
+
+class TooLarge(EndpointError):
+    code = "PayloadTooLarge"
+
+
+class TooManyRequests(EndpointError):
+    code = "TooManyRequests"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after:.2f} s")
+        self.retry_after = retry_after
+
+
+class Unavailable(EndpointError):
+    """No credentials with enough life left to serve right now."""
+
+    code = "CredentialsUnavailable"
+
+
+class StsRefused(EndpointError):
+    """STS refused the binding's role for good (AccessDenied and friends)."""
+
+
+STATUS: dict[type[EndpointError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFoundError: 404,
+    TooLarge: 413,
+    TooManyRequests: 429,
+    StsRefused: 502,
+    Unavailable: 503,
+}
+_HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+
+
+class ListenError(RolecacheError):
+    """A listener could not bind its address."""
+
+    status = 503
+    code = "EndpointUnavailable"
+
+
+def error_body(status: int, code: str, message: str) -> web.Response:
+    """The error shape SDKs surface: {"Code", "Message"} with capitalised keys."""
+    return web.json_response({"Code": code, "Message": message}, status=status)
+
+
+# -- hardening -------------------------------------------------------------------------------
+
+
+class Guard:
+    """The checks every endpoint request passes first: rate, Host, Origin, size."""
+
+    def __init__(
+        self, settings: EndpointSettings, clock: Callable[[], float], sandbox: bool
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.sandbox = sandbox
+        self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.hosts: frozenset[str] = frozenset()
+
+    def listening_on(self, port: int) -> None:
+        """Allow the Host values that name this listener: loopback names and bound addresses."""
+        names = {"127.0.0.1", "localhost", "[::1]"}
+        for address in self.settings.bind:
+            names.add(f"[{address}]" if ":" in address else address)
+        self.hosts = frozenset(f"{name}:{port}" for name in names)
+
+    def check(self, request: web.Request) -> None:
+        """Raise the EndpointError for the first check the request fails."""
+        wait = self.limiter.allow(request.remote or "?", self.clock())
+        if wait:
+            raise TooManyRequests(wait)
+        hosts = request.headers.getall("Host", [])
+        if len(hosts) != 1 or hosts[0].lower() not in self.hosts:
+            # DNS rebinding: a web page's requests carry the attacker's host name.
+            raise Forbidden("Host header not allowed: use 127.0.0.1:PORT or localhost:PORT")
+        if "Origin" in request.headers:
+            raise Forbidden("requests from web pages (with an Origin header) are refused")
+        length = request.content_length
+        if (length is not None and length > self.settings.max_body) or (
+            "Transfer-Encoding" in request.headers
+        ):
+            raise TooLarge(f"request bodies are limited to {self.settings.max_body} bytes")
+
+
+GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)
+
+
+@web.middleware
+async def endpoint_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Run the guard, then map every failure to a JSON error: the one place for statuses."""
+    guard = request.app[GUARD]
+    try:
+        guard.check(request)
+        response = await handler(request)
+    except EndpointError as exc:
+        response = error_body(STATUS.get(type(exc), 500), exc.code, exc.message)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    except web.HTTPException as exc:
+        code = _HTTP_CODES.get(exc.status, "HttpError")
+        response = error_body(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        response = error_body(500, "InternalError", "internal error; see the daemon's log")
+    response.headers["Cache-Control"] = "no-store"
+    if guard.sandbox:
+        response.headers[SANDBOX_HEADER] = "1"
+    return response
+
+
+# -- response documents ----------------------------------------------------------------------
+
+
+def ecs_document(binding: Binding, creds: Credentials) -> dict[str, str]:
+    """The container endpoint's answer: the four fields botocore requires, plus two more."""
+    return {
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key,
+        "Token": creds.session_token,
+        "Expiration": formats.iso_expiration(creds.expiration),
+        "AccountId": binding.request.account_id,
+        "RoleArn": binding.request.role_arn,
+    }
+
+
+def imds_document(binding: Binding, creds: Credentials, extended: bool) -> dict[str, str]:
+    """The IMDS credentials document; `extended` adds AccountId (Java, Ruby, PHP SDKs)."""
+    doc = {
+        "Code": "Success",
+        "LastUpdated": formats.iso_expiration(creds.issued_at),
+        "Type": "AWS-HMAC",
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key,
+        "Token": creds.session_token,
+        "Expiration": formats.iso_expiration(creds.expiration),
+    }
+    if extended:
+        doc["AccountId"] = binding.request.account_id
+    return doc
+
+
+# -- listeners -------------------------------------------------------------------------------
+
+
+def open_tcp(address: str, port: int) -> socket.socket:
+    """A listening TCP socket on `address`:`port` (IPv6 sockets serve IPv6 only)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class Listener:
+    """One aiohttp app served on one port over every configured address."""
+
+    runner: web.AppRunner
+    port: int
+    sockets: list[socket.socket]
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where it listens, as the kernel reports it."""
+        return [s.getsockname()[:2] for s in self.sockets]
+
+    async def close(self) -> None:
+        """Stop accepting and finish requests in flight."""
+        await self.runner.cleanup()
+
+
+async def listen(
+    app: web.Application, settings: EndpointSettings, port: int, what: str
+) -> Listener:
+    """Serve `app` on each address of `settings.bind`, all on one port (the first address
+    picks it when `port` is 0)."""
+    runner = web.AppRunner(
+        app, access_log=None, keepalive_timeout=settings.idle_timeout, **_HEAD_LIMITS
+    )
+    await runner.setup()
+    sockets: list[socket.socket] = []
+    try:
+        for address in settings.bind:
+            try:
+                sock = open_tcp(address, port)
+            except OSError as exc:
+                raise ListenError(
+                    f"the {what} cannot listen on {address} port {port}: "
+                    f"{exc.strerror or exc}; another program (or another user's rolecached) "
+                    "may hold it: choose another port in [endpoints] of config.toml"
+                ) from None
+            sockets.append(sock)
+            port = sock.getsockname()[1]
+            await web.SockSite(runner, sock).start()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        await runner.cleanup()
+        raise
+    app[GUARD].listening_on(port)
+    return Listener(runner, port, sockets)
+
+
+def url_host(settings: EndpointSettings) -> str:
+    """The host part of URLs handed to programs: the first bound address."""
+    address = settings.bind[0]
+    return f"[{address}]" if ":" in address else address
+
+
+# -- the manager ------------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    """A binding being served: its tokens, token file, IMDS listener and warm-up state."""
+
+    binding: Binding
+    ring: TokenRing
+    token_file: Path
+    imds: Listener | None = None
+    imds_tokens: ImdsTokens = field(default_factory=ImdsTokens)
+    warm_task: asyncio.Task[Credentials] | None = None
+    next_warm: float = 0.0
+    warm_failures: int = 0
+    last_error: str | None = None
+    # The container answer rendered for the credentials it was rendered from: the same
+    # bytes serve every request until renewal (json.dumps per request is a visible share).
+    rendered: tuple[Credentials, bytes] | None = field(default=None, repr=False)
+
+
+def _retrieve(task: "asyncio.Future[Any]") -> None:
+    # An endpoint request stopped waiting; the fetch goes on for the next one. Its failure
+    # is the store's to log, so only mark it retrieved.
+    if not task.cancelled():
+        task.exception()
+
+
+class EndpointManager:
+    """Owns the bindings and serves them: one ECS listener, one IMDS listener per binding."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: EndpointSettings,
+        tokens_dir: Path,
+        *,
+        sandbox: bool = False,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        bindings: list[Binding] | tuple[Binding, ...] = (),
+    ) -> None:
+        self.store = store
+        self._initial = list(bindings)
+        self.settings = settings
+        self.tokens_dir = tokens_dir
+        self.sandbox = sandbox
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._served: dict[str, Served] = {}
+        self._ecs: Listener | None = None
+        self._lock = asyncio.Lock()  # adds and removes happen one at a time
+        for address in check_addresses(settings.bind, settings.allow_non_loopback):
+            log.warning(
+                "container endpoints will listen on %s, which is not loopback: anyone who "
+                "reaches it and holds a token gets credentials",
+                address,
+            )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve the bindings from the config file; their credentials are fetched by the
+        first tick, in the background (start-up never waits for STS)."""
+        for binding in self._initial:
+            await self.add(binding, warm=False)
+        self.tick()
+
+    async def close(self) -> None:
+        """Stop every listener and remove the token files."""
+        for served in list(self._served.values()):
+            await self._drop(served)
+        self._served.clear()
+        if self._ecs is not None:
+            await self._ecs.close()
+            self._ecs = None
+
+    async def run(self) -> None:
+        """Tick forever: rotate tokens when due, warm bindings that have nothing to serve."""
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            self.tick()
+
+    def tick(self) -> None:
+        """One round of token rotation and warm-up, at the injected clock's time."""
+        now = self.clock()
+        entries = {e.request: e for e in self.store.entries()}
+        for served in self._served.values():
+            if now - served.ring.rotated_at >= self.settings.token_rotation:
+                served.ring.rotate(now)
+                self._write_token(served)
+                log.info("rotated the token of endpoint %s", served.binding.name)
+            entry = entries.get(served.binding.request)
+            creds = entry.credentials if entry is not None else None
+            busy = served.warm_task is not None and not served.warm_task.done()
+            if (
+                not cache.servable(creds, now, IMDS_MIN_TTL)
+                and not busy
+                and now >= served.next_warm
+            ):
+                served.warm_task = asyncio.get_running_loop().create_task(self._warm(served))
+
+    async def _warm(self, served: Served) -> Credentials | None:
+        """Fetch a binding's credentials with nobody asking; back off while it fails."""
+        name = served.binding.name
+        try:
+            creds = await self.store.get(served.binding.request, IMDS_MIN_TTL)
+        except MfaRequired:
+            served.next_warm = float("inf")  # only a person can type the code
+            served.last_error = "needs an MFA code"
+            log.warning(
+                "endpoint %s needs an MFA code: run `rolecache endpoint add %s ... --replace` "
+                "in a terminal",
+                name,
+                name,
+            )
+            return None
+        except RolecacheError as exc:
+            served.warm_failures += 1
+            delay = cache.backoff_delay(served.warm_failures, self._rng, base=5.0, cap=300.0)
+            served.next_warm = self.clock() + delay
+            served.last_error = exc.message
+            log.warning("endpoint %s has no credentials (%s); next try in %.0f s", name, exc, delay)
+            return None
+        served.warm_failures = 0
+        served.next_warm = 0.0
+        served.last_error = None
+        return creds
+
+    # -- bindings -------------------------------------------------------------------------
+
+    def get(self, name: str) -> Served:
+        """The served binding called `name`."""
+        served = self._served.get(name)
+        if served is None:
+            raise NoSuchBinding(
+                f"no endpoint is called {name!r}; `rolecache endpoint list` shows them"
+            )
+        return served
+
+    def all(self) -> list[Served]:
+        """Every served binding, in the order they were added."""
+        return list(self._served.values())
+
+    async def add(
+        self,
+        binding: Binding,
+        *,
+        replace: bool = False,
+        warm: bool = True,
+        token_code: str | None = None,
+    ) -> Served:
+        """Serve `binding`. With `warm`, its credentials are fetched first, so a failure
+        (AccessDenied, an MFA code needed) is reported here and nothing is created."""
+        async with self._lock:
+            old = self._served.get(binding.name)
+            if old is not None and not replace:
+                raise BindingExists(
+                    f"an endpoint called {binding.name!r} exists; pass --replace to replace it"
+                )
+            await self._ensure_ecs()
+            self.store.pin(binding.request)
+            if warm:
+                try:
+                    await self.store.get(binding.request, IMDS_MIN_TTL, token_code)
+                except BaseException:
+                    self._unpin_unless_used(binding.request)
+                    raise
+            if old is None:
+                served = Served(
+                    binding,
+                    TokenRing(self.clock(), self.settings.token_grace),
+                    self.tokens_dir / f"{binding.name}.token",
+                )
+            else:
+                # Replacing keeps the token, so programs holding the token file go on.
+                served = old
+                previous = old.binding
+                served.binding = binding
+                served.rendered = None
+                self._unpin_unless_used(previous.request)
+                if binding.spec.imds_port and old.imds and old.imds.port != binding.spec.imds_port:
+                    await old.imds.close()
+                    served.imds = None
+            if served.imds is None:
+                try:
+                    served.imds = await listen(
+                        self._imds_app(served),
+                        self.settings,
+                        binding.spec.imds_port,
+                        f"IMDS listener of endpoint {binding.name!r}",
+                    )
+                except ListenError:
+                    if old is None:
+                        self._unpin_unless_used(binding.request)
+                    raise
+            self._write_token(served)
+            self._served[binding.name] = served
+            log.info(
+                "endpoint %s serves %s (IMDS on port %d)",
+                binding.name,
+                binding.request.describe(),
+                served.imds.port,
+            )
+            return served
+
+    async def remove(self, name: str) -> None:
+        """Stop serving `name`: its IMDS listener closes and its token file goes."""
+        async with self._lock:
+            served = self.get(name)
+            del self._served[name]
+            await self._drop(served)
+            self._unpin_unless_used(served.binding.request)
+            log.info("endpoint %s removed", name)
+
+    def rotate(self, name: str) -> Served:
+        """Give `name` a new token now; the previous one stays valid for the grace period."""
+        served = self.get(name)
+        served.ring.rotate(self.clock())
+        self._write_token(served)
+        log.info("rotated the token of endpoint %s", name)
+        return served
+
+    async def _drop(self, served: Served) -> None:
+        if served.warm_task is not None:
+            served.warm_task.cancel()
+        if served.imds is not None:
+            await served.imds.close()
+            served.imds = None
+        with contextlib.suppress(FileNotFoundError):
+            served.token_file.unlink()
+
+    def _unpin_unless_used(self, request: Any) -> None:
+        # Two bindings may share one entry: it stays warm while either serves it.
+        if not any(s.binding.request == request for s in self._served.values()):
+            self.store.pin(request, False)
+
+    async def _ensure_ecs(self) -> None:
+        # Bound on first use, so a user without bindings never holds the fixed port.
+        if self._ecs is None:
+            port = self.settings.ecs_port(self.sandbox)
+            self._ecs = await listen(self._ecs_app(), self.settings, port, "container endpoint")
+            log.info("container endpoint listening on %s", self._ecs.addresses())
+
+    @property
+    def ecs_port(self) -> int | None:
+        """The container listener's port, once it listens."""
+        return None if self._ecs is None else self._ecs.port
+
+    @property
+    def ecs_listener(self) -> Listener | None:
+        return self._ecs
+
+    def _write_token(self, served: Served) -> None:
+        """Write the token file (0600, no trailing newline) by rename, so a reader never sees
+        half a token and a mounted folder sees the new file."""
+        tmp = served.token_file.with_name(f".{served.token_file.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, served.ring.current.encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, served.token_file)
+
+    def summary(self, served: Served) -> dict[str, Any]:
+        """What `rolecache endpoint list` and `env` need: never a token or a secret."""
+        binding = served.binding
+        host = url_host(self.settings)
+        entry = next((e for e in self.store.entries() if e.request == binding.request), None)
+        creds = entry.credentials if entry else None
+        return {
+            "name": binding.name,
+            "origin": binding.spec.origin,
+            "profile": binding.spec.selector.get("profile"),
+            "role_arn": binding.request.role_arn,
+            "role_session_name": binding.request.role_session_name,
+            "duration_seconds": binding.request.duration_seconds,
+            "ecs_url": f"http://{host}:{self.ecs_port}/v1/credentials/{binding.name}",
+            "token_file": str(served.token_file),
+            "imds_url": f"http://{host}:{served.imds.port}" if served.imds else None,
+            "imds_v1": binding.spec.imds_v1,
+            "expires_in": None if creds is None else round(creds.expiration - self.clock()),
+            "last_error": served.last_error
+            or (str(entry.last_error) if entry and entry.last_error else None),
+        }
+
+    # -- serving --------------------------------------------------------------------------
+
+    async def credentials(self, binding: Binding, floor: float) -> Credentials:
+        """Credentials with at least `floor` seconds left, waiting at most `settings.wait`
+        for STS: SDKs time out at 2 s, and a late answer helps nobody."""
+        held = self.store.peek(binding.request, floor)
+        if held is not None:
+            return held  # the common case: from memory, no task, no wait
+        fetch = asyncio.ensure_future(self.store.get(binding.request, floor))
+        done, _ = await asyncio.wait({fetch}, timeout=self.settings.wait)
+        if not done:
+            fetch.add_done_callback(_retrieve)
+            raise Unavailable(
+                f"endpoint {binding.name!r}: no credentials with {floor // 60:.0f} min left yet; "
+                "renewal is in progress, try again shortly"
+            )
+        try:
+            return fetch.result()
+        except StsError as exc:
+            if exc.status == 502:
+                raise StsRefused(exc.message, code=exc.code) from None
+            raise Unavailable(exc.message, code=exc.code) from None
+        except RolecacheError as exc:
+            raise Unavailable(exc.message, code=exc.code) from None
+
+    def _ecs_app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[endpoint_middleware], client_max_size=self.settings.max_body
+        )
+        app[GUARD] = Guard(self.settings, self.clock, self.sandbox)
+        app.router.add_get(ECS_PATH, self._ecs_credentials)
+        return app
+
+    async def _ecs_credentials(self, request: web.Request) -> web.Response:
+        """GET /v1/credentials/{name} with the binding's token as Authorization."""
+        token = request.headers.get("Authorization")
+        if not token:
+            raise Unauthorized("the Authorization header must carry the endpoint's token")
+        name = request.match_info["name"]
+        served = self._served.get(name)
+        if served is None:
+            raise NotFoundError(f"no endpoint is called {name!r}")
+        if not served.ring.valid(token, self.clock()):
+            log.info("refused a request for endpoint %s from %s: wrong token", name, request.remote)
+            raise Forbidden("the token is not valid for this endpoint")
+        creds = await self.credentials(served.binding, ECS_MIN_TTL)
+        if served.rendered is None or served.rendered[0] is not creds:
+            body = json.dumps(ecs_document(served.binding, creds)).encode()
+            served.rendered = (creds, body)
+        return web.Response(body=served.rendered[1], content_type="application/json")
+
+    def _imds_app(self, served: Served) -> web.Application:
+        app = web.Application(
+            middlewares=[endpoint_middleware, self._imds_token_middleware(served)],
+            client_max_size=self.settings.max_body,
+        )
+        app[GUARD] = Guard(self.settings, self.clock, self.sandbox)
+
+        async def put_token(request: web.Request) -> web.Response:
+            """PUT /latest/api/token: a session token for this listener only."""
+            if "X-Forwarded-For" in request.headers:
+                # IMDS refuses forwarded requests, so a proxy on this host cannot relay them.
+                raise Forbidden("requests with X-Forwarded-For are refused")
+            try:
+                ttl = parse_ttl(request.headers.get(IMDS_TTL_HEADER))
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            token = served.imds_tokens.issue(ttl, self.clock())
+            return web.Response(
+                text=token, content_type="text/plain", headers={IMDS_TTL_HEADER: str(ttl)}
+            )
+
+        async def roles(request: web.Request) -> web.Response:
+            """The role listing: exactly one name, no newline."""
+            return web.Response(text=served.binding.name, content_type="text/plain")
+
+        async def role(request: web.Request) -> web.Response:
+            """The credentials document of the one role; other names are 404."""
+            if request.match_info["role"] != served.binding.name:
+                raise NotFoundError("no such role at this endpoint")
+            extended = request.path.startswith(IMDS_ROLES_EXTENDED)
+            binding = served.binding
+            creds = await self.credentials(binding, IMDS_MIN_TTL)
+            return web.json_response(imds_document(binding, creds, extended))
+
+        app.router.add_put(IMDS_TOKEN_PATH, put_token)
+        for base in (IMDS_ROLES, IMDS_ROLES_EXTENDED):
+            app.router.add_get(base, roles)
+            app.router.add_get(base + "/", roles)
+            app.router.add_get(base + "/{role}", role)
+        return app
+
+    def _imds_token_middleware(self, served: Served) -> Any:
+        @web.middleware
+        async def require_token(
+            request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ) -> web.StreamResponse:
+            # Every GET needs a session token (IMDSv2), unless the binding allows v1.
+            if request.method != "PUT":
+                token = request.headers.get(IMDS_TOKEN_HEADER)
+                if token is None:
+                    if not served.binding.spec.imds_v1:
+                        raise Unauthorized("an IMDSv2 session token is required")
+                elif not served.imds_tokens.valid(token, self.clock()):
+                    raise Unauthorized("the session token is not valid or has expired")
+            return await handler(request)
+
+        return require_token

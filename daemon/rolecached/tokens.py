@@ -1,0 +1,103 @@
+"""The secrets of the container endpoints: per-binding bearer tokens, and IMDSv2 session tokens.
+
+Pure: time and randomness are injected. Every comparison is constant-time
+(`hmac.compare_digest`), and no repr shows a token.
+"""
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+
+IMDS_MIN_TOKEN_TTL, IMDS_MAX_TOKEN_TTL = 1, 21600
+
+
+def new_token() -> str:
+    """A bearer token: 256 random bits, URL-safe, no CR or LF (botocore refuses those)."""
+    return secrets.token_urlsafe(32)
+
+
+class TokenRing:
+    """A binding's current token, and its previous one during a grace period after rotation
+    (the AWS CLI v2 reads the token file once per command, so a rotation needs an overlap)."""
+
+    def __init__(self, now: float, grace: float, make_token: Callable[[], str] = new_token) -> None:
+        self._make = make_token
+        self._grace = grace
+        self._current = make_token()
+        self._previous: str | None = None
+        self._previous_until = 0.0
+        self.rotated_at = now
+
+    def __repr__(self) -> str:
+        return f"TokenRing(rotated_at={self.rotated_at})"
+
+    @property
+    def current(self) -> str:
+        """The token to hand out (written to the binding's token file)."""
+        return self._current
+
+    def rotate(self, now: float) -> None:
+        """Make a new token; the old one stays valid for the grace period."""
+        self._previous, self._previous_until = self._current, now + self._grace
+        self._current = self._make()
+        self.rotated_at = now
+
+    def valid(self, presented: str, now: float) -> bool:
+        """True for the current token, or the previous one within its grace period."""
+        given = presented.encode("utf-8", "surrogateescape")
+        ok = hmac.compare_digest(given, self._current.encode())
+        if self._previous is not None:
+            # Compared even when expired, so the answer takes the same time either way.
+            old = hmac.compare_digest(given, self._previous.encode())
+            ok |= old and now < self._previous_until
+        return ok
+
+
+class ImdsTokens:
+    """IMDSv2 session tokens of one listener: `expiry.signature`, signed with a key of this
+    listener only, so a token is worthless at another binding's listener and nothing is
+    stored per token (neither SDK caches tokens: every fetch PUTs a new one)."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
+
+    def __repr__(self) -> str:
+        return "ImdsTokens(<key>)"
+
+    def _sign(self, expiry: int) -> str:
+        mac = hmac.new(self._key, str(expiry).encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def issue(self, ttl: int, now: float) -> str:
+        """A token valid for `ttl` seconds from `now`."""
+        expiry = int(now) + ttl
+        return f"{expiry}.{self._sign(expiry)}"
+
+    def valid(self, token: str, now: float) -> bool:
+        """True when this listener signed `token` and it has not expired."""
+        expiry_text, _, signature = token.partition(".")
+        if not (expiry_text.isascii() and expiry_text.isdigit()) or len(expiry_text) > 12:
+            return False
+        expiry = int(expiry_text)
+        good = hmac.compare_digest(
+            signature.encode("utf-8", "surrogateescape"), self._sign(expiry).encode()
+        )
+        return good and now < expiry
+
+
+def parse_ttl(value: str | None) -> int:
+    """The X-aws-ec2-metadata-token-ttl-seconds header: whole seconds, 1-21600."""
+    if value is None:
+        raise ValueError("the header X-aws-ec2-metadata-token-ttl-seconds is required")
+    text = value.strip()
+    if (
+        not (text.isascii() and text.isdigit() and len(text) <= 6)
+        or not IMDS_MIN_TOKEN_TTL <= int(text) <= IMDS_MAX_TOKEN_TTL
+    ):
+        raise ValueError(
+            f"X-aws-ec2-metadata-token-ttl-seconds must be {IMDS_MIN_TOKEN_TTL} to "
+            f"{IMDS_MAX_TOKEN_TTL} seconds"
+        )
+    return int(text)

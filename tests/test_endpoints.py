@@ -1,0 +1,885 @@
+"""The container endpoints in one process: the real store and listeners on loopback, a fake
+clock, and a fake STS; spoken to in raw HTTP/1.1 so every header is under the test's control.
+The last tests put real botocore (container and IMDS providers) in front of them."""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rolecached import endpoints as ep
+from rolecached.bindings import (
+    ECS_MIN_TTL,
+    IMDS_MIN_TTL,
+    Binding,
+    BindingExists,
+    EndpointSettings,
+    parse_spec,
+    resolve,
+)
+from rolecached.cache import Credentials
+from rolecached.errors import InvalidRequest, StsFailure
+from rolecached.request import RoleRequest, parse_request
+from rolecached.store import Settings, Store
+from rolecached.sts import StsCallFailed
+
+T0 = 1_800_000_000.0
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
+ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+THROTTLED = StsFailure("Throttling", "Rate exceeded", True)
+DENIED = StsFailure("AccessDenied", "not allowed", False)
+TIMEOUT = 10.0  # a guard against hanging, never a wait
+
+
+class FakeClock:
+    """Wall-clock seconds that move only when the test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeSts:
+    """AssumeRole stand-in: issues credentials for `duration_seconds` from the store's `now`,
+    or raises `failure`; `gate` (when set) holds every call until released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failure: StsFailure | None = None
+        self.gate: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, request: RoleRequest, now: float, signer: Any = None, code: Any = None
+    ) -> Credentials:
+        if self.gate is not None:
+            self.gate.wait(TIMEOUT)
+        with self._lock:
+            self.calls += 1
+            n = self.calls
+        if self.failure is not None:
+            raise StsCallFailed(self.failure)
+        return Credentials(
+            access_key_id=f"ASIAFAKE{n:012d}",
+            secret_access_key=f"secret-{n:033d}",
+            session_token=f"token-{n}-" + "x" * 200,
+            expiration=now + request.duration_seconds,
+            issued_at=now,
+            assumed_role_arn=f"arn:aws:sts::{ACCOUNT}:assumed-role/app/{request.role_session_name}",
+        )
+
+
+async def no_sleep(_: float) -> None:
+    """The store's back-off sleep, skipped."""
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def has_no_credentials(self) -> bool:
+        return b"AccessKeyId" not in self.body and b"secret-" not in self.body
+
+
+async def http(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str | None] | None = None,
+    body: bytes = b"",
+    address: str = "127.0.0.1",
+) -> Reply:
+    """One HTTP/1.1 exchange; Host defaults to 127.0.0.1:PORT, a None value drops a header."""
+    all_headers: dict[str, str | None] = {"Host": f"127.0.0.1:{port}", "Connection": "close"}
+    all_headers.update(headers or {})
+    if body and "Content-Length" not in all_headers and "Transfer-Encoding" not in all_headers:
+        all_headers["Content-Length"] = str(len(body))
+    head = [f"{method} {path} HTTP/1.1"] + [
+        f"{k}: {v}" for k, v in all_headers.items() if v is not None
+    ]
+    reader, writer = await asyncio.open_connection(address, port)
+    try:
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), TIMEOUT)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    head_text, _, data = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head_text.decode("latin-1").split("\r\n")
+    parsed = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        parsed[name.strip().lower()] = value.strip()
+    return Reply(int(status_line.split()[1]), parsed, data)
+
+
+@dataclass
+class Rig:
+    """A store and an endpoint manager on the fake clock, serving on loopback."""
+
+    clock: FakeClock
+    sts: FakeSts
+    store: Store
+    manager: ep.EndpointManager
+    tokens_dir: Path
+    extra: list[ep.EndpointManager] = field(default_factory=list)
+
+    async def add(self, name: str = "dev", replace: bool = False, **fields: Any) -> ep.Served:
+        body = {"role_arn": ROLE, "role_session_name": name, **fields}
+        binding = resolve(parse_spec(name, body), parse_request)
+        return await self.manager.add(binding, replace=replace)
+
+    @property
+    def ecs_port(self) -> int:
+        assert self.manager.ecs_port is not None
+        return self.manager.ecs_port
+
+    async def ecs(self, name: str = "dev", token: str | None = "", **headers: str | None) -> Reply:
+        """GET the container endpoint; token "" means the binding's own token."""
+        if token == "":
+            token = self.manager.get(name).ring.current
+        return await http(
+            self.ecs_port, "GET", f"/v1/credentials/{name}", {"Authorization": token, **headers}
+        )
+
+    async def imds_token(self, name: str = "dev", ttl: str = "21600") -> str:
+        port = self.manager.get(name).imds.port  # type: ignore[union-attr]
+        reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, {ep.IMDS_TTL_HEADER: ttl})
+        assert reply.status == 200, reply.body
+        return reply.body.decode()
+
+    async def imds(self, path: str, name: str = "dev", token: str | None = "") -> Reply:
+        """GET from the binding's IMDS listener; token "" means a fresh valid one."""
+        if token == "":
+            token = await self.imds_token(name)
+        port = self.manager.get(name).imds.port  # type: ignore[union-attr]
+        return await http(port, "GET", path, {ep.IMDS_TOKEN_HEADER: token})
+
+
+def settings(**changes: Any) -> EndpointSettings:
+    """Listener settings for tests: any free port, short waits."""
+    return replace(EndpointSettings(port=0, wait=0.5, idle_timeout=2.0), **changes)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """A fresh store and manager; closed after the test."""
+    clock, sts = FakeClock(), FakeSts()
+    store = Store(sts, Settings(idle_ttl=600), clock=clock, sleep=no_sleep)
+    tokens = tmp_path / "tokens"
+    tokens.mkdir(mode=0o700)
+    manager = ep.EndpointManager(store, settings(), tokens, clock=clock)
+    r = Rig(clock, sts, store, manager, tokens)
+    yield r
+    for m in [manager, *r.extra]:
+        await m.close()
+    if sts.gate is not None:
+        sts.gate.set()
+    await store.close()
+
+
+async def new_manager(rig: Rig, **changes: Any) -> ep.EndpointManager:
+    """A second manager over the same store, with other settings."""
+    manager = ep.EndpointManager(rig.store, settings(**changes), rig.tokens_dir, clock=rig.clock)
+    rig.extra.append(manager)
+    return manager
+
+
+# -- container endpoint ----------------------------------------------------------------------
+
+
+async def test_ecs_answer_is_exactly_what_sdks_expect(rig: Rig) -> None:
+    """200 with AccessKeyId, SecretAccessKey, Token, Expiration (Z), AccountId and RoleArn,
+    and no CORS header."""
+    await rig.add()
+    reply = await rig.ecs()
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("application/json")
+    doc = reply.json()
+    assert list(doc) == [
+        "AccessKeyId",
+        "SecretAccessKey",
+        "Token",
+        "Expiration",
+        "AccountId",
+        "RoleArn",
+    ]
+    assert ISO.fullmatch(doc["Expiration"])
+    assert doc["AccountId"] == ACCOUNT and doc["RoleArn"] == ROLE
+    assert doc["Token"].startswith("token-")
+    assert not [h for h in reply.headers if h.startswith("access-control-")]
+    assert reply.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("no token", 401),
+        ("empty token", 401),
+        ("wrong token", 403),
+        ("other binding's token", 403),
+        ("unknown binding", 404),
+        ("bad Host", 403),
+        ("Host without port", 403),
+        ("two Hosts", 400),  # aiohttp's parser refuses it before we see it
+        ("Origin", 403),
+        ("oversized", 413),
+        ("chunked", 413),
+    ],
+)
+async def test_ecs_refusals(rig: Rig, case: str, status: int) -> None:
+    """Each refused request gets its documented status, a JSON {Code, Message}, and no
+    credentials."""
+    await rig.add("dev")
+    await rig.add("other")
+    other = rig.manager.get("other").ring.current
+    port = rig.ecs_port
+    path = "/v1/credentials/dev"
+    token = rig.manager.get("dev").ring.current
+    requests = {
+        "no token": ({}, b""),
+        "empty token": ({"Authorization": ""}, b""),
+        "wrong token": ({"Authorization": token[:-1] + ("A" if token[-1] != "A" else "B")}, b""),
+        "other binding's token": ({"Authorization": other}, b""),
+        "unknown binding": ({"Authorization": token}, b""),
+        "bad Host": ({"Authorization": token, "Host": f"evil.example:{port}"}, b""),
+        "Host without port": ({"Authorization": token, "Host": "127.0.0.1"}, b""),
+        "two Hosts": ({"Authorization": token, "Host": f"127.0.0.1:{port}\r\nHost: x"}, b""),
+        "Origin": ({"Authorization": token, "Origin": "http://evil.example"}, b""),
+        "oversized": ({"Authorization": token}, b"x" * 5000),
+        "chunked": (
+            {"Authorization": token, "Transfer-Encoding": "chunked"},
+            b"5\r\nhello\r\n0\r\n\r\n",
+        ),
+    }
+    headers, body = requests[case]
+    if case == "unknown binding":
+        path = "/v1/credentials/nope"
+    reply = await http(port, "GET", path, headers, body)
+    assert reply.status == status, reply.body
+    assert reply.has_no_credentials()
+    if case != "two Hosts":
+        assert set(reply.json()) == {"Code", "Message"}
+
+
+async def test_ecs_flood_gets_429(rig: Rig) -> None:
+    """Past the burst, a client's requests get 429 with Retry-After and no credentials, until
+    the bucket refills."""
+    rig.manager = await new_manager(rig, rate_limit=1.0, rate_burst=3)
+    await rig.add()
+    statuses = [(await rig.ecs()).status for _ in range(3)]
+    flood = await rig.ecs()
+    assert statuses == [200, 200, 200]
+    assert flood.status == 429 and flood.has_no_credentials()
+    assert flood.headers["retry-after"] == "1"
+    rig.clock.advance(1.0)
+    assert (await rig.ecs()).status == 200
+
+
+async def test_ecs_token_rotation_keeps_the_old_token_for_the_grace(rig: Rig) -> None:
+    """After a rotation the token file holds the new token; the old one works until the grace
+    period ends, then gets 403."""
+    await rig.add()
+    old = rig.manager.get("dev").ring.current
+    rig.manager.rotate("dev")
+    new = (rig.tokens_dir / "dev.token").read_text()
+    assert new != old
+    assert (await rig.ecs(token=new)).status == 200
+    assert (await rig.ecs(token=old)).status == 200
+    rig.clock.advance(rig.manager.settings.token_grace)
+    assert (await rig.ecs(token=old)).status == 403
+    assert (await rig.ecs(token=new)).status == 200
+
+
+async def test_tokens_rotate_on_schedule(rig: Rig) -> None:
+    """The manager's tick rotates a token once it is `token_rotation` old."""
+    await rig.add()
+    first = (rig.tokens_dir / "dev.token").read_text()
+    rig.clock.advance(rig.manager.settings.token_rotation - 1)
+    rig.manager.tick()
+    assert (rig.tokens_dir / "dev.token").read_text() == first
+    rig.clock.advance(1)
+    rig.manager.tick()
+    assert (rig.tokens_dir / "dev.token").read_text() != first
+
+
+async def test_token_file_is_private_without_newline(rig: Rig) -> None:
+    """The token file is 0600, holds exactly the token (no trailing newline), and is removed
+    with the binding."""
+    await rig.add()
+    path = rig.tokens_dir / "dev.token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    content = path.read_bytes()
+    assert content == rig.manager.get("dev").ring.current.encode()
+    assert not content.endswith(b"\n") and len(content) >= 22
+    await rig.manager.remove("dev")
+    assert not path.exists()
+    assert list(rig.tokens_dir.iterdir()) == []
+
+
+# -- lifetimes -----------------------------------------------------------------------------------
+
+
+def left(reply: Reply, now: float) -> float:
+    """Seconds of life the served credentials have at `now`."""
+    expiration = time.mktime(time.strptime(reply.json()["Expiration"], "%Y-%m-%dT%H:%M:%SZ"))
+    return expiration - time.timezone - now
+
+
+async def test_ecs_never_serves_under_15_minutes(rig: Rig) -> None:
+    """With renewal failing, the container endpoint serves while 15 min or more are left and
+    then answers 503 with no credentials."""
+    await rig.add()
+    rig.sts.failure = THROTTLED
+    served = []
+    for _ in range(60):  # one simulated minute at a time, through the whole session
+        rig.clock.advance(60)
+        reply = await rig.ecs()
+        if reply.status == 200:
+            served.append(left(reply, rig.clock.now))
+        else:
+            assert reply.status == 503 and reply.has_no_credentials()
+            assert reply.json()["Code"] in ("Throttling", "CredentialsUnavailable")
+    assert served and min(served) >= ECS_MIN_TTL
+    assert min(served) < ECS_MIN_TTL + 60  # it did serve right down to the floor
+
+
+async def test_imds_never_serves_under_25_minutes_nor_expired(rig: Rig) -> None:
+    """With renewal failing, the IMDS endpoint serves while 25 min or more are left, and
+    answers an error afterwards, also once the credentials have expired."""
+    await rig.add()
+    rig.sts.failure = THROTTLED
+    served, refused = [], 0
+    for _ in range(70):
+        rig.clock.advance(60)
+        reply = await rig.imds(f"{ep.IMDS_ROLES}/dev")
+        if reply.status == 200:
+            served.append(left(reply, rig.clock.now))
+        else:
+            refused += 1
+            assert reply.status == 503 and reply.has_no_credentials()
+    assert served and min(served) >= IMDS_MIN_TTL
+    assert refused == 70 - len(served) and refused > 10
+
+
+async def test_renewed_credentials_are_served_after_a_failure(rig: Rig) -> None:
+    """When STS comes back, the next request gets fresh credentials with a full life."""
+    await rig.add()
+    rig.sts.failure = THROTTLED
+    rig.clock.advance(50 * 60)
+    assert (await rig.ecs()).status == 503
+    rig.sts.failure = None
+    rig.clock.advance(120)  # past the back-off
+    reply = await rig.ecs()
+    assert reply.status == 200 and left(reply, rig.clock.now) > 50 * 60
+
+
+async def test_sts_refusal_is_502_with_stss_code(rig: Rig) -> None:
+    """When STS refuses the role for good, the endpoint says so: 502 with AccessDenied."""
+    await rig.add()
+    rig.store.forget()
+    rig.sts.failure = DENIED
+    reply = await rig.ecs()
+    assert reply.status == 502 and reply.json()["Code"] == "AccessDenied"
+    assert reply.has_no_credentials()
+
+
+async def test_endpoint_never_waits_long_for_sts(rig: Rig) -> None:
+    """With STS hanging and nothing servable, a request is answered 503 after `wait`, well
+    inside botocore's 2 s timeout; the fetch continues and serves the next request."""
+    await rig.add()
+    rig.store.forget()
+    rig.sts.gate = threading.Event()
+    started = time.monotonic()
+    reply = await rig.ecs()
+    elapsed = time.monotonic() - started
+    assert reply.status == 503 and reply.json()["Code"] == "CredentialsUnavailable"
+    assert elapsed < 1.5
+    rig.sts.gate.set()
+    for _ in range(100):
+        reply = await rig.ecs()
+        if reply.status == 200:
+            break
+        await asyncio.sleep(0.02)
+    assert reply.status == 200
+
+
+# -- keeping warm, adding, replacing, removing ----------------------------------------------------
+
+
+async def test_bindings_are_kept_warm_without_requests(rig: Rig) -> None:
+    """A binding's entry is renewed on schedule though nobody asks, past the store's idle
+    time; an ordinary entry asked for once is not."""
+    await rig.add()
+    plain = parse_request({"role_arn": ROLE, "role_session_name": "plain"})[0]
+    await rig.store.get(plain, 300)
+    calls = rig.sts.calls
+    for _ in range(8):  # four hours in 30 min steps
+        rig.clock.advance(30 * 60)
+        await asyncio.gather(*rig.store.tick())
+    entries = {e.request.role_session_name: e for e in rig.store.entries()}
+    assert entries["dev"].keep_warm
+    assert rig.sts.calls - calls >= 4  # only the binding renewed, at each half hour or so
+    assert "plain" not in entries  # idle and expired: dropped
+    creds = entries["dev"].credentials
+    assert creds is not None and creds.expiration - rig.clock.now >= IMDS_MIN_TTL
+
+
+async def test_tick_warms_a_binding_that_lost_its_credentials(rig: Rig) -> None:
+    """After a forget (or a failed start), the manager's tick fetches the binding's
+    credentials again without waiting for a request."""
+    await rig.add()
+    rig.store.forget()
+    calls = rig.sts.calls
+    rig.manager.tick()
+    task = rig.manager.get("dev").warm_task
+    assert task is not None
+    await task
+    assert rig.sts.calls == calls + 1
+    assert rig.store.entries()[0].keep_warm
+
+
+async def test_adding_an_existing_name_needs_replace(rig: Rig) -> None:
+    """Adding a name twice is refused; --replace swaps the role and keeps the token."""
+    await rig.add()
+    token = rig.manager.get("dev").ring.current
+    with pytest.raises(BindingExists, match="--replace"):
+        await rig.add()
+    await rig.add("dev", replace=True, role_session_name="renamed")
+    assert rig.manager.get("dev").binding.request.role_session_name == "renamed"
+    assert rig.manager.get("dev").ring.current == token
+    assert (await rig.ecs()).status == 200
+
+
+async def test_a_failing_role_is_not_added(rig: Rig) -> None:
+    """If the role cannot be assumed, adding fails with STS's error and nothing is served."""
+    rig.sts.failure = DENIED
+    with pytest.raises(Exception, match="AccessDenied"):
+        await rig.add()
+    assert rig.manager.all() == []
+    assert list(rig.tokens_dir.iterdir()) == []
+
+
+async def test_removing_closes_the_imds_listener(rig: Rig) -> None:
+    """After remove, the binding's IMDS port refuses connections, its container path is 404,
+    and its entry is no longer kept warm."""
+    served = await rig.add()
+    port = served.imds.port  # type: ignore[union-attr]
+    token = served.ring.current
+    await rig.manager.remove("dev")
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+    reply = await rig.ecs(token=token)
+    assert reply.status == 404 and reply.has_no_credentials()
+    assert not any(e.keep_warm for e in rig.store.entries())
+
+
+async def test_shared_entry_stays_warm_while_one_binding_uses_it(rig: Rig) -> None:
+    """Two bindings over the same role request share one entry; removing one keeps it warm."""
+    binding = resolve(
+        parse_spec("a", {"role_arn": ROLE, "role_session_name": "shared"}), parse_request
+    )
+    await rig.manager.add(binding)
+    await rig.manager.add(Binding(replace(binding.spec, name="b"), binding.request))
+    await rig.manager.remove("a")
+    assert rig.store.entries()[0].keep_warm
+    await rig.manager.remove("b")
+    assert not rig.store.entries()[0].keep_warm
+
+
+# -- IMDS ---------------------------------------------------------------------------------------
+
+
+async def test_imds_v2_flow(rig: Rig) -> None:
+    """PUT a token (plain text, no newline), list exactly the binding's name, get the
+    credentials document with the exact fields and time format, and the -extended one."""
+    await rig.add()
+    port = rig.manager.get("dev").imds.port  # type: ignore[union-attr]
+    put = await http(port, "PUT", ep.IMDS_TOKEN_PATH, {ep.IMDS_TTL_HEADER: "21600"})
+    assert put.status == 200 and put.headers["content-type"].startswith("text/plain")
+    token = put.body.decode()
+    assert "\n" not in token
+    listing = await rig.imds(ep.IMDS_ROLES + "/", token=token)
+    assert listing.status == 200 and listing.body == b"dev"
+    doc = (await rig.imds(f"{ep.IMDS_ROLES}/dev", token=token)).json()
+    assert list(doc) == [
+        "Code",
+        "LastUpdated",
+        "Type",
+        "AccessKeyId",
+        "SecretAccessKey",
+        "Token",
+        "Expiration",
+    ]
+    assert doc["Code"] == "Success" and doc["Type"] == "AWS-HMAC"
+    assert ISO.fullmatch(doc["Expiration"]) and ISO.fullmatch(doc["LastUpdated"])
+    extended = (await rig.imds(f"{ep.IMDS_ROLES_EXTENDED}/dev", token=token)).json()
+    assert extended == {**doc, "AccountId": ACCOUNT}
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("TTL 0", 400),
+        ("TTL 21601", 400),
+        ("no TTL", 400),
+        ("TTL not a number", 400),
+        ("X-Forwarded-For", 403),
+        ("Origin on PUT", 403),
+        ("bad Host on PUT", 403),
+    ],
+)
+async def test_imds_token_put_refusals(rig: Rig, case: str, status: int) -> None:
+    """Token PUTs with a bad TTL get 400; forwarded, cross-origin or misdirected ones 403;
+    none of them gets a token."""
+    served = await rig.add()
+    port = served.imds.port  # type: ignore[union-attr]
+    headers: dict[str, str | None] = {
+        "TTL 0": {ep.IMDS_TTL_HEADER: "0"},
+        "TTL 21601": {ep.IMDS_TTL_HEADER: "21601"},
+        "no TTL": {},
+        "TTL not a number": {ep.IMDS_TTL_HEADER: "6h"},
+        "X-Forwarded-For": {ep.IMDS_TTL_HEADER: "60", "X-Forwarded-For": "203.0.113.9"},
+        "Origin on PUT": {ep.IMDS_TTL_HEADER: "60", "Origin": "http://evil.example"},
+        "bad Host on PUT": {ep.IMDS_TTL_HEADER: "60", "Host": f"169.254.169.254:{port}"},
+    }[case]
+    reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers)
+    assert reply.status == status, reply.body
+    assert set(reply.json()) == {"Code", "Message"}
+
+
+async def test_imds_gets_need_a_valid_token(rig: Rig) -> None:
+    """GETs without a token, with a forged one, an expired one, or another binding's token
+    get 401 and no credentials; an unknown role name gets 404."""
+    await rig.add("dev")
+    await rig.add("other")
+    path = f"{ep.IMDS_ROLES}/dev"
+    other = await rig.imds_token("other")
+    short = await rig.imds_token("dev", ttl="1")
+    for token in (None, "forged", other):
+        reply = await rig.imds(path, token=token)
+        assert reply.status == 401 and reply.has_no_credentials(), token
+    assert (await rig.imds(ep.IMDS_ROLES + "/", token=None)).status == 401
+    assert (await rig.imds(path, token=short)).status == 200
+    rig.clock.advance(1)
+    assert (await rig.imds(path, token=short)).status == 401
+    unknown = await rig.imds(f"{ep.IMDS_ROLES}/admin")
+    assert unknown.status == 404 and unknown.has_no_credentials()
+    assert (await rig.imds("/latest/meta-data/ami-id")).status == 404
+
+
+async def test_imds_v1_only_when_enabled(rig: Rig) -> None:
+    """A binding with imds_v1 answers GETs without a token; others do not."""
+    await rig.add("v1", imds_v1=True)
+    await rig.add("v2")
+    assert (await rig.imds(f"{ep.IMDS_ROLES}/v1", name="v1", token=None)).status == 200
+    assert (await rig.imds(f"{ep.IMDS_ROLES}/v2", name="v2", token=None)).status == 401
+
+
+async def test_imds_flood_gets_429(rig: Rig) -> None:
+    """Token PUTs past the rate limit get 429 and no token."""
+    rig.manager = await new_manager(rig, rate_limit=1.0, rate_burst=2)
+    served = await rig.add()
+    port = served.imds.port  # type: ignore[union-attr]
+    statuses = []
+    for _ in range(4):
+        reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, {ep.IMDS_TTL_HEADER: "60"})
+        statuses.append(reply.status)
+    assert statuses == [200, 200, 429, 429]
+
+
+# -- listeners -------------------------------------------------------------------------------
+
+
+async def test_listeners_bind_loopback_only(rig: Rig) -> None:
+    """The container and IMDS listeners are bound to 127.0.0.1, nothing else."""
+    served = await rig.add()
+    assert rig.manager.ecs_listener is not None
+    for listener in (rig.manager.ecs_listener, served.imds):
+        assert listener is not None
+        assert [a for a, _ in listener.addresses()] == ["127.0.0.1"]
+
+
+async def test_ipv6_loopback_when_asked(rig: Rig) -> None:
+    """With bind = ["127.0.0.1", "::1"] both loopbacks serve on one port, and [::1]:PORT is an
+    allowed Host."""
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    rig.manager = await new_manager(rig, bind=("127.0.0.1", "::1"))
+    await rig.add()
+    listener = rig.manager.ecs_listener
+    assert listener is not None
+    assert sorted(a for a, _ in listener.addresses()) == ["127.0.0.1", "::1"]
+    token = rig.manager.get("dev").ring.current
+    reply = await http(
+        rig.ecs_port,
+        "GET",
+        "/v1/credentials/dev",
+        {"Authorization": token, "Host": f"[::1]:{rig.ecs_port}"},
+        address="::1",
+    )
+    assert reply.status == 200
+
+
+async def test_non_loopback_is_refused_without_the_flag(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Listening on a non-loopback address needs allow_non_loopback, and then logs a warning."""
+    with pytest.raises(InvalidRequest, match="allow_non_loopback"):
+        ep.EndpointManager(rig.store, settings(bind=("0.0.0.0",)), rig.tokens_dir)
+    with caplog.at_level(logging.WARNING):
+        ep.EndpointManager(
+            rig.store, settings(bind=("0.0.0.0",), allow_non_loopback=True), rig.tokens_dir
+        )
+    assert "not loopback" in caplog.text
+
+
+async def test_port_in_use_is_a_clear_error(rig: Rig) -> None:
+    """A container port held by another program makes adding fail with a message naming the
+    port and the setting to change."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        rig.manager = await new_manager(rig, port=holder.getsockname()[1])
+        with pytest.raises(ep.ListenError, match=r"\[endpoints\]"):
+            await rig.add()
+    finally:
+        holder.close()
+
+
+async def test_slow_headers_are_cut_off(rig: Rig) -> None:
+    """A connection that does not finish its request head within idle_timeout is closed
+    (slowloris), as is one that stays idle."""
+    rig.manager = await new_manager(rig, idle_timeout=0.3)
+    await rig.add()
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.ecs_port)
+    started = time.monotonic()
+    writer.write(b"GET /v1/credentials/dev HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+    assert time.monotonic() - started < 3
+    writer.close()
+
+
+async def test_errors_never_contain_secrets(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    """Refusals log without the token, and the error bodies never echo it."""
+    await rig.add()
+    token = rig.manager.get("dev").ring.current
+    with caplog.at_level(logging.DEBUG):
+        bad = token[::-1]
+        reply = await rig.ecs(token=bad)
+        assert reply.status == 403
+    assert token not in caplog.text and bad not in caplog.text
+    assert bad.encode() not in reply.body
+    assert token not in repr(rig.manager.get("dev"))
+
+
+# -- real botocore in front of the endpoints, for a simulated day ----------------------------
+
+
+class MotoSts:
+    """The real STS caller against moto, with the lifetime moved onto the fake clock: moto's
+    keys are real (GetCallerIdentity knows them), their expiry is simulated."""
+
+    def __init__(self, url: str) -> None:
+        from rolecached.sts import StaticSource, StsCaller
+
+        self.caller = StsCaller(url, StaticSource("AKIASOURCEKEY0000001", "source-secret"))
+        self.failure: StsFailure | None = None
+        self.calls = 0
+
+    def __call__(
+        self, request: RoleRequest, now: float, signer: Any = None, code: Any = None
+    ) -> Credentials:
+        self.calls += 1
+        if self.failure is not None:
+            raise StsCallFailed(self.failure)
+        creds = self.caller.call(request, now, signer, code)
+        return replace(creds, issued_at=now, expiration=now + request.duration_seconds)
+
+
+@dataclass
+class SdkRig:
+    """A Rig over moto, with botocore's clock tied to the fake clock."""
+
+    rig: Rig
+    sts: MotoSts
+    moto_url: str
+    served_left: list[float] = field(default_factory=list)
+
+
+@pytest.fixture
+async def sdk_rig(
+    tmp_path: Path, moto: Any, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[SdkRig]:
+    """Store and endpoints on a fake clock that botocore shares, STS from moto, and an
+    environment holding nothing but what the endpoint hand-off sets."""
+    import datetime
+
+    import botocore.compat
+    import botocore.credentials
+    import botocore.utils
+    from dateutil.tz import tzlocal
+
+    clock = FakeClock(time.time())
+    sts = MotoSts(moto.url)
+    store = Store(sts, Settings(idle_ttl=600), clock=clock, sleep=no_sleep)
+    tokens = tmp_path / "tokens"
+    tokens.mkdir(mode=0o700)
+    manager = ep.EndpointManager(store, settings(), tokens, clock=clock)
+    sdk = SdkRig(Rig(clock, FakeSts(), store, manager, tokens), sts, moto.url)
+
+    # botocore's clocks, moved with ours: the refresh decisions (15/10 min) and the IMDS
+    # expiry extension are then botocore's own code at the simulated time.
+    def local_now() -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(clock(), tzlocal())
+
+    def utc_now(remove_tzinfo: bool = True) -> datetime.datetime:
+        now = datetime.datetime.fromtimestamp(clock(), datetime.UTC)
+        return now.replace(tzinfo=None) if remove_tzinfo else now
+
+    init = botocore.credentials.RefreshableCredentials.__init__
+    defaults = tuple(
+        local_now if d is botocore.credentials._local_now else d
+        for d in init.__defaults__  # type: ignore[union-attr]
+    )
+    monkeypatch.setattr(init, "__defaults__", defaults)
+    monkeypatch.setattr(botocore.utils, "get_current_datetime", utc_now)
+    monkeypatch.setattr(botocore.utils.ContainerMetadataFetcher, "SLEEP_TIME", 0)
+
+    # What a served program sees: no keys, no profile, no config files.
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+    # Every answer the endpoints give, as seconds of life left at the simulated time.
+    serve = manager.credentials
+
+    async def recorded(binding: Binding, floor: float) -> Credentials:
+        creds = await serve(binding, floor)
+        sdk.served_left.append(creds.expiration - clock())
+        return creds
+
+    monkeypatch.setattr(manager, "credentials", recorded)
+    yield sdk
+    await manager.close()
+    await store.close()
+
+
+async def point_sdk_at(sdk: SdkRig, monkeypatch: pytest.MonkeyPatch, imds: bool) -> None:
+    """Add binding "dev" and set the variables `rolecache endpoint env` would print."""
+    from rolecache import endpoint_cmd
+
+    served = await sdk.rig.add("dev")
+    variables, unset = endpoint_cmd.handoff(sdk.rig.manager.summary(served), imds, os.environ)
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+def identity_caller(moto_url: str) -> Any:
+    """A plain boto3.Session() STS client (credentials from the environment's chain), and a
+    function that calls GetCallerIdentity with it and returns the caller's ARN and the
+    credential provider's method."""
+    import boto3
+
+    session = boto3.Session()
+    client = session.client("sts", endpoint_url=moto_url)
+
+    def call() -> tuple[str, str]:
+        arn = client.get_caller_identity()["Arn"]
+        return arn, session.get_credentials().method
+
+    return call
+
+
+@pytest.mark.parametrize(
+    ("imds", "method", "floor"),
+    [(False, "container-role", ECS_MIN_TTL), (True, "iam-role", IMDS_MIN_TTL)],
+)
+async def test_boto3_works_for_a_simulated_day(
+    sdk_rig: SdkRig,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    imds: bool,
+    method: str,
+    floor: float,
+) -> None:
+    """One boto3 session, never restarted, calls STS every 10 simulated minutes for 24 h
+    while the store renews underneath; botocore refreshes from the endpoint many times, never
+    gets credentials under the floor, and never stretches them (IMDS)."""
+    rig = sdk_rig.rig
+    await point_sdk_at(sdk_rig, monkeypatch, imds)
+    call = await asyncio.to_thread(identity_caller, sdk_rig.moto_url)
+    expected = f"arn:aws:sts::{ACCOUNT}:assumed-role/app/dev"
+    with caplog.at_level(logging.INFO, logger="botocore"):
+        for _ in range(24 * 6):
+            rig.clock.advance(600)
+            await asyncio.gather(*rig.store.tick())
+            rig.manager.tick()
+            arn, used = await asyncio.to_thread(call)
+            assert arn == expected and used == method
+    assert len(sdk_rig.served_left) >= 24  # botocore refetched at least hourly
+    assert min(sdk_rig.served_left) >= floor
+    assert sdk_rig.sts.calls >= 40  # about one renewal per half hour, all in the background
+    assert "expiration extension" not in caplog.text
+
+
+@pytest.mark.parametrize("imds", [False, True])
+async def test_botocore_raises_rather_than_use_expired_credentials(
+    sdk_rig: SdkRig, monkeypatch: pytest.MonkeyPatch, imds: bool
+) -> None:
+    """When renewal keeps failing, the endpoint stops serving at its floor and botocore raises
+    once its credentials near expiry, instead of signing with expired ones."""
+    import botocore.exceptions
+
+    rig = sdk_rig.rig
+    await point_sdk_at(sdk_rig, monkeypatch, imds)
+    call = await asyncio.to_thread(identity_caller, sdk_rig.moto_url)
+    await asyncio.to_thread(call)
+    sdk_rig.sts.failure = THROTTLED
+    outcomes = []
+    for _ in range(12):  # two simulated hours, 10 min at a time
+        rig.clock.advance(600)
+        await asyncio.gather(*rig.store.tick(), return_exceptions=True)  # failed renewals
+        try:
+            await asyncio.to_thread(call)
+            outcomes.append("ok")
+        except (botocore.exceptions.CredentialRetrievalError, RuntimeError):
+            outcomes.append("raised")
+    assert outcomes[0] == "ok" and "raised" in outcomes
+    # Once it raises it keeps raising: nothing expired is ever used after that.
+    assert set(outcomes[outcomes.index("raised") :]) == {"raised"}
+    assert min(sdk_rig.served_left) >= (IMDS_MIN_TTL if imds else ECS_MIN_TTL)
