@@ -16,7 +16,7 @@ from aiohttp import web
 
 from rolecache import __version__, formats
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
-from rolecached import awscli, fastlane, profiles
+from rolecached import audit, awscli, fastlane, profiles
 from rolecached.cache import Credentials, Entry
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError
 from rolecached.request import RoleRequest, parse_token_code
@@ -128,6 +128,7 @@ def session_summary(entry: Entry, now: float) -> dict[str, Any]:
         "sts_calls": entry.sts_calls,
         "last_sts_call": _iso(entry.last_sts_call),
         "last_error": None if entry.last_error is None else str(entry.last_error),
+        "last_requester": entry.last_requester,
     }
 
 
@@ -169,7 +170,10 @@ async def get_credentials(request: web.Request) -> web.Response:
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
     role_request, min_ttl = profiles.select(body, request.app[PROFILES])
-    credentials = await request.app[STORE].get(role_request, min_ttl, token_code)
+    store = request.app[STORE]
+    who = audit.describe_peer(audit.peer_credentials(request.transport))
+    credentials = await store.get(role_request, min_ttl, token_code, requester=who)
+    audit.served(role_request.describe(), credentials, who, store.now())
     render = renderer(role_request, fmt, shell, query, request.app[SANDBOX])
     content_type, text = render(credentials)
     # Requests that name a profile depend on files that may change, and MFA codes are used

@@ -68,6 +68,7 @@ class Entry:
     failures_in_a_row: int = 0
     # Entries behind a container binding are renewed whether or not anyone asks.
     keep_warm: bool = False
+    last_requester: str | None = None  # who took these credentials last (audit.describe_peer)
 
 
 def renewal_margin(lifetime: float) -> float:

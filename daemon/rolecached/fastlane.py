@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rolecached import audit
 from rolecached.cache import Credentials
 from rolecached.request import RoleRequest
 from rolecached.store import Store
@@ -81,9 +82,9 @@ class FastLane:
         while len(self._routes) > MAX_ROUTES:
             self._routes.popitem(last=False)
 
-    def answer(self, raw: bytes) -> bytes | None:
+    def answer(self, raw: bytes, requester: Callable[[], str]) -> bytes | None:
         """The full HTTP response for `raw`; NEED_MORE to wait for more bytes; None to let
-        aiohttp handle it."""
+        aiohttp handle it. `requester` names who asks (called only when answering)."""
         parts = split_request(raw)
         if not isinstance(parts, tuple):
             return parts
@@ -93,6 +94,9 @@ class FastLane:
         credentials = self._store.peek(route.request, route.min_ttl)
         if credentials is None:
             return None
+        who = requester()
+        self._store.record_hit(route.request, who)
+        audit.served(route.request.describe(), credentials, who, self._store.now())
         if credentials is not route.credentials:  # renewed since: render once more
             media_type, body = route.render(credentials)
             route.credentials = credentials

@@ -12,12 +12,10 @@ import resource
 import signal
 import socket
 import stat
-import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -25,6 +23,7 @@ from rolecache import __version__
 from rolecache.protocol import socket_path
 from rolecached import config, endpoint_api
 from rolecached.api import LANE, make_app
+from rolecached.audit import describe_peer, peer_credentials
 from rolecached.endpoints import EndpointManager, ListenError
 from rolecached.fastlane import NEED_MORE, FastLane
 from rolecached.store import Settings, Store
@@ -33,7 +32,7 @@ from rolecached.sts import StaticSource, StsCaller
 log = logging.getLogger("rolecached")
 
 SD_LISTEN_FDS_START = 3
-LANE_WAIT = 2.0  # seconds a connection may take to send its request before aiohttp takes it
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 PR_SET_DUMPABLE = 4
 
 
@@ -158,23 +157,24 @@ def sd_notify(message: str) -> bool:
 # -- peer check --------------------------------------------------------------------------
 
 
-def peer_credentials(transport: Any) -> tuple[int, int, int] | None:
-    """(pid, uid, gid) of a Unix-socket peer, from SO_PEERCRED."""
-    sock = transport.get_extra_info("socket")
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
-    return pid, uid, gid
+@dataclass
+class ConnectionLimits:
+    """Bounds on the socket's connections, shared by all of them."""
+
+    max_connections: int = 1024
+    request_timeout: float = 5.0  # a request must arrive whole within this (slowloris)
+    active: int = 0
 
 
 class PeerGuard(asyncio.Protocol):
     """Stands in front of aiohttp's protocol for each connection.
 
     A peer of another uid is cut off before anything reads a byte, so it gets no response at
-    all. Our own peer's request is first offered to the fast lane (see fastlane.py); only
-    when the lane cannot answer is aiohttp's protocol created and given the bytes. aiohttp's
-    handler has __slots__, hence a wrapper rather than a patch.
+    all; so is a connection beyond the cap, or one whose request has not arrived whole within
+    the limits' timeout (a client dribbling headers must not hold a slot). Our own peer's
+    request is first offered to the fast lane (see fastlane.py); only when the lane cannot
+    answer is aiohttp's protocol created and given the bytes. aiohttp's handler has
+    __slots__, hence a wrapper rather than a patch.
     """
 
     def __init__(
@@ -182,14 +182,18 @@ class PeerGuard(asyncio.Protocol):
         make_inner: Callable[[], asyncio.Protocol],
         allowed_uid: int,
         lane: FastLane | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self._make_inner = make_inner
         self._allowed_uid = allowed_uid
         self._lane = lane
+        self._limits = limits or ConnectionLimits()
+        self._counted = False
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._timer: asyncio.TimerHandle | None = None
+        self._peer: tuple[int, int, int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = peer_credentials(transport)
@@ -198,18 +202,33 @@ class PeerGuard(asyncio.Protocol):
             log.warning("refused a connection from pid %s uid %s (not our user)", pid, uid)
             transport.abort()
             return
+        if self._limits.active >= self._limits.max_connections:
+            log.warning(
+                "connection cap (%d) reached: refused pid %s", self._limits.max_connections, peer[0]
+            )
+            transport.abort()
+            return
+        self._limits.active += 1
+        self._counted = True
         self._transport = transport  # type: ignore[assignment]
+        self._peer = peer
+        self._timer = asyncio.get_running_loop().call_later(
+            self._limits.request_timeout, self._too_slow
+        )
         if self._lane is None:
             self._hand_over()
-        else:
-            # A client that sends nothing for a while is aiohttp's to time out.
-            self._timer = asyncio.get_running_loop().call_later(LANE_WAIT, self._hand_over)
+
+    def _too_slow(self) -> None:
+        if self._inner is None and self._transport is not None:
+            pid = self._peer[0] if self._peer else "?"
+            log.debug("cut off pid %s: no whole request in time", pid)
+            self._transport.abort()
 
     def _hand_over(self) -> None:
         if self._inner is not None or self._transport is None or self._transport.is_closing():
             return
         if self._timer is not None:
-            self._timer.cancel()
+            self._timer.cancel()  # aiohttp's own timeouts take over
         self._inner = self._make_inner()
         self._inner.connection_made(self._transport)
         if self._buffer:
@@ -223,7 +242,11 @@ class PeerGuard(asyncio.Protocol):
         if self._transport is None:
             return
         self._buffer += data
-        answer = self._lane.answer(self._buffer) if self._lane is not None else None
+        answer = (
+            self._lane.answer(self._buffer, lambda: describe_peer(self._peer))
+            if self._lane is not None
+            else None
+        )
         if answer == NEED_MORE:
             return
         if answer is None:
@@ -239,6 +262,9 @@ class PeerGuard(asyncio.Protocol):
         return self._inner.eof_received() if self._inner is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._limits.active -= 1
+            self._counted = False
         if self._timer is not None:
             self._timer.cancel()
         if self._inner is not None:
@@ -290,6 +316,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], None] = lambda: None,
     endpoints: EndpointManager | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> None:
     """Serve the API on `listener` (and the container endpoints, if given) until `stop` is
     set, then shut down gracefully."""
@@ -298,12 +325,14 @@ async def serve(
     app = make_app(store, sandbox=sandbox)
     if endpoints is not None:
         endpoint_api.add_routes(app, endpoints)
-    runner = web.AppRunner(app, access_log=None)
+    # An idle kept-alive connection is closed after 5 s: shells open one per command anyway.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=5.0)
     await runner.setup()
     uid = os.getuid() if allowed_uid is None else allowed_uid
     lane = runner.app[LANE]
+    limits = limits or ConnectionLimits()
     server = await loop.create_unix_server(
-        lambda: PeerGuard(runner.server, uid, lane), sock=listener.sock
+        lambda: PeerGuard(runner.server, uid, lane, limits), sock=listener.sock
     )
     renewer = loop.create_task(store.run_renewer())
     maintainer = None
@@ -383,6 +412,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """The rolecached command."""
     args = parse_args(argv)
+    # Hold SIGTERM/SIGINT until the event loop handles them: a stop request that arrives
+    # while the socket is already accepting must still end in a clean exit 0.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     configure_logging(args.log_level)
     harden_process()
     path = args.socket or Path(socket_path(sandbox=args.sandbox))
@@ -402,7 +434,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_run(listener, caller, settings, args.sandbox, endpoint_config))
+        return runner.run(
+            _run(listener, caller, settings, args.sandbox, endpoint_config, args.config)
+        )
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -423,17 +457,31 @@ async def _run(
     settings: Settings,
     sandbox: bool,
     endpoint_config: config.EndpointConfig | None = None,
+    config_path: Path | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def ready() -> None:
         log.info("rolecached %s ready on %s (pid %d)", __version__, listener.path, os.getpid())
         sd_notify("READY=1")
 
-    store = Store(caller.call, settings)
+    store = Store(caller.call, settings, reload_sources=caller.forget_sources)
+
+    def reload() -> None:
+        """SIGHUP: read the config file again and reload source credentials; the cache stays."""
+        try:
+            store.settings = config.load(config_path)
+        except config.ConfigError as exc:
+            log.error("SIGHUP: keeping the current settings: %s", exc)
+            return
+        caller.forget_sources()
+        log.info("SIGHUP: reloaded the config (%s) and the source credentials", store.settings)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     endpoints = None
     if endpoint_config is not None:
         # Token files live beside the socket, in a private folder of their own.

@@ -34,6 +34,8 @@ Key = RoleRequest | MfaSession
 CallSts = Callable[[Key, float, Credentials | None, str | None], Credentials]
 Sleep = Callable[[float], Awaitable[None]]
 
+# STS errors that mean the source credentials themselves were refused (expired or rotated).
+SOURCE_REFUSED = frozenset({"ExpiredToken", "InvalidClientTokenId"})
 # Credentials that only sign the next hop's AssumeRole call need just a little life left.
 SIGNER_MIN_TTL = 60.0
 # How long other callers wait for the one caller who was asked for an MFA code.
@@ -52,6 +54,7 @@ class Settings:
     request_timeout: float = 20.0  # how long a request waits for STS before a 504
     cold_attempts: int = 3  # tries for a request that has nothing to fall back on
     tick: float = 5.0  # how often the renewer looks at the clock
+    max_sessions: int = 20000  # beyond this the least recently used entry is dropped
 
 
 def describe(request: Key) -> str:
@@ -70,9 +73,11 @@ class Store:
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        reload_sources: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings or Settings()
         self._call = call_sts
+        self._reload_sources = reload_sources
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -92,21 +97,33 @@ class Store:
 
     # -- serving ------------------------------------------------------------------------
 
-    async def get(self, request: Key, min_ttl: float, token_code: str | None = None) -> Credentials:
+    async def get(
+        self,
+        request: Key,
+        min_ttl: float,
+        token_code: str | None = None,
+        requester: str | None = None,
+    ) -> Credentials:
         """Credentials with at least `min_ttl` seconds left, from memory or from STS.
 
-        `token_code` is an MFA code for the MFA session behind the request, if it needs one.
+        `token_code` is an MFA code for the MFA session behind the request, if it needs one;
+        `requester` says who asked, for the audit trail.
         """
         held = self.peek(request, min_ttl)
         if held is not None:
+            self.record_hit(request, requester)
             return held
         now = self._clock()
         entry = self._entries.get(request)
         if entry is None:
+            if len(self._entries) >= self.settings.max_sessions:
+                self._evict_least_recently_used()
             entry = self._entries[request] = Entry(
                 request, created_at=now, last_used=now, keep_warm=request in self._pinned
             )
         entry.last_used = now
+        if requester is not None:
+            entry.last_requester = requester
         if entry.last_error and entry.error_until is not None and now < entry.error_until:
             raise StsError(entry.last_error, describe(request))
         if isinstance(request, MfaSession) and token_code is None:
@@ -145,18 +162,42 @@ class Store:
 
     # -- STS calls ----------------------------------------------------------------------
 
+    def _evict_least_recently_used(self) -> None:
+        """Make room for one entry: drop the one asked for longest ago (never one in flight
+        or behind a container binding). A scan, but only ever at the cap."""
+        candidates = [
+            e for k, e in self._entries.items() if k not in self._inflight and not e.keep_warm
+        ]
+        if not candidates:
+            return
+        victim = min(candidates, key=lambda e: e.last_used)
+        del self._entries[victim.request]
+        log.warning(
+            "session cap (%d) reached: dropped %s, unused for %.0f s",
+            self.settings.max_sessions,
+            describe(victim.request),
+            self._clock() - victim.last_used,
+        )
+
     def peek(self, request: Key, min_ttl: float) -> Credentials | None:
-        """The held credentials if they have `min_ttl` left (counted as a hit), else None;
-        never calls STS."""
+        """The held credentials if they have `min_ttl` left, else None; never calls STS."""
         entry = self._entries.get(request)
-        if entry is None:
+        if entry is None or not cache.servable(entry.credentials, self._clock(), min_ttl):
             return None
-        now = self._clock()
-        if not cache.servable(entry.credentials, now, min_ttl):
-            return None
-        entry.hits += 1
-        entry.last_used = now
         return entry.credentials
+
+    def record_hit(self, request: Key, requester: str | None = None) -> None:
+        """Count a request served from memory, and note who asked (the audit trail)."""
+        entry = self._entries.get(request)
+        if entry is not None:
+            entry.hits += 1
+            entry.last_used = self._clock()
+            if requester is not None:
+                entry.last_requester = requester
+
+    def now(self) -> float:
+        """The store's clock."""
+        return self._clock()
 
     async def _await_mfa(self, entry: Entry, min_ttl: float) -> Credentials:
         """No valid MFA session and no code: the first caller is asked for a code (MfaRequired);
@@ -243,15 +284,30 @@ class Store:
                     entry.failures_in_a_row, self._rng
                 )
             raise
-        for attempt in range(attempts):
+        reloaded = False
+        attempt = 0
+        while True:
             result = await self._call_sts(entry, signer, token_code)
             if isinstance(result, Credentials):
                 self._store(entry, result, renewing)
                 return result
             self.sts_errors += 1
-            if not result.retryable or attempt + 1 == attempts:
+            if result.code in SOURCE_REFUSED and signer is None and not reloaded:
+                # The long-term keys may have been rotated, or an SSO or profile session
+                # refreshed, since they were loaded: load them again once before giving up.
+                log.warning(
+                    "STS refused the source credentials of %s (%s): reloading them from "
+                    "their chain and trying again",
+                    describe(request),
+                    result,
+                )
+                self._reload_sources()
+                reloaded = True
+                continue
+            attempt += 1
+            if not result.retryable or attempt == attempts:
                 break
-            delay = cache.backoff_delay(attempt, self._rng, base=0.25, cap=2.0)
+            delay = cache.backoff_delay(attempt - 1, self._rng, base=0.25, cap=2.0)
             log.warning("retrying %s in %.2f s after %s", describe(request), delay, result)
             await self._sleep(delay)
         if isinstance(request, MfaSession) and not result.retryable:

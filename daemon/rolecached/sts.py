@@ -16,6 +16,7 @@ from typing import Any
 
 import botocore.config
 import botocore.exceptions
+import botocore.parsers
 import botocore.session
 
 from rolecached.cache import Credentials
@@ -231,23 +232,31 @@ class StsCaller:
 
 
 def _credentials(response: dict[str, Any], now: float) -> Credentials:
-    creds = response["Credentials"]
-    user = response.get("AssumedRoleUser", {})
-    expiration = creds["Expiration"]
-    if not isinstance(expiration, str):  # a parser that did parse: keep working
-        expiration = expiration.isoformat()
-    return Credentials(
-        access_key_id=creds["AccessKeyId"],
-        secret_access_key=creds["SecretAccessKey"],
-        session_token=creds["SessionToken"],
-        expiration=_expiration(expiration),
-        issued_at=now,
-        assumed_role_arn=user.get("Arn", ""),
-        assumed_role_id=user.get("AssumedRoleId", ""),
-        packed_policy_size=response.get("PackedPolicySize"),
-        source_identity=response.get("SourceIdentity"),
-        expiration_text=expiration,
-    )
+    """The credentials in a parsed answer; a well-formed answer without usable ones (a field
+    missing, an unreadable Expiration) is a retryable failure, not a crash."""
+    try:
+        creds = response["Credentials"]
+        user = response.get("AssumedRoleUser", {})
+        expiration = creds["Expiration"]
+        if not isinstance(expiration, str):  # a parser that did parse: keep working
+            expiration = expiration.isoformat()
+        return Credentials(
+            access_key_id=creds["AccessKeyId"],
+            secret_access_key=creds["SecretAccessKey"],
+            session_token=creds["SessionToken"],
+            expiration=_expiration(expiration),
+            issued_at=now,
+            assumed_role_arn=user.get("Arn", ""),
+            assumed_role_id=user.get("AssumedRoleId", ""),
+            packed_policy_size=response.get("PackedPolicySize"),
+            source_identity=response.get("SourceIdentity"),
+            expiration_text=expiration,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"no {exc.args[0]}" if isinstance(exc, KeyError) else "an unreadable Expiration"
+        raise StsCallFailed(
+            StsFailure("MalformedResponse", f"STS answered with {what} in its credentials", True)
+        ) from None
 
 
 @contextlib.contextmanager
@@ -286,6 +295,16 @@ def _translated(source: Source) -> Iterator[None]:
                 f"source profile {source.source_profile!r} is not in the AWS config "
                 "files; check `aws configure list-profiles`",
                 False,
+            )
+        ) from None
+    except botocore.parsers.ResponseParserError:
+        # Not XML (cut short, or not STS answering): another try may do. The exception's text
+        # quotes the raw answer, which may hold credentials, so it is not repeated.
+        raise StsCallFailed(
+            StsFailure(
+                "MalformedResponse",
+                "STS's answer is not valid XML (cut short, or not from STS?)",
+                True,
             )
         ) from None
     except botocore.exceptions.BotoCoreError as exc:

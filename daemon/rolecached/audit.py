@@ -1,0 +1,54 @@
+"""Who took which credentials: every credential handed out is logged with its requester.
+
+On the socket that is the peer process (pid and uid from SO_PEERCRED, its command name from
+/proc); on the container endpoints, the binding and the client address. No secret is logged:
+the access key id is masked.
+"""
+
+import logging
+import socket
+import struct
+from typing import Any
+
+from rolecached.cache import Credentials
+
+log = logging.getLogger("rolecached.audit")
+
+
+def peer_credentials(transport: Any) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of a Unix-socket peer, from SO_PEERCRED."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
+def command_name(pid: int) -> str:
+    """The process's command name, or '?' once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().strip().decode(errors="replace")
+    except OSError:
+        return "?"
+
+
+def describe_peer(peer: tuple[int, int, int] | None) -> str:
+    """'pid 1234 uid 1000 (bash)', the requester as logs and listings show it."""
+    if peer is None:
+        return "unknown peer"
+    pid, uid, _ = peer
+    return f"pid {pid} uid {uid} ({command_name(pid)})"
+
+
+def served(what: str, credentials: Credentials, requester: str, now: float) -> None:
+    """Log one hand-out of credentials."""
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "served %s (key %s, %.0f s left) to %s",
+            what,
+            credentials.masked_key_id,
+            credentials.expiration - now,
+            requester,
+        )

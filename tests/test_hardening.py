@@ -1,0 +1,231 @@
+"""Lifecycle hardening: reloading refused source credentials, the session cap, the audit
+trail, slow and surplus connections, and SIGHUP."""
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from rolecached import service
+from rolecached.cache import Credentials
+from rolecached.errors import StsFailure
+from rolecached.request import RoleRequest
+from rolecached.store import Settings, Store
+from rolecached.sts import StsCallFailed
+from tests.conftest import (
+    Daemon,
+    Moto,
+    StsProxy,
+    base_env,
+    start_daemon,
+    sts_error_xml,
+    unique_role,
+)
+
+ROLE = "arn:aws:iam::123456789012:role/hard"
+
+
+class FakeSts:
+    """Fresh hour-long credentials per call; fails with the queued errors first."""
+
+    def __init__(self, *failures: StsFailure) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self, request: RoleRequest, now: float, *_: object) -> Credentials:
+        self.calls += 1
+        if self.failures:
+            raise StsCallFailed(self.failures.pop(0))
+        return Credentials(
+            access_key_id=f"ASIAHARD{self.calls:012d}",
+            secret_access_key="s",
+            session_token="t",
+            expiration=now + 3600,
+            issued_at=now,
+        )
+
+
+async def test_refused_source_credentials_are_reloaded_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ExpiredToken from STS makes the store reload the source credentials and try again
+    once, saying so in the log, before reporting anything."""
+    reloads: list[int] = []
+    sts = FakeSts(
+        StsFailure("ExpiredToken", "The security token included in the request is expired", False)
+    )
+    store = Store(sts, reload_sources=lambda: reloads.append(1))
+    with caplog.at_level(logging.WARNING):
+        creds = await store.get(RoleRequest(ROLE, "s1"), 300)
+    assert creds.access_key_id.startswith("ASIAHARD")
+    assert reloads == [1] and sts.calls == 2
+    assert "reloading them from their chain" in caplog.text
+    await store.close()
+
+
+async def test_source_refused_twice_is_reported_after_one_reload() -> None:
+    """If the reloaded credentials are refused too, the caller gets STS's error; one reload."""
+    reloads: list[int] = []
+    refused = StsFailure("InvalidClientTokenId", "The security token is invalid", False)
+    store = Store(FakeSts(refused, refused, refused), reload_sources=lambda: reloads.append(1))
+    with pytest.raises(Exception, match="InvalidClientTokenId"):
+        await store.get(RoleRequest(ROLE, "s2"), 300)
+    assert reloads == [1]
+    await store.close()
+
+
+async def test_session_cap_drops_the_least_recently_used(caplog: pytest.LogCaptureFixture) -> None:
+    """Past max_sessions the entry asked for longest ago is dropped (logged), never one kept
+    warm for a container binding."""
+    now = [1000.0]
+    store = Store(FakeSts(), Settings(max_sessions=3), clock=lambda: now[0])
+    pinned = RoleRequest(ROLE, "pinned")
+    store.pin(pinned)
+    for name in ("pinned", "a", "b"):
+        await store.get(RoleRequest(ROLE, name), 300)
+        now[0] += 10
+    await store.get(RoleRequest(ROLE, "b"), 300)  # b used again: a is now the oldest unpinned
+    with caplog.at_level(logging.WARNING):
+        await store.get(RoleRequest(ROLE, "c"), 300)
+    names = {e.request.role_session_name for e in store.entries()}
+    assert names == {"pinned", "b", "c"}
+    assert "session cap (3) reached: dropped" in caplog.text
+    await store.close()
+
+
+def test_every_hand_out_is_audited_with_its_requester(daemon: Daemon) -> None:
+    """Each credential handed out (through aiohttp and through the fast lane) is logged with
+    the requesting process's pid, uid and command, and `list` shows the last requester."""
+    role = unique_role("audit")
+    for _ in range(2):  # the second is a repeat: the fast lane answers it
+        assert (
+            daemon.client("env", "--role-arn", role, "--role-session-name", "aud").returncode == 0
+        )
+    table = daemon.client("list").stdout
+    daemon.stop()
+    served = [line for line in daemon.log.read_text().splitlines() if f"served {role}" in line]
+    assert len(served) == 2
+    assert all(
+        f"uid {os.getuid()} (rolecache)" in line and "key ASIA..." in line for line in served
+    )
+    assert "LAST REQUESTER" in table and "(rolecache)" in table
+
+
+class FakeCreds:
+    def __call__(self, request: RoleRequest, now: float, *_: object) -> Credentials:
+        return Credentials("ASIAFAKE000000000001", "s", "t", now + 3600, now)
+
+
+@pytest.fixture
+async def socket_api(tmp_path: Path) -> AsyncIterator[tuple[Path, service.ConnectionLimits]]:
+    """The real listener in-process, with tight connection limits."""
+    limits = service.ConnectionLimits(max_connections=20, request_timeout=0.5)
+    store = Store(FakeCreds())
+    listener = service.open_listener(tmp_path / "run" / "s.sock")
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.serve(listener, store, stop=stop, limits=limits))
+    while not listener.path.exists():
+        await asyncio.sleep(0.01)
+    yield listener.path, limits
+    stop.set()
+    await task
+    os.close(listener.lock_fd)
+
+
+STATUS = b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+async def request(path: Path, raw: bytes = STATUS) -> bytes:
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(raw)
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+async def test_dribbling_clients_are_cut_off_and_do_not_block_others(socket_api) -> None:
+    """Clients that send half a request hold no slot past the request timeout, and a normal
+    request made while they dribble is answered."""
+    path, limits = socket_api
+    dribblers = [await asyncio.open_unix_connection(str(path)) for _ in range(15)]
+    for _, writer in dribblers:
+        writer.write(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")  # never finished
+    started = time.monotonic()
+    assert (await request(path)).startswith(b"HTTP/1.1 200")
+    assert time.monotonic() - started < limits.request_timeout  # not held up by them
+    for reader, _ in dribblers:  # the server closes each without an answer
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert limits.active == 0
+
+
+async def test_connections_beyond_the_cap_are_refused(socket_api) -> None:
+    """With max_connections open, one more connection is closed unanswered; once a slot is
+    free, requests are served again."""
+    path, limits = socket_api
+    held = [await asyncio.open_unix_connection(str(path)) for _ in range(limits.max_connections)]
+    await asyncio.sleep(0.05)  # let the server accept them all
+    assert limits.active == limits.max_connections
+    with pytest.raises((ConnectionError, AssertionError)):
+        answer = await request(path)
+        assert answer == b"", answer  # refused: no answer at all
+        raise ConnectionResetError
+    for _, writer in held:
+        writer.close()
+    await asyncio.sleep(0.05)
+    assert (await request(path)).startswith(b"HTTP/1.1 200")
+
+
+def test_sighup_reloads_config_and_keeps_the_cache(tmp_path: Path, moto: Moto) -> None:
+    """SIGHUP re-reads the config file and the source credentials without dropping cached
+    sessions or calling STS."""
+    config = tmp_path / "rolecached.toml"
+    config.write_text("[daemon]\nnegative_ttl = 10\n")
+    env = base_env(tmp_path, moto.url)
+    daemon = start_daemon(tmp_path, env, "--config", str(config))
+    try:
+        role = unique_role("hup")
+        first = daemon.client("env", "--role-arn", role, "--role-session-name", "hup")
+        config.write_text("[daemon]\nnegative_ttl = 42\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "SIGHUP: reloaded" not in daemon.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "negative_ttl=42" in daemon.log.read_text()
+        second = daemon.client("env", "--role-arn", role, "--role-session-name", "hup")
+        assert second.stdout == first.stdout
+        assert moto.assume_role_calls(role) == 1
+        assert json.loads(daemon.client("list", "--json").stdout)["sessions"][0]["role_arn"] == role
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_expired_source_token_is_reloaded_end_to_end(tmp_path: Path, sts_proxy: StsProxy) -> None:
+    """When STS answers ExpiredToken for the source credentials, the daemon reloads them and
+    the client still gets credentials."""
+    refused = []
+
+    def expire_once(form: dict[str, str]) -> tuple[int, str] | None:
+        if form.get("Action") == "AssumeRole" and not refused:
+            refused.append(1)
+            return 403, sts_error_xml(
+                "ExpiredToken", "The security token included in the request is expired"
+            )
+        return None
+
+    sts_proxy.rules.append(expire_once)
+    daemon = start_daemon(tmp_path, base_env(tmp_path, sts_proxy.url))
+    try:
+        result = daemon.client(
+            "env", "--role-arn", unique_role("exp"), "--role-session-name", "exp"
+        )
+        assert result.returncode == 0, result.stderr
+        assert sts_proxy.calls.count("AssumeRole") == 2
+        assert "reloading them from their chain" in daemon.log.read_text()
+    finally:
+        daemon.stop()
