@@ -83,8 +83,14 @@ def start_world(tmp: Path) -> tuple[dict[str, str], subprocess.Popen, object]:
         AWS_DEFAULT_REGION="us-east-1",
         AWS_PROFILE="base",
     )
+    # Every load client is 127.0.0.1: lift the endpoints' per-client rate limit for B5, and let
+    # the system pick the port so runs never collide.
+    config = tmp / "rolecached.toml"
+    config.write_text("[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\n")
     daemon = subprocess.Popen(
-        [str(BIN / "rolecached"), "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL
+        [str(BIN / "rolecached"), "--log-level", "warning", "--config", str(config)],
+        env=env,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while not Path(env["ROLECACHE_SOCKET"]).exists():

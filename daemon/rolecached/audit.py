@@ -6,6 +6,7 @@ the access key id is masked.
 """
 
 import logging
+import os
 import socket
 import struct
 from typing import Any
@@ -27,11 +28,17 @@ def peer_credentials(transport: Any) -> tuple[int, int, int] | None:
 
 def command_name(pid: int) -> str:
     """The process's command name, or '?' once it is gone."""
+    # os-level calls: io.open's buffered file object costs ~40 us, a third of a fast-lane hit.
     try:
-        with open(f"/proc/{pid}/comm", "rb") as f:
-            return f.read().strip().decode(errors="replace")
+        fd = os.open(f"/proc/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return "?"
+    try:
+        return os.read(fd, 64).strip().decode(errors="replace")
+    except OSError:
+        return "?"
+    finally:
+        os.close(fd)
 
 
 def describe_peer(peer: tuple[int, int, int] | None) -> str:
