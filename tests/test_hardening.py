@@ -125,7 +125,7 @@ class FakeCreds:
 @pytest.fixture
 async def socket_api(tmp_path: Path) -> AsyncIterator[tuple[Path, service.ConnectionLimits]]:
     """The real listener in-process, with tight connection limits."""
-    limits = service.ConnectionLimits(max_connections=20, request_timeout=0.5)
+    limits = service.ConnectionLimits(max_connections=250, request_timeout=1.0)
     store = Store(FakeCreds())
     listener = service.open_listener(tmp_path / "run" / "s.sock")
     stop = asyncio.Event()
@@ -150,10 +150,10 @@ async def request(path: Path, raw: bytes = STATUS) -> bytes:
 
 
 async def test_dribbling_clients_are_cut_off_and_do_not_block_others(socket_api) -> None:
-    """Clients that send half a request hold no slot past the request timeout, and a normal
-    request made while they dribble is answered."""
+    """200 clients that send half a request (slowloris) hold no slot past the request
+    timeout, and a normal request made while they dribble is answered at once."""
     path, limits = socket_api
-    dribblers = [await asyncio.open_unix_connection(str(path)) for _ in range(15)]
+    dribblers = [await asyncio.open_unix_connection(str(path)) for _ in range(200)]
     for _, writer in dribblers:
         writer.write(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")  # never finished
     started = time.monotonic()
