@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, Moto, base_env, unique_role
+from tests.conftest import (
+    BIN,
+    Daemon,
+    Moto,
+    StsProxy,
+    base_env,
+    start_daemon,
+    sts_error_xml,
+    unique_role,
+)
 
 
 def run_daemon_once(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -148,3 +157,72 @@ def test_no_secret_in_logs_or_listings(daemon: Daemon, moto: Moto) -> None:
     for secret in secrets:
         assert secret not in log
         assert all(secret not in out for out in listings)
+
+
+def test_no_secret_anywhere_after_every_path(tmp_path: Path, sts_proxy: StsProxy) -> None:
+    """Every command and error path at debug level (credentials in all formats, the drop-in,
+    exec, a container endpoint and its token, STS refusing and throttling, bad input) leaves
+    no issued secret, session token, full key id or endpoint token in the daemon's log, in
+    any listing, or in any file under the user's home and state folders."""
+    sts_proxy.rules.append(
+        lambda form: (
+            (403, sts_error_xml("AccessDenied", "not for you"))
+            if "denied" in form.get("RoleArn", "")
+            else (400, sts_error_xml("Throttling", "Rate exceeded"))
+            if "throttled" in form.get("RoleArn", "")
+            else None
+        )
+    )
+    env = base_env(tmp_path, sts_proxy.url)
+    config = tmp_path / "rolecached.toml"
+    config.write_text("[endpoints]\nport = 0\n")
+    daemon = start_daemon(tmp_path, env, "--config", str(config))
+    role = unique_role("leak")
+    sel = ["--role-arn", role, "--role-session-name", "leak"]
+    issued = [json.loads(daemon.client("process", *sel).stdout)]
+    for args in (
+        ["env", *sel],
+        ["exec", *sel, "--", "true"],
+        ["sts", "assume-role", *sel, "--output", "text"],
+        ["sts", "assume-role", *sel, "--query", "Credentials"],
+        ["env", "--role-arn", unique_role("denied"), "--role-session-name", "leak"],
+        ["env", "--role-arn", unique_role("throttled"), "--role-session-name", "leak"],
+        ["env", *sel, "--duration-seconds", "60"],
+        ["endpoint", "add", "leaky", *sel],
+    ):
+        daemon.client(*args)
+    listings = [
+        daemon.client(*args).stdout
+        for args in (["endpoint", "list"], ["list"], ["list", "--json"], ["status"])
+    ]
+    assert "leaky" in listings[0] and role in listings[1]
+    handoff = daemon.client("endpoint", "env", "leaky", "--env-file").stdout
+    variables = dict(line.split("=", 1) for line in handoff.splitlines() if "=" in line)
+    token_file = Path(variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"])
+    token = token_file.read_text()
+    import urllib.request
+
+    fetch = urllib.request.Request(
+        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"], headers={"Authorization": token}
+    )
+    with urllib.request.urlopen(fetch, timeout=10) as reply:
+        served = json.loads(reply.read())
+    issued.append({**served, "SessionToken": served["Token"]})
+    daemon.client("forget", "--all")
+    assert daemon.stop() == 0
+
+    secrets = ["source-secret-not-for-logs", token]
+    for doc in issued:
+        secrets += [doc["AccessKeyId"], doc["SecretAccessKey"], doc["SessionToken"]]
+    log = daemon.log.read_text()
+    assert "AccessDenied" in log and "Throttling" in log and "served " in log  # paths ran
+    files = [
+        p
+        for root in (Path(env["HOME"]), Path(env["XDG_RUNTIME_DIR"]))
+        for p in root.rglob("*")
+        if p.is_file() and p != token_file
+    ]
+    for secret in secrets:
+        assert secret not in log, secret[:4]
+        assert all(secret not in out for out in listings), secret[:4]
+        assert all(secret.encode() not in p.read_bytes() for p in files), secret[:4]
