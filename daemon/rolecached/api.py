@@ -70,7 +70,17 @@ async def error_middleware(
 
 
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError:
+        # A body that does not match its Content-Encoding (or chunking): the caller's fault.
+        raise InvalidRequest(
+            "the request body could not be read: it does not match its Content-Encoding"
+        ) from None
+    except RuntimeError:
+        # aiohttp's "Connection closed.": the client hung up before its body arrived whole.
+        # Nobody reads this answer; it only keeps a client's mistake out of the error log.
+        raise InvalidRequest("the connection closed before the request body arrived") from None
     if not raw:
         raise InvalidRequest("the request needs a JSON object body")
     # Any Content-Type is read as JSON, so a plain `curl -d '{...}'` works; only our user's

@@ -86,8 +86,13 @@ def renewal_time(issued_at: float, expiration: float, rng: random.Random) -> flo
 
 
 def servable(credentials: Credentials | None, now: float, min_ttl: float) -> bool:
-    """True while the credentials have at least `min_ttl` seconds of life left."""
-    return credentials is not None and credentials.expiration - now >= min_ttl
+    """True while the credentials have at least `min_ttl` seconds of life left (and, even
+    for a `min_ttl` of 0, are not yet expired)."""
+    return (
+        credentials is not None
+        and credentials.expiration - now >= min_ttl
+        and credentials.expiration > now
+    )
 
 
 def backoff_delay(

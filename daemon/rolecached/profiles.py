@@ -178,7 +178,7 @@ class ConfigFiles:
     def _stamp(path: str) -> tuple[int, int] | None:
         try:
             info = os.stat(path)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte in the path
             return None
         return info.st_mtime_ns, info.st_size
 
@@ -207,6 +207,8 @@ class ConfigFiles:
             )
         except botocore.exceptions.ConfigParseError as exc:
             raise ProfileError(f"cannot parse {exc.kwargs.get('path', 'the AWS config')}") from None
+        except botocore.exceptions.ConfigNotFound as exc:  # a folder, say, not a file
+            raise ProfileError(f"cannot read {exc.kwargs.get('path')!r}: not a file") from None
         profiles = {name: dict(values) for name, values in parsed.get("profiles", {}).items()}
         for name, values in creds.items():
             profiles.setdefault(name, {}).update(values)

@@ -354,6 +354,8 @@ def _path(body: dict[str, Any], name: str) -> str | None:
     value = _string(body, name)
     if value is not None and not value.startswith("/"):
         raise InvalidRequest(f"{name} must be an absolute path, not {_shown(value)}")
+    if value is not None and "\x00" in value:  # no file has one; os.stat() raises on it
+        raise InvalidRequest(f"{name} must not contain a NUL character")
     return value
 
 

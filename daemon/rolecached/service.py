@@ -383,6 +383,10 @@ def configure_logging(level: str) -> None:
     )
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "moto", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if level.lower() != "debug":
+        # aiohttp logs every malformed request with a traceback: any local process could
+        # flood the journal. The client got its 400; keep the tracebacks for debug runs.
+        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
