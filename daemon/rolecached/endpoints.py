@@ -23,7 +23,7 @@ from aiohttp import web
 
 from rolecache import formats
 from rolecache.protocol import SANDBOX_HEADER
-from rolecached import cache
+from rolecached import cache, ecslane
 from rolecached.bindings import (
     ECS_MIN_TTL,
     IMDS_MIN_TTL,
@@ -266,10 +266,15 @@ class Listener:
 
 
 async def listen(
-    app: web.Application, settings: EndpointSettings, port: int, what: str
+    app: web.Application,
+    settings: EndpointSettings,
+    port: int,
+    what: str,
+    wrap: Callable[[Callable[[], asyncio.Protocol]], ecslane.LaneGuard] | None = None,
 ) -> Listener:
     """Serve `app` on each address of `settings.bind`, all on one port (the first address
-    picks it when `port` is 0)."""
+    picks it when `port` is 0); `wrap`, if given, stands in front of each connection's
+    aiohttp protocol (the container listener's fast lane, ecslane.py)."""
     runner = web.AppRunner(
         app, access_log=None, keepalive_timeout=settings.idle_timeout, **_HEAD_LIMITS
     )
@@ -287,7 +292,10 @@ async def listen(
                 ) from None
             sockets.append(sock)
             port = sock.getsockname()[1]
-            await web.SockSite(runner, sock).start()
+            site = (
+                web.SockSite(runner, sock) if wrap is None else ecslane.LaneSite(runner, sock, wrap)
+            )
+            await site.start()
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -321,7 +329,10 @@ class Served:
     last_error: str | None = None
     # The container answer rendered for the credentials it was rendered from: the same
     # bytes serve every request until renewal (json.dumps per request is a visible share).
-    rendered: tuple[Credentials, bytes] | None = field(default=None, repr=False)
+    # (credentials, the handler's JSON body, the fast lane's HTTP responses)
+    rendered: tuple[Credentials, bytes, tuple[bytes, bytes]] | None = field(
+        default=None, repr=False
+    )
 
 
 def _retrieve(task: "asyncio.Future[Any]") -> None:
@@ -544,7 +555,25 @@ class EndpointManager:
         # Bound on first use, so a user without bindings never holds the fixed port.
         if self._ecs is None:
             port = self.settings.ecs_port(self.sandbox)
-            self._ecs = await listen(self._ecs_app(), self.settings, port, "container endpoint")
+            app = self._ecs_app()
+            guard = app[GUARD]
+            lane = ecslane.EcsLane(
+                self._served,
+                lambda: guard.hosts,
+                guard.limiter,
+                self.clock,
+                self.store,
+                lambda binding, floor: self.credentials(binding, floor),
+                lambda served, creds: self.render_ecs(served, creds)[1],
+            )
+            timeout = self.settings.idle_timeout
+            self._ecs = await listen(
+                app,
+                self.settings,
+                port,
+                "container endpoint",
+                lambda inner: ecslane.LaneGuard(inner, lane.answer, timeout),
+            )
             log.info("container endpoint listening on %s", self._ecs.addresses())
 
     @property
@@ -637,10 +666,16 @@ class EndpointManager:
             log.info("refused a request for endpoint %s from %s: wrong token", name, request.remote)
             raise Forbidden("the token is not valid for this endpoint")
         creds = await self.credentials(served.binding, ECS_MIN_TTL)
+        body, _ = self.render_ecs(served, creds)
+        return web.Response(body=body, content_type="application/json")
+
+    def render_ecs(self, served: Served, creds: Credentials) -> tuple[bytes, tuple[bytes, bytes]]:
+        """The container answer for `creds`: the handler's JSON body and the fast lane's
+        whole HTTP responses, rendered once per credentials object (the one place for both)."""
         if served.rendered is None or served.rendered[0] is not creds:
             body = json.dumps(ecs_document(served.binding, creds)).encode()
-            served.rendered = (creds, body)
-        return web.Response(body=served.rendered[1], content_type="application/json")
+            served.rendered = (creds, body, ecslane.http_responses(body, self.sandbox))
+        return served.rendered[1], served.rendered[2]
 
     def _imds_app(self, served: Served) -> web.Application:
         app = web.Application(
