@@ -18,6 +18,7 @@ from rolecached.errors import RolecacheError, StsError, StsFailure, StsTimeout
 from rolecached.request import RoleRequest
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed
+from tests.faultkit import FakeClock, FakeSleep
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0
@@ -37,31 +38,6 @@ def role(name: str = "app", duration: int = 3600) -> RoleRequest:
         role_session_name="rolecache-test",
         duration_seconds=duration,
     )
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when a test says so."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class FakeSleep:
-    """The store's injected sleep: records the delay and advances the fake clock at once."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        self.clock.advance(seconds)
 
 
 class FakeSts:

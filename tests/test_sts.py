@@ -12,6 +12,7 @@ import pytest
 
 from rolecached.request import RoleRequest
 from rolecached.sts import StsCaller, StsCallFailed
+from tests.conftest import sts_error_xml
 
 REQUEST = RoleRequest("arn:aws:iam::123456789012:role/stub", "stub-session")
 
@@ -23,14 +24,6 @@ SUCCESS = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15
 <Arn>arn:aws:sts::123456789012:assumed-role/stub/stub-session</Arn></AssumedRoleUser>
 <PackedPolicySize>6</PackedPolicySize></AssumeRoleResult>
 <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>"""
-
-
-def error_xml(code: str, message: str) -> str:
-    return (
-        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
-        f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
-        "<RequestId>r</RequestId></ErrorResponse>"
-    )
 
 
 @dataclass
@@ -112,7 +105,7 @@ def test_sts_errors_keep_their_code_and_retry_class(
 ) -> None:
     """Each STS error arrives with STS's own code and message, classed retryable or not, and
     botocore does not retry behind our back (exactly one request reaches STS)."""
-    stub.answers.append((status, error_xml(code, f"message for {code}")))
+    stub.answers.append((status, sts_error_xml(code, f"message for {code}")))
     with pytest.raises(StsCallFailed) as caught:
         StsCaller(endpoint_url=stub.url).assume_role(REQUEST, now=time.time())
     failure = caught.value.failure

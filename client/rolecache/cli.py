@@ -300,6 +300,13 @@ def cmd_exec(args: list[str], sandbox: bool) -> int:
     return 0  # not reached: execvpe does not return
 
 
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Print rows as left-aligned columns, the first row being the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
 def _duration(seconds: int | None) -> str:
     if seconds is None:
         return "-"
@@ -335,9 +342,7 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
                 s["last_error"] or "",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(rows)
     return protocol.EXIT_OK
 
 

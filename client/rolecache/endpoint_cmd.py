@@ -152,9 +152,7 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
                 e["last_error"] or "",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    cli.print_table(rows)
     return protocol.EXIT_OK
 
 
