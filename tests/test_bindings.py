@@ -235,19 +235,19 @@ def test_good_token_ttls(value: str, ttl: int) -> None:
 def test_rate_limiter_allows_a_burst_then_refills() -> None:
     """A client gets `burst` requests at once, then `rate` per second; others are unaffected."""
     limiter = RateLimiter(rate=10, burst=5)
-    assert [limiter.allow("a", 0.0) for _ in range(5)] == [0.0] * 5
-    wait = limiter.allow("a", 0.0)
+    assert [limiter.wait("a", 0.0) for _ in range(5)] == [0.0] * 5
+    wait = limiter.wait("a", 0.0)
     assert wait == pytest.approx(0.1)
-    assert limiter.allow("b", 0.0) == 0.0
-    assert limiter.allow("a", 0.1) == 0.0
-    assert limiter.allow("a", 0.1) > 0
+    assert limiter.wait("b", 0.0) == 0.0
+    assert limiter.wait("a", 0.1) == 0.0
+    assert limiter.wait("a", 0.1) > 0
 
 
 def test_rate_limiter_memory_is_bounded() -> None:
     """A flood of distinct client keys does not grow the limiter without bound."""
     limiter = RateLimiter(rate=1, burst=1, max_keys=100)
     for i in range(10_000):
-        limiter.allow(f"client-{i}", 0.0)
+        limiter.wait(f"client-{i}", 0.0)
     assert len(limiter._buckets) <= 100
 
 

@@ -183,7 +183,7 @@ async def test_slow_request_to_the_lane_is_cut_off(rig: Rig) -> None:
         ("wrong token", 403),
         ("token with a suffix", 403),
         ("other binding's token", 403),
-        ("unknown binding", 404),
+        ("unknown binding", 403),  # as a wrong token: names are not probe-able
         ("bad Host", 403),
         ("Host without port", 403),
         ("no Host", 400),  # aiohttp's parser refuses it
@@ -249,11 +249,13 @@ async def test_rate_limit_is_shared_with_aiohttp(rig: Rig) -> None:
     assert again.status == 200 and by_lane(again)
 
 
-async def test_refused_requests_count_once_against_the_limit(rig: Rig) -> None:
-    """A request the lane hands over is counted by aiohttp's limiter only, not twice."""
+async def test_refused_requests_do_not_count_against_the_limit(rig: Rig) -> None:
+    """A request refused for its token never uses up the allowance, and one the lane hands
+    over is counted by aiohttp's limiter only, not twice."""
     rig.manager = await new_manager(rig, rate_limit=1.0, rate_burst=2)
     await rig.add()
-    assert (await rig.ecs(token="wrong")).status == 403
+    assert [(await rig.ecs(token="wrong")).status for _ in range(5)] == [403] * 5
+    assert (await via_aiohttp(rig)).status == 200
     assert (await rig.ecs()).status == 200
     assert (await rig.ecs()).status == 429
 
@@ -273,14 +275,14 @@ async def test_credentials_under_the_floor_are_never_served(rig: Rig) -> None:
 
 
 async def test_removed_binding_is_not_served(rig: Rig) -> None:
-    """Once a binding is removed, its token gets aiohttp's 404, never credentials."""
+    """Once a binding is removed, its token gets aiohttp's 403, never credentials."""
     await rig.add("dev")
     await rig.add("other")  # keeps the listener open
     token = rig.manager.get("dev").ring.current
     assert by_lane(await rig.ecs())
     await rig.manager.remove("dev")
     reply = await rig.ecs(token=token)
-    assert reply.status == 404 and not by_lane(reply) and reply.has_no_credentials()
+    assert reply.status == 403 and not by_lane(reply) and reply.has_no_credentials()
 
 
 # -- the pure parts ------------------------------------------------------------------------------

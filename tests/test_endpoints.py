@@ -243,7 +243,7 @@ async def test_ecs_answer_is_exactly_what_sdks_expect(rig: Rig) -> None:
         ("empty token", 401),
         ("wrong token", 403),
         ("other binding's token", 403),
-        ("unknown binding", 404),
+        ("unknown binding", 403),  # as a wrong token: names are not probe-able
         ("bad Host", 403),
         ("Host without port", 403),
         ("two Hosts", 400),  # aiohttp's parser refuses it before we see it
@@ -307,7 +307,7 @@ async def test_ecs_token_rotation_keeps_the_old_token_for_the_grace(rig: Rig) ->
     await rig.add()
     old = rig.manager.get("dev").ring.current
     rig.manager.rotate("dev")
-    new = (rig.tokens_dir / "dev.token").read_text()
+    new = (rig.tokens_dir / "dev" / "token").read_text()
     assert new != old
     assert (await rig.ecs(token=new)).status == 200
     assert (await rig.ecs(token=old)).status == 200
@@ -319,20 +319,20 @@ async def test_ecs_token_rotation_keeps_the_old_token_for_the_grace(rig: Rig) ->
 async def test_tokens_rotate_on_schedule(rig: Rig) -> None:
     """The manager's tick rotates a token once it is `token_rotation` old."""
     await rig.add()
-    first = (rig.tokens_dir / "dev.token").read_text()
+    first = (rig.tokens_dir / "dev" / "token").read_text()
     rig.clock.advance(rig.manager.settings.token_rotation - 1)
     rig.manager.tick()
-    assert (rig.tokens_dir / "dev.token").read_text() == first
+    assert (rig.tokens_dir / "dev" / "token").read_text() == first
     rig.clock.advance(1)
     rig.manager.tick()
-    assert (rig.tokens_dir / "dev.token").read_text() != first
+    assert (rig.tokens_dir / "dev" / "token").read_text() != first
 
 
 async def test_token_file_is_private_without_newline(rig: Rig) -> None:
     """The token file is 0600, holds exactly the token (no trailing newline), and is removed
     with the binding."""
     await rig.add()
-    path = rig.tokens_dir / "dev.token"
+    path = rig.tokens_dir / "dev" / "token"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     content = path.read_bytes()
     assert content == rig.manager.get("dev").ring.current.encode()
@@ -486,8 +486,8 @@ async def test_a_failing_role_is_not_added(rig: Rig) -> None:
 
 
 async def test_removing_closes_the_imds_listener(rig: Rig) -> None:
-    """After remove, the binding's IMDS port refuses connections, its container path is 404,
-    and its entry is no longer kept warm."""
+    """After remove, the binding's IMDS port refuses connections, its container path is 403
+    (as for any name without a valid token), and its entry is no longer kept warm."""
     served = await rig.add()
     port = served.imds.port  # type: ignore[union-attr]
     token = served.ring.current
@@ -495,7 +495,7 @@ async def test_removing_closes_the_imds_listener(rig: Rig) -> None:
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
     reply = await rig.ecs(token=token)
-    assert reply.status == 404 and reply.has_no_credentials()
+    assert reply.status == 403 and reply.has_no_credentials()
     assert not any(e.keep_warm for e in rig.store.entries())
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from rolecache import __version__, formats
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
-from rolecached import audit, awscli, fastlane, profiles
+from rolecached import audit, awscli, fastlane, host, profiles
 from rolecached.cache import Credentials, Entry
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError
 from rolecached.request import RoleRequest, parse_token_code
@@ -181,7 +181,7 @@ async def get_credentials(request: web.Request) -> web.Response:
         raise InvalidRequest("query must be a string (a JMESPath expression)")
     role_request, min_ttl = profiles.select(body, request.app[PROFILES])
     store = request.app[STORE]
-    who = audit.describe_peer(audit.peer_credentials(request.transport))
+    who = audit.describe_peer(host.unix_peer(request.transport))
     credentials = await store.get(role_request, min_ttl, token_code, requester=who)
     audit.served(role_request.describe(), credentials, who, store.now())
     render = renderer(role_request, fmt, shell, query, request.app[SANDBOX])

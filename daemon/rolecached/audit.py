@@ -7,24 +7,12 @@ the access key id is masked.
 
 import logging
 import os
-import socket
-import struct
 import time
-from typing import Any
 
 from rolecached.cache import Credentials
+from rolecached.host import Peer
 
 log = logging.getLogger("rolecached.audit")
-
-
-def peer_credentials(transport: Any) -> tuple[int, int, int] | None:
-    """(pid, uid, gid) of a Unix-socket peer, from SO_PEERCRED."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
-    return pid, uid, gid
 
 
 # Command names of recent peers, for one second: a shell loop calling rolecache is one pid
@@ -61,12 +49,15 @@ def _read_comm(pid: int) -> str:
         os.close(fd)
 
 
-def describe_peer(peer: tuple[int, int, int] | None) -> str:
-    """'pid 1234 uid 1000 (bash)', the requester as logs and listings show it."""
+def describe_peer(peer: Peer | None) -> str:
+    """'pid 1234 uid 1000 (bash)', the requester as logs and listings show it; a TCP peer is
+    its address and uid."""
     if peer is None:
         return "unknown peer"
-    pid, uid, _ = peer
-    return f"pid {pid} uid {uid} ({command_name(pid)})"
+    if peer.pid is None:
+        uid = f" uid {peer.uid}" if peer.uid is not None else ""
+        return f"{peer.address}{uid}"
+    return f"pid {peer.pid} uid {peer.uid} ({command_name(peer.pid)})"
 
 
 def served(what: str, credentials: Credentials, requester: str, now: float) -> None:

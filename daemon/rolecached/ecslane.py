@@ -3,46 +3,42 @@
 SDKs refresh through the ECS-style endpoint with one connection per request, and aiohttp
 spends about 240 µs of CPU setting up each one, which caps the listener near 3,500 requests a
 second on two cores (bench B5). The socket API met the same limit with fastlane.py; this is
-its counterpart for the container listener. `LaneGuard` stands in front of aiohttp's protocol
-for each connection and offers the request bytes to `EcsLane.answer` first. The lane answers
+its counterpart for the container listener. The listener's front guard (front.py) offers the
+request bytes of each admitted connection to `EcsLane.answer` first. The lane answers
 only a complete `GET /v1/credentials/NAME` that aiohttp would answer 200 from memory:
 
 - one Host in the listener's allow-list, no Origin, no body (Content-Length,
   Transfer-Encoding), nothing after the head, a strict head aiohttp parses the same way;
 - an Authorization value the binding's `TokenRing.valid` accepts (constant time, grace);
 - the binding's credentials held with the container floor (`ECS_MIN_TTL`) left;
-- a request the listener's rate limiter (the middleware's own instance) lets through, asked
-  last so that a request the lane passes on is not counted twice.
+- a request the listener's rate limiter (the middleware's own instance, keyed by peer and
+  binding) lets through, asked last so that a request the lane passes on is not counted
+  twice.
 
 Its answer is the handler's JSON body with the headers the middleware adds (Cache-Control,
 the sandbox marker), rendered once per credentials object by the manager. Everything else,
 every refusal included, is handed to aiohttp unchanged (from that request on, the connection
 is aiohttp's), so the lane never decides anything aiohttp would not. A kept-alive connection
-stays open for the next request, unless the client said `Connection: close`. A request not
-complete within the listener's idle timeout is cut off, and so is an idle connection, as
-aiohttp's own keep-alive timer does.
+stays open for the next request, unless the client said `Connection: close`.
 """
 
-import asyncio
 import re
-import socket
-import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from rolecache.protocol import SANDBOX_HEADER
 from rolecached.bindings import ECS_MIN_TTL, Binding
 from rolecached.cache import Credentials
+from rolecached.front import NEED_MORE, NeedMore, Reply
+from rolecached.gate import peer_key
+from rolecached.host import Peer
 from rolecached.ratelimit import RateLimiter
 from rolecached.store import Store
 
 if TYPE_CHECKING:
     from rolecached.endpoints import Served
 
-NEED_MORE = b""  # answer(): the request is not complete yet
 # Well inside aiohttp's limits (_HEAD_LIMITS in endpoints.py): a head beyond them is aiohttp's
 # to refuse. SDK requests are a few hundred bytes.
 MAX_HEAD = 8192
@@ -72,14 +68,7 @@ class Ask:
         return f"Ask(name={self.name!r}, host={self.host!r}, close={self.close})"
 
 
-class Reply(NamedTuple):
-    """The lane's answer: the whole HTTP response, and whether the connection stays open."""
-
-    response: bytes
-    keep_alive: bool
-
-
-def parse(raw: bytes) -> Ask | bytes | None:
+def parse(raw: bytes) -> Ask | NeedMore | None:
     """The Ask of a complete request in `raw`; NEED_MORE while a request the lane may take is
     incomplete; None when aiohttp should have it (anything but a strict, bodiless GET of a
     credentials path with exactly one Host and one non-empty Authorization)."""
@@ -179,9 +168,9 @@ class EcsLane:
         self._credentials = credentials  # the handler's own source (EndpointManager.credentials)
         self._render = render  # -> http_responses(), cached per credentials object
 
-    def answer(self, raw: bytes, client: str) -> Reply | bytes | None:
-        """The Reply to `raw` from `client` (its address, the rate-limit key); NEED_MORE to
-        wait for more bytes; None to let aiohttp handle it."""
+    def answer(self, raw: bytes, peer: Peer) -> Reply | NeedMore | None:
+        """The Reply to `raw` from `peer` (with the binding, the rate-limit key); NEED_MORE
+        to wait for more bytes; None to let aiohttp handle it."""
         ask = parse(raw)
         if not isinstance(ask, Ask):
             return ask
@@ -196,135 +185,7 @@ class EcsLane:
         credentials = finished_now(self._credentials(served.binding, ECS_MIN_TTL))
         if credentials is None:
             return None
-        if self._limiter.allow(client, now):
+        if self._limiter.wait(f"{peer_key(peer)} {ask.name}", now):
             return None  # aiohttp asks the limiter again and answers 429
         closing, keeping = self._render(served, credentials)
         return Reply(closing, False) if ask.close else Reply(keeping, True)
-
-
-class LaneGuard(asyncio.Protocol):
-    """Stands in front of aiohttp's protocol for each connection of the container listener.
-
-    The request bytes go to the lane first; only when it cannot answer is aiohttp's protocol
-    created and given them (and every later byte). A connection whose request is not whole
-    within `timeout`, or that stays idle that long after a kept-alive answer, is closed, as
-    aiohttp's keep-alive timer would (a client dribbling headers holds no slot).
-    """
-
-    def __init__(
-        self,
-        make_inner: Callable[[], asyncio.Protocol],
-        answer: Callable[[bytes, str], Reply | bytes | None],
-        timeout: float,
-    ) -> None:
-        self._make_inner = make_inner
-        self._answer = answer
-        self._timeout = timeout
-        self._inner: asyncio.Protocol | None = None
-        self._transport: asyncio.Transport | None = None
-        self._client = "?"
-        self._buffer = b""
-        self._timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, (list, tuple)):
-            self._client = str(peer[0])  # what aiohttp's request.remote says
-        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._too_slow)
-
-    def _too_slow(self) -> None:
-        self._timer = None
-        self.close_if_ours()
-
-    def close_if_ours(self) -> None:
-        """Close the connection unless aiohttp has it (then aiohttp's shutdown closes it)."""
-        if self._inner is None and self._transport is not None:
-            self._transport.close()
-
-    def _hand_over(self) -> None:
-        if self._inner is not None or self._transport is None or self._transport.is_closing():
-            return
-        if self._timer is not None:
-            self._timer.cancel()  # aiohttp's own timeouts take over
-            self._timer = None
-        self._inner = self._make_inner()
-        self._inner.connection_made(self._transport)
-        if self._buffer:
-            data, self._buffer = self._buffer, b""
-            self._inner.data_received(data)
-
-    def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
-            self._inner.data_received(data)
-            return
-        if self._transport is None or self._transport.is_closing():
-            return
-        self._buffer += data
-        answer = self._answer(self._buffer, self._client)
-        if answer is None:
-            self._hand_over()
-            return
-        if not isinstance(answer, Reply):
-            return  # NEED_MORE
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._buffer = b""
-        self._transport.write(answer.response)
-        if answer.keep_alive:
-            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._too_slow)
-        else:
-            self._transport.close()
-
-    def eof_received(self) -> bool | None:
-        self._hand_over()
-        return self._inner.eof_received() if self._inner is not None else None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._inner is not None:
-            self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.resume_writing()
-
-
-class LaneSite(web.SockSite):
-    """aiohttp's SockSite with each connection's protocol wrapped by `wrap`. On stop, the
-    connections the lane still holds (kept alive, between requests) are closed too: aiohttp's
-    shutdown knows only those handed to it."""
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        sock: socket.socket,
-        wrap: Callable[[Callable[[], asyncio.Protocol]], LaneGuard],
-    ) -> None:
-        super().__init__(runner, sock)
-        self._wrap = wrap
-        self._guards: weakref.WeakSet[LaneGuard] = weakref.WeakSet()
-
-    def _protocol(self) -> LaneGuard:
-        assert self._runner.server is not None
-        guard = self._wrap(self._runner.server)
-        self._guards.add(guard)
-        return guard
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers with the runner, as SockSite.start does
-        self._server = await asyncio.get_running_loop().create_server(
-            self._protocol, sock=self._sock, backlog=self._backlog
-        )
-
-    async def stop(self) -> None:
-        await super().stop()
-        for guard in list(self._guards):
-            guard.close_if_ours()

@@ -8,10 +8,12 @@ CONFORMANCE.md. `EndpointManager` owns the bindings, their tokens, token files a
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import random
+import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +25,7 @@ from aiohttp import web
 
 from rolecache import formats
 from rolecache.protocol import SANDBOX_HEADER
-from rolecached import cache, ecslane
+from rolecached import cache, ecslane, host
 from rolecached.bindings import (
     ECS_MIN_TTL,
     IMDS_MIN_TTL,
@@ -35,6 +37,8 @@ from rolecached.bindings import (
 )
 from rolecached.cache import Credentials
 from rolecached.errors import MfaRequired, RolecacheError, StsError
+from rolecached.front import Door, FrontSite
+from rolecached.gate import Caps, Gate, peer_key, raise_fd_limit
 from rolecached.ratelimit import RateLimiter
 from rolecached.store import Store
 from rolecached.tokens import ImdsTokens, TokenRing, parse_ttl
@@ -133,14 +137,16 @@ def error_body(status: int, code: str, message: str) -> web.Response:
 
 
 class Guard:
-    """The checks every endpoint request passes first: rate, Host, Origin, size."""
+    """The checks every endpoint request passes first (Host, Origin, size), and the rate
+    limit each passes once its token is known to be good."""
 
     def __init__(
-        self, settings: EndpointSettings, clock: Callable[[], float], sandbox: bool
+        self, settings: EndpointSettings, clock: Callable[[], float], sandbox: bool, gate: Gate
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.sandbox = sandbox
+        self.gate = gate
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.hosts: frozenset[str] = frozenset()
 
@@ -153,9 +159,6 @@ class Guard:
 
     def check(self, request: web.Request) -> None:
         """Raise the EndpointError for the first check the request fails."""
-        wait = self.limiter.allow(request.remote or "?", self.clock())
-        if wait:
-            raise TooManyRequests(wait)
         hosts = request.headers.getall("Host", [])
         if len(hosts) != 1 or hosts[0].lower() not in self.hosts:
             # DNS rebinding: a web page's requests carry the attacker's host name.
@@ -168,8 +171,22 @@ class Guard:
         ):
             raise TooLarge(f"request bodies are limited to {self.settings.max_body} bytes")
 
+    def throttle(self, request: web.Request, binding: str) -> None:
+        """Raise TooManyRequests past the rate limit of this peer (uid, or a container's
+        address) for `binding`: asked only once the token is good, so a flood of refused
+        requests never uses up anyone's allowance."""
+        wait = self.limiter.wait(limit_key(request.transport, binding, self.gate), self.clock())
+        if wait:
+            raise TooManyRequests(wait)
+
 
 GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)
+
+
+def limit_key(transport: Any, binding: str, gate: Gate) -> str:
+    """The rate limiter's key: the admitted peer (uid or address) and the binding."""
+    peer = gate.peer_of(transport)
+    return f"{peer_key(peer) if peer is not None else '?'} {binding}"
 
 
 @web.middleware
@@ -270,11 +287,11 @@ async def listen(
     settings: EndpointSettings,
     port: int,
     what: str,
-    wrap: Callable[[Callable[[], asyncio.Protocol]], ecslane.LaneGuard] | None = None,
+    door: Callable[[str], Door],
 ) -> Listener:
     """Serve `app` on each address of `settings.bind`, all on one port (the first address
-    picks it when `port` is 0); `wrap`, if given, stands in front of each connection's
-    aiohttp protocol (the container listener's fast lane, ecslane.py)."""
+    picks it when `port` is 0); `door(address)` is the front policy of each address (peer
+    check, caps, the container listener's fast lane)."""
     runner = web.AppRunner(
         app, access_log=None, keepalive_timeout=settings.idle_timeout, **_HEAD_LIMITS
     )
@@ -287,15 +304,12 @@ async def listen(
             except OSError as exc:
                 raise ListenError(
                     f"the {what} cannot listen on {address} port {port}: "
-                    f"{exc.strerror or exc}; another program (or another user's rolecached) "
-                    "may hold it: choose another port in [endpoints] of config.toml"
+                    f"{exc.strerror or exc}{holder(port, address)}; choose another port in "
+                    "[endpoints] of config.toml"
                 ) from None
             sockets.append(sock)
             port = sock.getsockname()[1]
-            site = (
-                web.SockSite(runner, sock) if wrap is None else ecslane.LaneSite(runner, sock, wrap)
-            )
-            await site.start()
+            await FrontSite(runner, sock, door(address)).start()
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -303,6 +317,29 @@ async def listen(
         raise
     app[GUARD].listening_on(port)
     return Listener(runner, port, sockets)
+
+
+def holder(port: int, address: str) -> str:
+    """Who holds `port`, as a clause for an error message, when the kernel says."""
+    if port == 0:
+        return ""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    uid = host.listener_uid(port, family)
+    if uid is None:
+        return "; another program may hold it"
+    if uid == os.getuid():
+        return f"; a program of yours (uid {uid}) holds it"
+    return f"; uid {uid} holds it (another user's program)"
+
+
+def host_peer_text(peer: host.Peer | None) -> str:
+    """A peer as a refusal line names it: its uid, else its address."""
+    return "an unknown peer" if peer is None else peer_key(peer)
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8 and ::1."""
+    return ipaddress.ip_address(address).is_loopback
 
 
 def url_host(settings: EndpointSettings) -> str:
@@ -355,8 +392,11 @@ class EndpointManager:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         bindings: list[Binding] | tuple[Binding, ...] = (),
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
+        # Shared with the socket's listener in the daemon, so the caps hold over all of them.
+        self.gate = gate or Gate(os.getuid(), Caps.for_fd_limit(raise_fd_limit()))
         self._initial = list(bindings)
         self.settings = settings
         self.tokens_dir = tokens_dir
@@ -486,7 +526,7 @@ class EndpointManager:
                 served = Served(
                     binding,
                     TokenRing(self.clock(), self.settings.token_grace),
-                    self.tokens_dir / f"{binding.name}.token",
+                    self.token_path(binding.name),
                 )
             else:
                 # Replacing keeps the token, so programs holding the token file go on.
@@ -505,6 +545,8 @@ class EndpointManager:
                         self.settings,
                         binding.spec.imds_port,
                         f"IMDS listener of endpoint {binding.name!r}",
+                        # IMDS is for host processes: a peer must have our uid (or root's).
+                        lambda _address, name=binding.name: self._door(f"IMDS of {name}"),
                     )
                 except ListenError:
                     if old is None:
@@ -543,8 +585,7 @@ class EndpointManager:
         if served.imds is not None:
             await served.imds.close()
             served.imds = None
-        with contextlib.suppress(FileNotFoundError):
-            served.token_file.unlink()
+        shutil.rmtree(served.token_file.parent, ignore_errors=True)
 
     def _unpin_unless_used(self, request: Any) -> None:
         # Two bindings may share one entry: it stays warm while either serves it.
@@ -566,15 +607,27 @@ class EndpointManager:
                 lambda binding, floor: self.credentials(binding, floor),
                 lambda served, creds: self.render_ecs(served, creds)[1],
             )
-            timeout = self.settings.idle_timeout
             self._ecs = await listen(
                 app,
                 self.settings,
                 port,
                 "container endpoint",
-                lambda inner: ecslane.LaneGuard(inner, lane.answer, timeout),
+                # Off loopback, a peer that is no process of this host (a container) may
+                # connect: its token alone decides.
+                lambda address: self._door(
+                    "container endpoint", token_only=not is_loopback(address), lane=lane.answer
+                ),
             )
             log.info("container endpoint listening on %s", self._ecs.addresses())
+
+    def _door(self, name: str, token_only: bool = False, lane: Any = None) -> Door:
+        timeout = self.settings.idle_timeout
+        return Door(name, self.gate, host.tcp_peer, token_only, timeout=timeout, lane=lane)
+
+    def token_path(self, name: str) -> Path:
+        """A binding's token file, alone in a folder of its own: a container is given exactly
+        one binding's token by mounting that folder."""
+        return self.tokens_dir / name / "token"
 
     @property
     def ecs_port(self) -> int | None:
@@ -588,6 +641,8 @@ class EndpointManager:
     def _write_token(self, served: Served) -> None:
         """Write the token file (0600, no trailing newline) by rename, so a reader never sees
         half a token and a mounted folder sees the new file."""
+        with contextlib.suppress(FileExistsError):
+            served.token_file.parent.mkdir(mode=0o700)
         tmp = served.token_file.with_name(f".{served.token_file.name}.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -649,7 +704,7 @@ class EndpointManager:
         app = web.Application(
             middlewares=[endpoint_middleware], client_max_size=self.settings.max_body
         )
-        app[GUARD] = Guard(self.settings, self.clock, self.sandbox)
+        app[GUARD] = Guard(self.settings, self.clock, self.sandbox, self.gate)
         app.router.add_get(ECS_PATH, self._ecs_credentials)
         return app
 
@@ -660,11 +715,13 @@ class EndpointManager:
             raise Unauthorized("the Authorization header must carry the endpoint's token")
         name = request.match_info["name"]
         served = self._served.get(name)
-        if served is None:
-            raise NotFoundError(f"no endpoint is called {name!r}")
-        if not served.ring.valid(token, self.clock()):
-            log.info("refused a request for endpoint %s from %s: wrong token", name, request.remote)
+        # An unknown name gets the wrong token's answer: names are not for probing.
+        if served is None or not served.ring.valid(token, self.clock()):
+            peer = self.gate.peer_of(request.transport)
+            who = host_peer_text(peer)
+            self.gate.refusals.refused(f"container requests with a wrong token from {who}")
             raise Forbidden("the token is not valid for this endpoint")
+        request.app[GUARD].throttle(request, name)
         creds = await self.credentials(served.binding, ECS_MIN_TTL)
         body, _ = self.render_ecs(served, creds)
         return web.Response(body=body, content_type="application/json")
@@ -682,7 +739,7 @@ class EndpointManager:
             middlewares=[endpoint_middleware, self._imds_token_middleware(served)],
             client_max_size=self.settings.max_body,
         )
-        app[GUARD] = Guard(self.settings, self.clock, self.sandbox)
+        app[GUARD] = Guard(self.settings, self.clock, self.sandbox, self.gate)
 
         async def put_token(request: web.Request) -> web.Response:
             """PUT /latest/api/token: a session token for this listener only."""
@@ -732,6 +789,7 @@ class EndpointManager:
                         raise Unauthorized("an IMDSv2 session token is required")
                 elif not served.imds_tokens.valid(token, self.clock()):
                     raise Unauthorized("the session token is not valid or has expired")
+            request.app[GUARD].throttle(request, served.binding.name)
             return await handler(request)
 
         return require_token

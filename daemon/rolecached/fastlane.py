@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from rolecached import audit
 from rolecached.cache import Credentials
+from rolecached.front import NEED_MORE, NeedMore, Reply
 from rolecached.request import RoleRequest
 from rolecached.store import Store
 
@@ -39,10 +40,7 @@ def request_key(request_line: bytes, body: bytes) -> bytes:
     return request_line + b"\n" + body
 
 
-NEED_MORE = b""  # answer(): the request is not complete yet
-
-
-def split_request(raw: bytes) -> tuple[bytes, bytes] | bytes | None:
+def split_request(raw: bytes) -> tuple[bytes, bytes] | NeedMore | None:
     """(request line, body) of a complete request in `raw`; NEED_MORE while a request the lane
     may take is incomplete; None if it is not one the lane takes (only a POST to
     /v1/credentials with a Content-Length and nothing after its body)."""
@@ -56,8 +54,13 @@ def split_request(raw: bytes) -> tuple[bytes, bytes] | bytes | None:
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
-        if name == b"content-length" and value.strip().isdigit():
-            length = int(value)
+        if name == b"content-length":
+            digits = value.strip()
+            # Ten digits are plenty; int() of thousands of digits raises, and aiohttp refuses
+            # an absurd length with a 400 of its own.
+            if not digits.isdigit() or len(digits) > 10:
+                return None
+            length = int(digits)
         elif name in (b"transfer-encoding", b"expect"):
             return None
     if length is None or length > MAX_REQUEST or len(rest) > length:
@@ -82,9 +85,10 @@ class FastLane:
         while len(self._routes) > MAX_ROUTES:
             self._routes.popitem(last=False)
 
-    def answer(self, raw: bytes, requester: Callable[[], str]) -> bytes | None:
-        """The full HTTP response for `raw`; NEED_MORE to wait for more bytes; None to let
-        aiohttp handle it. `requester` names who asks (called only when answering)."""
+    def answer(self, raw: bytes, requester: Callable[[], str]) -> Reply | NeedMore | None:
+        """The Reply to `raw` (the connection then closes); NEED_MORE to wait for more bytes;
+        None to let aiohttp handle it. `requester` names who asks (called only when
+        answering)."""
         parts = split_request(raw)
         if not isinstance(parts, tuple):
             return parts
@@ -106,4 +110,4 @@ class FastLane:
                 + b"\r\nConnection: close\r\n" + self._extra_headers + b"\r\n" + body
             )  # fmt: skip
         self._routes.move_to_end(request_key(*parts))
-        return route.response
+        return Reply(route.response, False)

@@ -22,7 +22,7 @@ class RateLimiter:
         self._max_keys = max_keys
         self._buckets: dict[str, _Bucket] = {}
 
-    def allow(self, key: str, now: float) -> float:
+    def wait(self, key: str, now: float) -> float:
         """0.0 when the request may go ahead, else the seconds until it could."""
         bucket = self._buckets.get(key)
         if bucket is None:

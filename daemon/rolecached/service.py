@@ -23,9 +23,11 @@ from rolecache import __version__
 from rolecache.protocol import socket_path
 from rolecached import config, endpoint_api
 from rolecached.api import LANE, make_app
-from rolecached.audit import describe_peer, peer_credentials
+from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager, ListenError
-from rolecached.fastlane import NEED_MORE, FastLane
+from rolecached.front import Door, FrontSite, NeedMore, Reply
+from rolecached.gate import Caps, Gate, raise_fd_limit
+from rolecached.host import Peer, unix_peer
 from rolecached.store import Settings, Store
 from rolecached.sts import StaticSource, StsCaller
 
@@ -154,131 +156,6 @@ def sd_notify(message: str) -> bool:
     return True
 
 
-# -- peer check --------------------------------------------------------------------------
-
-
-@dataclass
-class ConnectionLimits:
-    """Bounds on the socket's connections, shared by all of them."""
-
-    max_connections: int = 1024
-    request_timeout: float = 5.0  # a request must arrive whole within this (slowloris)
-    active: int = 0
-
-
-class PeerGuard(asyncio.Protocol):
-    """Stands in front of aiohttp's protocol for each connection.
-
-    A peer of another uid is cut off before anything reads a byte, so it gets no response at
-    all; so is a connection beyond the cap, or one whose request has not arrived whole within
-    the limits' timeout (a client dribbling headers must not hold a slot). Our own peer's
-    request is first offered to the fast lane (see fastlane.py); only when the lane cannot
-    answer is aiohttp's protocol created and given the bytes. aiohttp's handler has
-    __slots__, hence a wrapper rather than a patch.
-    """
-
-    def __init__(
-        self,
-        make_inner: Callable[[], asyncio.Protocol],
-        allowed_uid: int,
-        lane: FastLane | None = None,
-        limits: ConnectionLimits | None = None,
-    ) -> None:
-        self._make_inner = make_inner
-        self._allowed_uid = allowed_uid
-        self._lane = lane
-        self._limits = limits or ConnectionLimits()
-        self._counted = False
-        self._inner: asyncio.Protocol | None = None
-        self._transport: asyncio.Transport | None = None
-        self._buffer = b""
-        self._timer: asyncio.TimerHandle | None = None
-        self._peer: tuple[int, int, int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = peer_credentials(transport)
-        if peer is None or peer[1] != self._allowed_uid:
-            pid, uid = (peer or ("?", "?", "?"))[:2]
-            log.warning("refused a connection from pid %s uid %s (not our user)", pid, uid)
-            transport.abort()
-            return
-        if self._limits.active >= self._limits.max_connections:
-            log.warning(
-                "connection cap (%d) reached: refused pid %s", self._limits.max_connections, peer[0]
-            )
-            transport.abort()
-            return
-        self._limits.active += 1
-        self._counted = True
-        self._transport = transport  # type: ignore[assignment]
-        self._peer = peer
-        self._timer = asyncio.get_running_loop().call_later(
-            self._limits.request_timeout, self._too_slow
-        )
-        if self._lane is None:
-            self._hand_over()
-
-    def _too_slow(self) -> None:
-        if self._inner is None and self._transport is not None:
-            pid = self._peer[0] if self._peer else "?"
-            log.debug("cut off pid %s: no whole request in time", pid)
-            self._transport.abort()
-
-    def _hand_over(self) -> None:
-        if self._inner is not None or self._transport is None or self._transport.is_closing():
-            return
-        if self._timer is not None:
-            self._timer.cancel()  # aiohttp's own timeouts take over
-        self._inner = self._make_inner()
-        self._inner.connection_made(self._transport)
-        if self._buffer:
-            data, self._buffer = self._buffer, b""
-            self._inner.data_received(data)
-
-    def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
-            self._inner.data_received(data)
-            return
-        if self._transport is None:
-            return
-        self._buffer += data
-        answer = (
-            self._lane.answer(self._buffer, lambda: describe_peer(self._peer))
-            if self._lane is not None
-            else None
-        )
-        if answer == NEED_MORE:
-            return
-        if answer is None:
-            self._hand_over()
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._transport.write(answer)
-        self._transport.close()
-
-    def eof_received(self) -> bool | None:
-        self._hand_over()
-        return self._inner.eof_received() if self._inner is not None else None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._counted:
-            self._limits.active -= 1
-            self._counted = False
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._inner is not None:
-            self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.resume_writing()
-
-
 # -- running -----------------------------------------------------------------------------
 
 
@@ -312,14 +189,17 @@ async def serve(
     store: Store,
     *,
     sandbox: bool = False,
-    allowed_uid: int | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], None] = lambda: None,
     endpoints: EndpointManager | None = None,
-    limits: ConnectionLimits | None = None,
+    allowed_uid: int | None = None,
+    gate: Gate | None = None,
+    request_timeout: float = 5.0,
 ) -> None:
     """Serve the API on `listener` (and the container endpoints, if given) until `stop` is
-    set, then shut down gracefully."""
+    set, then shut down gracefully. `gate` admits connections (default: `allowed_uid`, else
+    ours, with caps for this process's descriptor limit); a request must arrive whole within
+    `request_timeout` seconds (slowloris)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     app = make_app(store, sandbox=sandbox)
@@ -328,12 +208,18 @@ async def serve(
     # An idle kept-alive connection is closed after 5 s: shells open one per command anyway.
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=5.0)
     await runner.setup()
-    uid = os.getuid() if allowed_uid is None else allowed_uid
+    owner = os.getuid() if allowed_uid is None else allowed_uid
+    gate = gate or Gate(owner, Caps.for_fd_limit(raise_fd_limit()))
     lane = runner.app[LANE]
-    limits = limits or ConnectionLimits()
-    server = await loop.create_unix_server(
-        lambda: PeerGuard(runner.server, uid, lane, limits), sock=listener.sock
+
+    def fast_lane(raw: bytes, peer: Peer) -> Reply | NeedMore | None:
+        return lane.answer(raw, lambda: describe_peer(peer))
+
+    # The socket is 0600: only our uid can connect, and root has no business there.
+    door = Door(
+        "socket", gate, unix_peer, allow_root=False, timeout=request_timeout, lane=fast_lane
     )
+    await FrontSite(runner, listener.sock, door).start()
     renewer = loop.create_task(store.run_renewer())
     maintainer = None
     try:
@@ -344,15 +230,15 @@ async def serve(
         await stop.wait()
     finally:
         log.info("stopping: no new connections, finishing requests in flight")
-        server.close()  # stop accepting
         await runner.shutdown()
-        await runner.cleanup()  # waits for handlers in flight
+        await runner.cleanup()  # stops accepting, waits for handlers in flight
         if maintainer is not None:
             maintainer.cancel()
         if endpoints is not None:
             await endpoints.close()
         renewer.cancel()
         await store.close()
+        gate.refusals.flush(force=True)
         if listener.owned:
             with contextlib.suppress(FileNotFoundError):
                 listener.path.unlink()
@@ -486,6 +372,10 @@ async def _run(
         log.info("SIGHUP: reloaded the config (%s) and the source credentials", store.settings)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # One gate for every listener, so the caps hold over all of them together.
+    fd_limit = raise_fd_limit()
+    gate = Gate(os.getuid(), Caps.for_fd_limit(fd_limit))
+    log.debug("descriptor limit %d: connection caps %s", fd_limit, gate.caps)
     endpoints = None
     if endpoint_config is not None:
         # Token files live beside the socket, in a private folder of their own.
@@ -501,10 +391,17 @@ async def _run(
             tokens,
             sandbox=sandbox,
             bindings=endpoint_config.bindings,
+            gate=gate,
         )
     try:
         await serve(
-            listener, store, sandbox=sandbox, stop=stop, on_ready=ready, endpoints=endpoints
+            listener,
+            store,
+            sandbox=sandbox,
+            stop=stop,
+            on_ready=ready,
+            endpoints=endpoints,
+            gate=gate,
         )
     except ListenError as exc:
         log.error("%s", exc)
