@@ -95,11 +95,14 @@ def test_endpoints_table_settings_and_bindings() -> None:
     assert all(s.origin == "config" for s in specs)
 
 
-def test_default_ports_are_fixed() -> None:
-    """Without a port setting the container endpoint uses the documented fixed ports."""
-    assert bindings.EndpointSettings().ecs_port(sandbox=False) == 9711
-    assert bindings.EndpointSettings().ecs_port(sandbox=True) == 9712
-    assert bindings.EndpointSettings(port=0).ecs_port(sandbox=False) == 0
+def test_default_ports_are_per_user_and_fixed() -> None:
+    """Without a port setting the container endpoint uses a port derived from the uid (the
+    sandbox the next one), so users never share it; a configured port wins."""
+    assert bindings.EndpointSettings().ecs_port(sandbox=False, uid=1000) == 12000
+    assert bindings.EndpointSettings().ecs_port(sandbox=True, uid=1000) == 12001
+    assert bindings.EndpointSettings().ecs_port(sandbox=False, uid=1001) == 12002
+    assert bindings.EndpointSettings(port=0).ecs_port(sandbox=False, uid=1000) == 0
+    assert bindings.EndpointSettings(port=9711).ecs_port(sandbox=True, uid=1000) == 9711
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,10 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
     if flags.get("--json"):
         sys.stdout.buffer.write(response.body + b"\n")
         return protocol.EXIT_OK
-    endpoints = cli._json(response)["endpoints"]
+    listing = cli._json(response)
+    endpoints = listing["endpoints"]
+    # Per user (derived from the uid unless config.toml sets it): worth seeing before use.
+    print(f"container port: {listing.get('container_port')}")
     if not endpoints:
         print("no endpoints")
         return protocol.EXIT_OK

@@ -22,8 +22,12 @@ IMDS_MIN_TTL = 25 * 60
 # leaves the IMDS floor in reach; a shorter one would drop under it before renewal.
 MIN_BINDING_DURATION = 3600
 
-DEFAULT_ECS_PORT = 9711
-DEFAULT_SANDBOX_ECS_PORT = 9712
+# Each user's container port is their own, so two users' daemons on one host never collide
+# and nobody can squat a port everybody's programs point at: 10000 + 2 x (uid mod 11000), the
+# sandbox one above. It stays below Linux's ephemeral range (32768 and up), where outgoing
+# connections would take it at random.
+ECS_PORT_BASE = 10000
+ECS_PORT_USERS = 11000
 LOOPBACK = ("127.0.0.1", "::1")
 
 # Names appear in URL paths, file names and as the IMDS role name (IAM role name characters).
@@ -141,7 +145,7 @@ def resolve(spec: BindingSpec, resolver: Resolve) -> Binding:
 class EndpointSettings:
     """Settings of the container listeners; `config.py` reads them from [endpoints]."""
 
-    port: int | None = None  # None: DEFAULT_ECS_PORT (DEFAULT_SANDBOX_ECS_PORT in sandbox)
+    port: int | None = None  # None: this user's default_ecs_port()
     bind: tuple[str, ...] = ("127.0.0.1",)
     allow_non_loopback: bool = False
     rate_limit: float = 100.0  # requests per second per client address and listener
@@ -153,11 +157,17 @@ class EndpointSettings:
     token_grace: float = 3600.0  # the previous token stays valid this long after rotation
     tick: float = 5.0
 
-    def ecs_port(self, sandbox: bool) -> int:
-        """The container listener's port: configured, else the documented default."""
+    def ecs_port(self, sandbox: bool, uid: int) -> int:
+        """The container listener's port: configured, else `uid`'s default."""
         if self.port is not None:
             return self.port
-        return DEFAULT_SANDBOX_ECS_PORT if sandbox else DEFAULT_ECS_PORT
+        return default_ecs_port(uid, sandbox)
+
+
+def default_ecs_port(uid: int, sandbox: bool) -> int:
+    """A user's default container port: the same across restarts, different for each of
+    ECS_PORT_USERS consecutive uids, and sandbox + 1."""
+    return ECS_PORT_BASE + 2 * (uid % ECS_PORT_USERS) + (1 if sandbox else 0)
 
 
 def check_addresses(addresses: tuple[str, ...], allow_non_loopback: bool) -> list[str]:

@@ -47,7 +47,12 @@ async def add_endpoint(request: web.Request) -> web.Response:
 async def list_endpoints(request: web.Request) -> web.Response:
     """GET /v1/endpoints: every binding, its URLs and token file (never the token)."""
     manager = request.app[MANAGER]
-    return web.json_response({"endpoints": [manager.summary(s) for s in manager.all()]})
+    return web.json_response(
+        {
+            "endpoints": [manager.summary(s) for s in manager.all()],
+            "container_port": manager.container_port,
+        }
+    )
 
 
 async def show_endpoint(request: web.Request) -> web.Response:

@@ -595,7 +595,7 @@ class EndpointManager:
     async def _ensure_ecs(self) -> None:
         # Bound on first use, so a user without bindings never holds the fixed port.
         if self._ecs is None:
-            port = self.settings.ecs_port(self.sandbox)
+            port = self.settings.ecs_port(self.sandbox, os.getuid())
             app = self._ecs_app()
             guard = app[GUARD]
             lane = ecslane.EcsLane(
@@ -633,6 +633,13 @@ class EndpointManager:
     def ecs_port(self) -> int | None:
         """The container listener's port, once it listens."""
         return None if self._ecs is None else self._ecs.port
+
+    @property
+    def container_port(self) -> int:
+        """The container listener's port: bound, else the one it will bind (0: any free)."""
+        if self._ecs is not None:
+            return self._ecs.port
+        return self.settings.ecs_port(self.sandbox, os.getuid())
 
     @property
     def ecs_listener(self) -> Listener | None:

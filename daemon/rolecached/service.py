@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from rolecache import __version__
 from rolecache.protocol import socket_path
@@ -269,10 +270,26 @@ def configure_logging(level: str) -> None:
     )
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "moto", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    server.addFilter(without_raw_requests)
     if level.lower() != "debug":
         # aiohttp logs every malformed request with a traceback: any local process could
-        # flood the journal. The client got its 400; keep the tracebacks for debug runs.
-        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+        # flood the journal. The client got its 400; keep a line for debug runs.
+        server.setLevel(logging.CRITICAL)
+
+
+def without_raw_requests(record: logging.LogRecord) -> bool:
+    """Strip aiohttp's parse errors down to their type: their messages quote the raw request,
+    headers (and so bearer tokens) included, and their tracebacks say nothing more."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        record.msg, record.args = "refused a malformed request (%s, HTTP %s)", (
+            type(exc).__name__,
+            exc.code,
+        )
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

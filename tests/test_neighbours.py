@@ -1,0 +1,342 @@
+"""Hostile neighbours: another uid on the same host, attacking the real daemon as it would.
+
+The daemon runs as the test's user (root here, which is allowed everywhere); the attacker
+runs as `nobody` (uid 65534) through `setpriv`, with nothing but the address it can see.
+Each test also shows the owner's side of the same request working, so a refusal is the
+daemon's decision and not a broken rig.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, Daemon, Moto, base_env, start_daemon, unique_role
+
+NOBODY = 65534
+pytestmark = pytest.mark.skipif(
+    os.getuid() != 0 or shutil.which("setpriv") is None,
+    reason="attacks run as a second uid through setpriv, which needs root",
+)
+
+
+def as_nobody(
+    script: str, *args: str, nofile: int | None = None
+) -> "subprocess.Popen[str]":
+    """Start `script` (Python source) as uid 65534, isolated (-I), in /; stdin and stdout
+    are pipes, so the test can wait for its lines and tell it to stop."""
+    command = [
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        sys.executable,
+        "-I",
+        "-c",
+        script,
+        *args,
+    ]
+    if nofile is not None:
+        command = ["prlimit", f"--nofile={nofile}:{nofile}", *command]
+    return subprocess.Popen(
+        command,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_as_nobody(script: str, *args: str) -> dict:
+    """Run `script` as uid 65534 to the end; the JSON it printed last."""
+    process = as_nobody(script, *args)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return json.loads(out.splitlines()[-1])
+
+
+# Shared by the attack scripts: one HTTP exchange, returning whatever bytes came back.
+EXCHANGE = """
+import json, socket, sys, time
+def exchange(port, raw):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    except OSError:
+        return b""
+    data = b""
+    try:
+        s.sendall(raw)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    finally:
+        s.close()
+    return data
+"""
+
+IMDS_THEFT = (
+    EXCHANGE
+    + """
+port, name = int(sys.argv[1]), sys.argv[2]
+host = b"Host: 127.0.0.1:%d\\r\\nConnection: close\\r\\n" % port
+token_reply = exchange(port, b"PUT /latest/api/token HTTP/1.1\\r\\n" + host
+    + b"X-aws-ec2-metadata-token-ttl-seconds: 60\\r\\n\\r\\n")
+token = token_reply.partition(b"\\r\\n\\r\\n")[2]
+creds_reply = exchange(port, b"GET /latest/meta-data/iam/security-credentials/%s HTTP/1.1\\r\\n"
+    % name.encode() + host + b"X-aws-ec2-metadata-token: " + token + b"\\r\\n\\r\\n")
+print(json.dumps({"token_reply": token_reply.decode("latin-1"),
+                  "creds_reply": creds_reply.decode("latin-1")}))
+"""
+)
+
+FLOOD = (
+    EXCHANGE
+    + """
+port, count = int(sys.argv[1]), int(sys.argv[2])
+raw = b"GET /v1/credentials/dev HTTP/1.1\\r\\nHost: 127.0.0.1:%d\\r\\n\\r\\n" % port
+answered = closed = 0
+deadline = time.monotonic() + 60
+for i in range(count):
+    if exchange(port, raw):
+        answered += 1
+    else:
+        closed += 1
+    if i == 200:
+        print("flooding", flush=True)
+    if time.monotonic() > deadline:
+        break
+print(json.dumps({"answered": answered, "closed": closed}), flush=True)
+"""
+)
+
+HOLD = """
+import json, socket, sys
+ports, count = [int(p) for p in sys.argv[1].split(",")], int(sys.argv[2])
+held = []
+for i in range(count):
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("127.0.0.1", ports[i % len(ports)]))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+print(json.dumps({"held": len(held)}), flush=True)
+sys.stdin.read()  # hold them until the test is done
+"""
+
+SQUAT = """
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+sys.stdin.read()
+"""
+
+
+@dataclass
+class Served:
+    """A daemon serving two bindings from its config, and their URLs and tokens."""
+
+    daemon: Daemon
+    ecs_port: int
+    imds_port: int
+    token: str
+    info: dict
+
+
+def endpoint_config(path: Path, port: str = "port = 0\n") -> Path:
+    """A config.toml binding `dev` and `prod` to two roles."""
+    path.write_text(
+        f"[endpoints]\n{port}\n"
+        + "".join(
+            f'[endpoints.{name}]\nrole_arn = "{unique_role(name)}"\n'
+            f'role_session_name = "{name}"\n\n'
+            for name in ("dev", "prod")
+        )
+    )
+    return path
+
+
+def describe(daemon: Daemon) -> Served:
+    """Read the ports and the token file of `dev` from `rolecache endpoint list --json`."""
+    listed = json.loads(daemon.client("endpoint", "list", "--json").stdout)["endpoints"]
+    dev = next(e for e in listed if e["name"] == "dev")
+    ecs_port = int(dev["ecs_url"].split(":")[2].split("/")[0])
+    imds_port = int(dev["imds_url"].rsplit(":", 1)[1].strip("/"))
+    return Served(daemon, ecs_port, imds_port, Path(dev["token_file"]).read_text(), dev)
+
+
+@pytest.fixture
+def served(tmp_path: Path, moto: Moto) -> Iterator[Served]:
+    """The real daemon at debug level with bindings `dev` and `prod` on free ports."""
+    env = base_env(tmp_path, moto.url)
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    daemon = start_daemon(tmp_path, env, "--config", str(endpoint_config(tmp_path / "c.toml")))
+    yield describe(daemon)
+    daemon.stop()
+
+
+def fetch(served: Served, token: str | None = None) -> tuple[int, dict]:
+    """The owner's own container request, as an SDK makes it."""
+    request = urllib.request.Request(
+        served.info["ecs_url"], headers={"Authorization": token or served.token}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+
+
+def test_imds_gives_another_uid_nothing(served: Served) -> None:
+    """As nobody, a PUT for an IMDSv2 session token and a GET of the credentials both get a
+    closed connection and no byte; the same two requests by the owner get credentials."""
+    stolen = run_as_nobody(IMDS_THEFT, str(served.imds_port), "dev")
+    assert stolen == {"token_reply": "", "creds_reply": ""}
+    owner = subprocess.run(
+        [sys.executable, "-I", "-c", IMDS_THEFT, str(served.imds_port), "dev"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    mine = json.loads(owner.stdout)
+    assert mine["token_reply"].startswith("HTTP/1.1 200")
+    assert '"AccessKeyId"' in mine["creds_reply"]
+    assert f"from uid {NOBODY}" in served.daemon.log.read_text()
+
+
+def test_token_less_flood_from_another_uid_throttles_nobody(served: Served) -> None:
+    """While nobody floods the container port with token-less requests, every one of the
+    owner's 150 requests succeeds, nobody gets not one answer, and the log holds one line
+    for the whole flood rather than one per request."""
+    flood = as_nobody(FLOOD, str(served.ecs_port), "20000")
+    assert flood.stdout is not None
+    assert flood.stdout.readline().strip() == "flooding"
+    statuses = [fetch(served)[0] for _ in range(150)]
+    out, _ = flood.communicate(timeout=120)
+    counts = json.loads(out.splitlines()[-1])
+    assert statuses == [200] * 150
+    assert counts["answered"] == 0 and counts["closed"] > 200, counts
+    refusals = [
+        line for line in served.daemon.log.read_text().splitlines() if f"uid {NOBODY}" in line
+    ]
+    assert 1 <= len(refusals) <= 3, refusals[:5]
+
+
+def test_held_connections_from_another_uid_starve_nothing(tmp_path: Path, moto: Moto) -> None:
+    """With the daemon limited to 1024 descriptors, nobody holding 1,100 connections to its
+    ports leaves the owner's env, status and container fetch working, and the daemon holds
+    none of those connections open."""
+    env = base_env(tmp_path, moto.url)
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    config = endpoint_config(tmp_path / "c.toml")
+    with open(tmp_path / "daemon.log", "ab") as log:
+        process = subprocess.Popen(
+            ["prlimit", "--nofile=1024:1024", str(BIN / "rolecached"), "--config", str(config)],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    from tests.conftest import wait_for_socket
+
+    wait_for_socket(Path(env["ROLECACHE_SOCKET"]), process=process)
+    daemon = Daemon(process, env, Path(env["ROLECACHE_SOCKET"]), tmp_path / "daemon.log", tmp_path)
+    try:
+        served = describe(daemon)
+        ports = f"{served.ecs_port},{served.imds_port}"
+        holder = as_nobody(HOLD, ports, "1100", nofile=4096)
+        assert holder.stdout is not None
+        held = json.loads(holder.stdout.readline())
+        assert held["held"] >= 1100
+        role = ["--role-arn", unique_role("starve"), "--role-session-name", "starve"]
+        env_result = daemon.client("env", *role)
+        status = daemon.client("status")
+        code, doc = fetch(served)
+        daemon_fds = len(os.listdir(f"/proc/{process.pid}/fd"))
+        holder.communicate("", timeout=30)
+        assert env_result.returncode == 0, env_result.stderr
+        assert "AWS_SESSION_TOKEN" in env_result.stdout
+        assert status.returncode == 0, status.stderr
+        assert code == 200 and doc["AccessKeyId"]
+        assert daemon_fds < 200, daemon_fds
+    finally:
+        daemon.stop()
+
+
+def test_each_binding_has_a_token_folder_of_its_own(served: Served) -> None:
+    """The token files of `dev` and `prod` sit in separate 0700 folders holding nothing
+    else, so mounting dev's folder into a container gives it dev's token and no other."""
+    listed = json.loads(served.daemon.client("endpoint", "list", "--json").stdout)["endpoints"]
+    folders = {e["name"]: Path(e["token_file"]).parent for e in listed}
+    assert folders["dev"] != folders["prod"]
+    for name, folder in folders.items():
+        assert os.listdir(folder) == ["token"], name
+        assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folders["dev"] / "token").read_text() != (folders["prod"] / "token").read_text()
+    assert fetch(served, (folders["prod"] / "token").read_text())[0] == 403
+
+
+def test_malformed_requests_leave_no_bearer_token_in_a_debug_log(served: Served) -> None:
+    """Requests aiohttp refuses as malformed, each carrying the binding's real token, leave
+    no trace of the token in the daemon's debug-level log."""
+    token = served.token.encode()
+    head = b"GET /v1/credentials/dev HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % served.ecs_port
+    malformed = [
+        head + b"Authorization: " + token + b"\r\nBad\x01Header: x\r\n\r\n",
+        head + b"Authorization: " + token + b"\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+        head + b"Connection: close\r\n\r\nAuthorization: " + token + b"\r\n\r\n",
+        head + b"Authorization: " + token + b"\r\n X-Folded: continued\r\n\r\n",
+        b"GET /v1/credentials/dev\x00 HTTP/1.1\r\nAuthorization: " + token + b"\r\n\r\n",
+    ]
+    answers = []
+    for raw in malformed:
+        with socket.create_connection(("127.0.0.1", served.ecs_port), timeout=10) as sock:
+            sock.sendall(raw)
+            answers.append(sock.recv(65536))  # aiohttp answers 400 and closes
+    assert all(b" 400 Bad Request" in a.partition(b"\r\n")[0] for a in answers), answers
+    assert served.daemon.stop() == 0
+    log = served.daemon.log.read_text()
+    assert served.token not in log
+    assert "malformed request" in log  # aiohttp's lines are there, stripped
+
+
+def test_a_squatted_container_port_names_the_squatter(tmp_path: Path, moto: Moto) -> None:
+    """When another uid already listens on this user's container port, the daemon refuses to
+    start and says which uid holds it."""
+    from rolecached.bindings import default_ecs_port
+
+    port = default_ecs_port(os.getuid(), sandbox=False)
+    squatter = as_nobody(SQUAT, str(port))
+    try:
+        assert squatter.stdout is not None
+        assert squatter.stdout.readline().strip() == "listening"
+        env = base_env(tmp_path, moto.url)
+        config = endpoint_config(tmp_path / "c.toml", port="")
+        result = subprocess.run(
+            [str(BIN / "rolecached"), "--config", str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        squatter.communicate("", timeout=30)
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr and f"uid {NOBODY} holds it" in result.stderr
