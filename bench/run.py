@@ -107,8 +107,6 @@ async def fill_sessions(sock: str, count: int, prefix: str, concurrency: int = 5
 
 def start_daemon(env: dict[str, str]) -> tuple[subprocess.Popen, float]:
     """Start a daemon; return it and the seconds until its socket accepted a connection."""
-    import socket
-
     path = env["ROLECACHE_SOCKET"]
     if os.path.exists(path):
         os.unlink(path)
@@ -116,11 +114,19 @@ def start_daemon(env: dict[str, str]) -> tuple[subprocess.Popen, float]:
     daemon = subprocess.Popen(
         [str(BIN / "rolecached"), "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL
     )
+    wait_for(path, daemon)
+    return daemon, time.perf_counter() - start
+
+
+def wait_for(path: str, daemon: subprocess.Popen) -> None:
+    """Return once something accepts connections on the Unix socket at `path`."""
+    import socket
+
     while True:
         with socket.socket(socket.AF_UNIX) as probe:
             try:
                 probe.connect(path)
-                return daemon, time.perf_counter() - start
+                return
             except OSError:
                 if daemon.poll() is not None:
                     raise RuntimeError("rolecached exited") from None
@@ -226,35 +232,21 @@ def bench_socket_api(loadgen: Path, env: dict[str, str], total: int, tmp: Path) 
     )
 
 
-def bench_ecs_endpoint(loadgen: Path, env: dict[str, str], total: int, tmp: Path) -> Result:
-    """B5: the ECS-style endpoint under 50 concurrent clients."""
+def endpoint_target(env: dict[str, str], name: str) -> tuple[str, bytes] | str:
+    """Add (or replace) binding `name` on the daemon of `env`; the load generator's target
+    and request for its container endpoint, or why it could not be added."""
     client = str(BIN / "rolecache")
     added = subprocess.run(
-        [
-            client,
-            "endpoint",
-            "add",
-            "bench",
-            "--role-arn",
-            ROLE,
-            "--role-session-name",
-            "bench-ecs",
-        ],
+        [client, "endpoint", "add", name, "--replace", "--role-arn", ROLE,
+         "--role-session-name", "bench-ecs"],
         env=env,
         capture_output=True,
         text=True,
-    )
+    )  # fmt: skip
     if added.returncode != 0:
-        return Result(
-            "B5",
-            "ECS endpoint",
-            "-",
-            f"not measured: {added.stderr.strip()[:80]}",
-            ">= 5,000 req/s, p99 <= 20 ms",
-            None,
-        )
+        return added.stderr.strip()[:80]
     exported = subprocess.run(
-        [client, "endpoint", "env", "bench", "--env-file"], env=env, capture_output=True, text=True
+        [client, "endpoint", "env", name, "--env-file"], env=env, capture_output=True, text=True
     ).stdout
     variables = dict(line.split("=", 1) for line in exported.splitlines() if "=" in line)
     url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
@@ -264,8 +256,19 @@ def bench_ecs_endpoint(loadgen: Path, env: dict[str, str], total: int, tmp: Path
         f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: {token}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    run_loadgen(loadgen, f"tcp:{hostport}", 50, min(total, 1000), request, tmp)  # warm-up
-    r = run_loadgen(loadgen, f"tcp:{hostport}", 50, total, request, tmp)
+    return f"tcp:{hostport}", request
+
+
+def bench_ecs_endpoint(loadgen: Path, env: dict[str, str], total: int, tmp: Path) -> Result:
+    """B5: the ECS-style endpoint under 50 concurrent clients."""
+    target = endpoint_target(env, "bench")
+    if isinstance(target, str):
+        return Result(
+            "B5", "ECS endpoint", "-", f"not measured: {target}", ">= 5,000 req/s, p99 <= 20 ms",
+            None,
+        )  # fmt: skip
+    run_loadgen(loadgen, target[0], 50, min(total, 1000), target[1], tmp)  # warm-up
+    r = run_loadgen(loadgen, target[0], 50, total, target[1], tmp)
     met = r["rps"] >= 5000 and r["p99_ms"] <= 20 and r["errors"] == 0
     return Result(
         "B5",
@@ -275,6 +278,67 @@ def bench_ecs_endpoint(loadgen: Path, env: dict[str, str], total: int, tmp: Path
         ">= 5,000 req/s, p99 <= 20 ms",
         met,
         r,
+    )
+
+
+# The daemon with its test hook set: no netlink lookup of TCP peers. Benchmarks only; no
+# setting or variable of the daemon turns the check off.
+UNCHECKED_DAEMON = """
+import sys
+from rolecached import host
+host.CHECK_TCP_PEERS = False
+from rolecached.service import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def bench_peer_check(
+    loadgen: Path, env: dict[str, str], total: int, tmp: Path, rounds: int
+) -> Result:
+    """B5u: B5 with the peer-uid check against B5 without it, on two daemons of one run,
+    alternated round by round; medians of the rounds."""
+    run = tmp / "run-unchecked"
+    run.mkdir(mode=0o700)
+    plain = {**env, "ROLECACHE_SOCKET": str(run / "rolecache.sock")}
+    config = tmp / "rolecached.toml"
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", UNCHECKED_DAEMON, "--log-level", "warning", "--config", str(config)],
+        env=plain,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(plain["ROLECACHE_SOCKET"], daemon)
+        found = {
+            "with check": endpoint_target(env, "bench"),
+            "without": endpoint_target(plain, "bench"),
+        }
+        targets = {n: t for n, t in found.items() if not isinstance(t, str)}
+        if len(targets) < 2:
+            why = next(t for t in found.values() if isinstance(t, str))
+            return Result("B5u", "peer-uid check", "-", f"not measured: {why}", "", None)
+        runs: dict[str, list[dict]] = {name: [] for name in targets}
+        for target, request in targets.values():
+            run_loadgen(loadgen, target, 50, min(total, 1000), request, tmp)  # warm-up
+        for _ in range(rounds):
+            for name, (target, request) in targets.items():
+                runs[name].append(run_loadgen(loadgen, target, 50, total, request, tmp))
+    finally:
+        stop(daemon)
+    rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in runs.items()}
+    p99 = {n: statistics.median(r["p99_ms"] for r in rs) for n, rs in runs.items()}
+    errors = sum(r["errors"] for rs in runs.values() for r in rs)
+    share = rps["with check"] / rps["without"]
+    slower = p99["with check"] / p99["without"]
+    return Result(
+        "B5u",
+        f"ECS endpoint with the peer-uid check, {rounds} rounds of {total}",
+        "the same without it (test hook)",
+        f"{share:.0%} of the throughput ({rps['with check']:.0f} vs {rps['without']:.0f} "
+        f"req/s), p99 {slower:.2f}x ({p99['with check']:.1f} vs {p99['without']:.1f} ms), "
+        f"{int(errors)} errors",
+        ">= 70 % of the throughput, p99 <= 2x",
+        share >= 0.7 and slower <= 2 and errors == 0,
+        {"rps": rps, "p99_ms": p99},
     )
 
 
@@ -423,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             results += latency
             results.append(bench_socket_api(loadgen, env, total, tmp))
             results.append(bench_ecs_endpoint(loadgen, env, total, tmp))
+            results.append(bench_peer_check(loadgen, env, total, tmp, 1 if args.quick else 5))
             results.append(bench_cold_burst(loadgen, env, burst, tmp))
         finally:
             stop(daemon)
