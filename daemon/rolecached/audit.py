@@ -6,9 +6,9 @@ the access key id is masked.
 """
 
 import logging
-import os
 import time
 
+from rolecached import host
 from rolecached.cache import Credentials
 from rolecached.host import Peer
 
@@ -28,25 +28,11 @@ def command_name(pid: int) -> str:
     cached = _NAMES.get(pid)
     if cached is not None and now - cached[0] < _NAME_TTL:
         return cached[1]
-    name = _read_comm(pid)
+    name = host.process_name(pid)
     if len(_NAMES) > 4096:
         _NAMES.clear()
     _NAMES[pid] = (now, name)
     return name
-
-
-def _read_comm(pid: int) -> str:
-    # os-level calls: io.open's buffered file object costs ~40 us, a third of a fast-lane hit.
-    try:
-        fd = os.open(f"/proc/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return "?"
-    try:
-        return os.read(fd, 64).strip().decode(errors="replace")
-    except OSError:
-        return "?"
-    finally:
-        os.close(fd)
 
 
 def describe_peer(peer: Peer | None) -> str:

@@ -3,12 +3,10 @@
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import errno
 import fcntl
 import logging
 import os
-import resource
 import signal
 import socket
 import stat
@@ -22,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from rolecache import __version__
 from rolecache.protocol import socket_path
-from rolecached import config, endpoint_api
+from rolecached import config, endpoint_api, host
 from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager, ListenError
@@ -36,23 +34,10 @@ log = logging.getLogger("rolecached")
 
 SD_LISTEN_FDS_START = 3
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-PR_SET_DUMPABLE = 4
 
 
 class StartupError(Exception):
     """rolecached cannot start; the message says why and what to do."""
-
-
-# -- process hardening -----------------------------------------------------------------
-
-
-def harden_process() -> None:
-    """No core dumps, no ptrace by other processes of the user, private files by default."""
-    os.umask(0o077)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 # -- the runtime folder, the lock and the socket ---------------------------------------
@@ -323,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     # while the socket is already accepting must still end in a clean exit 0.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     configure_logging(args.log_level)
-    harden_process()
+    host.harden_process()
     path = args.socket or Path(socket_path(sandbox=args.sandbox))
     try:
         settings: Settings = config.load(args.config)
