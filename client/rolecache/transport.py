@@ -7,6 +7,7 @@ should): one request per connection, `Connection: close`, and the daemon always 
 
 import _socket
 import os
+import stat  # loaded by `os` already: free
 import sys
 
 from rolecache import protocol
@@ -31,11 +32,63 @@ class Response:
         self.body = body
 
 
+def check_folder(folder: str) -> None:
+    """Refuse a socket folder another user could have made or can write into.
+
+    Whoever controls the folder controls what answers on the socket, and would be sent the
+    request (an MFA code, say) and could answer with shell code for `eval`. A folder that
+    does not exist yet is fine: the daemon creates it, and every connection checks again.
+    """
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise Unreachable(f"cannot check the socket folder {folder}: {exc.strerror}") from None
+    me = os.getuid()
+    fix = "remove it, or set ROLECACHE_SOCKET to a path in a private folder of yours"
+    if stat.S_ISLNK(info.st_mode):
+        raise Unreachable(f"the socket folder {folder} is a symlink; nothing was sent ({fix})")
+    if not stat.S_ISDIR(info.st_mode):
+        raise Unreachable(f"the socket folder {folder} is not a folder; nothing was sent ({fix})")
+    if info.st_uid != me:
+        raise Unreachable(
+            f"the socket folder {folder} belongs to uid {info.st_uid}, not to you (uid {me}); "
+            f"someone may be trying to intercept your credentials, so nothing was sent ({fix})"
+        )
+    if info.st_mode & 0o077:
+        raise Unreachable(
+            f"the socket folder {folder} is open to other users (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); nothing was sent (run `chmod 700 {folder}`, "
+            "or remove it and let rolecached create it)"
+        )
+
+
+def check_peer(sock: "_socket.socket", path: str) -> None:
+    """Refuse a server that runs as another user: only we, or root, may answer us."""
+    option = getattr(_socket, "SO_PEERCRED", None)
+    if option is None:  # not Linux: the folder check is what protects the socket there
+        return
+    raw = sock.getsockopt(_socket.SOL_SOCKET, option, 12)  # struct ucred: pid, uid, gid
+    pid = int.from_bytes(raw[0:4], sys.byteorder)
+    uid = int.from_bytes(raw[4:8], sys.byteorder)
+    if uid not in (os.getuid(), 0):
+        raise Unreachable(
+            f"the process answering on {path} (pid {pid}) runs as uid {uid}, not as you "
+            f"(uid {os.getuid()}) or root; someone may be trying to intercept your "
+            "credentials, so nothing was sent"
+        )
+
+
 def _connect(path: str) -> "_socket.socket":
+    """A connection to the daemon at `path`, checked before a byte is sent: the folder is
+    ours and private, and the process that answers runs as us or as root."""
+    check_folder(os.path.dirname(path) or ".")
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT)
     try:
         sock.connect(path)
+        check_peer(sock, path)
     except BaseException:
         sock.close()
         raise
@@ -86,6 +139,9 @@ def start_daemon(path: str, sandbox: bool) -> None:
     Two clients racing here start two processes, but the daemon's lock lets one of them
     serve and the other exit, so both clients end up talking to the same daemon.
     """
+    # A folder someone else made is refused before anything runs: the daemon would refuse it
+    # too, and waiting for it would only hide the reason.
+    check_folder(os.path.dirname(path) or ".")
     import subprocess  # only on this rare path
     import time
 

@@ -1,0 +1,198 @@
+"""Hostile neighbours: another local user (uid 65534 here, via setpriv) must get nothing from
+the client, deny it nothing and run nothing in its name. Each attack is really carried out
+as that user against the real client and daemon."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    Moto,
+    autostart_env,
+    base_env,
+    run_client,
+    unique_role,
+)
+
+NOBODY = 65534
+CODE = "123456"
+
+pytestmark = pytest.mark.skipif(
+    os.getuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to run the attacker as another uid",
+)
+
+
+def as_nobody(*command: str) -> list[str]:
+    """`command` run as uid/gid 65534 with no supplementary groups."""
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A world-writable sticky folder like /tmp, that both users can reach (pytest's own
+    tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="rc-shared-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# The attacker's server: listens at argv[1] and answers any request with shell code that
+# would create argv[2] if evaluated. On a line on stdin it takes what is still queued and
+# reports the connections and bytes it received, and whether the MFA code was among them.
+ATTACKER = r"""
+import json, select, socket, sys
+path, marker, code = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(16)
+body = f"export X=$(touch {marker}) Y=`touch {marker}`\n".encode()
+answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+seen = {"connections": 0, "bytes": 0, "code": False}
+def serve(conn):
+    seen["connections"] += 1
+    conn.settimeout(10)  # a guard against a hung test, not a measurement
+    data = b""
+    try:
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, sep, rest = data.partition(b"\r\n\r\n")
+            if not sep:
+                continue
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(rest) >= length:
+                conn.sendall(answer + body)
+                break
+    except OSError:
+        pass
+    seen["bytes"] += len(data)
+    seen["code"] = seen["code"] or code in data
+    conn.close()
+print("ready", flush=True)
+while True:
+    ready, _, _ = select.select([srv, sys.stdin], [], [])
+    if srv in ready:
+        serve(srv.accept()[0])
+    elif sys.stdin in ready:
+        srv.setblocking(False)
+        while True:
+            try:
+                conn = srv.accept()[0]
+            except BlockingIOError:
+                break
+            conn.setblocking(True)
+            serve(conn)
+        print(json.dumps(seen), flush=True)
+        break
+"""
+
+
+@dataclass
+class Attacker:
+    """The attacker's listening server, running as uid 65534."""
+
+    process: subprocess.Popen
+    marker: Path
+
+    def report(self) -> dict[str, object]:
+        """Stop the server; return what it received (connections, bytes, the MFA code)."""
+        out, err = self.process.communicate("stop\n", timeout=30)
+        assert self.process.returncode == 0, err
+        return json.loads(out.splitlines()[-1])
+
+
+def start_attacker(socket_path: Path, marker: Path) -> Attacker:
+    """Run the attacker's server as uid 65534 at `socket_path`; return once it listens."""
+    process = subprocess.Popen(
+        as_nobody(sys.executable, "-I", "-c", ATTACKER, str(socket_path), str(marker), CODE),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line == "ready\n", process.stderr.read() if process.stderr else line
+    return Attacker(process, marker)
+
+
+def nothing_ran(stdout: str, marker: Path, cwd: Path) -> bool:
+    """Evaluate the client's output as `eval "$(rolecache env ...)"` would; True when that
+    created no marker."""
+    subprocess.run(["bash", "-c", stdout], cwd=cwd, capture_output=True, timeout=30)
+    return not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["private-folder", "open-folder", "symlink"])
+def test_socket_folder_made_by_another_user_is_refused(
+    kind: str, tmp_path: Path, moto: Moto, shared: Path
+) -> None:
+    """When another user made the socket folder first (here in a shared XDG_RUNTIME_DIR) and
+    listens there, the client sends nothing (no MFA code), runs nothing it answers, starts
+    no daemon, exits 3 and names the folder and its owner."""
+    env = autostart_env(tmp_path, moto.url)
+    del env["ROLECACHE_SOCKET"]
+    env["XDG_RUNTIME_DIR"] = str(shared)
+    folder = shared / "rolecache"
+    theirs = shared / "theirs" if kind == "symlink" else folder
+    mode = "777" if kind == "open-folder" else "700"
+    subprocess.run(as_nobody("mkdir", "-m", mode, str(theirs)), check=True)
+    if kind == "symlink":
+        subprocess.run(as_nobody("ln", "-s", str(theirs), str(folder)), check=True)
+    attacker = start_attacker(theirs / "rolecache.sock", shared / "pwned")
+    result = run_client(
+        env, "env", "--role-arn", unique_role(), "--role-session-name", "s1",
+        "--token-code", CODE,
+    )  # fmt: skip
+    seen = attacker.report()
+    assert seen == {"connections": 0, "bytes": 0, "code": False}
+    assert result.returncode == 3, result.stderr
+    assert f"the socket folder {folder} " in result.stderr
+    if kind == "symlink":
+        assert "is a symlink" in result.stderr
+    else:
+        assert f"belongs to uid {NOBODY}, not to you (uid 0)" in result.stderr
+    assert "nothing was sent" in result.stderr
+    assert nothing_ran(result.stdout, attacker.marker, tmp_path)
+    assert not (Path(env["XDG_STATE_HOME"]) / "rolecache" / "rolecached.log").exists()
+
+
+def test_server_of_another_user_in_our_own_folder_is_refused(
+    tmp_path: Path, moto: Moto, shared: Path
+) -> None:
+    """A socket in our own private folder whose server runs as another user (bound by
+    uid 65534 elsewhere and moved in) is refused once connected, before a byte is sent."""
+    env = base_env(tmp_path, moto.url)
+    ours = Path(env["ROLECACHE_SOCKET"])
+    ours.parent.mkdir(mode=0o700)
+    theirs = shared / "theirs.sock"
+    attacker = start_attacker(theirs, shared / "pwned")
+    os.rename(theirs, ours)  # the bound socket keeps working under its new name
+    assert stat.S_IMODE(ours.parent.stat().st_mode) == 0o700 and ours.parent.stat().st_uid == 0
+    result = run_client(
+        env, "env", "--role-arn", unique_role(), "--role-session-name", "s1",
+        "--token-code", CODE,
+    )  # fmt: skip
+    seen = attacker.report()
+    assert seen == {"connections": 1, "bytes": 0, "code": False}
+    assert result.returncode == 3, result.stderr
+    assert f"the process answering on {ours}" in result.stderr
+    assert f"runs as uid {NOBODY}, not as you (uid 0) or root" in result.stderr
+    assert nothing_ran(result.stdout, attacker.marker, tmp_path)
