@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    BIN,
     Moto,
     autostart_env,
     base_env,
     run_client,
+    stop_autostarted_daemon,
     unique_role,
 )
 
@@ -43,6 +45,14 @@ def shared() -> Iterator[Path]:
     tmp_path is private to root)."""
     folder = Path(tempfile.mkdtemp(prefix="rc-shared-"))
     folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def short_home() -> Iterator[Path]:
+    """A private (0700) home folder with a short path."""
+    folder = Path(tempfile.mkdtemp(prefix="rc-home-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -196,3 +206,56 @@ def test_server_of_another_user_in_our_own_folder_is_refused(
     assert f"the process answering on {ours}" in result.stderr
     assert f"runs as uid {NOBODY}, not as you (uid 0) or root" in result.stderr
     assert nothing_ran(result.stdout, attacker.marker, tmp_path)
+
+
+def test_no_socket_folder_in_a_shared_tmp(
+    tmp_path: Path, moto: Moto, shared: Path, short_home: Path
+) -> None:
+    """Without XDG_RUNTIME_DIR the socket is in a 0700 folder under the user's home, so a
+    neighbour listening at the old /tmp location (TMPDIR/rolecache-UID) hears nothing, and
+    the autostarted daemon serves from the home folder, every folder made 0700."""
+    env = autostart_env(tmp_path, moto.url)
+    for name in ("ROLECACHE_SOCKET", "XDG_RUNTIME_DIR", "XDG_STATE_HOME"):
+        del env[name]
+    # A short home: under pytest's deep tmp_path the socket path would pass 107 bytes.
+    env["HOME"] = str(short_home)
+    env["TMPDIR"] = str(shared)
+    old = shared / f"rolecache-{os.getuid()}"
+    subprocess.run(as_nobody("mkdir", "-m", "777", str(old)), check=True)
+    attacker = start_attacker(old / "rolecache.sock", shared / "pwned")
+    try:
+        result = run_client(
+            env, "env", "--role-arn", unique_role(), "--role-session-name", "s1",
+            "--token-code", CODE,
+        )  # fmt: skip
+        assert attacker.report() == {"connections": 0, "bytes": 0, "code": False}
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("export AWS_ACCESS_KEY_ID=")
+        home = Path(env["HOME"])
+        run = home / ".local" / "state" / "rolecache" / "run"
+        assert stat.S_ISSOCK((run / "rolecache.sock").stat().st_mode)
+        for folder in (home / ".local", run.parent.parent, run.parent, run):
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    finally:
+        stop_autostarted_daemon(env)
+
+
+def test_too_long_socket_path_is_named_by_client_and_daemon(tmp_path: Path, moto: Moto) -> None:
+    """A runtime folder so deep that the socket path exceeds a Unix socket's 107 bytes gets
+    a clear message from both the client (exit 3) and the daemon (exit 1)."""
+    env = base_env(tmp_path, moto.url)
+    del env["ROLECACHE_SOCKET"]
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir(mode=0o700)
+    env["XDG_RUNTIME_DIR"] = str(deep)
+    path = deep / "rolecache" / "rolecache.sock"
+    client = run_client(env, "env", "--role-arn", unique_role(), "--role-session-name", "s1")
+    assert client.returncode == 3
+    assert f"the socket path {path} is" in client.stderr
+    assert "XDG_RUNTIME_DIR" in client.stderr and "ROLECACHE_SOCKET" in client.stderr
+    daemon = subprocess.run(
+        [str(BIN / "rolecached")], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert daemon.returncode == 1
+    assert f"the socket path {path} is" in daemon.stderr
+    assert "ROLECACHE_SOCKET" in daemon.stderr

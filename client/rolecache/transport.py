@@ -127,9 +127,21 @@ def _exchange(path: str, request: bytes) -> Response:
     return _parse(b"".join(chunks))
 
 
+def make_private_folders(folder: str) -> None:
+    """Create `folder` and any missing parents, each 0700 (os.makedirs gives parents the
+    umask's mode, typically readable by everyone)."""
+    parent = os.path.dirname(folder)
+    if parent and parent != folder and not os.path.isdir(parent):
+        make_private_folders(parent)
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        return  # made by someone else meanwhile: check_folder judges it
+
+
 def _daemon_log(sandbox: bool) -> str:
     folder = protocol.state_dir()
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    make_private_folders(folder)
     return os.path.join(folder, "rolecached-sandbox.log" if sandbox else "rolecached.log")
 
 
@@ -180,6 +192,9 @@ def request(
 ) -> Response:
     """Send one request to the daemon, starting it first if needed and allowed."""
     path = protocol.socket_path(sandbox)
+    problem = protocol.socket_path_problem(path)
+    if problem:
+        raise Unreachable(problem)
     payload = (body or "").encode()
     raw = (
         f"{method} {target} HTTP/1.1\r\nHost: rolecache\r\nConnection: close\r\n"
