@@ -259,3 +259,69 @@ def test_too_long_socket_path_is_named_by_client_and_daemon(tmp_path: Path, moto
     assert daemon.returncode == 1
     assert f"the socket path {path} is" in daemon.stderr
     assert "ROLECACHE_SOCKET" in daemon.stderr
+
+
+@pytest.mark.parametrize("via", ["working-folder", "PYTHONPATH"])
+def test_autostart_runs_the_installed_daemon_not_a_planted_one(
+    via: str, tmp_path: Path, moto: Moto, shared: Path
+) -> None:
+    """A `rolecached` package another user planted in the folder the client runs in (or on
+    PYTHONPATH) is not what autostart runs: its code never runs and the real daemon serves."""
+    planted = shared / "project"
+    marker = shared / "planted-ran"
+    code = f"open({json.dumps(str(marker))}, 'w').close()"
+    main = planted / "rolecached" / "__main__.py"
+    script = f"mkdir -p {planted}/rolecached && printf '%s\\n' {json.dumps(code)} > {main}"
+    subprocess.run(as_nobody("sh", "-c", script), check=True)
+    (planted / "rolecached" / "__init__.py").touch()  # a package in every Python's eyes
+    env = autostart_env(tmp_path, moto.url)
+    if via == "PYTHONPATH":
+        env["PYTHONPATH"] = str(planted)
+    try:
+        result = subprocess.run(
+            [str(BIN / "rolecache"), "env", "--role-arn", unique_role(),
+             "--role-session-name", "s1"],
+            env=env, cwd=planted if via == "working-folder" else tmp_path,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert not marker.exists()
+        assert result.returncode == 0, result.stderr
+        assert "export AWS_SESSION_TOKEN=" in result.stdout
+    finally:
+        stop_autostarted_daemon(env)
+
+
+def test_autostarted_daemon_gets_a_clean_environment(tmp_path: Path, moto: Moto) -> None:
+    """The autostarted daemon inherits where the user's AWS files are, but not the starting
+    shell's keys, session token, profile or MFA code; it runs in / with -I."""
+    env = autostart_env(tmp_path, moto.url)
+    env.update(
+        AWS_ACCESS_KEY_ID="AKIASHELLKEY00000001",
+        AWS_SECRET_ACCESS_KEY="shell-secret",
+        AWS_SESSION_TOKEN="shell-session-token",
+        AWS_PROFILE="no-such-profile",  # would break the daemon's default chain if inherited
+        ROLECACHE_TOKEN_CODE=CODE,
+        PYTHONPATH="/nonexistent",
+        LC_ALL="C.UTF-8",
+    )
+    try:
+        result = run_client(env, "env", "--role-arn", unique_role(), "--role-session-name", "s1")
+        assert result.returncode == 0, result.stderr
+        status = run_client(env, "status").stdout
+        pid = next(line[5:] for line in status.splitlines() if line.startswith("pid: "))
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        inherited = dict(item.split("=", 1) for item in raw.decode().split("\0") if item)
+        for name in (
+            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+            "ROLECACHE_TOKEN_CODE", "PYTHONPATH",
+        ):  # fmt: skip
+            assert name not in inherited, name
+        for name in (
+            "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL_STS",
+            "AWS_DEFAULT_REGION", "HOME", "PATH", "XDG_RUNTIME_DIR", "LC_ALL",
+        ):  # fmt: skip
+            assert inherited.get(name) == env[name], name
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        assert "-I" in Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    finally:
+        stop_autostarted_daemon(env)

@@ -145,6 +145,50 @@ def _daemon_log(sandbox: bool) -> str:
     return os.path.join(folder, "rolecached-sandbox.log" if sandbox else "rolecached.log")
 
 
+# What an autostarted daemon may inherit from the shell that happens to start it: where the
+# user's files and settings are, how to reach STS, and rolecache's own settings. Nothing
+# else: the daemon outlives that shell and serves every later one, so it must not keep one
+# shell's keys (AWS_ACCESS_KEY_ID...) or profile (AWS_PROFILE) as its source for all of them,
+# and variables such as PYTHONPATH or LD_PRELOAD must not decide what code it runs.
+DAEMON_ENV_NAMES = frozenset(
+    {
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "PATH",
+        "LANG",
+        "TMPDIR",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_CA_BUNDLE",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    }
+)
+DAEMON_ENV_PREFIXES = ("XDG_", "LC_", "ROLECACHE_", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_")
+# A one-time MFA code is for this command only; the daemon is told it in the request.
+DAEMON_ENV_NEVER = frozenset({"ROLECACHE_TOKEN_CODE"})
+
+
+def daemon_environment(environ: "os._Environ[str] | dict[str, str]") -> dict[str, str]:
+    """The part of `environ` an autostarted daemon gets (see DAEMON_ENV_NAMES)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name in DAEMON_ENV_NAMES or name.startswith(DAEMON_ENV_PREFIXES))
+        and name not in DAEMON_ENV_NEVER
+    }
+
+
 def start_daemon(path: str, sandbox: bool) -> None:
     """Start rolecached detached (own session, log in the state folder); wait until it answers.
 
@@ -159,7 +203,10 @@ def start_daemon(path: str, sandbox: bool) -> None:
 
     log_path = _daemon_log(sandbox)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    command = [sys.executable, "-m", "rolecached", "--socket", path]
+    # -I: the current folder, PYTHONPATH and the user's site folder must not decide which
+    # `rolecached` runs (a folder holding rolecached/__main__.py would otherwise be it);
+    # site-packages and its .pth files, which editable installs use, still count.
+    command = [sys.executable, "-I", "-m", "rolecached", "--socket", os.path.abspath(path)]
     if sandbox:
         command.append("--sandbox")
     try:
@@ -168,6 +215,8 @@ def start_daemon(path: str, sandbox: bool) -> None:
             stdin=subprocess.DEVNULL,
             stdout=log_fd,
             stderr=log_fd,
+            cwd="/",  # holds no folder busy, and no relative path means the caller's folder
+            env=daemon_environment(os.environ),
             start_new_session=True,
             close_fds=True,
         )
