@@ -137,3 +137,15 @@ def test_socket_path_length_limit(size: int, fits: bool) -> None:
     else:
         assert problem is not None and path in problem and f"{size} bytes" in problem
         assert "XDG_RUNTIME_DIR" in problem and "ROLECACHE_SOCKET" in problem
+
+
+def test_token_code_dash_reads_one_line_of_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--token-code -` takes the code from the first line of stdin, not from argv."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("654321\nnot this\n"))
+    fields, _, _ = parse_options([*ROLE, "--token-code", "-"], {})
+    assert build_request(fields)["token_code"] == "654321"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(UsageError, match="stdin"):
+        build_request(parse_options([*ROLE, "--token-code", "-"], {})[0])
