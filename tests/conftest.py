@@ -86,6 +86,27 @@ def base_env(tmp: Path, moto_url: str) -> dict[str, str]:
     return env
 
 
+def autostart_env(tmp: Path, moto_url: str) -> dict[str, str]:
+    """base_env for a client that starts the daemon itself: an autostarted daemon never
+    inherits AWS_ACCESS_KEY_ID and friends, so the source keys are in the credentials file
+    that AWS_SHARED_CREDENTIALS_FILE names (which it does inherit)."""
+    env = base_env(tmp, moto_url)
+    key_id = env.pop("AWS_ACCESS_KEY_ID")
+    secret = env.pop("AWS_SECRET_ACCESS_KEY")
+    Path(env["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        f"[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
+    )
+    return env
+
+
+def stop_autostarted_daemon(env: dict[str, str]) -> None:
+    """SIGTERM the daemon a client with `env` autostarted, if one answers."""
+    result = run_client(dict(env, ROLECACHE_NO_AUTOSTART="1"), "status")
+    for line in result.stdout.splitlines():
+        if line.startswith("pid: "):
+            os.kill(int(line[5:]), signal.SIGTERM)
+
+
 def run_client(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """Run the installed `rolecache` console script, as a shell would."""
     return subprocess.run(

@@ -1,7 +1,6 @@
 """The client's hand-written option parser and request building, without a daemon."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -109,7 +108,8 @@ def test_dumps_agrees_with_json(value: str) -> None:
 
 
 def test_socket_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    """$ROLECACHE_SOCKET wins, then $XDG_RUNTIME_DIR, then a per-uid folder in $TMPDIR."""
+    """$ROLECACHE_SOCKET wins, then $XDG_RUNTIME_DIR, then a folder in the user's state
+    folder ($XDG_STATE_HOME, else ~/.local/state), never one in $TMPDIR or /tmp."""
     monkeypatch.setenv("ROLECACHE_SOCKET", "/x/y.sock")
     assert protocol.socket_path() == "/x/y.sock"
     monkeypatch.delenv("ROLECACHE_SOCKET")
@@ -118,4 +118,34 @@ def test_socket_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert protocol.socket_path(sandbox=True) == "/run/user/7/rolecache/sandbox.sock"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     monkeypatch.setenv("TMPDIR", "/tmpx")
-    assert protocol.socket_path() == f"/tmpx/rolecache-{os.getuid()}/rolecache.sock"
+    monkeypatch.setenv("XDG_STATE_HOME", "/home/u/state")
+    assert protocol.socket_path() == "/home/u/state/rolecache/run/rolecache.sock"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", "/home/u")
+    assert protocol.socket_path() == "/home/u/.local/state/rolecache/run/rolecache.sock"
+    assert protocol.socket_path(sandbox=True) == "/home/u/.local/state/rolecache/run/sandbox.sock"
+
+
+@pytest.mark.parametrize(("size", "fits"), [(107, True), (108, False), (300, False)])
+def test_socket_path_length_limit(size: int, fits: bool) -> None:
+    """A path of up to 107 bytes fits a Unix socket (108 with the NUL); a longer one is
+    refused with a message naming the path and the two ways to shorten it."""
+    path = "/" + "a" * (size - 1)
+    problem = protocol.socket_path_problem(path)
+    if fits:
+        assert problem is None
+    else:
+        assert problem is not None and path in problem and f"{size} bytes" in problem
+        assert "XDG_RUNTIME_DIR" in problem and "ROLECACHE_SOCKET" in problem
+
+
+def test_token_code_dash_reads_one_line_of_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--token-code -` takes the code from the first line of stdin, not from argv."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("654321\nnot this\n"))
+    fields, _, _ = parse_options([*ROLE, "--token-code", "-"], {})
+    assert build_request(fields)["token_code"] == "654321"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(UsageError, match="stdin"):
+        build_request(parse_options([*ROLE, "--token-code", "-"], {})[0])

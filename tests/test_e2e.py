@@ -2,7 +2,6 @@
 and the real consumers (bash, boto3, botocore's credential_process provider, the AWS CLI)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,9 +16,11 @@ from tests.conftest import (
     Daemon,
     Moto,
     StsProxy,
+    autostart_env,
     base_env,
     run_client,
     start_daemon,
+    stop_autostarted_daemon,
     unique_role,
     wait_for_socket,
 )
@@ -261,17 +262,10 @@ def test_unreachable_daemon_exit_code(tmp_path: Path, moto: Moto) -> None:
     assert "rolecached" in result.stderr and "ROLECACHE_NO_AUTOSTART" in result.stderr
 
 
-def _kill_daemon_at(env: dict[str, str]) -> None:
-    result = run_client(dict(env, ROLECACHE_NO_AUTOSTART="1"), "status")
-    for line in result.stdout.splitlines():
-        if line.startswith("pid: "):
-            os.kill(int(line[5:]), signal.SIGTERM)
-
-
 def test_autostart_with_racing_clients_starts_one_daemon(tmp_path: Path, moto: Moto) -> None:
     """Two clients finding no daemon start it in the background; both get credentials from
     the one daemon that wins the lock, which logs to the user's state folder."""
-    env = base_env(tmp_path, moto.url)
+    env = autostart_env(tmp_path, moto.url)
     role = unique_role()
     command = [str(BIN / "rolecache"), "env", "--role-arn", role, "--role-session-name", SESSION]
     try:
@@ -287,14 +281,14 @@ def test_autostart_with_racing_clients_starts_one_daemon(tmp_path: Path, moto: M
         assert "ready on" in log.read_text()
         assert oct(log.stat().st_mode & 0o777) == "0o600"
     finally:
-        _kill_daemon_at(env)
+        stop_autostarted_daemon(env)
 
 
 def test_autostart_replaces_a_stale_socket(tmp_path: Path, moto: Moto) -> None:
     """A socket file left by a crashed daemon (connection refused) is replaced on autostart."""
     import socket
 
-    env = base_env(tmp_path, moto.url)
+    env = autostart_env(tmp_path, moto.url)
     path = Path(env["ROLECACHE_SOCKET"])
     path.parent.mkdir(mode=0o700)
     stale = socket.socket(socket.AF_UNIX)
@@ -304,7 +298,7 @@ def test_autostart_replaces_a_stale_socket(tmp_path: Path, moto: Moto) -> None:
         result = run_client(env, "env", "--role-arn", unique_role(), "--role-session-name", SESSION)
         assert result.returncode == 0, result.stderr
     finally:
-        _kill_daemon_at(env)
+        stop_autostarted_daemon(env)
 
 
 def test_sandbox_prints_working_labelled_credentials(tmp_path: Path) -> None:
@@ -328,4 +322,4 @@ def test_sandbox_prints_working_labelled_credentials(tmp_path: Path) -> None:
         ).stdout  # fmt: skip
         assert "AWS_SESSION_TOKEN=" in creds
     finally:
-        _kill_daemon_at(env)
+        stop_autostarted_daemon(env)

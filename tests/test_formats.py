@@ -138,6 +138,28 @@ def test_env_lines_quote_single_quotes_per_shell(shell: str, line: str) -> None:
     assert env_lines(NASTY, shell).splitlines()[0] == line
 
 
+# Every character PowerShell reads as a single quote: ASCII ' and U+2018 to U+201B.
+POWERSHELL_QUOTES = ("'", "\u2018", "\u2019", "\u201a", "\u201b")
+
+
+@pytest.mark.parametrize("quote", POWERSHELL_QUOTES, ids=lambda q: f"U+{ord(q):04X}")
+def test_powershell_doubles_every_kind_of_single_quote(quote: str) -> None:
+    """Each of PowerShell's five single-quote characters is doubled inside the quoted value,
+    so none can end the string and run what follows."""
+    value = f"a{quote}; Remove-Item -Recurse ~ #{quote}b"
+    line = env_lines({**PLAIN, "SessionToken": value}, "powershell").splitlines()[2]
+    assert line == f"$Env:AWS_SESSION_TOKEN = 'a{quote * 2}; Remove-Item -Recurse ~ #{quote * 2}b'"
+
+
+def test_powershell_quoting_covers_all_five_quotes_at_once() -> None:
+    """A value holding all five quote characters comes out with each of them doubled and
+    nothing else changed."""
+    value = "x" + "".join(POWERSHELL_QUOTES) + "y"
+    line = env_lines({**PLAIN, "AccessKeyId": value}, "powershell").splitlines()[0]
+    inner = line.split(" = ", 1)[1][1:-1]
+    assert inner == "x" + "".join(q * 2 for q in POWERSHELL_QUOTES) + "y"
+
+
 def test_fish_escapes_backslashes() -> None:
     """fish reads \\\\ inside single quotes as one backslash, so backslashes are doubled."""
     text = env_lines({**PLAIN, "SessionToken": "a\\b\\'c"}, "fish")

@@ -416,6 +416,70 @@ def test_token_code_flag_skips_the_prompt(mfa_daemon: Daemon, sts_proxy: StsProx
     ]
 
 
+def run_without_terminal(
+    env: dict[str, str], args: list[str], stdin: str = ""
+) -> subprocess.CompletedProcess:
+    """Run rolecache in a session of its own (no terminal to prompt on), `stdin` as input."""
+    return subprocess.run(
+        [str(BIN / "rolecache"), *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+
+
+def token_codes(proxy: StsProxy) -> list[str]:
+    """The MFA codes STS was sent, in order (GetSessionToken or AssumeRole's TokenCode)."""
+    return [f["TokenCode"] for f in proxy.forms if "TokenCode" in f]
+
+
+def test_token_code_dash_reads_the_code_from_stdin(mfa_daemon: Daemon, sts_proxy: StsProxy) -> None:
+    """`--token-code -` sends the first line of stdin as the code, keeping it out of argv
+    (which every local user can read in /proc/PID/cmdline)."""
+    result = run_without_terminal(
+        mfa_daemon.env, ["env", "--profile", "m1", "--token-code", "-"], "654321\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("export AWS_ACCESS_KEY_ID=")
+    assert token_codes(sts_proxy) == ["654321"]
+
+
+def test_token_code_environment_variable_answers_when_asked(
+    mfa_daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """ROLECACHE_TOKEN_CODE is sent when the daemon asks for a code (no terminal needed),
+    and not with requests that need none."""
+    env = dict(mfa_daemon.env, ROLECACHE_TOKEN_CODE="246810")
+    plain = run_without_terminal(
+        env, ["env", "--role-arn", unique_role(), "--role-session-name", "s1"]
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert token_codes(sts_proxy) == []
+    result = run_without_terminal(env, ["env", "--profile", "m1"])
+    assert result.returncode == 0, result.stderr
+    assert token_codes(sts_proxy) == ["246810"]
+
+
+@pytest.mark.parametrize("route", ["stdin", "environment"])
+def test_sts_assume_role_takes_the_code_off_the_command_line(
+    route: str, mfa_daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """The `aws sts assume-role` drop-in takes `--token-code -` and ROLECACHE_TOKEN_CODE too."""
+    args = ["sts", "assume-role", "--role-arn", unique_role("drop-in"),
+            "--role-session-name", "s1", "--serial-number", MFA]  # fmt: skip
+    if route == "stdin":
+        result = run_without_terminal(mfa_daemon.env, [*args, "--token-code", "-"], "135790\n")
+    else:
+        env = dict(mfa_daemon.env, ROLECACHE_TOKEN_CODE="135790")
+        result = run_without_terminal(env, args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["Credentials"]["AccessKeyId"].startswith("ASIA")
+    assert token_codes(sts_proxy) == ["135790"]
+
+
 def test_mfa_without_a_terminal_fails_clearly(mfa_daemon: Daemon, sts_proxy: StsProxy) -> None:
     """With no terminal to ask on, the client exits 1 saying how to pass a code; STS is not
     asked for an MFA session."""

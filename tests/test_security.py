@@ -226,3 +226,66 @@ def test_no_secret_anywhere_after_every_path(tmp_path: Path, sts_proxy: StsProxy
         assert secret not in log, secret[:4]
         assert all(secret not in out for out in listings), secret[:4]
         assert all(secret.encode() not in p.read_bytes() for p in files), secret[:4]
+
+
+@pytest.mark.parametrize(
+    ("field", "payload"),
+    [
+        ("SessionToken", "IQoJ'; Remove-Item -Recurse -Force ~ #"),
+        ("SessionToken", "IQoJ\u2019; Remove-Item -Recurse -Force ~ #"),
+        ("SecretAccessKey", "wJalr$(touch PWNED)"),
+        ("AccessKeyId", "ASIA`touch PWNED`"),
+    ],
+)
+def test_credentials_not_shaped_like_stss_never_reach_output(
+    tmp_path: Path, sts_proxy: StsProxy, field: str, payload: str
+) -> None:
+    """An AssumeRole answer whose credential holds shell or PowerShell code is an STS
+    failure: every output format gets an error, the code appears in no output or log line,
+    and evaluating what was printed runs nothing."""
+    from xml.sax.saxutils import escape
+
+    values = {
+        "AccessKeyId": "ASIAHOSTILE000000001",
+        "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "SessionToken": "IQoJb3JpZ2luX2VjEOr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+/=",
+        field: payload,
+    }
+    answer = (
+        '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>'
+        "<Credentials>"
+        + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in values.items())
+        + "<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials><AssumedRoleUser>"
+        "<AssumedRoleId>AROAHOSTILE:s1</AssumedRoleId>"
+        "<Arn>arn:aws:sts::123456789012:assumed-role/hostile/s1</Arn></AssumedRoleUser>"
+        "</AssumeRoleResult><ResponseMetadata><RequestId>h</RequestId></ResponseMetadata>"
+        "</AssumeRoleResponse>"
+    )
+    sts_proxy.rules.append(
+        lambda form: (200, answer) if form.get("Action") == "AssumeRole" else None
+    )
+    daemon = start_daemon(tmp_path, base_env(tmp_path, sts_proxy.url))
+    sel = ["--role-arn", unique_role("hostile"), "--role-session-name", "s1"]
+    try:
+        results = [
+            daemon.client(*args)
+            for args in (
+                ["env", *sel],
+                ["env", *sel, "--shell", "powershell"],
+                ["env", *sel, "--shell", "fish"],
+                ["process", *sel],
+                ["exec", *sel, "--", "env"],
+                ["sts", "assume-role", *sel],
+            )
+        ]
+    finally:
+        daemon.stop()
+    assert "AssumeRole" in sts_proxy.calls  # the hostile answer really was given
+    for result in results:
+        assert result.returncode != 0, result.stdout
+        assert "MalformedResponse" in result.stderr
+        assert payload not in result.stdout + result.stderr
+        assert values["AccessKeyId"] not in result.stdout
+    subprocess.run(["bash", "-c", results[0].stdout], cwd=tmp_path, timeout=30)
+    assert not (tmp_path / "PWNED").exists()
+    assert payload not in daemon.log.read_text()

@@ -2,23 +2,25 @@
 tells it to, so error mapping, source credentials and endpoints are proven on the wire."""
 
 import http.server
+import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 
-from rolecached.request import RoleRequest
+from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCaller, StsCallFailed
-from tests.conftest import sts_error_xml
+from tests.conftest import Moto, sts_error_xml
 
 REQUEST = RoleRequest("arn:aws:iam::123456789012:role/stub", "stub-session")
 
 SUCCESS = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
 <AssumeRoleResult><Credentials><AccessKeyId>ASIASTUBKEY000000001</AccessKeyId>
-<SecretAccessKey>stub-secret</SecretAccessKey><SessionToken>stub-token</SessionToken>
+<SecretAccessKey>stubSecret/+=0</SecretAccessKey><SessionToken>stubToken/+=0</SessionToken>
 <Expiration>2030-01-01T00:00:00Z</Expiration></Credentials>
 <AssumedRoleUser><AssumedRoleId>AROASTUB:stub-session</AssumedRoleId>
 <Arn>arn:aws:sts::123456789012:assumed-role/stub/stub-session</Arn></AssumedRoleUser>
@@ -79,7 +81,7 @@ def test_success_is_parsed_into_credentials(stub: StubSts, aws_env: Path) -> Non
     """A successful AssumeRole becomes Credentials with the expiration as epoch seconds."""
     creds = StsCaller(endpoint_url=stub.url).assume_role(REQUEST, now=time.time())
     assert creds.access_key_id == "ASIASTUBKEY000000001"
-    assert creds.session_token == "stub-token"
+    assert creds.session_token == "stubToken/+=0"
     assert creds.expiration == 1893456000.0  # 2030-01-01T00:00:00Z
     assert creds.assumed_role_arn.endswith("assumed-role/stub/stub-session")
     assert "RoleSessionName=stub-session" in stub.seen[0]["body"]
@@ -115,6 +117,47 @@ def test_sts_errors_keep_their_code_and_retry_class(
         retryable,
     )
     assert len(stub.seen) == 1
+
+
+# Values no STS sends, each aimed at a shell or at PowerShell reading the export lines.
+HOSTILE_VALUES = {
+    "AccessKeyId": "ASIA'; Remove-Item -Recurse ~ #",
+    "SecretAccessKey": "s3cret$(touch /tmp/pwned)",
+    "SessionToken": "token`touch /tmp/pwned`\u2019; Remove-Item ~",
+    "Expiration": "2030-01-01T00:00:00Z; rm -rf ~",
+}
+
+
+@pytest.mark.parametrize("field", list(HOSTILE_VALUES))
+def test_credentials_of_the_wrong_shape_are_an_sts_failure(
+    stub: StubSts, aws_env: Path, field: str
+) -> None:
+    """A credential field outside STS's alphabet is refused as a retryable MalformedResponse
+    whose message names the field but never repeats the value."""
+    value = HOSTILE_VALUES[field]
+    body = SUCCESS.replace(
+        re.search(f"<{field}>(.*?)</{field}>", SUCCESS).group(0),  # type: ignore[union-attr]
+        f"<{field}>{xml_escape(value)}</{field}>",
+    )
+    stub.answers.append((200, body))
+    with pytest.raises(StsCallFailed) as caught:
+        StsCaller(endpoint_url=stub.url).assume_role(REQUEST, now=time.time())
+    failure = caught.value.failure
+    assert (failure.code, failure.retryable) == ("MalformedResponse", True)
+    assert field in failure.message
+    assert value not in failure.message and value[:8] not in failure.message
+
+
+def test_motos_credentials_fit_the_allow_list(aws_env: Path, moto: Moto) -> None:
+    """moto's AssumeRole (ASIA keys, base64-like tokens, microsecond expirations) and its
+    GetSessionToken (the fixed AKIA example key) pass the allow-list unchanged."""
+    caller = StsCaller(endpoint_url=moto.url)
+    role = caller.assume_role(REQUEST, now=time.time())
+    assert role.access_key_id.startswith("ASIA") and len(role.session_token) > 100
+    session = caller.get_session_token(
+        MfaSession("arn:aws:iam::123456789012:mfa/alice"), now=time.time(), token_code="123456"
+    )
+    assert session.access_key_id.isalnum() and session.secret_access_key
 
 
 def test_unreachable_sts_is_a_retryable_network_error(aws_env: Path) -> None:

@@ -15,14 +15,15 @@ CLI_ERROR = 255  # anything else, parameter validation included
 
 USAGE = """\
 usage: rolecache sts assume-role --role-arn ARN --role-session-name NAME
-         [--duration-seconds N] [--external-id ID] [--serial-number ARN] [--token-code CODE]
+         [--duration-seconds N] [--external-id ID] [--serial-number ARN] [--token-code CODE|-]
          [--policy JSON|file://PATH] [--policy-arns arn=ARN ...] [--tags Key=K,Value=V ...]
          [--transitive-tag-keys K ...] [--source-identity ID] [--profile NAME]
          [--region REGION] [--output json|text] [--query JMESPATH]
 
 Prints what `aws sts assume-role` prints for the same request. --profile names the profile
 whose credentials call AssumeRole (as in the AWS CLI; default $AWS_PROFILE, else the daemon's
-default chain).
+default chain). `--token-code -` reads the MFA code from stdin, and ROLECACHE_TOKEN_CODE
+is used when a code is needed: a code on the command line is visible to other users.
 """
 
 # The AWS CLI option -> rolecache option it means here.

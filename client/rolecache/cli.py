@@ -43,7 +43,10 @@ selector options (env, process, exec, forget):
   --source-identity ID         source identity to set on the session
   --min-ttl SECONDS            least remaining lifetime to accept (default 300; process: 960)
   --serial-number ARN          MFA device the role needs (else mfa_serial of the profile)
-  --token-code CODE            the device's current code (else you are asked on the terminal)
+  --token-code CODE|-          the device's current code; - reads it from stdin, and
+                               ROLECACHE_TOKEN_CODE is used when the daemon asks for one
+                               (a code on the command line is visible to other users);
+                               else you are asked on the terminal
 
 other options:
   --shell sh|bash|zsh|fish|powershell   export syntax for env (default bash)
@@ -75,6 +78,9 @@ SELECTOR_OPTIONS = {
 
 # Variables that would override or confuse the credentials `exec` hands to its command.
 CONFLICTING_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN")
+# An MFA code given in the environment: a command line is readable by every local user
+# (/proc/PID/cmdline), a process's environment only by its owner.
+TOKEN_CODE_ENV = "ROLECACHE_TOKEN_CODE"
 
 
 class UsageError(Exception):
@@ -188,7 +194,18 @@ def build_request(fields: dict[str, object]) -> dict[str, object]:
         body["policy_arns"] = [a[4:] if a.startswith("arn=") else a for a in body["policy_arns"]]  # type: ignore[attr-defined]
     if "policy" in body:
         body["policy"] = _policy(str(body["policy"]))
+    if body.get("token_code") == "-":
+        body["token_code"] = _token_code_from_stdin()
     return body
+
+
+def _token_code_from_stdin() -> str:
+    """`--token-code -`: the code is the first line of stdin, so it never sits in argv."""
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    code = line.strip()
+    if not code:
+        raise UsageError("--token-code - reads the MFA code from stdin, but stdin was empty")
+    return code
 
 
 def _send(method: str, target: str, body: object, sandbox: bool) -> transport.Response:
@@ -214,6 +231,12 @@ def _call(method: str, target: str, body: object, sandbox: bool) -> transport.Re
             sys.stderr.write(f"rolecache: {error.get('message')}; try again\n")
         elif code != "MfaRequired" or "token_code" in body:
             break
+        elif os.environ.get(TOKEN_CODE_ENV, "").strip():
+            # Sent only when the daemon asks, and only once: a refused code ends here
+            # rather than being retried or followed by a prompt.
+            body = {**body, "token_code": os.environ[TOKEN_CODE_ENV].strip()}
+            response = _send(method, target, body, sandbox)
+            continue
         from rolecache import prompt  # only when a code is needed
 
         try:
@@ -221,7 +244,8 @@ def _call(method: str, target: str, body: object, sandbox: bool) -> transport.Re
         except prompt.NoTerminal:
             raise Failed(
                 f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
-                "run the command in a terminal, or pass --token-code CODE",
+                "run the command in a terminal, pass --token-code - with the code on stdin, "
+                f"or set {TOKEN_CODE_ENV}",
                 protocol.EXIT_ERROR,
             ) from None
         tries += 1
@@ -286,7 +310,8 @@ def cmd_exec(args: list[str], sandbox: bool) -> int:
     if "--imds" in flags:
         raise UsageError("--imds goes with --endpoint NAME: rolecache exec --endpoint NAME --imds")
     doc = _json(_call("POST", "/v1/credentials", build_request(fields), sandbox))
-    env = {k: v for k, v in os.environ.items() if k not in CONFLICTING_ENV}
+    # The MFA code was for this command, not for the one it runs.
+    env = {k: v for k, v in os.environ.items() if k not in (*CONFLICTING_ENV, TOKEN_CODE_ENV)}
     env["AWS_ACCESS_KEY_ID"] = doc["AccessKeyId"]
     env["AWS_SECRET_ACCESS_KEY"] = doc["SecretAccessKey"]
     env["AWS_SESSION_TOKEN"] = doc["SessionToken"]

@@ -29,8 +29,14 @@ def _quote_fish(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# Every character PowerShell takes for a single quote: the ASCII one and the typographic
+# ones (U+2018 to U+201B). Inside a single-quoted string each is escaped by doubling it; an
+# undoubled one would end the string and let the rest run as code.
+POWERSHELL_QUOTES = frozenset("'\u2018\u2019\u201a\u201b")
+
+
 def _quote_powershell(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    return "'" + "".join(ch * 2 if ch in POWERSHELL_QUOTES else ch for ch in value) + "'"
 
 
 def env_lines(creds: Mapping[str, str], shell: str = "bash", comment: str | None = None) -> str:

@@ -58,12 +58,16 @@ def exit_code_for_status(status: int) -> int:
 
 
 def runtime_dir() -> str:
-    """The per-user folder that holds the socket (not created here)."""
+    """The per-user folder that holds the socket (not created here).
+
+    $XDG_RUNTIME_DIR/rolecache when the session has a runtime folder, else a folder under
+    the user's own home. Never a folder in a shared /tmp: another local user could create
+    that first and answer in the daemon's place.
+    """
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg:
         return os.path.join(xdg, "rolecache")
-    tmp = os.environ.get("TMPDIR") or "/tmp"
-    return os.path.join(tmp, f"rolecache-{os.getuid()}")
+    return os.path.join(state_dir(), "run")
 
 
 def socket_path(sandbox: bool = False) -> str:
@@ -75,6 +79,22 @@ def socket_path(sandbox: bool = False) -> str:
     if override:
         return override
     return os.path.join(runtime_dir(), "sandbox.sock" if sandbox else "rolecache.sock")
+
+
+# A Unix socket's address (sun_path) holds 108 bytes, the terminating NUL included.
+MAX_SOCKET_PATH = 107
+
+
+def socket_path_problem(path: str) -> str | None:
+    """Why `path` cannot be a Unix socket's address (too long), or None when it can."""
+    size = len(os.fsencode(path))
+    if size <= MAX_SOCKET_PATH:
+        return None
+    return (
+        f"the socket path {path} is {size} bytes long, but a Unix socket's path holds at most "
+        f"{MAX_SOCKET_PATH}; set XDG_RUNTIME_DIR (the socket goes in $XDG_RUNTIME_DIR/rolecache) "
+        "or ROLECACHE_SOCKET to a shorter path"
+    )
 
 
 def state_dir() -> str:

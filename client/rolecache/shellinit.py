@@ -16,10 +16,20 @@ OPTIONS = (
     "--source-identity --min-ttl --serial-number --token-code --shell --json --all --sandbox"
 )
 # Profile names from the config file the AWS CLI would read: [profile NAME] and [default].
-SED_PROFILES = "sed -n -e 's/^\\[profile  *\\(.*\\)\\]$/\\1/p' -e 's/^\\[\\(default\\)\\]$/\\1/p'"
+# Only names of plain characters are offered: a config file is not always the user's own
+# work (a shared or generated one), and a completion must never be a way to run what a
+# name spells. Names with other characters still work when typed.
+PROFILE_CHARS = "A-Za-z0-9_.@:+=,-"
+SED_PROFILES = (
+    f"sed -n -e 's/^\\[profile  *\\([{PROFILE_CHARS}]*\\)\\]$/\\1/p' "
+    "-e 's/^\\[\\(default\\)\\]$/\\1/p'"
+)
 PROFILES_SH = SED_PROFILES + ' "${AWS_CONFIG_FILE:-$HOME/.aws/config}" 2>/dev/null'
 FISH_CONFIG = "(set -q AWS_CONFIG_FILE; and echo $AWS_CONFIG_FILE; or echo $HOME/.aws/config)"
 
+# Completions are built by comparing each candidate with the typed prefix, never with
+# `compgen -W "$(...)"`: compgen expands its word list, so a profile named `$(cmd)` or
+# `` `cmd` `` in the config file would run cmd on every Tab.
 BASH = f"""\
 # rolecache shell integration (bash/zsh): eval "$(rolecache shell-init bash)"
 rolecache-assume() {{
@@ -29,20 +39,37 @@ rolecache-assume() {{
     eval "$out"
 }}
 _rolecache_profiles() {{ {PROFILES_SH}; }}
+_rolecache_reply() {{
+    local word
+    COMPREPLY=()
+    for word in "$@"; do
+        [[ $word == "$cur"* ]] && COMPREPLY+=("$word")
+    done
+    return 0
+}}
+_rolecache_reply_profiles() {{
+    local name
+    local -a names
+    while IFS= read -r name; do
+        names+=("$name")
+    done < <(_rolecache_profiles)
+    _rolecache_reply "${{names[@]}}"
+}}
 _rolecache_complete() {{
     local cur prev
     cur="${{COMP_WORDS[COMP_CWORD]}}"
     prev="${{COMP_WORDS[COMP_CWORD-1]}}"
     if [ "$COMP_CWORD" -eq 1 ]; then
-        COMPREPLY=($(compgen -W "{COMMANDS}" -- "$cur"))
+        _rolecache_reply {COMMANDS}
     elif [ "$prev" = "--profile" ] || [ "$prev" = "--source-profile" ]; then
-        COMPREPLY=($(compgen -W "$(_rolecache_profiles)" -- "$cur"))
+        _rolecache_reply_profiles
     else
-        COMPREPLY=($(compgen -W "{OPTIONS}" -- "$cur"))
+        _rolecache_reply {OPTIONS}
     fi
 }}
 _rolecache_assume_complete() {{
-    COMPREPLY=($(compgen -W "$(_rolecache_profiles)" -- "${{COMP_WORDS[COMP_CWORD]}}"))
+    local cur="${{COMP_WORDS[COMP_CWORD]}}"
+    _rolecache_reply_profiles
 }}
 """
 

@@ -7,6 +7,7 @@ should): one request per connection, `Connection: close`, and the daemon always 
 
 import _socket
 import os
+import stat  # loaded by `os` already: free
 import sys
 
 from rolecache import protocol
@@ -31,11 +32,63 @@ class Response:
         self.body = body
 
 
+def check_folder(folder: str) -> None:
+    """Refuse a socket folder another user could have made or can write into.
+
+    Whoever controls the folder controls what answers on the socket, and would be sent the
+    request (an MFA code, say) and could answer with shell code for `eval`. A folder that
+    does not exist yet is fine: the daemon creates it, and every connection checks again.
+    """
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise Unreachable(f"cannot check the socket folder {folder}: {exc.strerror}") from None
+    me = os.getuid()
+    fix = "remove it, or set ROLECACHE_SOCKET to a path in a private folder of yours"
+    if stat.S_ISLNK(info.st_mode):
+        raise Unreachable(f"the socket folder {folder} is a symlink; nothing was sent ({fix})")
+    if not stat.S_ISDIR(info.st_mode):
+        raise Unreachable(f"the socket folder {folder} is not a folder; nothing was sent ({fix})")
+    if info.st_uid != me:
+        raise Unreachable(
+            f"the socket folder {folder} belongs to uid {info.st_uid}, not to you (uid {me}); "
+            f"someone may be trying to intercept your credentials, so nothing was sent ({fix})"
+        )
+    if info.st_mode & 0o077:
+        raise Unreachable(
+            f"the socket folder {folder} is open to other users (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); nothing was sent (run `chmod 700 {folder}`, "
+            "or remove it and let rolecached create it)"
+        )
+
+
+def check_peer(sock: "_socket.socket", path: str) -> None:
+    """Refuse a server that runs as another user: only we, or root, may answer us."""
+    option = getattr(_socket, "SO_PEERCRED", None)
+    if option is None:  # not Linux: the folder check is what protects the socket there
+        return
+    raw = sock.getsockopt(_socket.SOL_SOCKET, option, 12)  # struct ucred: pid, uid, gid
+    pid = int.from_bytes(raw[0:4], sys.byteorder)
+    uid = int.from_bytes(raw[4:8], sys.byteorder)
+    if uid not in (os.getuid(), 0):
+        raise Unreachable(
+            f"the process answering on {path} (pid {pid}) runs as uid {uid}, not as you "
+            f"(uid {os.getuid()}) or root; someone may be trying to intercept your "
+            "credentials, so nothing was sent"
+        )
+
+
 def _connect(path: str) -> "_socket.socket":
+    """A connection to the daemon at `path`, checked before a byte is sent: the folder is
+    ours and private, and the process that answers runs as us or as root."""
+    check_folder(os.path.dirname(path) or ".")
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT)
     try:
         sock.connect(path)
+        check_peer(sock, path)
     except BaseException:
         sock.close()
         raise
@@ -74,10 +127,66 @@ def _exchange(path: str, request: bytes) -> Response:
     return _parse(b"".join(chunks))
 
 
+def make_private_folders(folder: str) -> None:
+    """Create `folder` and any missing parents, each 0700 (os.makedirs gives parents the
+    umask's mode, typically readable by everyone)."""
+    parent = os.path.dirname(folder)
+    if parent and parent != folder and not os.path.isdir(parent):
+        make_private_folders(parent)
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        return  # made by someone else meanwhile: check_folder judges it
+
+
 def _daemon_log(sandbox: bool) -> str:
     folder = protocol.state_dir()
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    make_private_folders(folder)
     return os.path.join(folder, "rolecached-sandbox.log" if sandbox else "rolecached.log")
+
+
+# What an autostarted daemon may inherit from the shell that happens to start it: where the
+# user's files and settings are, how to reach STS, and rolecache's own settings. Nothing
+# else: the daemon outlives that shell and serves every later one, so it must not keep one
+# shell's keys (AWS_ACCESS_KEY_ID...) or profile (AWS_PROFILE) as its source for all of them,
+# and variables such as PYTHONPATH or LD_PRELOAD must not decide what code it runs.
+DAEMON_ENV_NAMES = frozenset(
+    {
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "PATH",
+        "LANG",
+        "TMPDIR",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_CA_BUNDLE",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    }
+)
+DAEMON_ENV_PREFIXES = ("XDG_", "LC_", "ROLECACHE_", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_")
+# A one-time MFA code is for this command only; the daemon is told it in the request.
+DAEMON_ENV_NEVER = frozenset({"ROLECACHE_TOKEN_CODE"})
+
+
+def daemon_environment(environ: "os._Environ[str] | dict[str, str]") -> dict[str, str]:
+    """The part of `environ` an autostarted daemon gets (see DAEMON_ENV_NAMES)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name in DAEMON_ENV_NAMES or name.startswith(DAEMON_ENV_PREFIXES))
+        and name not in DAEMON_ENV_NEVER
+    }
 
 
 def start_daemon(path: str, sandbox: bool) -> None:
@@ -86,12 +195,18 @@ def start_daemon(path: str, sandbox: bool) -> None:
     Two clients racing here start two processes, but the daemon's lock lets one of them
     serve and the other exit, so both clients end up talking to the same daemon.
     """
+    # A folder someone else made is refused before anything runs: the daemon would refuse it
+    # too, and waiting for it would only hide the reason.
+    check_folder(os.path.dirname(path) or ".")
     import subprocess  # only on this rare path
     import time
 
     log_path = _daemon_log(sandbox)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    command = [sys.executable, "-m", "rolecached", "--socket", path]
+    # -I: the current folder, PYTHONPATH and the user's site folder must not decide which
+    # `rolecached` runs (a folder holding rolecached/__main__.py would otherwise be it);
+    # site-packages and its .pth files, which editable installs use, still count.
+    command = [sys.executable, "-I", "-m", "rolecached", "--socket", os.path.abspath(path)]
     if sandbox:
         command.append("--sandbox")
     try:
@@ -100,6 +215,8 @@ def start_daemon(path: str, sandbox: bool) -> None:
             stdin=subprocess.DEVNULL,
             stdout=log_fd,
             stderr=log_fd,
+            cwd="/",  # holds no folder busy, and no relative path means the caller's folder
+            env=daemon_environment(os.environ),
             start_new_session=True,
             close_fds=True,
         )
@@ -124,6 +241,9 @@ def request(
 ) -> Response:
     """Send one request to the daemon, starting it first if needed and allowed."""
     path = protocol.socket_path(sandbox)
+    problem = protocol.socket_path_problem(path)
+    if problem:
+        raise Unreachable(problem)
     payload = (body or "").encode()
     raw = (
         f"{method} {target} HTTP/1.1\r\nHost: rolecache\r\nConnection: close\r\n"

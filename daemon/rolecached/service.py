@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from rolecache import __version__
-from rolecache.protocol import socket_path
+from rolecache.protocol import socket_path, socket_path_problem
 from rolecached import config, endpoint_api, host
 from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
@@ -159,6 +159,12 @@ def open_listener(path: Path) -> Listener:
     """Adopt systemd's socket or bind our own; take the lock either way."""
     inherited = inherited_socket()
     if inherited is None:
+        problem = socket_path_problem(str(path))
+        if problem:
+            raise StartupError(problem)
+        # The default folder sits under ~/.local/state, which may not exist yet; under the
+        # umask of 077 the missing parents are made 0700. The folder itself is checked below.
+        os.makedirs(path.parent.parent, 0o700, exist_ok=True)
         secure_folder(path.parent)
     lock_fd = take_lock(path.parent / (path.name + ".lock"))
     if inherited is not None:

@@ -8,6 +8,7 @@ credentials), and every failure comes back as an `StsFailure` with STS's code an
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -231,15 +232,42 @@ class StsCaller:
         return _credentials(response, now)
 
 
+# What STS's credentials are made of. They are pasted into shell code that users `eval`
+# and into files SDKs parse, so a value of any other shape (from an STS look-alike or
+# something in the way) is refused here, once, before anything is rendered from it.
+_ALLOWED = (
+    ("AccessKeyId", re.compile(r"[A-Z0-9]{16,128}")),
+    ("SecretAccessKey", re.compile(r"[A-Za-z0-9/+=]+")),
+    ("SessionToken", re.compile(r"[A-Za-z0-9/+=]+")),
+    ("Expiration", re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")),
+)
+
+
+def _check_shapes(creds: dict[str, Any]) -> None:
+    """Raise StsCallFailed when a credential field is not the shape STS gives it. The message
+    names the field only: the value may be a secret, or an attack."""
+    for name, pattern in _ALLOWED:
+        if not isinstance(creds[name], str) or not pattern.fullmatch(creds[name]):
+            raise StsCallFailed(
+                StsFailure(
+                    "MalformedResponse",
+                    f"STS answered with a {name} that is not shaped like one; refused",
+                    True,
+                )
+            )
+
+
 def _credentials(response: dict[str, Any], now: float) -> Credentials:
     """The credentials in a parsed answer; a well-formed answer without usable ones (a field
-    missing, an unreadable Expiration) is a retryable failure, not a crash."""
+    missing, an unreadable Expiration, a value not shaped like STS's) is a retryable
+    failure, not a crash."""
     try:
         creds = response["Credentials"]
         user = response.get("AssumedRoleUser", {})
         expiration = creds["Expiration"]
         if not isinstance(expiration, str):  # a parser that did parse: keep working
             expiration = expiration.isoformat()
+        _check_shapes({**creds, "Expiration": expiration})
         return Credentials(
             access_key_id=creds["AccessKeyId"],
             secret_access_key=creds["SecretAccessKey"],
