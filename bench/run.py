@@ -146,15 +146,36 @@ def vs(rows: dict, ours: str, base: str) -> str:
     return f"{rows[ours]['median']:.1f} vs {rows[base]['median']:.1f} ms"
 
 
-def bench_latency(env: dict[str, str], runs: int) -> tuple[list[Result], dict]:
-    """B1-B3: whole client commands on a cache hit against their baselines."""
+# The client with its test hook set: no check of the socket's folder and server. Benchmarks
+# only (B1c); no option or variable of the client turns the checks off.
+UNCHECKED_CLIENT = f"""#!{sys.executable}
+import sys
+from rolecache import transport
+transport.check_folder = transport.check_peer = lambda *args: None
+from rolecache.cli import main
+sys.exit(main())
+"""
+
+
+def bench_latency(env: dict[str, str], runs: int, tmp: Path) -> tuple[list[Result], dict]:
+    """B1-B3: whole client commands on a cache hit against their baselines; B1c: B1 with the
+    client's checks of the socket against B1 without them."""
     selector = ["--role-arn", ROLE, "--role-session-name", "bench"]
     sts_args = ["sts", "assume-role", *selector, "--output", "text", "--query", QUERY]
     env_cmd = [str(BIN / "rolecache"), "env", *selector]
+    unchecked = tmp / "rolecache-unchecked"
+    unchecked.write_text(UNCHECKED_CLIENT)
+    unchecked.chmod(0o755)
     for warm in (["env", *selector], sts_args):
         timed([str(BIN / "rolecache"), *warm], env)
     b1 = alternate(
-        {"python -c pass": [sys.executable, "-c", "pass"], "rolecache env": env_cmd}, env, runs
+        {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "rolecache env": env_cmd,
+            "rolecache env, no checks": [str(unchecked), "env", *selector],
+        },
+        env,
+        runs,
     )
     slow_runs = max(1, runs // 2)  # the AWS CLI takes half a second a run
     b2 = alternate(
@@ -171,6 +192,7 @@ def bench_latency(env: dict[str, str], runs: int) -> tuple[list[Result], dict]:
         slow_runs,
     )
     r1 = b1["rolecache env"]["median"] / b1["python -c pass"]["median"]
+    r1c = b1["rolecache env"]["median"] / b1["rolecache env, no checks"]["median"]
     r2 = b2["aws sts assume-role"]["median"] / b2["rolecache env"]["median"]
     r3 = (
         b3["aws sts assume-role --query"]["median"]
@@ -184,6 +206,15 @@ def bench_latency(env: dict[str, str], runs: int) -> tuple[list[Result], dict]:
             f"{r1:.2f}x ({vs(b1, 'rolecache env', 'python -c pass')})",
             "<= 1.5x",
             r1 <= 1.5,
+            b1,
+        ),
+        Result(
+            "B1c",
+            "`rolecache env` cache hit with the client's socket checks",
+            "the same without them (test hook)",
+            f"{r1c:.3f}x ({vs(b1, 'rolecache env', 'rolecache env, no checks')})",
+            "<= 1.05x",
+            r1c <= 1.05,
             b1,
         ),
         Result(
@@ -483,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         loadgen = build_loadgen(tmp)
         env, daemon, moto = start_world(tmp)
         try:
-            latency, chart = bench_latency(env, runs)
+            latency, chart = bench_latency(env, runs, tmp)
             results += latency
             results.append(bench_socket_api(loadgen, env, total, tmp))
             results.append(bench_ecs_endpoint(loadgen, env, total, tmp))
