@@ -14,10 +14,12 @@ import jmespath
 import pytest
 from awscli.customizations.globalargs import _resolve_query
 from awscli.customizations.scalarparse import identity
-from awscli.formatter import JSONFormatter, TextFormatter
+from awscli.formatter import JSONFormatter, TableFormatter, TextFormatter
 from awscli.text import format_text
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from rolecached import awscli
+from rolecached import awscli, awstable
 from rolecached.cache import Credentials
 from rolecached.errors import InvalidRequest
 from rolecached.sts import _credentials
@@ -310,3 +312,45 @@ def test_no_query_leaves_the_data_alone():
     data = awscli.assume_role_response(CREDS)
     assert awscli.apply_query(data, None) is data
     assert jmespath.search("Credentials.AccessKeyId", data) == "ASIAIOSFODNN7EXAMPLE"
+
+
+# -- the table layout: any shape, against the CLI's own TableFormatter ----------------------
+
+_SCALARS = st.one_of(st.text(max_size=30), st.integers(), st.booleans(), st.none())
+_KEYS = st.text(alphabet="ABCDEFGHabcdefgh_", min_size=1, max_size=12)
+
+
+def _containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    dicts = st.dictionaries(_KEYS, children, max_size=5)
+    return st.one_of(
+        dicts,
+        st.lists(dicts, max_size=4),
+        st.lists(_SCALARS, max_size=4),
+        st.lists(st.lists(_SCALARS, max_size=3), max_size=3),
+    )
+
+
+_SHAPES = st.recursive(_SCALARS, _containers, max_leaves=20)
+
+
+def cli_table(data: Any, columns: int) -> str | None:
+    """What the CLI's TableFormatter prints for `data` on a terminal `columns` wide (None
+    where the CLI itself fails on the shape)."""
+    formatter = TableFormatter(argparse.Namespace(query=None, color="off"))
+    formatter.table._terminal_width = columns
+    out = io.StringIO()
+    try:
+        formatter("AssumeRole", data, out)
+    except Exception:
+        return None
+    return out.getvalue()
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=_SHAPES, columns=st.sampled_from([20, 80, 200]))
+def test_table_layout_is_the_clis_for_any_shape(data: Any, columns: int) -> None:
+    """For random responses (dicts, lists of dicts, lists of scalars, nesting) and terminal
+    widths, the table is byte for byte the CLI's, wrapping to rows where it does."""
+    expected = cli_table(data, columns)
+    assume(expected is not None)
+    assert awstable.render("AssumeRole", data, columns) == expected

@@ -1,30 +1,65 @@
 """`rolecache sts assume-role`: a drop-in for `aws sts assume-role`.
 
-Same options, same output bytes (the daemon renders the AWS CLI v1 formats and applies
---query), and the CLI's exit codes, so a script or an `aws` shell function can forward
-`sts assume-role` here unchanged. Credentials come from the daemon's cache.
+Same options (the CLI's global options included), same output bytes (the daemon renders the
+CLI's formats and applies --query) and the CLI's exit codes, so a script or an `aws` shell
+function can forward `sts assume-role` here unchanged. Credentials come from the daemon's
+cache. Which CLI it copies, v1 or v2, is ROLECACHE_CLI_VERSION, else the daemon's
+`cli_version` setting (1 by default).
 """
 
 import os
 import sys
 
-# The AWS CLI v1's return codes, as it really exits (its docs list 252 for usage errors, but
-# v1's argparse exits 2; the tests compare with the real CLI).
-CLI_USAGE = 2  # syntax error, missing required option
-CLI_ERROR = 255  # anything else, parameter validation included
+
+class Codes:
+    """One AWS CLI generation's exit codes, as it really exits (the tests compare with it)."""
+
+    def __init__(self, usage: int, unknown: int, invalid: int, service: int) -> None:
+        self.usage = usage  # a syntax error, a missing option, an invalid choice
+        self.unknown = unknown  # an option it does not know
+        self.invalid = invalid  # a value the request's rules refuse
+        self.service = service  # STS said no
+
+
+# v1's argparse exits 2 (its docs say 252, which is v2's) and everything else is 255.
+EXIT_CODES = {1: Codes(2, 255, 255, 255), 2: Codes(252, 252, 252, 254)}
+CLI_ERROR = 255  # anything else, in both: a malformed number, no daemon
 
 USAGE = """\
 usage: rolecache sts assume-role --role-arn ARN --role-session-name NAME
          [--duration-seconds N] [--external-id ID] [--serial-number ARN] [--token-code CODE|-]
          [--policy JSON|file://PATH] [--policy-arns arn=ARN ...] [--tags Key=K,Value=V ...]
          [--transitive-tag-keys K ...] [--source-identity ID] [--profile NAME]
-         [--region REGION] [--output json|text] [--query JMESPATH]
+         [--region REGION] [--output json|text|table|yaml|yaml-stream] [--query JMESPATH]
+         [--debug] [the CLI's other global options, which change nothing here]
 
 Prints what `aws sts assume-role` prints for the same request. --profile names the profile
 whose credentials call AssumeRole (as in the AWS CLI; default $AWS_PROFILE, else the daemon's
 default chain). `--token-code -` reads the MFA code from stdin, and ROLECACHE_TOKEN_CODE
 is used when a code is needed: a code on the command line is visible to other users.
+yaml and yaml-stream exist in AWS CLI v2 only (ROLECACHE_CLI_VERSION=2 or cli_version = 2).
 """
+
+# Global options of the CLI that change nothing about credentials from the cache; scripts
+# written for v2 pass some of them everywhere. Flag -> whether it takes a value.
+IGNORED = {
+    "--no-cli-pager": False,
+    "--cli-auto-prompt": False,
+    "--no-cli-auto-prompt": False,
+    "--no-paginate": False,
+    "--color": True,
+    "--page-size": True,
+    "--cli-read-timeout": True,
+    "--cli-connect-timeout": True,
+    "--cli-binary-format": True,
+}
+# Options that cannot mean anything here, and why.
+REFUSED = {
+    "--cli-input-json": "rolecache takes the request from its options, not from JSON input",
+    "--cli-input-yaml": "rolecache takes the request from its options, not from YAML input",
+    "--generate-cli-skeleton": "rolecache calls nothing it could print a skeleton of",
+    "--no-sign-request": "AssumeRole must be signed; rolecache's daemon always signs it",
+}
 
 # The AWS CLI option -> rolecache option it means here.
 OPTIONS = {
@@ -45,25 +80,35 @@ OPTIONS = {
 
 
 class CliUsage(Exception):
-    """A command line the AWS CLI refuses before calling anything: exit 2, or 255 for unknown
-    options (v1 checks those after parsing)."""
+    """A command line the AWS CLI refuses before calling anything; `kind` names the exit
+    code in Codes: "usage" or "unknown"."""
 
-    def __init__(self, message: str, status: int = CLI_USAGE) -> None:
+    def __init__(self, message: str, kind: str = "usage") -> None:
         super().__init__(message)
-        self.status = status
+        self.kind = kind
 
 
-def translate(args: list[str]) -> tuple[list[str], str, str | None]:
-    """Map CLI-style arguments onto rolecache's selector; return them, the output format and
-    the query."""
+def translate(args: list[str], version: int = 1) -> tuple[list[str], str, str | None, bool]:
+    """Map CLI-style arguments onto rolecache's selector; return them, the output format,
+    the query and whether --debug was given."""
     out: list[str] = []
     output = os.environ.get("AWS_DEFAULT_OUTPUT") or "json"
     query = None
+    debug = False
     i = 0
     while i < len(args):
         name, eq, inline = args[i].partition("=")
         i += 1
-        if name in ("--output", "--query"):
+        if name == "--debug" and not eq:
+            debug = True
+        elif name in IGNORED:
+            if IGNORED[name] and not eq:
+                if i >= len(args):
+                    raise CliUsage(f"argument {name}: expected one argument")
+                i += 1
+        elif name in REFUSED:
+            raise CliUsage(f"{name} is not supported by rolecache: {REFUSED[name]}", "unknown")
+        elif name in ("--output", "--query"):
             if eq:
                 value = inline
             elif i < len(args):
@@ -77,12 +122,14 @@ def translate(args: list[str]) -> tuple[list[str], str, str | None]:
         elif name in OPTIONS:
             out.append(OPTIONS[name] + (f"={inline}" if eq else ""))
         elif name.startswith("--"):
-            raise CliUsage(f"Unknown options: {args[i - 1]}", CLI_ERROR)
+            raise CliUsage(f"Unknown options: {args[i - 1]}", "unknown")
         else:
             out.append(args[i - 1])  # a value of the option before
-    if output not in ("json", "text"):
+    choices = ("json", "text", "table") + (("yaml", "yaml-stream") if version == 2 else ())
+    if output not in choices:
         raise CliUsage(
-            f"argument --output: Invalid choice {output!r}: rolecache prints json or text"
+            f"argument --output: Invalid choice {output!r}, valid choices are: "
+            + ", ".join(choices)
         )
     missing = [
         o
@@ -93,7 +140,27 @@ def translate(args: list[str]) -> tuple[list[str], str, str | None]:
         raise CliUsage(f"the following arguments are required: {', '.join(missing)}")
     if "--profile" not in {a.partition("=")[0] for a in args} and os.environ.get("AWS_PROFILE"):
         out += ["--source-profile", os.environ["AWS_PROFILE"]]
-    return out, output, query
+    return out, output, query, debug
+
+
+def cli_version(sandbox: bool) -> int:
+    """The CLI generation to copy: ROLECACHE_CLI_VERSION, else the daemon's setting."""
+    from rolecache import cli
+
+    chosen = os.environ.get("ROLECACHE_CLI_VERSION", "").strip()
+    if chosen in ("1", "2"):
+        return int(chosen)
+    if chosen:
+        raise cli.UsageError(f"ROLECACHE_CLI_VERSION must be 1 or 2, not {chosen!r}")
+    return int(cli._json(cli._call("GET", "/v1/status", None, sandbox)).get("cli_version", 1))
+
+
+def terminal_columns() -> int:
+    """The width of the terminal stdout writes to; 80 when it is not one (as the CLI)."""
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        return 80
 
 
 def run(args: list[str], sandbox: bool) -> int:
@@ -104,37 +171,55 @@ def run(args: list[str], sandbox: bool) -> int:
         sys.stdout.write(USAGE)
         return 0
     try:
-        selector, output, query = translate(args)
+        version = cli_version(sandbox)
+    except (cli.Failed, cli.UsageError, transport.Unreachable) as exc:
+        sys.stderr.write(f"rolecache: {exc}\n")
+        return CLI_ERROR
+    codes = EXIT_CODES[version]
+    try:
+        selector, output, query, debug = translate(args, version)
         fields, _, rest = cli.parse_options(selector, {})
         if rest:
-            raise CliUsage(f"Unknown options: {' '.join(rest)}", CLI_ERROR)
+            raise CliUsage(f"Unknown options: {' '.join(rest)}", "unknown")
         body = cli.build_request(fields)
     except CliUsage as exc:
         sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
-        return exc.status
+        return codes.unknown if exc.kind == "unknown" else codes.usage
     except cli.UsageError as exc:  # a malformed value, e.g. --duration-seconds 1h
         sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
         return CLI_ERROR
     if query is not None:
         body["query"] = query
+    target = f"/v1/credentials?format=aws-{output}&cli={version}"
+    if output == "table":
+        target += f"&columns={terminal_columns()}"
+    if debug:
+        shown = {k: v for k, v in body.items() if k != "token_code"}
+        sys.stderr.write(f"rolecache: debug: AWS CLI v{version}, POST {target} {shown}\n")
     try:
-        response = cli._call("POST", f"/v1/credentials?format=aws-{output}", body, sandbox)
+        response = cli._call("POST", target, body, sandbox)
     except cli.Failed as exc:
         code = exc.error.get("code", "")
+        if debug:
+            sys.stderr.write(f"rolecache: debug: the daemon answered {code}\n")
         if code in ("BadQuery", "InvalidRequest", "ProfileError"):
             sys.stderr.write(f"\n{exc.error.get('message')}\n")
-            return CLI_ERROR
+            return codes.invalid
         if "sts_message" in exc.error:
             sys.stderr.write(
                 f"\nAn error occurred ({code}) when calling the AssumeRole operation: "
                 f"{exc.error['sts_message']}\n"
             )
-            return CLI_ERROR  # v1 exits 255 for service errors too (v2: 254)
+            return codes.service
         sys.stderr.write(f"rolecache: {exc}\n")
         return CLI_ERROR
     except transport.Unreachable as exc:
         sys.stderr.write(f"rolecache: {exc}\n")
         return CLI_ERROR
+    if debug:
+        sys.stderr.write(
+            f"rolecache: debug: served from the daemon ({len(response.body)} bytes)\n"
+        )
     sys.stdout.buffer.write(response.body)
     sys.stdout.flush()
     return 0

@@ -37,7 +37,16 @@ DEFAULT_MIN_TTL = 300
 PROCESS_MIN_TTL = 960
 
 # Output formats the daemon renders for the client (query parameter `format`).
-FORMATS = ("json", "env", "process", "aws-json", "aws-text")
+FORMATS = (
+    "json",
+    "env",
+    "process",
+    "aws-json",
+    "aws-text",
+    "aws-table",
+    "aws-yaml",
+    "aws-yaml-stream",
+)
 SHELLS = ("sh", "bash", "zsh", "fish", "powershell")
 
 # Header that marks every response of a daemon running against the embedded fake STS.

@@ -10,13 +10,14 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from rolecache import __version__, formats
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
-from rolecached import audit, awscli, fastlane, host, profiles
+from rolecached import audit, awscli, awstable, fastlane, host, profiles
 from rolecached.cache import Credentials, Entry
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError
 from rolecached.request import RoleRequest, parse_token_code
@@ -142,15 +143,29 @@ def session_summary(entry: Entry, now: float) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How one request wants its answer: the format, and its options."""
+
+    fmt: str = "json"
+    shell: str = "bash"
+    query: str | None = None  # JMESPath, for the aws-* formats
+    cli_version: int = 1  # which AWS CLI's bytes the aws-* formats copy
+    columns: int = awstable.DEFAULT_COLUMNS  # the terminal's width, for aws-table
+
+
 def renderer(
-    role_request: RoleRequest, fmt: str, shell: str, query: str | None, sandbox: bool
+    role_request: RoleRequest, shape: Shape, sandbox: bool
 ) -> Callable[[Credentials], tuple[str, bytes]]:
     """How credentials are rendered for one request: -> (media type, UTF-8 body). Shared by
     the handler and the fast lane, so both answer the same bytes."""
+    fmt, shell = shape.fmt, shape.shell
 
     def render(credentials: Credentials) -> tuple[str, bytes]:
-        if fmt in ("aws-json", "aws-text"):
-            text = awscli.render(credentials, fmt[4:], query)
+        if fmt.startswith("aws-"):
+            text = awscli.render(
+                credentials, fmt[4:], shape.query, shape.cli_version, shape.columns
+            )
         else:
             doc = credentials_document(role_request, credentials)
             if fmt == "json":
@@ -184,7 +199,8 @@ async def get_credentials(request: web.Request) -> web.Response:
     who = audit.describe_peer(host.unix_peer(request.transport))
     credentials = await store.get(role_request, min_ttl, token_code, requester=who)
     audit.served(role_request.describe(), credentials, who, store.now())
-    render = renderer(role_request, fmt, shell, query, request.app[SANDBOX])
+    shape = Shape(fmt, shell, query, *_cli_options(request, store.settings.cli_version))
+    render = renderer(role_request, shape, request.app[SANDBOX])
     content_type, text = render(credentials)
     # Requests that name a profile depend on files that may change, and MFA codes are used
     # once: only the rest may be answered again by the fast lane.
@@ -194,6 +210,18 @@ async def get_credentials(request: web.Request) -> web.Response:
         key = fastlane.request_key(line, await request.read())
         request.app[LANE].remember(key, fastlane.Route(role_request, min_ttl, render))
     return web.Response(body=text, content_type=content_type, charset="utf-8")
+
+
+def _cli_options(request: web.Request, default_version: int) -> tuple[int, int]:
+    """The drop-in's `cli` (1 or 2; default: the daemon's cli_version setting) and
+    `columns` (the caller's terminal width) query parameters."""
+    version = request.query.get("cli", str(default_version))
+    columns = request.query.get("columns", str(awstable.DEFAULT_COLUMNS))
+    if version not in ("1", "2"):
+        raise InvalidRequest(f"cli must be 1 or 2 (the AWS CLI generation), not {version!r}")
+    if not (columns.isascii() and columns.isdigit() and 0 < len(columns) <= 4):
+        raise InvalidRequest(f"columns must be a terminal width in characters, not {columns!r}")
+    return int(version), int(columns)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -236,6 +264,7 @@ async def status(request: web.Request) -> web.Response:
             "sessions": len(store.entries()),
             "sts_calls": store.sts_calls,
             "sts_errors": store.sts_errors,
+            "cli_version": store.settings.cli_version,
         }
     )
 

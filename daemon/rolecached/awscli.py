@@ -1,27 +1,45 @@
-"""Output of `aws sts assume-role` (AWS CLI v1), byte for byte: JSON indented by 4 in the
-service model's key order, or the CLI's tab-separated text layout, after a JMESPath --query.
+"""Output of `aws sts assume-role`, byte for byte, as AWS CLI v1 or v2 prints it: JSON
+indented by 4 in the service model's key order, the tab-separated text layout, the table
+(awstable.py), and (v2 only) YAML, after a JMESPath --query.
+
+The two generations differ in what they print of a timestamp: v1 prints `Expiration` as STS
+sent it, v2 as ISO 8601 with `+00:00`. v2's YAML is ruamel.yaml's safe dump, block style,
+and a scalar result is printed as JSON instead (YAML would end it with `...`).
 
 Pure: the daemon renders here so the client stays standard-library only and copies bytes.
 """
 
+import datetime
+import io
 import json
 from typing import Any
 
 import jmespath
 import jmespath.exceptions
 
+from rolecached import awstable
 from rolecached.cache import Credentials
 from rolecached.errors import InvalidRequest
 
+OUTPUTS = {1: ("json", "text", "table"), 2: ("json", "text", "table", "yaml", "yaml-stream")}
+TITLE = "AssumeRole"  # the table's title: the operation's name
 
-def assume_role_response(credentials: Credentials) -> dict[str, Any]:
-    """The AssumeRole response the CLI prints, keys in the service model's order."""
+
+def v2_timestamp(text: str) -> str:
+    """A timestamp as CLI v2 prints it: ISO 8601 in UTC with `+00:00`, fraction kept."""
+    parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed.astimezone(datetime.UTC).isoformat()
+
+
+def assume_role_response(credentials: Credentials, version: int = 1) -> dict[str, Any]:
+    """The AssumeRole response CLI `version` prints, keys in the service model's order."""
+    expiration = credentials.expiration_text
     response: dict[str, Any] = {
         "Credentials": {
             "AccessKeyId": credentials.access_key_id,
             "SecretAccessKey": credentials.secret_access_key,
             "SessionToken": credentials.session_token,
-            "Expiration": credentials.expiration_text,
+            "Expiration": expiration if version == 1 else v2_timestamp(expiration),
         },
         "AssumedRoleUser": {
             "AssumedRoleId": credentials.assumed_role_id,
@@ -116,7 +134,43 @@ def _text_dict(
         _text(value, out, key, None)
 
 
-def render(credentials: Credentials, output: str, query: str | None) -> str:
-    """What `aws sts assume-role --output OUTPUT [--query QUERY]` prints."""
-    data = apply_query(assume_role_response(credentials), query)
-    return as_text(data) if output == "text" else as_json(data)
+def as_yaml(data: Any, stream: bool = False) -> str:
+    """CLI v2's YAML output; `stream` is yaml-stream's (the response as a one-item list)."""
+    if stream:
+        data = [data]
+    elif data == {}:
+        return ""
+    if data is None or isinstance(data, str | int | float | bool):
+        return json.dumps(data, ensure_ascii=False) + "\n"
+    from ruamel.yaml import YAML  # only for v2's yaml output
+
+    dumper = YAML(typ="safe")
+    dumper.encoding = None
+    dumper.representer.default_flow_style = False
+    out = io.StringIO()
+    dumper.dump(data, out)
+    return out.getvalue()
+
+
+def render(
+    credentials: Credentials,
+    output: str,
+    query: str | None,
+    version: int = 1,
+    columns: int = awstable.DEFAULT_COLUMNS,
+) -> str:
+    """What `aws sts assume-role --output OUTPUT [--query QUERY]` prints, CLI `version` on
+    a terminal `columns` wide (the table fits itself to it)."""
+    if output not in OUTPUTS.get(version, ()):
+        raise InvalidRequest(
+            f"--output {output} is not an output of AWS CLI v{version}; use one of "
+            f"{', '.join(OUTPUTS.get(version, OUTPUTS[1]))}"
+        )
+    data = apply_query(assume_role_response(credentials, version), query)
+    if output == "text":
+        return as_text(data)
+    if output == "table":
+        return awstable.render(TITLE, data, columns)
+    if output in ("yaml", "yaml-stream"):
+        return as_yaml(data, stream=output == "yaml-stream")
+    return as_json(data)

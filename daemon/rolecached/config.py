@@ -5,6 +5,7 @@ idle_ttl = 28800          # seconds without a request before an entry stops rene
 negative_ttl = 10         # seconds a permanent STS error is remembered
 max_concurrent_sts = 8    # STS calls in flight at once, over all roles
 request_timeout = 20      # seconds a request waits for STS
+cli_version = 1           # the AWS CLI generation `rolecache sts assume-role` copies: 1 or 2
 """
 
 import os
@@ -61,6 +62,8 @@ def load(path: Path | None) -> Settings:
             raise ConfigError(f"{path}: daemon.{name} must be a positive number, not {value!r}")
         if isinstance(default, int) and not isinstance(value, int):
             raise ConfigError(f"{path}: daemon.{name} must be a whole number, not {value!r}")
+        if name == "cli_version" and value not in (1, 2):
+            raise ConfigError(f"{path}: daemon.cli_version must be 1 or 2, not {value!r}")
         changes[name] = value
     return replace(Settings(), **changes)
 

@@ -55,6 +55,9 @@ class Settings:
     cold_attempts: int = 3  # tries for a request that has nothing to fall back on
     tick: float = 5.0  # how often the renewer looks at the clock
     max_sessions: int = 20000  # beyond this the least recently used entry is dropped
+    # Which AWS CLI generation `rolecache sts assume-role` reproduces (bytes, exit codes):
+    # 1 or 2. Not the store's, but [daemon] is where settings live.
+    cli_version: int = 1
 
 
 def describe(request: Key) -> str:

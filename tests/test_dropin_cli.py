@@ -1,0 +1,244 @@
+"""`rolecache sts assume-role` against the real AWS CLI of each generation, byte for byte.
+
+An STS stand-in on loopback answers every AssumeRole with the same credentials, so the real
+CLI (v1 from PyPI, v2 from Debian's `awscli` package, 2.9) and rolecache's drop-in (the real
+daemon behind it) print the same response, and their stdout and exit codes must be
+identical: every output format, the --query idioms scripts use, and the usual mistakes.
+"""
+
+import http.server
+import os
+import shutil
+import subprocess
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, Daemon, base_env, start_daemon
+
+V2 = Path("/usr/bin/aws")  # Debian's awscli package: AWS CLI v2
+ROLE = "arn:aws:iam::123456789012:role/dropin"
+FIXED = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <SourceIdentity>alice-src</SourceIdentity>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/dropin/{session}</Arn>
+      <AssumedRoleId>AROA3XFRBF535PLBIFPI4:{session}</AssumedRoleId>
+    </AssumedRoleUser>
+    <PackedPolicySize>6</PackedPolicySize>
+    <Credentials>
+      <AccessKeyId>ASIAFIXEDFIXED000001</AccessKeyId>
+      <SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYFIXEDKEY00</SecretAccessKey>
+      <SessionToken>IQoJb3JpZ2luX2VjEOr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+/=</SessionToken>
+      <Expiration>2036-01-01T00:00:00Z</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"""
+DENIED = """<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>
+<Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized</Message>
+</Error><RequestId>denied</RequestId></ErrorResponse>"""
+
+JOIN = ",".join(
+    f"join(``,[`export {name}=`,{field}])"
+    for name, field in [
+        ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+        ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
+        ("AWS_SESSION_TOKEN", "SessionToken"),
+    ]
+)
+QUERIES: list[list[str]] = [
+    [],
+    ["--query", f"Credentials.[{JOIN}]"],  # the seed scripts' export idiom
+    ["--query", "Credentials"],
+    ["--query", "Credentials.AccessKeyId"],
+    ["--query", "AssumedRoleUser.[Arn, AssumedRoleId]"],
+]
+OUTPUTS = ["json", "text", "table", "yaml", "yaml-stream"]
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:deprecated string literal syntax"),
+    pytest.mark.skipif(not V2.exists(), reason="AWS CLI v2 (Debian's awscli) is not installed"),
+]
+
+
+@dataclass
+class World:
+    """The fixed STS, a daemon using it, and the environment every command runs in."""
+
+    sts_url: str
+    daemon: Daemon
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One fixed STS and one real daemon for the module."""
+
+    class Sts(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            form = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
+            status, text = (
+                (403, DENIED)
+                if "denied" in form.get("RoleArn", "")
+                else (200, FIXED.format(session=form.get("RoleSessionName", "")))
+            )
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sts)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    tmp = tmp_path_factory.mktemp("dropin")
+    env = base_env(tmp, url)
+    env.update(ROLECACHE_NO_AUTOSTART="1", AWS_PAGER="", AWS_EC2_METADATA_DISABLED="true")
+    daemon = start_daemon(tmp, env)
+    yield World(url, daemon, env)
+    daemon.stop()
+    server.shutdown()
+
+
+def aws(world: World, version: int, *args: str) -> subprocess.CompletedProcess:
+    """The real `aws sts assume-role ARGS` of CLI `version`, against the fixed STS."""
+    # CLI 2.9 predates AWS_ENDPOINT_URL_STS: it is told the endpoint on its command line.
+    command = [str(BIN / "aws")] if version == 1 else [str(V2), "--endpoint-url", world.sts_url]
+    return subprocess.run(
+        [*command, "sts", "assume-role", *args],
+        env=world.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def ours(world: World, version: int, *args: str) -> subprocess.CompletedProcess:
+    """`rolecache sts assume-role ARGS`, copying CLI `version`."""
+    env = {**world.env, "ROLECACHE_CLI_VERSION": str(version)}
+    return subprocess.run(
+        [str(BIN / "rolecache"), "sts", "assume-role", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("version", [1, 2])
+def test_output_is_the_clis_byte_for_byte(world: World, version: int, output: str) -> None:
+    """For each output format and query idiom, stdout and the exit status are those of the
+    same CLI generation (v1 refuses yaml as a usage error, as v1 does)."""
+    for query in QUERIES:
+        args = ["--role-arn", ROLE, "--role-session-name", "dropin", "--output", output, *query]
+        theirs, mine = aws(world, version, *args), ours(world, version, *args)
+        assert mine.returncode == theirs.returncode, (query, theirs.stderr, mine.stderr)
+        assert mine.stdout == theirs.stdout, query
+        if version == 2 or output not in ("yaml", "yaml-stream"):
+            assert theirs.returncode == 0 and theirs.stdout, theirs.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--role-session-name", "s1", "--bogus"],
+        ["--role-session-name", "s1", "--output", "xml"],
+        [],
+        ["--role-session-name", "x"],
+        ["--role-session-name", "s1", "--query", "[["],
+        ["--role-session-name", "s1", "--duration-seconds", "1h"],
+    ],
+    ids=["unknown", "bad-output", "missing-session", "short-session", "bad-query", "bad-number"],
+)
+@pytest.mark.parametrize("version", [1, 2])
+def test_mistakes_exit_as_the_cli_does(world: World, version: int, args: list[str]) -> None:
+    """Command-line mistakes exit with the status the same CLI generation gives them."""
+    full = ["--role-arn", ROLE, *args]
+    theirs, mine = aws(world, version, *full), ours(world, version, *full)
+    assert theirs.returncode != 0
+    assert mine.returncode == theirs.returncode, (theirs.stderr, mine.stderr)
+    assert mine.stdout == theirs.stdout == ""
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_sts_refusal_exits_as_the_cli_does(world: World, version: int) -> None:
+    """AccessDenied from STS: the same exit status (v1 255, v2 254) and error line."""
+    args = ["--role-arn", ROLE + "-denied", "--role-session-name", "s1"]
+    theirs, mine = aws(world, version, *args), ours(world, version, *args)
+    assert theirs.returncode == mine.returncode == {1: 255, 2: 254}[version]
+    line = "An error occurred (AccessDenied) when calling the AssumeRole operation: "
+    assert line in theirs.stderr and line in mine.stderr
+
+
+def test_global_options_scripts_pass_are_accepted_and_change_nothing(world: World) -> None:
+    """The CLI's global options that mean nothing here are accepted and the bytes are those
+    printed without them; --debug adds only stderr lines, none holding a secret."""
+    args = ["--role-arn", ROLE, "--role-session-name", "dropin", "--output", "text"]
+    plain = ours(world, 2, *args)
+    extra = [
+        "--no-cli-pager", "--cli-auto-prompt", "--no-cli-auto-prompt", "--no-paginate",
+        "--color", "off", "--page-size", "5", "--cli-read-timeout", "5",
+        "--cli-connect-timeout=5", "--cli-binary-format", "raw-in-base64-out",
+    ]  # fmt: skip
+    accepted = ours(world, 2, *args, *extra)
+    debug = ours(world, 2, *args, "--debug")
+    assert plain.returncode == accepted.returncode == debug.returncode == 0
+    assert plain.stdout == accepted.stdout == debug.stdout != ""
+    assert "rolecache: debug:" in debug.stderr and "AWS CLI v2" in debug.stderr
+    assert "wJalrXUtnFEMI" not in debug.stderr and "IQoJb3JpZ2lu" not in debug.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--cli-input-json", "{}"], ["--cli-input-yaml", "a: 1"], ["--generate-cli-skeleton"],
+     ["--no-sign-request"]],
+)  # fmt: skip
+def test_options_that_cannot_mean_anything_are_refused(world: World, option: list[str]) -> None:
+    """Options asking for input files, skeletons or unsigned requests are refused with a
+    message that says why, with the CLI's exit status for an option it refuses."""
+    for version, status in ((1, 255), (2, 252)):
+        result = ours(world, version, "--role-arn", ROLE, "--role-session-name", "s1", *option)
+        assert result.returncode == status
+        assert f"{option[0]} is not supported by rolecache" in result.stderr
+        assert result.stdout == ""
+
+
+def test_cli_version_comes_from_the_daemons_setting(tmp_path: Path, world: World) -> None:
+    """Without ROLECACHE_CLI_VERSION the daemon's `cli_version` decides: v2's timestamp."""
+    config = tmp_path / "rolecached.toml"
+    config.write_text("[daemon]\ncli_version = 2\n")
+    env = base_env(tmp_path, world.sts_url)
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    daemon = start_daemon(tmp_path, env, "--config", str(config))
+    try:
+        args = ["--role-arn", ROLE, "--role-session-name", "s1", "--output", "text"]
+        args += ["--query", "Credentials.Expiration"]
+        result = subprocess.run(
+            [str(BIN / "rolecache"), "sts", "assume-role", *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        daemon.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "2036-01-01T00:00:00+00:00\n"
+
+
+def test_v2_is_what_debian_ships() -> None:
+    """The v2 the tests compare with really is AWS CLI 2.x, not v1 under another path."""
+    version = subprocess.run(
+        [str(V2), "--version"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+    )  # fmt: skip
+    assert version.stdout.startswith("aws-cli/2."), version.stdout
+    assert shutil.which("aws") is not None
