@@ -15,6 +15,18 @@ import pytest
 from moto.server import ThreadedMotoServer
 from moto.sts.models import sts_backends
 
+from tests.imds_sentinel import (  # the IMDS sentinel's hooks and fixture, for every test
+    HERMETIC_VARIABLES,
+    imds_sentinel,
+    pytest_configure,
+    pytest_unconfigure,
+)
+
+# pytester: the test that proves the IMDS sentinel fails a session runs one of its own.
+pytest_plugins = ["pytester"]
+
+__all__ = ["imds_sentinel", "pytest_configure", "pytest_unconfigure"]
+
 BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
 
@@ -63,9 +75,19 @@ def wait_for_socket(
     raise AssertionError(f"nothing answered on {path} within {timeout} s")
 
 
+def outside_env() -> dict[str, str]:
+    """This session's environment without the developer's AWS and rolecache settings, but with
+    the variables that keep every process away from the real instance metadata service."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "ROLECACHE_")) or k in HERMETIC_VARIABLES
+    }
+
+
 def base_env(tmp: Path, moto_url: str) -> dict[str, str]:
     """An environment isolated from the developer's own AWS set-up, pointing STS at moto."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROLECACHE_"))}
+    env = outside_env()
     home = tmp / "home"
     home.mkdir(exist_ok=True)
     run = tmp / "run"
