@@ -134,6 +134,8 @@ def session_summary(entry: Entry, now: float) -> dict[str, Any]:
         "expires_in": None if creds is None else round(creds.expiration - now),
         "next_renewal": _iso(entry.renew_at),
         "renews_in": None if entry.renew_at is None else round(entry.renew_at - now),
+        # A role with MFA over an hour is never renewed in the background: a new code is.
+        "needs_mfa_code": req.direct_mfa,
         "hits": entry.hits,
         "sts_calls": entry.sts_calls,
         "last_sts_call": _iso(entry.last_sts_call),

@@ -23,6 +23,7 @@ from rolecached.errors import (
     StsError,
     StsFailure,
     StsTimeout,
+    TemporarySource,
 )
 from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCallFailed
@@ -62,6 +63,12 @@ def describe(request: Key) -> str:
     return request.describe()
 
 
+def needs_code(key: Key) -> bool:
+    """True when the key's own STS call carries an MFA code (an MFA session, or a role with
+    MFA over an hour): renewing it needs a new code, so only a caller can."""
+    return isinstance(key, MfaSession) or key.direct_mfa
+
+
 class Store:
     """Holds entries in memory; one STS call in flight per key, at most N in all."""
 
@@ -83,8 +90,8 @@ class Store:
         self._rng = rng or random.Random()
         self._entries: dict[Key, Entry] = {}
         self._inflight: dict[Key, asyncio.Task[Credentials]] = {}
-        # MFA sessions whose code one caller is typing now: others wait instead of prompting.
-        self._prompts: dict[MfaSession, tuple[float, asyncio.Event]] = {}
+        # Keys whose MFA code one caller is typing now: others wait instead of prompting.
+        self._prompts: dict[Key, tuple[float, asyncio.Event]] = {}
         self._sts_slots = asyncio.Semaphore(self.settings.max_concurrent_sts)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.settings.max_concurrent_sts, thread_name_prefix="sts"
@@ -126,7 +133,7 @@ class Store:
             entry.last_requester = requester
         if entry.last_error and entry.error_until is not None and now < entry.error_until:
             raise StsError(entry.last_error, describe(request))
-        if isinstance(request, MfaSession) and token_code is None:
+        if needs_code(request) and token_code is None and request not in self._inflight:
             return await self._await_mfa(entry, min_ttl)
         if token_code is not None and request in self._inflight:
             # The fetch in flight may have started without a code and be waiting for the MFA
@@ -200,23 +207,24 @@ class Store:
         return self._clock()
 
     async def _await_mfa(self, entry: Entry, min_ttl: float) -> Credentials:
-        """No valid MFA session and no code: the first caller is asked for a code (MfaRequired);
-        callers arriving while that code is being typed wait for the session instead."""
-        session: MfaSession = entry.request  # type: ignore[assignment]
+        """No valid credentials for a key that needs a code, and no code: the first caller is
+        asked for one (MfaRequired); callers arriving while it is being typed wait instead."""
+        key = entry.request
+        serial = key.mfa_serial or ""
         if _BACKGROUND.get():
             # A renewal nobody asked for: no one will type a code, so claim no prompt (a
             # caller's request in the next seconds would wait for it in vain).
-            raise MfaRequired(session.mfa_serial)
-        pending = self._prompts.get(session)
+            raise MfaRequired(serial)
+        pending = self._prompts.get(key)
         if pending is None or self._clock() >= pending[0]:
-            self._prompts[session] = (self._clock() + MFA_PROMPT_WAIT, asyncio.Event())
-            raise MfaRequired(session.mfa_serial)
+            self._prompts[key] = (self._clock() + MFA_PROMPT_WAIT, asyncio.Event())
+            raise MfaRequired(serial)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pending[1].wait(), max(0.0, pending[0] - self._clock()))
         if cache.servable(entry.credentials, self._clock(), min_ttl):
             entry.hits += 1
             return entry.credentials  # type: ignore[return-value]
-        raise MfaRequired(session.mfa_serial)
+        raise MfaRequired(serial)
 
     def _start_fetch(
         self, entry: Entry, attempts: int, token_code: str | None = None, background: bool = False
@@ -259,12 +267,19 @@ class Store:
             entry.sts_calls += 1
             self.sts_calls += 1
             loop = asyncio.get_running_loop()
+            # Only a call that needs the code gets it: it must travel to STS once, no more.
+            code = token_code if needs_code(entry.request) else None
             try:
                 return await loop.run_in_executor(
-                    self._executor, self._call, entry.request, started, signer, token_code
+                    self._executor, self._call, entry.request, started, signer, code
                 )
             except StsCallFailed as exc:
                 return exc.failure
+            except TemporarySource:
+                # Refused before anything was sent: not an STS call after all.
+                entry.sts_calls -= 1
+                self.sts_calls -= 1
+                raise
 
     async def _fetch(self, entry: Entry, attempts: int, token_code: str | None) -> Credentials:
         request = entry.request
@@ -284,33 +299,48 @@ class Store:
                     entry.failures_in_a_row, self._rng
                 )
             raise
+        # A call that carries an MFA code is made once: STS takes a code once, and a code sent
+        # again (after throttling, say) would be refused or, worse, count as a replay.
+        carries_code = token_code is not None and needs_code(request)
         reloaded = False
         attempt = 0
         while True:
-            result = await self._call_sts(entry, signer, token_code)
+            try:
+                result = await self._call_sts(entry, signer, token_code)
+            except TemporarySource as exc:
+                if renewing:  # the source became temporary since: renewing cannot succeed
+                    entry.renew_at = None
+                    log.warning("stopped renewing %s: %s", describe(request), exc.message)
+                raise
             if isinstance(result, Credentials):
                 self._store(entry, result, renewing)
                 return result
             self.sts_errors += 1
             if result.code in SOURCE_REFUSED and signer is None and not reloaded:
                 # The long-term keys may have been rotated, or an SSO or profile session
-                # refreshed, since they were loaded: load them again once before giving up.
+                # refreshed, since they were loaded: load them again once before giving up
+                # (a call with a code is not repeated: the reload serves the next code).
                 log.warning(
                     "STS refused the source credentials of %s (%s): reloading them from "
-                    "their chain and trying again",
+                    "their chain%s",
                     describe(request),
                     result,
+                    "" if carries_code else " and trying again",
                 )
                 self._reload_sources()
                 reloaded = True
-                continue
+                if not carries_code:
+                    continue
             attempt += 1
-            if not result.retryable or attempt == attempts:
+            if not result.retryable or attempt == attempts or carries_code:
                 break
             delay = cache.backoff_delay(attempt - 1, self._rng, base=0.25, cap=2.0)
             log.warning("retrying %s in %.2f s after %s", describe(request), delay, result)
             await self._sleep(delay)
-        if isinstance(request, MfaSession) and not result.retryable:
+        if carries_code and (
+            (isinstance(request, MfaSession) and not result.retryable)
+            or "MultiFactorAuthentication" in result.message
+        ):
             # A wrong or reused code: say so and let the caller try another; nothing of the
             # failure is remembered, so the next code is tried at once.
             entry.last_error = result
@@ -328,11 +358,12 @@ class Store:
         entry.last_error = None
         entry.error_until = None
         entry.failures_in_a_row = 0
-        if isinstance(entry.request, MfaSession):
+        if needs_code(entry.request):
             entry.renew_at = None  # renewing needs a new code: done on demand, not on a timer
             prompt = self._prompts.pop(entry.request, None)
             if prompt is not None:
-                prompt[1].set()  # callers waiting for this code's session go on
+                prompt[1].set()  # callers waiting for this code's credentials go on
+        if isinstance(entry.request, MfaSession):
             log.info(
                 "opened %s: expires in %.0f s",
                 describe(entry.request),
@@ -340,12 +371,14 @@ class Store:
             )
             return
         log.info(
-            "%s %s: key %s, expires in %.0f s, renewal in %.0f s",
+            "%s %s: key %s, expires in %.0f s, %s",
             "renewed" if renewing else "assumed",
             describe(entry.request),
             credentials.masked_key_id,
             credentials.expiration - now,
-            entry.renew_at - now,
+            "renewing needs a new MFA code"
+            if entry.renew_at is None
+            else f"renewal in {entry.renew_at - now:.0f} s",
         )
 
     def _record_failure(self, entry: Entry, failure: StsFailure) -> None:
