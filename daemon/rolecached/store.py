@@ -88,6 +88,9 @@ class Store:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        # Renewal jitter from an evenly spreading sequence: keys assumed in the same moment
+        # renew spread out, not in random clumps.
+        self._spread = cache.EvenSpread(self._rng)
         self._entries: dict[Key, Entry] = {}
         self._inflight: dict[Key, asyncio.Task[Credentials]] = {}
         # Keys whose MFA code one caller is typing now: others wait instead of prompting.
@@ -353,7 +356,7 @@ class Store:
         now = self._clock()
         entry.credentials = credentials
         entry.renew_at = cache.renewal_time(
-            credentials.issued_at, credentials.expiration, self._rng
+            credentials.issued_at, credentials.expiration, self._spread
         )
         entry.last_error = None
         entry.error_until = None
