@@ -78,6 +78,9 @@ class Entry:
     # Entries behind a container binding are renewed whether or not anyone asks.
     keep_warm: bool = False
     last_requester: str | None = None  # who took these credentials last (audit.describe_peer)
+    # `last_used` on the awake clock (one that stops while the machine is suspended), so
+    # idleness counts only time someone could have asked; None where no awake clock is kept.
+    last_used_awake: float | None = None
 
 
 def renewal_margin(lifetime: float) -> float:
@@ -140,21 +143,32 @@ def backoff_delay(
     return rng.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
 
 
-def is_idle(entry: Entry, now: float, idle_ttl: float) -> bool:
-    """An entry nobody asked for in `idle_ttl` seconds stops renewing (unless kept warm)."""
-    return not entry.keep_warm and now - entry.last_used > idle_ttl
+def is_idle(entry: Entry, now: float, idle_ttl: float, awake: float | None = None) -> bool:
+    """An entry nobody asked for in `idle_ttl` seconds stops renewing (unless kept warm).
+
+    With `awake` (the awake clock's now) the seconds are awake ones: after a night's suspend
+    an entry used just before it is still in use, and is renewed, not dropped.
+    """
+    if entry.keep_warm:
+        return False
+    if awake is not None and entry.last_used_awake is not None:
+        return awake - entry.last_used_awake > idle_ttl
+    return now - entry.last_used > idle_ttl
 
 
-def due_for_renewal(entry: Entry, now: float, idle_ttl: float) -> bool:
-    """True when the background renewer should call STS for this entry now."""
-    if entry.credentials is None or entry.renew_at is None or is_idle(entry, now, idle_ttl):
+def due_for_renewal(entry: Entry, now: float, idle_ttl: float, awake: float | None = None) -> bool:
+    """True when the background renewer should call STS for this entry now (renewal time
+    and expiry are wall-clock times; idleness is awake time, see is_idle)."""
+    if entry.credentials is None or entry.renew_at is None:
+        return False
+    if is_idle(entry, now, idle_ttl, awake):
         return False
     return now >= entry.renew_at
 
 
-def should_drop(entry: Entry, now: float, idle_ttl: float) -> bool:
+def should_drop(entry: Entry, now: float, idle_ttl: float, awake: float | None = None) -> bool:
     """True when an entry holds nothing worth keeping: a failure whose window has passed, or
     credentials that expired while nobody was asking for them."""
     if entry.credentials is None:
         return entry.error_until is None or now >= entry.error_until
-    return entry.credentials.expiration <= now and is_idle(entry, now, idle_ttl)
+    return entry.credentials.expiration <= now and is_idle(entry, now, idle_ttl, awake)

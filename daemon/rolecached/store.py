@@ -81,8 +81,15 @@ class Store:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         reload_sources: Callable[[], None] = lambda: None,
+        awake_clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        # Idleness is measured in awake seconds: time.monotonic is CLOCK_MONOTONIC on Linux,
+        # which stops while the machine is suspended (CLOCK_BOOTTIME would not). A test that
+        # fakes only the wall clock gets its fake clock for both.
+        if awake_clock is None:
+            awake_clock = time.monotonic if clock is time.time else clock
+        self._awake = awake_clock
         self._call = call_sts
         self._reload_sources = reload_sources
         self._clock = clock
@@ -132,6 +139,7 @@ class Store:
                 request, created_at=now, last_used=now, keep_warm=request in self._pinned
             )
         entry.last_used = now
+        entry.last_used_awake = self._awake()
         if requester is not None:
             entry.last_requester = requester
         if entry.last_error and entry.error_until is not None and now < entry.error_until:
@@ -202,6 +210,7 @@ class Store:
         if entry is not None:
             entry.hits += 1
             entry.last_used = self._clock()
+            entry.last_used_awake = self._awake()
             if requester is not None:
                 entry.last_requester = requester
 
@@ -418,14 +427,16 @@ class Store:
     def tick(self) -> list[asyncio.Task[Credentials]]:
         """Start the renewals that are due and drop dead entries; return the started tasks."""
         now = self._clock()
+        awake = self._awake()
+        idle_ttl = self.settings.idle_ttl
         started = []
         for key, entry in list(self._entries.items()):
             if key in self._inflight:
                 continue
-            if cache.should_drop(entry, now, self.settings.idle_ttl):
+            if cache.should_drop(entry, now, idle_ttl, awake):
                 del self._entries[key]
                 log.debug("dropped entry %s", describe(key))
-            elif cache.due_for_renewal(entry, now, self.settings.idle_ttl):
+            elif cache.due_for_renewal(entry, now, idle_ttl, awake):
                 started.append(self._start_fetch(entry, attempts=1, background=True))
         return started
 
