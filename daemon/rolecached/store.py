@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from rolecached import cache
 from rolecached.cache import Credentials, Entry
@@ -446,6 +446,29 @@ class Store:
         while True:
             await asyncio.sleep(self.settings.tick)
             self.tick()
+
+    # -- settings -------------------------------------------------------------------------
+
+    def apply_settings(self, settings: Settings) -> list[str]:
+        """Use `settings` from now on (SIGHUP); return the names of those that changed.
+
+        Every setting applies at once: the others are read where they are used, and a new
+        STS cap brings a new semaphore and thread pool (calls already holding a slot of the
+        old ones finish there, so the old cap and the new may briefly overlap)."""
+        changed = [
+            f.name
+            for f in fields(Settings)
+            if getattr(settings, f.name) != getattr(self.settings, f.name)
+        ]
+        if settings.max_concurrent_sts != self.settings.max_concurrent_sts:
+            old = self._executor
+            self._sts_slots = asyncio.Semaphore(settings.max_concurrent_sts)
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=settings.max_concurrent_sts, thread_name_prefix="sts"
+            )
+            old.shutdown(wait=False)  # finishes what it runs, takes nothing new
+        self.settings = settings
+        return changed
 
     # -- inspection and forgetting ------------------------------------------------------
 
