@@ -111,3 +111,29 @@ def test_a_fifo_as_aws_config_file_does_not_block_the_daemon(tmp_path: Path, mot
         assert again.returncode == 0, again.stderr
     finally:
         daemon.stop()
+
+
+async def test_changed_files_are_read_off_the_event_loop(tmp_path: Path, monkeypatch) -> None:
+    """select_async reads changed config files in a worker thread, not on the event loop's
+    thread; unchanged files are not read again at all."""
+    import threading
+
+    config = tmp_path / "config"
+    config.write_text("[profile app]\nrole_arn = arn:aws:iam::123456789012:role/app\n"
+                      "source_profile = base\n[profile base]\nregion = us-east-1\n")  # fmt: skip
+    readers: list[str] = []
+    real = profiles.read_config_file
+
+    def spy(path: str) -> str | None:
+        readers.append(threading.current_thread().name)
+        return real(path)
+
+    monkeypatch.setattr(profiles, "read_config_file", spy)
+    files = ConfigFiles()
+    body = {"profile": "app", "config_file": str(config), "credentials_file": str(config)}
+    request, _ = await profiles.select_async(dict(body), files)
+    assert request.role_arn.endswith(":role/app")
+    loop_thread = threading.current_thread().name
+    assert len(readers) == 2 and loop_thread not in readers
+    await profiles.select_async(dict(body), files)
+    assert len(readers) == 2  # unchanged: served from the parsed copy

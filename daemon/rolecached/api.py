@@ -181,7 +181,7 @@ async def get_credentials(request: web.Request) -> web.Response:
     query = body.pop("query", None) if isinstance(body, dict) else None
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
-    role_request, min_ttl = profiles.select(body, request.app[PROFILES])
+    role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
     who = audit.describe_peer(audit.peer_credentials(request.transport))
     credentials = await store.get(role_request, min_ttl, token_code, requester=who)
@@ -222,7 +222,8 @@ async def forget_by_id(request: web.Request) -> web.Response:
 
 async def forget_matching(request: web.Request) -> web.Response:
     """POST /v1/sessions/forget: drop the session a credentials request would use."""
-    role_request, _ = profiles.select(await _json_body(request), request.app[PROFILES])
+    body = await _json_body(request)
+    role_request, _ = await profiles.select_async(body, request.app[PROFILES])
     return web.json_response({"forgotten": request.app[STORE].forget(role_request)})
 
 

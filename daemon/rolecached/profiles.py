@@ -6,6 +6,7 @@ it changes, and turns a profile into a chain of role requests: one per hop, each
 cache entry. Resolution itself (`role_chain`) is pure.
 """
 
+import asyncio
 import configparser
 import os
 import pwd
@@ -203,6 +204,15 @@ class ConfigFiles:
         self._cache[(config_file, credentials_file)] = (stamp, config)
         return config
 
+    async def refresh(self, config_file: str, credentials_file: str) -> None:
+        """Read the files again in a worker thread if they changed, so `load` on the event
+        loop then costs two stat() calls (a read of up to 2 MB, or a slow disk, would stall
+        every other request). Raises what `load` raises (ProfileError)."""
+        stamp = (self._stamp(config_file), self._stamp(credentials_file))
+        cached = self._cache.get((config_file, credentials_file))
+        if cached is None or cached[0] != stamp:
+            await asyncio.to_thread(self.load, config_file, credentials_file)
+
     @staticmethod
     def _read(config_file: str, credentials_file: str) -> AwsConfig:
         config_text = read_config_file(config_file)
@@ -291,6 +301,16 @@ def parse_ini(text: str, path: str) -> dict[str, dict[str, Any]]:
 
 DEFAULT_CONFIG = os.path.join("~", ".aws", "config")
 DEFAULT_CREDENTIALS = os.path.join("~", ".aws", "credentials")
+
+
+async def select_async(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
+    """`select`, with the config files read off the event loop when they changed."""
+    if isinstance(body, dict) and ("profile" in body or "source_profile" in body):
+        config_file = body.get("config_file") or os.path.expanduser(DEFAULT_CONFIG)
+        credentials_file = body.get("credentials_file") or os.path.expanduser(DEFAULT_CREDENTIALS)
+        if isinstance(config_file, str) and isinstance(credentials_file, str):
+            await files.refresh(config_file, credentials_file)
+    return select(body, files)
 
 
 def select(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
