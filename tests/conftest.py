@@ -15,15 +15,33 @@ import pytest
 from moto.server import ThreadedMotoServer
 from moto.sts.models import sts_backends
 
+from tests import strict_sts
+from tests.imds_sentinel import (  # the IMDS sentinel's hooks and fixture, for every test
+    HERMETIC_VARIABLES,
+    imds_sentinel,
+    pytest_configure,
+    pytest_unconfigure,
+)
+from tests.strict_sts import StsProxy, sts_error_xml
+
+# pytester: the test that proves the IMDS sentinel fails a session runs one of its own.
+pytest_plugins = ["pytester"]
+
+__all__ = ["imds_sentinel", "pytest_configure", "pytest_unconfigure", "sts_error_xml"]
+
 BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
 
 
 @dataclass
 class Moto:
-    """A moto server in this process; its STS backend is readable for call counts."""
+    """moto's STS as the tests see it: `url` is the strict STS proxy in front of moto (what
+    every daemon, client and SDK in a test talks to), `direct_url` moto itself. moto runs in
+    this process, so its STS backend is readable for call counts."""
 
     url: str
+    direct_url: str
+    proxy: StsProxy
 
     def assume_role_calls(self, role_arn: str) -> int:
         """How many AssumeRole calls moto answered for `role_arn`."""
@@ -32,13 +50,28 @@ class Moto:
 
 
 @pytest.fixture(scope="session")
-def moto() -> Iterator[Moto]:
-    """moto's STS over real HTTP on 127.0.0.1 (never 0.0.0.0)."""
+def moto_server() -> Iterator[str]:
+    """moto's STS (and IAM) over real HTTP on 127.0.0.1 (never 0.0.0.0), for the session."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield Moto(f"http://{host}:{port}")
+    yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture
+def sts_proxy(moto_server: str) -> Iterator[StsProxy]:
+    """This test's strict STS in front of moto (tests/strict_sts.py): STS's rules, STS's
+    errors, and a hook (`rules`, `inject`) for the faults a test needs."""
+    proxy, stop = strict_sts.serve(moto_server)
+    yield proxy
+    stop()
+
+
+@pytest.fixture
+def moto(moto_server: str, sts_proxy: StsProxy) -> Moto:
+    """moto behind this test's strict STS proxy: `moto.url` is the proxy."""
+    return Moto(url=sts_proxy.url, direct_url=moto_server, proxy=sts_proxy)
 
 
 def unique_role(name: str = "role") -> str:
@@ -63,9 +96,19 @@ def wait_for_socket(
     raise AssertionError(f"nothing answered on {path} within {timeout} s")
 
 
+def outside_env() -> dict[str, str]:
+    """This session's environment without the developer's AWS and rolecache settings, but with
+    the variables that keep every process away from the real instance metadata service."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "ROLECACHE_")) or k in HERMETIC_VARIABLES
+    }
+
+
 def base_env(tmp: Path, moto_url: str) -> dict[str, str]:
     """An environment isolated from the developer's own AWS set-up, pointing STS at moto."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROLECACHE_"))}
+    env = outside_env()
     home = tmp / "home"
     home.mkdir(exist_ok=True)
     run = tmp / "run"
@@ -162,70 +205,3 @@ def daemon(tmp_path: Path, moto: Moto) -> Iterator[Daemon]:
     d = start_daemon(tmp_path, env)
     yield d
     d.stop()
-
-
-@dataclass
-class StsProxy:
-    """A loopback STS in front of moto: forwards every call unless a rule answers it first.
-
-    A rule takes the request's form fields and returns (status, XML body) to answer instead,
-    or None to let moto answer. `calls` records each call's Action, `forms` its fields.
-    """
-
-    url: str
-    rules: list = field(default_factory=list)
-    calls: list[str] = field(default_factory=list)
-    forms: list[dict[str, str]] = field(default_factory=list)
-    delay: float = 0.0
-
-
-def sts_error_xml(code: str, message: str) -> str:
-    """An STS error response body, as STS sends it."""
-    return (
-        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
-        f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
-        "<RequestId>fault</RequestId></ErrorResponse>"
-    )
-
-
-@pytest.fixture
-def sts_proxy(moto: Moto) -> Iterator[StsProxy]:
-    """A fault-injecting STS proxy in front of moto, for one test."""
-    import http.server
-    import threading
-    import urllib.parse
-    import urllib.request
-
-    state = StsProxy(url="")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
-            state.calls.append(form.get("Action", "?"))
-            state.forms.append(form)
-            if state.delay:
-                time.sleep(state.delay)
-            answer = next((a for a in (rule(form) for rule in state.rules) if a), None)
-            if answer is None:
-                upstream = urllib.request.Request(moto.url + self.path, data=body, method="POST")
-                for name in ("Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
-                    if self.headers.get(name):
-                        upstream.add_header(name, self.headers[name])
-                with urllib.request.urlopen(upstream) as reply:
-                    answer = (200, reply.read().decode())
-            data = answer[1].encode()
-            self.send_response(answer[0])
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    yield state
-    server.shutdown()

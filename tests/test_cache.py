@@ -66,14 +66,45 @@ def test_renewal_time_for_one_hour_session_is_30_minutes_before_expiry_minus_jit
 
 
 def test_renewal_margin_for_short_session_is_half_its_lifetime():
-    """A 15 min session has a 7.5 min margin (half its life), so it renews in [6.75, 7.5] min."""
+    """A 15 min session has a 7.5 min margin (half its life) and 300 s of jitter, so it
+    renews 2.5 to 7.5 min after it was issued."""
     assert cache.renewal_margin(900) == 450
     assert cache.renewal_margin(2 * HOUR) == cache.MAX_RENEWAL_MARGIN
     rng = random.Random(2)
     expiration = T0 + 900
     times = [cache.renewal_time(T0, expiration, rng) for _ in range(1000)]
-    assert all(expiration - 450 - 45 <= t <= expiration - 450 for t in times)
-    assert min(times) < expiration - 450 - 40
+    assert all(expiration - 450 - 300 <= t <= expiration - 450 for t in times)
+    assert min(times) < expiration - 450 - 290
+
+
+@pytest.mark.parametrize("lifetime", [900, 1200, 1800, 2700, 3599, 3600, 7200, 43200])
+def test_jitter_only_moves_renewal_earlier_and_never_before_issue(lifetime):
+    """For every session length, renewal falls between well after issue and the margin
+    before expiry (so above every lifetime floor a caller can ask of such a session), and
+    the jitter widens smoothly from 10 % of the margin at an hour to 300 s at 15 minutes."""
+    margin = cache.renewal_margin(lifetime)
+    widest = cache.jitter_fraction(lifetime) * margin
+    rng = random.Random(lifetime)
+    times = [cache.renewal_time(T0, T0 + lifetime, rng) for _ in range(500)]
+    assert all(T0 + lifetime - margin - widest <= t <= T0 + lifetime - margin for t in times)
+    assert min(times) - T0 >= lifetime / 6  # never a renewal right after the issue
+    assert widest >= max(0.10 * margin, min(300.0, widest))
+    if lifetime >= HOUR:
+        assert widest == pytest.approx(0.10 * margin)
+    if lifetime == 900:
+        assert widest == pytest.approx(300.0)
+
+
+def test_even_spread_covers_its_range_evenly_from_a_random_start():
+    """EvenSpread's draws stay in range, never repeat, fill any stretch of 500 draws with no
+    tenth of the range holding more than 11 % of them, and differ between seeds."""
+    spread = cache.EvenSpread(random.Random(5))
+    draws = [spread.uniform(0, 300) for _ in range(500)]
+    assert all(0 <= d < 300 for d in draws) and len(set(draws)) == 500
+    tenths = [sum(1 for d in draws if 30 * k <= d < 30 * (k + 1)) for k in range(10)]
+    assert max(tenths) <= 55, tenths
+    starts = {cache.EvenSpread(random.Random(seed)).uniform(0, 1) for seed in range(20)}
+    assert len(starts) == 20
 
 
 def test_renewal_jitter_varies_between_rng_draws():

@@ -15,7 +15,14 @@ import pytest
 
 from rolecached import store as store_module
 from rolecached.cache import Credentials, Entry
-from rolecached.errors import MfaCodeRejected, MfaRequired, StsFailure
+from rolecached.errors import (
+    InvalidRequest,
+    MfaCodeRejected,
+    MfaRequired,
+    StsError,
+    StsFailure,
+    TemporarySource,
+)
 from rolecached.request import MfaSession, RoleRequest
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed
@@ -36,11 +43,15 @@ def arn(name: str) -> str:
     return f"arn:aws:iam::{ACCOUNT}:role/{name}"
 
 
-def mfa_role(name: str = "admin", serial: str = MFA, source: str = "base") -> RoleRequest:
-    """A role profile with mfa_serial: its AssumeRole is signed by the device's MFA session."""
+def mfa_role(
+    name: str = "admin", serial: str = MFA, source: str = "base", duration: int = 3600
+) -> RoleRequest:
+    """A role profile with mfa_serial: up to an hour its AssumeRole is signed by the device's
+    MFA session; longer, it carries the code itself, signed by the long-term keys."""
     return RoleRequest(
         role_arn=arn(name),
         role_session_name="alice@mfa",
+        duration_seconds=duration,
         source_profile=source,
         config_file="/home/alice/.aws/config",
         credentials_file="/home/alice/.aws/credentials",
@@ -105,8 +116,9 @@ class FakeSts:
     long-term keys (signer None) when the role has neither; a signer that expired is refused.
     """
 
-    codes: set[str] = field(default_factory=lambda: {"123456", "234567", "345678"})
+    codes: set[str] = field(default_factory=lambda: {"123456", "234567", "345678", "456789"})
     calls: list[Call] = field(default_factory=list)
+    throttle: int = 0  # this many calls are throttled before any is answered
     latest: dict[Key, Credentials] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,6 +130,10 @@ class FakeSts:
         token_code: str | None = None,
     ) -> Credentials:
         with self.lock:
+            if self.throttle:
+                self.throttle -= 1
+                self.calls.append(Call("Throttled", request, now, signer, token_code))
+                raise StsCallFailed(StsFailure("Throttling", "Rate exceeded", True))
             if isinstance(request, MfaSession):
                 call = Call("GetSessionToken", request, now, signer, token_code)
                 self.calls.append(call)
@@ -128,6 +144,12 @@ class FakeSts:
             else:
                 call = Call("AssumeRole", request, now, signer, token_code)
                 self.calls.append(call)
+                if request.direct_mfa:  # the code travels in AssumeRole itself
+                    if token_code not in self.codes:
+                        raise StsCallFailed(StsFailure("AccessDenied", REJECTED_MESSAGE, False))
+                    self.codes.discard(token_code)
+                if signer is not None and request.duration_seconds > 3600:
+                    raise StsCallFailed(StsFailure("ValidationError", "role chaining", False))
                 if request.source_role is not None:
                     expected = self.latest.get(request.source_role)
                 elif request.mfa_session is not None:
@@ -544,3 +566,155 @@ async def test_background_renewal_claims_no_prompt(make_rig):
     assert rig.clock.now > session.expiration - 60
     with pytest.raises(MfaRequired):  # guarded: waiting for a prompt would fail the test
         await rig.get(mfa_role("other"))
+
+
+# -- MFA roles over an hour: the code goes in AssumeRole itself -------------------------
+
+LONG = 43200
+
+
+async def test_long_mfa_role_is_assumed_directly_with_its_code(make_rig):
+    """A 12-hour role behind an MFA device: one prompt, then one AssumeRole signed by the
+    long-term keys carrying the code, for the full 12 hours; no GetSessionToken."""
+    rig = make_rig()
+    role = mfa_role("long", duration=LONG)
+    with pytest.raises(MfaRequired) as caught:
+        await rig.get(role)
+    assert caught.value.details["mfa_serial"] == MFA
+    assert rig.sts.calls == []
+    credentials = await rig.get(role, "123456")
+    (call,) = rig.sts.calls
+    assert (call.action, call.signer, call.token_code) == ("AssumeRole", None, "123456")
+    assert credentials.expiration - credentials.issued_at == LONG
+    assert await rig.get(role) is credentials  # served from memory: no second prompt
+
+
+async def test_each_long_role_prompts_once_and_hour_roles_share_one_session(make_rig):
+    """Two 12-hour MFA roles need one code each; 1-hour roles behind the same device share
+    one GetSessionToken session, so after its code no 1-hour role prompts again."""
+    rig = make_rig()
+    await rig.get(mfa_role("hour-a"), "123456")  # opens the shared 12 h session
+    await rig.get(mfa_role("long-a", duration=LONG), "234567")
+    with pytest.raises(MfaRequired):
+        await rig.get(mfa_role("long-b", duration=LONG))
+    await rig.get(mfa_role("long-b", duration=LONG), "345678")
+    await rig.get(mfa_role("hour-b"))  # no code: the session signs it
+    assert rig.sts.actions() == [
+        "GetSessionToken",
+        "AssumeRole",
+        "AssumeRole",
+        "AssumeRole",
+        "AssumeRole",
+    ]
+    assert [c.token_code for c in rig.sts.calls] == ["123456", None, "234567", "345678", None]
+    assert rig.sts.calls[-1].signer is rig.sts.calls[0].issued
+
+
+async def test_long_mfa_role_is_not_renewed_and_prompts_under_its_min_ttl(make_rig):
+    """A long MFA role is never renewed in the background (renewing needs a code); a request
+    that finds it under its minimum lifetime is asked for a code, and that code assumes it
+    again for the full duration."""
+    rig = make_rig()
+    role = mfa_role("long", duration=LONG)
+    held = await rig.get(role, "123456")
+    entry = rig.entry(role)
+    assert entry.renew_at is None
+    for hours in (6, 11, 11.9):
+        rig.clock.now = T0 + hours * 3600
+        assert rig.store.tick() == []
+        assert await rig.get(role) is held
+    rig.clock.now = held.expiration - MIN_TTL + 1
+    with pytest.raises(MfaRequired):
+        await rig.get(role)
+    assert len(rig.sts.calls) == 1
+    fresh = await rig.get(role, "234567")
+    assert fresh.expiration == rig.clock.now + LONG
+    assert [c.token_code for c in rig.sts.calls] == ["123456", "234567"]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [mfa_role("long", duration=LONG), mfa_role("hour")],
+    ids=["long role", "MFA session"],
+)
+async def test_a_call_carrying_a_code_is_never_repeated(make_rig, request_):
+    """A throttled call that carried an MFA code is not retried with the same code: the
+    caller hears of the throttling, and the next code is tried afresh."""
+    rig = make_rig()
+    rig.sts.throttle = 1
+    with pytest.raises(StsError) as caught:
+        await rig.get(request_, "123456")
+    assert caught.value.code == "Throttling"
+    assert [(c.action, c.token_code) for c in rig.sts.calls] == [("Throttled", "123456")]
+    rig.clock.advance(120)  # past the back-off window
+    await rig.get(request_, "234567")
+    codes = [c.token_code for c in rig.sts.calls if c.token_code is not None]
+    assert codes == ["123456", "234567"]
+
+
+async def test_a_refused_code_for_a_long_role_asks_for_another(make_rig):
+    """A code STS refuses for a long MFA role gives MfaCodeRejected (the client asks again)
+    and is not remembered: the next code works at once."""
+    rig = make_rig()
+    role = mfa_role("long", duration=LONG)
+    with pytest.raises(MfaCodeRejected) as caught:
+        await rig.get(role, "999999")
+    assert REJECTED_MESSAGE.strip() in caught.value.message
+    assert await rig.get(role, "123456")
+    assert [c.token_code for c in rig.sts.calls] == ["999999", "123456"]
+
+
+async def test_concurrent_callers_of_a_long_role_wait_for_one_prompt(make_rig):
+    """Caller A of a long MFA role is asked for the code; B and C arriving meanwhile wait and
+    get the credentials A's code brings, from one AssumeRole."""
+    rig = make_rig()
+    role = mfa_role("long", duration=LONG)
+    with pytest.raises(MfaRequired):
+        await rig.get(role)
+    waiters = [asyncio.create_task(rig.get(role)) for _ in range(2)]
+    await settle()
+    assert not any(task.done() for task in waiters)
+    a = await rig.get(role, "123456")
+    b, c = await guarded(asyncio.gather(*waiters))
+    assert a is b is c
+    assert rig.sts.actions() == ["AssumeRole"]
+
+
+async def test_long_role_as_first_hop_of_a_chain(make_rig):
+    """A chain whose first hop is a long MFA role: one code assumes the first hop directly,
+    the second hop is signed by it, and the second hop's renewals need no code while the
+    first hop lives."""
+    rig = make_rig()
+    first = hop("first", LONG, mfa_serial=MFA)
+    second = hop("second", 3600, first)
+    with pytest.raises(MfaRequired):
+        await rig.get(second)
+    await rig.get(second, "123456")
+    call1, call2 = rig.sts.calls
+    assert (call1.request, call1.signer, call1.token_code) == (first, None, "123456")
+    assert call2.signer is call1.issued
+    two = rig.entry(second)
+    rig.clock.now = two.renew_at
+    (renewed,) = await rig.tick()
+    assert isinstance(renewed, Credentials)
+    assert rig.sts.calls[-1].signer is call1.issued
+    assert rig.sts.actions() == ["AssumeRole"] * 3
+
+
+async def test_refusal_before_the_call_is_a_400_and_no_sts_call():
+    """When the STS caller finds the source temporary (TemporarySource), the request fails
+    with a 400 InvalidRequest and the store counts no STS call."""
+
+    def refuse(request, now, signer=None, token_code=None):
+        raise TemporarySource("its source gives temporary credentials (SSO)")
+
+    store = Store(refuse, Settings(), clock=FakeClock(), sleep=FakeSleep(FakeClock()))
+    try:
+        with pytest.raises(InvalidRequest) as caught:
+            await guarded(store.get(hop("long", LONG), MIN_TTL))
+        assert caught.value.status == 400 and caught.value.code == "InvalidRequest"
+        assert "SSO" in caught.value.message
+        assert store.sts_calls == 0
+        assert store.entries()[0].sts_calls == 0
+    finally:
+        await store.close()

@@ -19,6 +19,7 @@ from tests.conftest import (
     Moto,
     StsProxy,
     base_env,
+    outside_env,
     start_daemon,
     sts_error_xml,
     unique_role,
@@ -51,7 +52,7 @@ def caller_arn_of(env_lines: str, moto_url: str) -> str:
         'eval "$(cat)"; exec "$PY" -c "import boto3, os; print(boto3.client(\'sts\', '
         "region_name='us-east-1', endpoint_url=os.environ['MOTO']).get_caller_identity()['Arn'])\""
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = outside_env()
     env.update(PY=sys.executable, MOTO=moto_url)
     result = subprocess.run(
         ["bash", "-c", script], input=env_lines, env=env, capture_output=True, text=True

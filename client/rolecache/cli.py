@@ -359,7 +359,9 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
                 s["role_arn"],
                 s["role_session_name"],
                 _duration(s["expires_in"]),
-                _duration(s["renews_in"])
+                "needs MFA code"
+                if s.get("needs_mfa_code")
+                else _duration(s["renews_in"])
                 if s["renews_in"] is None or s["renews_in"] > 0
                 else "now",
                 str(s["hits"]),

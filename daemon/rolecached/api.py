@@ -135,6 +135,8 @@ def session_summary(entry: Entry, now: float) -> dict[str, Any]:
         "expires_in": None if creds is None else round(creds.expiration - now),
         "next_renewal": _iso(entry.renew_at),
         "renews_in": None if entry.renew_at is None else round(entry.renew_at - now),
+        # A role with MFA over an hour is never renewed in the background: a new code is.
+        "needs_mfa_code": req.direct_mfa,
         "hits": entry.hits,
         "sts_calls": entry.sts_calls,
         "last_sts_call": _iso(entry.last_sts_call),
@@ -194,7 +196,7 @@ async def get_credentials(request: web.Request) -> web.Response:
     query = body.pop("query", None) if isinstance(body, dict) else None
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
-    role_request, min_ttl = profiles.select(body, request.app[PROFILES])
+    role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
     who = audit.describe_peer(host.unix_peer(request.transport))
     credentials = await store.get(role_request, min_ttl, token_code, requester=who)
@@ -248,7 +250,8 @@ async def forget_by_id(request: web.Request) -> web.Response:
 
 async def forget_matching(request: web.Request) -> web.Response:
     """POST /v1/sessions/forget: drop the session a credentials request would use."""
-    role_request, _ = profiles.select(await _json_body(request), request.app[PROFILES])
+    body = await _json_body(request)
+    role_request, _ = await profiles.select_async(body, request.app[PROFILES])
     return web.json_response({"forgotten": request.app[STORE].forget(role_request)})
 
 

@@ -29,6 +29,11 @@ class InvalidRequest(RolecacheError):
     code = "InvalidRequest"
 
 
+class TemporarySource(InvalidRequest):
+    """STS would refuse the call because the credentials that sign it are temporary (role
+    chaining over an hour, or GetSessionToken); found out before anything was sent."""
+
+
 class NotFound(RolecacheError):
     status = 404
     code = "NotFound"

@@ -6,14 +6,16 @@ it changes, and turns a profile into a chain of role requests: one per hop, each
 cache entry. Resolution itself (`role_chain`) is pure.
 """
 
+import asyncio
+import configparser
 import os
 import pwd
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
 import botocore.configloader
-import botocore.exceptions
 
 from rolecached.errors import InvalidRequest
 from rolecached.request import CONFIG_ONLY_FIELDS, RoleRequest, parse_request
@@ -30,6 +32,16 @@ ROLE_KEYS = {
 }
 SUPPORTED_CREDENTIAL_SOURCES = ("Environment",)
 STATIC_KEYS = ("aws_access_key_id", "aws_secret_access_key")
+# AWS config files are a few KB; anything far bigger is a mistake, and reading it would
+# stall every request that names a profile.
+MAX_CONFIG_BYTES = 1024 * 1024
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFDIR: "a folder",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 class ProfileError(InvalidRequest):
@@ -192,31 +204,113 @@ class ConfigFiles:
         self._cache[(config_file, credentials_file)] = (stamp, config)
         return config
 
+    async def refresh(self, config_file: str, credentials_file: str) -> None:
+        """Read the files again in a worker thread if they changed, so `load` on the event
+        loop then costs two stat() calls (a read of up to 2 MB, or a slow disk, would stall
+        every other request). Raises what `load` raises (ProfileError)."""
+        stamp = (self._stamp(config_file), self._stamp(credentials_file))
+        cached = self._cache.get((config_file, credentials_file))
+        if cached is None or cached[0] != stamp:
+            await asyncio.to_thread(self.load, config_file, credentials_file)
+
     @staticmethod
     def _read(config_file: str, credentials_file: str) -> AwsConfig:
-        try:
-            parsed = (
-                botocore.configloader.load_config(config_file)
-                if os.path.exists(config_file)
-                else {"profiles": {}}
-            )
-            creds = (
-                botocore.configloader.raw_config_parse(credentials_file)
-                if os.path.exists(credentials_file)
-                else {}
-            )
-        except botocore.exceptions.ConfigParseError as exc:
-            raise ProfileError(f"cannot parse {exc.kwargs.get('path', 'the AWS config')}") from None
-        except botocore.exceptions.ConfigNotFound as exc:  # a folder, say, not a file
-            raise ProfileError(f"cannot read {exc.kwargs.get('path')!r}: not a file") from None
+        config_text = read_config_file(config_file)
+        creds_text = read_config_file(credentials_file)
+        parsed = (
+            botocore.configloader.build_profile_map(parse_ini(config_text, config_file))
+            if config_text is not None
+            else {"profiles": {}}
+        )
+        creds = parse_ini(creds_text, credentials_file) if creds_text is not None else {}
         profiles = {name: dict(values) for name, values in parsed.get("profiles", {}).items()}
         for name, values in creds.items():
             profiles.setdefault(name, {}).update(values)
         return AwsConfig(profiles=profiles, services=parsed.get("services", {}))
 
 
+def read_config_file(path: str) -> str | None:
+    """The text of an AWS config or credentials file, or None when there is none.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would block an open()
+    or read() until someone writes to it (stalling the daemon), and a device or a huge file
+    would never end. Only a regular file of at most MAX_CONFIG_BYTES is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ProfileError(f"cannot read {path!r}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "not a regular file")
+            raise ProfileError(
+                f"cannot read {path!r}: it is {kind}, not a regular file; AWS_CONFIG_FILE "
+                "and AWS_SHARED_CREDENTIALS_FILE must name files"
+            )
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ProfileError(
+                f"cannot read {path!r}: {info.st_size} bytes is more than an AWS config file "
+                f"can be here ({MAX_CONFIG_BYTES} bytes)"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_CONFIG_BYTES:  # it grew after fstat
+                raise ProfileError(
+                    f"cannot read {path!r}: it is more than {MAX_CONFIG_BYTES} bytes"
+                )
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"cannot parse {path}: it is not UTF-8 text") from None
+
+
+def parse_ini(text: str, path: str) -> dict[str, dict[str, Any]]:
+    """Sections of an AWS INI file, parsed as botocore's raw_config_parse parses a file
+    (one level of indented sub-sections included), but from text already read."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error:
+        raise ProfileError(f"cannot parse {path}") from None
+    sections: dict[str, dict[str, Any]] = {}
+    for section in parser.sections():
+        values: dict[str, Any] = {}
+        for option in parser.options(section):
+            value = parser.get(section, option)
+            if value.startswith("\n"):
+                nested: dict[str, str] = {}
+                for line in value.splitlines():
+                    if line.strip():
+                        key, sep, inner = line.strip().partition("=")
+                        if not sep:
+                            raise ProfileError(f"cannot parse {path}")
+                        nested[key.strip()] = inner.strip()
+                value = nested
+            values[option] = value
+        sections[section] = values
+    return sections
+
+
 DEFAULT_CONFIG = os.path.join("~", ".aws", "config")
 DEFAULT_CREDENTIALS = os.path.join("~", ".aws", "credentials")
+
+
+async def select_async(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
+    """`select`, with the config files read off the event loop when they changed."""
+    if isinstance(body, dict) and ("profile" in body or "source_profile" in body):
+        config_file = body.get("config_file") or os.path.expanduser(DEFAULT_CONFIG)
+        credentials_file = body.get("credentials_file") or os.path.expanduser(DEFAULT_CREDENTIALS)
+        if isinstance(config_file, str) and isinstance(credentials_file, str):
+            await files.refresh(config_file, credentials_file)
+    return select(body, files)
 
 
 def select(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:

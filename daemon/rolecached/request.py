@@ -91,9 +91,21 @@ class RoleRequest:
         return self.role_arn.split(":")[4]
 
     @property
+    def direct_mfa(self) -> bool:
+        """True when AssumeRole itself carries the MFA code (SerialNumber and TokenCode),
+        signed by the long-term credentials, as the AWS CLI does: an MFA session's
+        credentials are temporary, and STS caps a role assumed with them at one hour."""
+        return (
+            self.mfa_serial is not None
+            and self.source_role is None
+            and self.duration_seconds > CHAINED_MAX_DURATION
+        )
+
+    @property
     def mfa_session(self) -> MfaSession | None:
-        """The MFA session that must sign this request's AssumeRole call, if any."""
-        if self.mfa_serial is None or self.source_role is not None:
+        """The MFA session that must sign this request's AssumeRole call, if any: only roles
+        of an hour or less, which one code then serves for the session's 12 hours."""
+        if self.mfa_serial is None or self.source_role is not None or self.direct_mfa:
             return None
         return MfaSession(
             mfa_serial=self.mfa_serial,

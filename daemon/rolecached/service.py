@@ -372,12 +372,17 @@ async def _run(
     def reload() -> None:
         """SIGHUP: read the config file again and reload source credentials; the cache stays."""
         try:
-            store.settings = config.load(config_path)
+            changed = store.apply_settings(config.load(config_path))
         except config.ConfigError as exc:
             log.error("SIGHUP: keeping the current settings: %s", exc)
             return
         caller.forget_sources()
-        log.info("SIGHUP: reloaded the config (%s) and the source credentials", store.settings)
+        log.info(
+            "SIGHUP: reloaded the config (%s; applied now: %s) and the source credentials; "
+            "[endpoints] is read at start-up only: restart rolecached to apply changes there",
+            store.settings,
+            ", ".join(changed) or "no [daemon] setting changed",
+        )
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     # One gate for every listener, so the caps hold over all of them together.

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from rolecached import cache
 from rolecached.cache import Credentials, Entry
@@ -23,6 +23,7 @@ from rolecached.errors import (
     StsError,
     StsFailure,
     StsTimeout,
+    TemporarySource,
 )
 from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCallFailed
@@ -65,6 +66,12 @@ def describe(request: Key) -> str:
     return request.describe()
 
 
+def needs_code(key: Key) -> bool:
+    """True when the key's own STS call carries an MFA code (an MFA session, or a role with
+    MFA over an hour): renewing it needs a new code, so only a caller can."""
+    return isinstance(key, MfaSession) or key.direct_mfa
+
+
 class Store:
     """Holds entries in memory; one STS call in flight per key, at most N in all."""
 
@@ -77,17 +84,27 @@ class Store:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         reload_sources: Callable[[], None] = lambda: None,
+        awake_clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        # Idleness is measured in awake seconds: time.monotonic is CLOCK_MONOTONIC on Linux,
+        # which stops while the machine is suspended (CLOCK_BOOTTIME would not). A test that
+        # fakes only the wall clock gets its fake clock for both.
+        if awake_clock is None:
+            awake_clock = time.monotonic if clock is time.time else clock
+        self._awake = awake_clock
         self._call = call_sts
         self._reload_sources = reload_sources
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        # Renewal jitter from an evenly spreading sequence: keys assumed in the same moment
+        # renew spread out, not in random clumps.
+        self._spread = cache.EvenSpread(self._rng)
         self._entries: dict[Key, Entry] = {}
         self._inflight: dict[Key, asyncio.Task[Credentials]] = {}
-        # MFA sessions whose code one caller is typing now: others wait instead of prompting.
-        self._prompts: dict[MfaSession, tuple[float, asyncio.Event]] = {}
+        # Keys whose MFA code one caller is typing now: others wait instead of prompting.
+        self._prompts: dict[Key, tuple[float, asyncio.Event]] = {}
         self._sts_slots = asyncio.Semaphore(self.settings.max_concurrent_sts)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.settings.max_concurrent_sts, thread_name_prefix="sts"
@@ -125,11 +142,12 @@ class Store:
                 request, created_at=now, last_used=now, keep_warm=request in self._pinned
             )
         entry.last_used = now
+        entry.last_used_awake = self._awake()
         if requester is not None:
             entry.last_requester = requester
         if entry.last_error and entry.error_until is not None and now < entry.error_until:
             raise StsError(entry.last_error, describe(request))
-        if isinstance(request, MfaSession) and token_code is None:
+        if needs_code(request) and token_code is None and request not in self._inflight:
             return await self._await_mfa(entry, min_ttl)
         if token_code is not None and request in self._inflight:
             # The fetch in flight may have started without a code and be waiting for the MFA
@@ -195,6 +213,7 @@ class Store:
         if entry is not None:
             entry.hits += 1
             entry.last_used = self._clock()
+            entry.last_used_awake = self._awake()
             if requester is not None:
                 entry.last_requester = requester
 
@@ -203,23 +222,24 @@ class Store:
         return self._clock()
 
     async def _await_mfa(self, entry: Entry, min_ttl: float) -> Credentials:
-        """No valid MFA session and no code: the first caller is asked for a code (MfaRequired);
-        callers arriving while that code is being typed wait for the session instead."""
-        session: MfaSession = entry.request  # type: ignore[assignment]
+        """No valid credentials for a key that needs a code, and no code: the first caller is
+        asked for one (MfaRequired); callers arriving while it is being typed wait instead."""
+        key = entry.request
+        serial = key.mfa_serial or ""
         if _BACKGROUND.get():
             # A renewal nobody asked for: no one will type a code, so claim no prompt (a
             # caller's request in the next seconds would wait for it in vain).
-            raise MfaRequired(session.mfa_serial)
-        pending = self._prompts.get(session)
+            raise MfaRequired(serial)
+        pending = self._prompts.get(key)
         if pending is None or self._clock() >= pending[0]:
-            self._prompts[session] = (self._clock() + MFA_PROMPT_WAIT, asyncio.Event())
-            raise MfaRequired(session.mfa_serial)
+            self._prompts[key] = (self._clock() + MFA_PROMPT_WAIT, asyncio.Event())
+            raise MfaRequired(serial)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pending[1].wait(), max(0.0, pending[0] - self._clock()))
         if cache.servable(entry.credentials, self._clock(), min_ttl):
             entry.hits += 1
             return entry.credentials  # type: ignore[return-value]
-        raise MfaRequired(session.mfa_serial)
+        raise MfaRequired(serial)
 
     def _start_fetch(
         self, entry: Entry, attempts: int, token_code: str | None = None, background: bool = False
@@ -262,12 +282,19 @@ class Store:
             entry.sts_calls += 1
             self.sts_calls += 1
             loop = asyncio.get_running_loop()
+            # Only a call that needs the code gets it: it must travel to STS once, no more.
+            code = token_code if needs_code(entry.request) else None
             try:
                 return await loop.run_in_executor(
-                    self._executor, self._call, entry.request, started, signer, token_code
+                    self._executor, self._call, entry.request, started, signer, code
                 )
             except StsCallFailed as exc:
                 return exc.failure
+            except TemporarySource:
+                # Refused before anything was sent: not an STS call after all.
+                entry.sts_calls -= 1
+                self.sts_calls -= 1
+                raise
 
     async def _fetch(self, entry: Entry, attempts: int, token_code: str | None) -> Credentials:
         request = entry.request
@@ -287,33 +314,48 @@ class Store:
                     entry.failures_in_a_row, self._rng
                 )
             raise
+        # A call that carries an MFA code is made once: STS takes a code once, and a code sent
+        # again (after throttling, say) would be refused or, worse, count as a replay.
+        carries_code = token_code is not None and needs_code(request)
         reloaded = False
         attempt = 0
         while True:
-            result = await self._call_sts(entry, signer, token_code)
+            try:
+                result = await self._call_sts(entry, signer, token_code)
+            except TemporarySource as exc:
+                if renewing:  # the source became temporary since: renewing cannot succeed
+                    entry.renew_at = None
+                    log.warning("stopped renewing %s: %s", describe(request), exc.message)
+                raise
             if isinstance(result, Credentials):
                 self._store(entry, result, renewing)
                 return result
             self.sts_errors += 1
             if result.code in SOURCE_REFUSED and signer is None and not reloaded:
                 # The long-term keys may have been rotated, or an SSO or profile session
-                # refreshed, since they were loaded: load them again once before giving up.
+                # refreshed, since they were loaded: load them again once before giving up
+                # (a call with a code is not repeated: the reload serves the next code).
                 log.warning(
                     "STS refused the source credentials of %s (%s): reloading them from "
-                    "their chain and trying again",
+                    "their chain%s",
                     describe(request),
                     result,
+                    "" if carries_code else " and trying again",
                 )
                 self._reload_sources()
                 reloaded = True
-                continue
+                if not carries_code:
+                    continue
             attempt += 1
-            if not result.retryable or attempt == attempts:
+            if not result.retryable or attempt == attempts or carries_code:
                 break
             delay = cache.backoff_delay(attempt - 1, self._rng, base=0.25, cap=2.0)
             log.warning("retrying %s in %.2f s after %s", describe(request), delay, result)
             await self._sleep(delay)
-        if isinstance(request, MfaSession) and not result.retryable:
+        if carries_code and (
+            (isinstance(request, MfaSession) and not result.retryable)
+            or "MultiFactorAuthentication" in result.message
+        ):
             # A wrong or reused code: say so and let the caller try another; nothing of the
             # failure is remembered, so the next code is tried at once.
             entry.last_error = result
@@ -326,16 +368,17 @@ class Store:
         now = self._clock()
         entry.credentials = credentials
         entry.renew_at = cache.renewal_time(
-            credentials.issued_at, credentials.expiration, self._rng
+            credentials.issued_at, credentials.expiration, self._spread
         )
         entry.last_error = None
         entry.error_until = None
         entry.failures_in_a_row = 0
-        if isinstance(entry.request, MfaSession):
+        if needs_code(entry.request):
             entry.renew_at = None  # renewing needs a new code: done on demand, not on a timer
             prompt = self._prompts.pop(entry.request, None)
             if prompt is not None:
-                prompt[1].set()  # callers waiting for this code's session go on
+                prompt[1].set()  # callers waiting for this code's credentials go on
+        if isinstance(entry.request, MfaSession):
             log.info(
                 "opened %s: expires in %.0f s",
                 describe(entry.request),
@@ -343,12 +386,14 @@ class Store:
             )
             return
         log.info(
-            "%s %s: key %s, expires in %.0f s, renewal in %.0f s",
+            "%s %s: key %s, expires in %.0f s, %s",
             "renewed" if renewing else "assumed",
             describe(entry.request),
             credentials.masked_key_id,
             credentials.expiration - now,
-            entry.renew_at - now,
+            "renewing needs a new MFA code"
+            if entry.renew_at is None
+            else f"renewal in {entry.renew_at - now:.0f} s",
         )
 
     def _record_failure(self, entry: Entry, failure: StsFailure) -> None:
@@ -385,14 +430,16 @@ class Store:
     def tick(self) -> list[asyncio.Task[Credentials]]:
         """Start the renewals that are due and drop dead entries; return the started tasks."""
         now = self._clock()
+        awake = self._awake()
+        idle_ttl = self.settings.idle_ttl
         started = []
         for key, entry in list(self._entries.items()):
             if key in self._inflight:
                 continue
-            if cache.should_drop(entry, now, self.settings.idle_ttl):
+            if cache.should_drop(entry, now, idle_ttl, awake):
                 del self._entries[key]
                 log.debug("dropped entry %s", describe(key))
-            elif cache.due_for_renewal(entry, now, self.settings.idle_ttl):
+            elif cache.due_for_renewal(entry, now, idle_ttl, awake):
                 started.append(self._start_fetch(entry, attempts=1, background=True))
         return started
 
@@ -402,6 +449,29 @@ class Store:
         while True:
             await asyncio.sleep(self.settings.tick)
             self.tick()
+
+    # -- settings -------------------------------------------------------------------------
+
+    def apply_settings(self, settings: Settings) -> list[str]:
+        """Use `settings` from now on (SIGHUP); return the names of those that changed.
+
+        Every setting applies at once: the others are read where they are used, and a new
+        STS cap brings a new semaphore and thread pool (calls already holding a slot of the
+        old ones finish there, so the old cap and the new may briefly overlap)."""
+        changed = [
+            f.name
+            for f in fields(Settings)
+            if getattr(settings, f.name) != getattr(self.settings, f.name)
+        ]
+        if settings.max_concurrent_sts != self.settings.max_concurrent_sts:
+            old = self._executor
+            self._sts_slots = asyncio.Semaphore(settings.max_concurrent_sts)
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=settings.max_concurrent_sts, thread_name_prefix="sts"
+            )
+            old.shutdown(wait=False)  # finishes what it runs, takes nothing new
+        self.settings = settings
+        return changed
 
     # -- inspection and forgetting ------------------------------------------------------
 

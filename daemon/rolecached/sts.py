@@ -21,8 +21,8 @@ import botocore.parsers
 import botocore.session
 
 from rolecached.cache import Credentials
-from rolecached.errors import StsFailure
-from rolecached.request import MfaSession, RoleRequest
+from rolecached.errors import StsFailure, TemporarySource
+from rolecached.request import CHAINED_MAX_DURATION, MfaSession, RoleRequest
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,22 @@ class StsCallFailed(Exception):
         self.failure = failure
 
 
+# What makes a source's credentials temporary, by the botocore provider that found them.
+_TEMPORARY_KINDS = {
+    "sso": "SSO",
+    "login": "`aws login`",
+    "custom-process": "a credential_process that returns a session token",
+    "env": "AWS_SESSION_TOKEN in the environment",
+    "explicit": "AWS_SESSION_TOKEN in the daemon's environment",
+    "shared-credentials-file": "aws_session_token in the credentials file",
+    "config-file": "aws_session_token in the config file",
+    "assume-role": "a role it assumes",
+    "assume-role-with-web-identity": "a web identity role",
+    "container-role": "a container role",
+    "iam-role": "an instance role",
+}
+
+
 def is_retryable(code: str, http_status: int) -> bool:
     """Throttling, 5xx and identity-provider hiccups pass; everything else is permanent."""
     return code in RETRYABLE_CODES or http_status >= 500
@@ -82,6 +98,15 @@ def _file_stamp(path: str | None) -> tuple[int, int] | None:
 
 
 Source = RoleRequest | MfaSession
+
+
+def _where(source: Source) -> str:
+    """The source of a request's long-term credentials, as a message names it."""
+    if source.credential_source == "Environment":
+        return "the daemon's environment (credential_source = Environment)"
+    if source.source_profile:
+        return f"source profile {source.source_profile!r}"
+    return "the daemon's default credential chain"
 
 
 class StsCaller:
@@ -173,6 +198,19 @@ class StsCaller:
                 self._clients[key] = client
             return client
 
+    def temporary_kind(self, source: Source) -> str | None:
+        """What makes the source's own credentials temporary (e.g. "SSO"), or None when they
+        are long-term keys. STS treats a call they sign as role chaining."""
+        if self._static_source is not None:
+            return None
+        with self._lock:  # as in _client: the session's chain resolves once, under the lock
+            credentials = self._source_session(source).get_credentials()
+        if credentials is None:
+            raise botocore.exceptions.NoCredentialsError()
+        if not credentials.get_frozen_credentials().token:
+            return None
+        return _TEMPORARY_KINDS.get(credentials.method, f"{credentials.method} credentials")
+
     def forget_sources(self) -> None:
         """Drop cached sessions so the next call reloads source credentials from their chain."""
         with self._lock:
@@ -190,12 +228,22 @@ class StsCaller:
         StsCallFailed with STS's verdict on failure."""
         if isinstance(request, MfaSession):
             return self.get_session_token(request, now, token_code)
-        return self.assume_role(request, now, signer)
+        return self.assume_role(request, now, signer, token_code)
 
     def get_session_token(
         self, session: MfaSession, now: float, token_code: str | None
     ) -> Credentials:
-        """Open an MFA session with one code from the device."""
+        """Open an MFA session with one code from the device (refused before the call when
+        the source's credentials are temporary: STS refuses GetSessionToken for those)."""
+        with _translated(session):
+            kind = self.temporary_kind(session)
+        if kind is not None:
+            raise TemporarySource(
+                f"{session.mfa_serial}: an MFA session needs GetSessionToken, which STS refuses "
+                f"to temporary credentials, and the source ({_where(session)}) gives temporary "
+                f"credentials ({kind}); use a source with long-term keys for roles behind an "
+                "MFA device"
+            )
         params = {
             "DurationSeconds": session.duration_seconds,
             "SerialNumber": session.mfa_serial,
@@ -206,10 +254,32 @@ class StsCaller:
         return _credentials(response, now)
 
     def assume_role(
-        self, request: RoleRequest, now: float, signer: Credentials | None = None
+        self,
+        request: RoleRequest,
+        now: float,
+        signer: Credentials | None = None,
+        token_code: str | None = None,
     ) -> Credentials:
         """Call AssumeRole for `request`, signed by `signer` (a chained role's or an MFA
-        session's credentials) or by the source's own credentials."""
+        session's credentials) or by the source's own credentials; a role with MFA over an
+        hour sends its code (`token_code`) in the call itself.
+
+        Over an hour, a call that temporary credentials would sign is refused before it is
+        made: STS caps every role assumed with them at an hour (role chaining)."""
+        if request.duration_seconds > CHAINED_MAX_DURATION:
+            if signer is not None:
+                where, kind = "the previous hop or an MFA session", "an assumed session"
+            else:
+                with _translated(request):
+                    kind = self.temporary_kind(request)
+                where = _where(request)
+            if kind is not None:
+                raise TemporarySource(
+                    f"{request.role_arn} cannot be assumed for {request.duration_seconds} s: "
+                    f"its source ({where}) gives temporary credentials ({kind}), so STS caps "
+                    f"the role at {CHAINED_MAX_DURATION} s (role chaining); ask for "
+                    f"{CHAINED_MAX_DURATION} s or less, or use a source with long-term keys"
+                )
         params: dict[str, Any] = {
             "RoleArn": request.role_arn,
             "RoleSessionName": request.role_session_name,
@@ -227,6 +297,9 @@ class StsCaller:
             params["TransitiveTagKeys"] = list(request.transitive_tag_keys)
         if request.source_identity is not None:
             params["SourceIdentity"] = request.source_identity
+        if request.direct_mfa:
+            params["SerialNumber"] = request.mfa_serial
+            params["TokenCode"] = token_code or ""
         with _translated(request):
             response = self._client(request, signer).assume_role(**params)
         return _credentials(response, now)
