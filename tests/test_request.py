@@ -1,4 +1,4 @@
-"""parse_request: every AssumeRole shape rule of CONFORMANCE.md, at its boundaries, and the
+"""parse_request: every AssumeRole shape rule STS documents, at its boundaries, and the
 cache key a parsed request makes (what separates two entries and what does not)."""
 
 import re

@@ -35,7 +35,8 @@ STATIC = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
 )
-# Set only one of each pair (CONFORMANCE.md): RELATIVE_URI would win and point at ECS's IP.
+# Set only one of each pair: SDKs take RELATIVE_URI over FULL_URI, and it means ECS's own
+# address (169.254.170.2), so a stale one would win and point there.
 CONTAINER = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -80,7 +81,7 @@ def handoff(
         host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
         merged = merge_no_proxy(environ, host)
         variables = {
-            # No path: the JS SDK drops it (CONFORMANCE.md).
+            # No path: the JS SDK v3 keeps only the origin of this URL.
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": url,
             "NO_PROXY": merged,
             "no_proxy": merged,  # urllib lets the lower-case name win: set both

@@ -1,8 +1,8 @@
 """Container bindings: a name tied to one cache entry, and the settings of their listeners.
 
 Pure: validation of names, options and listener settings, with the reasons SDKs give for the
-rules (CONFORMANCE.md). Resolving a selector into a role request (profiles read files) is
-injected, so everything here tests without a file, a clock or a network.
+rules. Resolving a selector into a role request (profiles read files) is injected, so
+everything here tests without a file, a clock or a network.
 """
 
 import ipaddress
@@ -14,7 +14,7 @@ from typing import Any
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError
 from rolecached.request import RoleRequest
 
-# Remaining lifetimes the SDKs need (CONFORMANCE.md, "Lifetimes clients tolerate"): botocore
+# Remaining lifetimes the SDKs need: botocore
 # refreshes container credentials under 15 min and extends IMDS ones under 15 + 2..10 min.
 ECS_MIN_TTL = 15 * 60
 IMDS_MIN_TTL = 25 * 60

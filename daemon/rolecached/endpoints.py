@@ -2,8 +2,10 @@
 
 Both answer from the store's memory (never waiting on STS longer than `settings.wait`), only
 on loopback unless told otherwise, behind one hardening middleware: rate limit, Host
-allow-list, no `Origin`, small bodies, JSON errors `{"Code", "Message"}`. Byte formats follow
-CONFORMANCE.md. `EndpointManager` owns the bindings, their tokens, token files and listeners.
+allow-list, no `Origin`, small bodies, JSON errors `{"Code", "Message"}`. The documents are
+the ones botocore's container and IMDS providers parse: AccessKeyId, SecretAccessKey, Token
+and an Expiration ending in Z. `EndpointManager` owns the bindings, their tokens, token
+files and listeners.
 """
 
 import asyncio

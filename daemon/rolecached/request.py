@@ -1,7 +1,8 @@
 """A role request: its validation against STS's AssumeRole rules, and its cache key.
 
-Pure: no I/O. Every rule here comes from CONFORMANCE.md; a request that passes is one STS
-would not reject for its shape, so bad input never costs an STS call.
+Pure: no I/O. Every rule here is one of STS's documented AssumeRole constraints (lengths,
+character sets, duration bounds); a request that passes is one STS would not reject for its
+shape, so bad input never costs an STS call.
 """
 
 import json
