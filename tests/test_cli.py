@@ -149,3 +149,35 @@ def test_token_code_dash_reads_one_line_of_stdin(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(UsageError, match="stdin"):
         build_request(parse_options([*ROLE, "--token-code", "-"], {})[0])
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--min-ttl", "--5"), ("--duration-seconds", "²"), ("--duration-seconds", "٣٠٠٠"),
+     ("--min-ttl", ""), ("--duration-seconds", "9" * 5000)],
+)  # fmt: skip
+def test_malformed_numbers_are_usage_errors(option: str, value: str) -> None:
+    """Numbers that str.isdigit() takes but int() refuses or misreads are a usage error,
+    never a traceback."""
+    with pytest.raises(UsageError, match="whole number"):
+        parse_options([*ROLE, f"{option}={value}"], {})
+
+
+def test_a_flag_given_a_value_is_a_usage_error() -> None:
+    """`--json=1` is refused rather than taken as a value of a flag."""
+    with pytest.raises(UsageError, match="takes no value"):
+        parse_options(["--json=1"], {"--json": "flag"})
+    assert parse_options(["--json"], {"--json": "flag"})[1] == {"--json": True}
+
+
+def test_a_tag_value_starting_with_dashes_is_given_inline() -> None:
+    """A tag value that starts with `--` is given in the option itself."""
+    fields, _, _ = parse_options([*ROLE, "--tags=Key=K,Value=--x"], {})
+    assert build_request(fields)["tags"] == [{"Key": "K", "Value": "--x"}]
+
+
+def test_whole_numbers_are_plain_ascii() -> None:
+    """whole_number reads plain decimal integers and nothing else."""
+    assert [protocol.whole_number(t) for t in ("0", "-5", "007", "42")] == [0, -5, 7, 42]
+    for text in ("", "-", "--5", "²", "1.5", " 1", "1e3", "9" * 16):
+        assert protocol.whole_number(text) is None, text

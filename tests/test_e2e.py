@@ -323,3 +323,16 @@ def test_sandbox_prints_working_labelled_credentials(tmp_path: Path) -> None:
         assert "AWS_SESSION_TOKEN=" in creds
     finally:
         stop_autostarted_daemon(env)
+
+
+def test_status_without_a_daemon_says_not_running_and_starts_none(
+    tmp_path: Path, moto: Moto
+) -> None:
+    """`rolecache status` with no daemon answers "not running" with exit 3 and starts
+    nothing, where every other command would autostart one."""
+    env = base_env(tmp_path, moto.url)
+    result = run_client(env, "status")
+    assert result.returncode == 3
+    assert "rolecached is not running" in result.stderr
+    assert not Path(env["ROLECACHE_SOCKET"]).exists()
+    assert not (Path(env["XDG_STATE_HOME"]) / "rolecache" / "rolecached.log").exists()

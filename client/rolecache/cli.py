@@ -146,13 +146,16 @@ def parse_options(
             else:
                 raise UsageError(f"{name} needs a value")
             if kind == "int":
-                if not value.lstrip("-").isdigit():
+                number = protocol.whole_number(value)
+                if number is None:
                     raise UsageError(f"{name} takes a whole number of seconds, not {value!r}")
-                fields[field] = int(value)
+                fields[field] = number
             else:
                 fields[field] = value
-        elif arg in allowed and allowed[arg] == "flag":
-            flags[arg] = True
+        elif name in allowed and allowed[name] == "flag":
+            if eq:
+                raise UsageError(f"{name} takes no value, not {inline!r}")
+            flags[name] = True
         elif name in allowed:
             if eq:
                 flags[name] = inline
@@ -208,9 +211,11 @@ def _token_code_from_stdin() -> str:
     return code
 
 
-def _send(method: str, target: str, body: object, sandbox: bool) -> transport.Response:
+def _send(
+    method: str, target: str, body: object, sandbox: bool, autostart: bool = True
+) -> transport.Response:
     encoded = None if body is None else protocol.dumps(body)
-    response = transport.request(method, target, encoded, sandbox=sandbox)
+    response = transport.request(method, target, encoded, sandbox=sandbox, autostart=autostart)
     if response.headers.get(protocol.SANDBOX_HEADER.lower()) == "1":
         sys.stderr.write(
             "rolecache: SANDBOX daemon: its credentials come from a fake STS, not from AWS\n"
@@ -390,7 +395,12 @@ def cmd_forget(args: list[str], sandbox: bool) -> int:
 def cmd_status(args: list[str], sandbox: bool) -> int:
     """The daemon's version, pid, uptime and counters."""
     parse_options(args, {})
-    for key, value in _json(_call("GET", "/v1/status", None, sandbox)).items():
+    # Asking whether it runs must not start it: "not running" is the answer (exit 3).
+    response = _send("GET", "/v1/status", None, sandbox, autostart=False)
+    if response.status != 200:
+        error = _error(response)
+        raise Failed(f"{error.get('message')} ({error.get('code')})", protocol.EXIT_ERROR)
+    for key, value in _json(response).items():
         print(f"{key}: {value}")
     return protocol.EXIT_OK
 

@@ -110,7 +110,7 @@ def cmd_add(args: list[str], sandbox: bool) -> int:
         raise cli.UsageError(f"unexpected arguments after --: {' '.join(extra)}")
     body = cli.build_request(fields)
     port = str(flags.get("--imds-port", "0"))
-    if not port.isdigit():
+    if protocol.whole_number(port) is None or port.startswith("-"):
         raise cli.UsageError(f"--imds-port takes a port number, not {port!r}")
     body.update(
         name=name,

@@ -114,6 +114,16 @@ def state_dir() -> str:
     return os.path.join(xdg, "rolecache")
 
 
+def whole_number(text: str) -> int | None:
+    """`text` as an int if it is one written plainly (ASCII digits, an optional leading
+    minus, at most 15 digits); else None. str.isdigit() also takes "²" and "٣", which int()
+    then refuses or reads as another digit."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (0 < len(digits) <= 15 and digits.isascii() and digits.isdigit()):
+        return None
+    return int(text)
+
+
 def env_flag(name: str) -> bool:
     """True when an environment variable is set to a yes-like value."""
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

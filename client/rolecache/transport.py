@@ -99,16 +99,18 @@ def _parse(raw: bytes) -> Response:
     head, sep, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
-    if not sep or len(parts) < 2 or not parts[1].isdigit():
+    status = protocol.whole_number(parts[1]) if len(parts) >= 2 else None
+    if not sep or status is None:
         raise Unreachable("the daemon sent a malformed answer")
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     length = headers.get("content-length")
-    if length is not None and length.isdigit() and len(body) < int(length):
+    expected = protocol.whole_number(length) if length is not None else None
+    if expected is not None and len(body) < expected:
         raise Unreachable("the daemon's answer was cut short")
-    return Response(int(parts[1]), headers, body)
+    return Response(status, headers, body)
 
 
 def _exchange(path: str, request: bytes) -> Response:
@@ -237,9 +239,15 @@ def start_daemon(path: str, sandbox: bool) -> None:
 
 
 def request(
-    method: str, target: str, body: str | None = None, *, sandbox: bool = False
+    method: str,
+    target: str,
+    body: str | None = None,
+    *,
+    sandbox: bool = False,
+    autostart: bool = True,
 ) -> Response:
-    """Send one request to the daemon, starting it first if needed and allowed."""
+    """Send one request to the daemon, starting it first if needed and `autostart` and
+    ROLECACHE_NO_AUTOSTART allow."""
     path = protocol.socket_path(sandbox)
     problem = protocol.socket_path_problem(path)
     if problem:
@@ -253,6 +261,8 @@ def request(
         return _exchange(path, raw)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         # No socket, or a stale one left by a daemon that died: start one if we may.
+        if not autostart:
+            raise Unreachable(f"rolecached is not running (nothing answers on {path})") from None
         if protocol.env_flag("ROLECACHE_NO_AUTOSTART"):
             raise Unreachable(
                 f"no rolecached answers on {path} ({exc.strerror}) and ROLECACHE_NO_AUTOSTART "
