@@ -883,3 +883,16 @@ async def test_botocore_raises_rather_than_use_expired_credentials(
     # Once it raises it keeps raising: nothing expired is ever used after that.
     assert set(outcomes[outcomes.index("raised") :]) == {"raised"}
     assert min(sdk_rig.served_left) >= (IMDS_MIN_TTL if imds else ECS_MIN_TTL)
+
+
+async def test_forget_drops_the_rendered_container_answer(rig: Rig) -> None:
+    """Once the binding's session is forgotten, the container answer rendered from it (its
+    secret inside) is no longer held; the next request renders fresh credentials."""
+    served = await rig.add()
+    first = await rig.ecs()
+    assert served.rendered is not None and b"secret-" in served.rendered[1]
+    rig.store.forget()
+    assert served.rendered is None
+    again = await rig.ecs()
+    assert again.status == 200
+    assert again.json()["SecretAccessKey"] != first.json()["SecretAccessKey"]

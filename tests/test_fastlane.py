@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rolecached import service
+from rolecached import fastlane, service
 from rolecached.cache import Credentials
 from rolecached.fastlane import MAX_REQUEST, NEED_MORE, split_request
 from rolecached.request import RoleRequest
@@ -201,3 +201,29 @@ def test_split_request_takes_only_complete_plain_posts(raw: bytes, expected: obj
         assert result == (b"POST /v1/credentials HTTP/1.1", b"{}")
     else:
         assert result == expected
+
+
+async def test_forget_leaves_no_rendered_secret_in_the_lane(daemon: Daemon) -> None:
+    """After `forget` (all, or the one session), no answer the lane holds contains the
+    forgotten credentials' secret; other sessions' answers stay."""
+    from rolecached import api
+
+    app = api.make_app(daemon.store)
+    lane = app[api.LANE]
+    kept, dropped = (
+        RoleRequest(role_arn=ROLE, role_session_name=name) for name in ("kept", "dropped")
+    )
+    for request in (kept, dropped):
+        creds = await daemon.store.get(request, 60)
+        lane.remember(
+            request.role_session_name.encode(),
+            fastlane.Route(request, 60, lambda c: ("text/plain", b""), creds, (
+                b"HTTP/1.1 200 OK\r\n\r\n" + creds.secret_access_key.encode()
+            )),
+        )  # fmt: skip
+    secrets = [e.credentials.secret_access_key.encode() for e in daemon.store.entries()]
+    assert all(any(s in a for a in lane.held_answers()) for s in secrets)
+    daemon.store.forget(dropped)
+    assert [a.endswith(secrets[0]) for a in lane.held_answers()] == [True]
+    daemon.store.forget()
+    assert lane.held_answers() == []

@@ -280,6 +280,7 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[STARTED] = time.monotonic()
     app[PROFILES] = profiles.ConfigFiles()
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")
+    store.on_drop(app[LANE].drop)  # a forgotten session leaves no rendered copy behind
     app.router.add_post("/v1/credentials", get_credentials)
     app.router.add_get("/v1/sessions", list_sessions)
     app.router.add_delete("/v1/sessions", forget_all)

@@ -408,6 +408,7 @@ class EndpointManager:
         self._served: dict[str, Served] = {}
         self._ecs: Listener | None = None
         self._lock = asyncio.Lock()  # adds and removes happen one at a time
+        store.on_drop(self._forget_rendered)
         for address in check_addresses(settings.bind, settings.allow_non_loopback):
             log.warning(
                 "container endpoints will listen on %s, which is not loopback: anyone who "
@@ -588,6 +589,12 @@ class EndpointManager:
             await served.imds.close()
             served.imds = None
         shutil.rmtree(served.token_file.parent, ignore_errors=True)
+
+    def _forget_rendered(self, request: object) -> None:
+        # A dropped entry's credentials must not live on in a rendered answer.
+        for served in self._served.values():
+            if served.binding.request == request:
+                served.rendered = None
 
     def _unpin_unless_used(self, request: Any) -> None:
         # Two bindings may share one entry: it stays warm while either serves it.

@@ -78,6 +78,15 @@ class FastLane:
         self._routes: OrderedDict[bytes, Route] = OrderedDict()
         self._extra_headers = extra_headers
 
+    def drop(self, request: object) -> None:
+        """Forget every route of `request`: their rendered answers hold its secrets."""
+        for key in [k for k, route in self._routes.items() if route.request == request]:
+            del self._routes[key]
+
+    def held_answers(self) -> list[bytes]:
+        """Every rendered answer the lane holds (what a memory audit would look at)."""
+        return [route.response for route in self._routes.values()]
+
     def remember(self, key: bytes, route: Route) -> None:
         """Keep `route` for `key`, dropping the least recently used beyond MAX_ROUTES."""
         self._routes[key] = route

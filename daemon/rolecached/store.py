@@ -102,6 +102,9 @@ class Store:
         # renew spread out, not in random clumps.
         self._spread = cache.EvenSpread(self._rng)
         self._entries: dict[Key, Entry] = {}
+        # Told of every entry dropped (forgotten, evicted, expired): whoever keeps a
+        # rendered copy of its credentials lets it go too.
+        self._drop_listeners: list[Callable[[Key], None]] = []
         self._inflight: dict[Key, asyncio.Task[Credentials]] = {}
         # Keys whose MFA code one caller is typing now: others wait instead of prompting.
         self._prompts: dict[Key, tuple[float, asyncio.Event]] = {}
@@ -192,7 +195,7 @@ class Store:
         if not candidates:
             return
         victim = min(candidates, key=lambda e: e.last_used)
-        del self._entries[victim.request]
+        self._drop(victim.request)
         log.warning(
             "session cap (%d) reached: dropped %s, unused for %.0f s",
             self.settings.max_sessions,
@@ -437,7 +440,7 @@ class Store:
             if key in self._inflight:
                 continue
             if cache.should_drop(entry, now, idle_ttl, awake):
-                del self._entries[key]
+                self._drop(key)
                 log.debug("dropped entry %s", describe(key))
             elif cache.due_for_renewal(entry, now, idle_ttl, awake):
                 started.append(self._start_fetch(entry, attempts=1, background=True))
@@ -496,9 +499,18 @@ class Store:
         """
         keys = list(self._entries) if key is None else [key] if key in self._entries else []
         for k in keys:
-            del self._entries[k]
+            self._drop(k)
             self._inflight.pop(k, None)
         return sum(isinstance(k, RoleRequest) for k in keys)
+
+    def on_drop(self, listener: Callable[[Key], None]) -> None:
+        """Call `listener(key)` whenever an entry is dropped, for whatever reason."""
+        self._drop_listeners.append(listener)
+
+    def _drop(self, key: Key) -> None:
+        del self._entries[key]
+        for listener in self._drop_listeners:
+            listener(key)
 
     async def close(self) -> None:
         """Cancel STS calls in flight and stop the worker threads."""
