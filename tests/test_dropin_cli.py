@@ -7,8 +7,10 @@ identical: every output format, the --query idioms scripts use, and the usual mi
 """
 
 import http.server
+import json
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 import urllib.parse
@@ -22,6 +24,7 @@ from tests.conftest import BIN, Daemon, base_env, start_daemon
 
 V2 = Path("/usr/bin/aws")  # Debian's awscli package: AWS CLI v2
 ROLE = "arn:aws:iam::123456789012:role/dropin"
+KEY = "ASIAFIXEDFIXED000001"
 FIXED = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult>
     <SourceIdentity>alice-src</SourceIdentity>
@@ -31,7 +34,7 @@ FIXED = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"
     </AssumedRoleUser>
     <PackedPolicySize>6</PackedPolicySize>
     <Credentials>
-      <AccessKeyId>ASIAFIXEDFIXED000001</AccessKeyId>
+      <AccessKeyId>{key}</AccessKeyId>
       <SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYFIXEDKEY00</SecretAccessKey>
       <SessionToken>IQoJb3JpZ2luX2VjEOr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+/=</SessionToken>
       <Expiration>2036-01-01T00:00:00Z</Expiration>
@@ -75,9 +78,9 @@ class World:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """One fixed STS and one real daemon for the module."""
+def fixed_sts(key: str, tls: ssl.SSLContext | None = None) -> http.server.ThreadingHTTPServer:
+    """An STS stand-in on loopback whose every AssumeRole issues access key `key` (and
+    AccessDenied for roles named *denied*); over TLS with `tls`."""
 
     class Sts(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -86,7 +89,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             status, text = (
                 (403, DENIED)
                 if "denied" in form.get("RoleArn", "")
-                else (200, FIXED.format(session=form.get("RoleSessionName", "")))
+                else (200, FIXED.format(key=key, session=form.get("RoleSessionName", "")))
             )
             data = text.encode()
             self.send_response(status)
@@ -99,7 +102,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sts)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One fixed STS and one real daemon for the module."""
+    server = fixed_sts(KEY)
     url = f"http://127.0.0.1:{server.server_port}"
     tmp = tmp_path_factory.mktemp("dropin")
     env = base_env(tmp, url)
@@ -242,3 +254,55 @@ def test_v2_is_what_debian_ships() -> None:
     )  # fmt: skip
     assert version.stdout.startswith("aws-cli/2."), version.stdout
     assert shutil.which("aws") is not None
+
+
+def test_endpoint_url_picks_the_sts_as_in_the_cli(world: World) -> None:
+    """--endpoint-url sends the call to that STS, as the CLI's does (same bytes as v2 given
+    the same option), and the answer is cached apart from the default endpoint's."""
+    other = fixed_sts("ASIAOTHEROTHER000002")
+    try:
+        url = f"http://127.0.0.1:{other.server_port}"
+        args = ["--role-arn", ROLE, "--role-session-name", "endpoint", "--output", "json"]
+        mine = ours(world, 2, "--endpoint-url", url, *args)
+        theirs = subprocess.run(
+            [str(V2), "--endpoint-url", url, "sts", "assume-role", *args],
+            env=world.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        default = ours(world, 2, *args)
+    finally:
+        other.shutdown()
+    assert mine.returncode == theirs.returncode == default.returncode == 0, mine.stderr
+    assert mine.stdout == theirs.stdout
+    assert json.loads(mine.stdout)["Credentials"]["AccessKeyId"] == "ASIAOTHEROTHER000002"
+    assert json.loads(default.stdout)["Credentials"]["AccessKeyId"] == KEY
+
+
+def test_tls_settings_apply_and_never_share_credentials(world: World, tmp_path: Path) -> None:
+    """Against an STS with a self-signed certificate: without its CA the call fails, with
+    --ca-bundle it succeeds, with --no-verify-ssl too, and credentials fetched without
+    verification are never served to a caller who verifies."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    secure = fixed_sts("ASIATLSTLSTLS0000003", context)
+    url = f"https://127.0.0.1:{secure.server_port}"
+    args = ["--endpoint-url", url, "--role-arn", ROLE, "--role-session-name", "tls"]
+    query = ["--output", "text", "--query", "Credentials.AccessKeyId"]
+    try:
+        unverified = ours(world, 1, *args, "--no-verify-ssl", *query)
+        refused = ours(world, 1, *args, *query)
+        bundled = ours(world, 1, *args, "--ca-bundle", str(cert), *query)
+    finally:
+        secure.shutdown()
+    assert unverified.returncode == 0, unverified.stderr
+    assert unverified.stdout == "ASIATLSTLSTLS0000003\n"
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr or "SSL" in refused.stderr
+    assert bundled.returncode == 0, bundled.stderr
+    assert bundled.stdout == "ASIATLSTLSTLS0000003\n"

@@ -188,13 +188,32 @@ def test_daemon_endpoint_environment_wins_over_the_files(files, monkeypatch, var
 
 
 def test_callers_cannot_set_config_only_fields_next_to_a_profile(files):
-    """endpoint_url, credential_source and sts_regional_endpoints come only from profiles: a
-    request that sends one is refused."""
+    """credential_source and sts_regional_endpoints come only from profiles: a request that
+    sends one is refused."""
     files.write(profile("p", role_arn=arn("p"), source_profile="base"))
-    for field in ("endpoint_url", "credential_source", "sts_regional_endpoints"):
+    for field in ("credential_source", "sts_regional_endpoints"):
         with pytest.raises(InvalidRequest) as caught:
             files.select(profile="p", **{field: "x"})
         assert field in caught.value.message
+
+
+def test_a_callers_endpoint_and_tls_settings_override_the_profiles(files):
+    """The drop-in's --endpoint-url, --ca-bundle and --no-verify-ssl apply to the role asked
+    for, over the profile's endpoint, and make a request of their own (another cache key)."""
+    files.write(
+        profile("p", role_arn=arn("p"), source_profile="base", endpoint_url="http://a.local:1")
+    )
+    plain = files.select(profile="p")
+    other = files.select(
+        profile="p", endpoint_url="https://b.local:2", ca_bundle="/etc/ca.pem", verify_ssl=False
+    )
+    assert plain.endpoint_url == "http://a.local:1" and plain.verify_ssl
+    assert other.endpoint_url == "https://b.local:2"
+    assert other.ca_bundle == "/etc/ca.pem" and other.verify_ssl is False
+    assert other != plain
+    for field, value in (("endpoint_url", "x"), ("ca_bundle", "ca.pem"), ("verify_ssl", "no")):
+        with pytest.raises(InvalidRequest):
+            files.select(profile="p", **{field: value})
 
 
 # -- chains -------------------------------------------------------------------------------

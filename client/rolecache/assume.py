@@ -31,7 +31,8 @@ usage: rolecache sts assume-role --role-arn ARN --role-session-name NAME
          [--policy JSON|file://PATH] [--policy-arns arn=ARN ...] [--tags Key=K,Value=V ...]
          [--transitive-tag-keys K ...] [--source-identity ID] [--profile NAME]
          [--region REGION] [--output json|text|table|yaml|yaml-stream] [--query JMESPATH]
-         [--debug] [the CLI's other global options, which change nothing here]
+         [--endpoint-url URL] [--ca-bundle PATH] [--no-verify-ssl] [--debug]
+         [the CLI's other global options, which change nothing here]
 
 Prints what `aws sts assume-role` prints for the same request. --profile names the profile
 whose credentials call AssumeRole (as in the AWS CLI; default $AWS_PROFILE, else the daemon's
@@ -88,19 +89,41 @@ class CliUsage(Exception):
         self.kind = kind
 
 
-def translate(args: list[str], version: int = 1) -> tuple[list[str], str, str | None, bool]:
-    """Map CLI-style arguments onto rolecache's selector; return them, the output format,
-    the query and whether --debug was given."""
-    out: list[str] = []
-    output = os.environ.get("AWS_DEFAULT_OUTPUT") or "json"
-    query = None
-    debug = False
+class Parsed:
+    """An `sts assume-role` command line, read: rolecache selector options, the output and
+    query, --debug, and request fields of the CLI's global options (endpoint and TLS)."""
+
+    def __init__(self) -> None:
+        self.selector: list[str] = []
+        self.output = os.environ.get("AWS_DEFAULT_OUTPUT") or "json"
+        self.query: str | None = None
+        self.debug = False
+        self.fields: dict[str, object] = {}
+
+
+def translate(args: list[str], version: int = 1) -> Parsed:
+    """Map CLI-style arguments onto rolecache's selector and request fields."""
+    parsed = Parsed()
+    out = parsed.selector
     i = 0
     while i < len(args):
         name, eq, inline = args[i].partition("=")
         i += 1
         if name == "--debug" and not eq:
-            debug = True
+            parsed.debug = True
+        elif name == "--no-verify-ssl" and not eq:
+            parsed.fields["verify_ssl"] = False
+        elif name in ("--endpoint-url", "--ca-bundle"):
+            if eq:
+                value = inline
+            elif i < len(args):
+                value, i = args[i], i + 1
+            else:
+                raise CliUsage(f"argument {name}: expected one argument")
+            if name == "--endpoint-url":
+                parsed.fields["endpoint_url"] = value
+            else:  # the daemon runs elsewhere: a relative path means this shell's folder
+                parsed.fields["ca_bundle"] = os.path.abspath(value)
         elif name in IGNORED:
             if IGNORED[name] and not eq:
                 if i >= len(args):
@@ -116,9 +139,9 @@ def translate(args: list[str], version: int = 1) -> tuple[list[str], str, str | 
             else:
                 raise CliUsage(f"argument {name}: expected one argument")
             if name == "--output":
-                output = value
+                parsed.output = value
             else:
-                query = value
+                parsed.query = value
         elif name in OPTIONS:
             out.append(OPTIONS[name] + (f"={inline}" if eq else ""))
         elif name.startswith("--"):
@@ -126,9 +149,9 @@ def translate(args: list[str], version: int = 1) -> tuple[list[str], str, str | 
         else:
             out.append(args[i - 1])  # a value of the option before
     choices = ("json", "text", "table") + (("yaml", "yaml-stream") if version == 2 else ())
-    if output not in choices:
+    if parsed.output not in choices:
         raise CliUsage(
-            f"argument --output: Invalid choice {output!r}, valid choices are: "
+            f"argument --output: Invalid choice {parsed.output!r}, valid choices are: "
             + ", ".join(choices)
         )
     missing = [
@@ -140,7 +163,7 @@ def translate(args: list[str], version: int = 1) -> tuple[list[str], str, str | 
         raise CliUsage(f"the following arguments are required: {', '.join(missing)}")
     if "--profile" not in {a.partition("=")[0] for a in args} and os.environ.get("AWS_PROFILE"):
         out += ["--source-profile", os.environ["AWS_PROFILE"]]
-    return out, output, query, debug
+    return parsed
 
 
 def cli_version(sandbox: bool) -> int:
@@ -177,22 +200,24 @@ def run(args: list[str], sandbox: bool) -> int:
         return CLI_ERROR
     codes = EXIT_CODES[version]
     try:
-        selector, output, query, debug = translate(args, version)
-        fields, _, rest = cli.parse_options(selector, {})
+        parsed = translate(args, version)
+        fields, _, rest = cli.parse_options(parsed.selector, {})
         if rest:
             raise CliUsage(f"Unknown options: {' '.join(rest)}", "unknown")
         body = cli.build_request(fields)
+        body.update(parsed.fields)
     except CliUsage as exc:
         sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
         return codes.unknown if exc.kind == "unknown" else codes.usage
     except cli.UsageError as exc:  # a malformed value, e.g. --duration-seconds 1h
         sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
         return CLI_ERROR
-    if query is not None:
-        body["query"] = query
-    target = f"/v1/credentials?format=aws-{output}&cli={version}"
-    if output == "table":
+    if parsed.query is not None:
+        body["query"] = parsed.query
+    target = f"/v1/credentials?format=aws-{parsed.output}&cli={version}"
+    if parsed.output == "table":
         target += f"&columns={terminal_columns()}"
+    debug = parsed.debug
     if debug:
         shown = {k: v for k, v in body.items() if k != "token_code"}
         sys.stderr.write(f"rolecache: debug: AWS CLI v{version}, POST {target} {shown}\n")

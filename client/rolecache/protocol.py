@@ -29,6 +29,9 @@ REQUEST_FIELDS = (
     "mfa_serial",
     "token_code",
     "query",
+    "endpoint_url",
+    "ca_bundle",
+    "verify_ssl",
 )
 
 # Default minimum remaining lifetime of served credentials, in seconds. The credential_process

@@ -19,7 +19,8 @@ CHAINED_MAX_DURATION = 3600  # STS's cap for a role assumed with another role's 
 MFA_SESSION_DURATION = 12 * 3600
 
 # Fields only profile resolution sets (from ~/.aws/config), never a caller directly.
-CONFIG_ONLY_FIELDS = ("credential_source", "endpoint_url", "sts_regional_endpoints")
+CONFIG_ONLY_FIELDS = ("credential_source", "sts_regional_endpoints")
+_ENDPOINT = re.compile(r"https?://[\x21-\x7e]{1,2040}", re.ASCII)
 
 _ROLE_ARN = re.compile(
     r"arn:aws[a-z-]*:iam::\d{12}:role/(?:[\x21-\x7e]+/)?[\w+=,.@-]{1,64}", re.ASCII
@@ -56,6 +57,8 @@ class MfaSession:
     region: str | None = None
     endpoint_url: str | None = None
     sts_regional_endpoints: str | None = None
+    ca_bundle: str | None = None
+    verify_ssl: bool = True
 
     def describe(self) -> str:
         return f"MFA session of {self.mfa_serial}"
@@ -86,6 +89,10 @@ class RoleRequest:
     region: str | None = None
     endpoint_url: str | None = None
     sts_regional_endpoints: str | None = None
+    # How TLS to STS is checked: part of the key, so credentials fetched without
+    # verification are never served to a caller who verifies.
+    ca_bundle: str | None = None
+    verify_ssl: bool = True
 
     @property
     def account_id(self) -> str:
@@ -117,6 +124,8 @@ class RoleRequest:
             region=self.region,
             endpoint_url=self.endpoint_url,
             sts_regional_endpoints=self.sts_regional_endpoints,
+            ca_bundle=self.ca_bundle,
+            verify_ssl=self.verify_ssl,
         )
 
     def describe(self) -> str:
@@ -357,10 +366,26 @@ def parse_request(
         source_role=source_role,
         mfa_serial=mfa_serial,
         region=region,
-        endpoint_url=_string(body, "endpoint_url"),
+        endpoint_url=_endpoint_url(body),
         sts_regional_endpoints=_string(body, "sts_regional_endpoints"),
+        ca_bundle=_path(body, "ca_bundle"),
+        verify_ssl=_verify_ssl(body),
     )
     return request, min_ttl
+
+
+def _endpoint_url(body: dict[str, Any]) -> str | None:
+    value = _string(body, "endpoint_url")
+    if value is not None:
+        _check_pattern("endpoint URL", value, _ENDPOINT, "an http:// or https:// URL")
+    return value
+
+
+def _verify_ssl(body: dict[str, Any]) -> bool:
+    value = body.get("verify_ssl", True)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"verify_ssl must be true or false, not {_type_name(value)}")
+    return value
 
 
 def _path(body: dict[str, Any], name: str) -> str | None:

@@ -172,6 +172,8 @@ class StsCaller:
         """An STS client for `source`'s region and endpoint, signed by `signer` if given,
         else by the source's long-term credentials."""
         endpoint = self._endpoint_url or source.endpoint_url
+        # botocore's verify: False, a CA bundle's path, or None for its default.
+        verify = False if not source.verify_ssl else source.ca_bundle
         with self._lock:  # botocore sessions are not safe to share while creating clients
             if signer is not None:
                 # Temporary credentials change at every renewal: a client per call.
@@ -179,6 +181,7 @@ class StsCaller:
                     "sts",
                     region_name=source.region or ("us-east-1" if endpoint else None),
                     endpoint_url=endpoint,
+                    verify=verify,
                     config=_CLIENT_CONFIG,
                     aws_access_key_id=signer.access_key_id,
                     aws_secret_access_key=signer.secret_access_key,
@@ -189,11 +192,15 @@ class StsCaller:
             if region is None and endpoint and not session.get_config_variable("region"):
                 # A custom endpoint needs a signing region; STS's global one signs as us-east-1.
                 region = "us-east-1"
-            key = (id(session), region, endpoint)
+            key = (id(session), region, endpoint, verify)
             client = self._clients.get(key)
             if client is None:
                 client = session.create_client(
-                    "sts", region_name=region, endpoint_url=endpoint, config=_CLIENT_CONFIG
+                    "sts",
+                    region_name=region,
+                    endpoint_url=endpoint,
+                    verify=verify,
+                    config=_CLIENT_CONFIG,
                 )
                 self._clients[key] = client
             return client
