@@ -168,19 +168,6 @@ def parse_options(
     return fields, flags, []
 
 
-def aws_config_paths() -> dict[str, str]:
-    """The AWS config and credentials files this shell would use, for the daemon to read."""
-    home = os.path.expanduser("~")
-    config = os.environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config")
-    creds = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(
-        home, ".aws", "credentials"
-    )
-    return {
-        "config_file": os.path.abspath(os.path.expanduser(config)),
-        "credentials_file": os.path.abspath(os.path.expanduser(creds)),
-    }
-
-
 def build_request(fields: dict[str, object]) -> dict[str, object]:
     """Turn parsed selector fields into the daemon's request body."""
     if "profile" not in fields and ("role_arn" not in fields or "role_session_name" not in fields):
@@ -190,7 +177,7 @@ def build_request(fields: dict[str, object]) -> dict[str, object]:
         )
     body = dict(fields)
     if "profile" in body or "source_profile" in body:
-        body.update(aws_config_paths())
+        body.update(protocol.aws_config_paths())  # this shell's files, for the daemon
     if "tags" in body:
         body["tags"] = [_tag(t) for t in body["tags"]]  # type: ignore[attr-defined]
     if "policy_arns" in body:

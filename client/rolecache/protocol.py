@@ -7,8 +7,6 @@ shell command).
 
 import os
 
-API_PREFIX = "/v1"
-
 # Request fields of POST /v1/credentials, in the order the client documents them.
 REQUEST_FIELDS = (
     "role_arn",
@@ -115,6 +113,20 @@ def state_dir() -> str:
         os.path.expanduser("~"), ".local", "state"
     )
     return os.path.join(xdg, "rolecache")
+
+
+def aws_config_paths() -> dict[str, str]:
+    """The AWS config and credentials files this process's environment names, as the AWS
+    CLI finds them: AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/."""
+    home = os.path.expanduser("~")
+    config = os.environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config")
+    creds = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(
+        home, ".aws", "credentials"
+    )
+    return {
+        "config_file": os.path.abspath(os.path.expanduser(config)),
+        "credentials_file": os.path.abspath(os.path.expanduser(creds)),
+    }
 
 
 def whole_number(text: str) -> int | None:

@@ -32,8 +32,6 @@ LOOPBACK = ("127.0.0.1", "::1")
 
 # Names appear in URL paths, file names and as the IMDS role name (IAM role name characters).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
-# Binding options that are not part of the role request.
-OPTIONS = ("imds_v1", "imds_port")
 # Request fields a binding may not set: the endpoint decides the minimum lifetime itself.
 _REFUSED = {
     "min_ttl": "a binding serves at least 15 min (container) or 25 min (IMDS) of lifetime; "

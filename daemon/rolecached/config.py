@@ -8,7 +8,6 @@ request_timeout = 20      # seconds a request waits for STS
 cli_version = 1           # the AWS CLI generation `rolecache sts assume-role` copies: 1 or 2
 """
 
-import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -17,6 +16,7 @@ from typing import Any
 
 import platformdirs
 
+from rolecache.protocol import aws_config_paths
 from rolecached import bindings, profiles
 from rolecached.errors import InvalidRequest
 from rolecached.request import RoleRequest
@@ -80,17 +80,8 @@ def _aws_files(body: dict[str, Any]) -> dict[str, Any]:
     # Profiles in config.toml are read from the files the daemon's environment names, as the
     # AWS CLI would read them (the client sends its own paths for runtime bindings).
     if "profile" in body or "source_profile" in body:
-        home = os.path.expanduser("~")
-        body.setdefault(
-            "config_file",
-            os.path.abspath(os.environ.get("AWS_CONFIG_FILE") or f"{home}/.aws/config"),
-        )
-        body.setdefault(
-            "credentials_file",
-            os.path.abspath(
-                os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or f"{home}/.aws/credentials"
-            ),
-        )
+        for field, path in aws_config_paths().items():
+            body.setdefault(field, path)
     return body
 
 

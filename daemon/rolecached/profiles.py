@@ -17,6 +17,7 @@ from typing import Any
 
 import botocore.configloader
 
+from rolecache.protocol import aws_config_paths
 from rolecached.errors import InvalidRequest
 from rolecached.request import CONFIG_ONLY_FIELDS, RoleRequest, parse_request
 
@@ -299,15 +300,20 @@ def parse_ini(text: str, path: str) -> dict[str, dict[str, Any]]:
     return sections
 
 
-DEFAULT_CONFIG = os.path.join("~", ".aws", "config")
-DEFAULT_CREDENTIALS = os.path.join("~", ".aws", "credentials")
+def _files_of(body: dict[str, Any]) -> tuple[object, object]:
+    """The config and credentials files a request names, else the daemon's own (as the AWS
+    CLI would find them in its environment)."""
+    defaults = aws_config_paths()
+    return (
+        body.get("config_file") or defaults["config_file"],
+        body.get("credentials_file") or defaults["credentials_file"],
+    )
 
 
 async def select_async(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
     """`select`, with the config files read off the event loop when they changed."""
     if isinstance(body, dict) and ("profile" in body or "source_profile" in body):
-        config_file = body.get("config_file") or os.path.expanduser(DEFAULT_CONFIG)
-        credentials_file = body.get("credentials_file") or os.path.expanduser(DEFAULT_CREDENTIALS)
+        config_file, credentials_file = _files_of(body)
         if isinstance(config_file, str) and isinstance(credentials_file, str):
             await files.refresh(config_file, credentials_file)
     return select(body, files)
@@ -322,8 +328,7 @@ def select(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
     source = body.get("source_profile")
     if profile is None and source is None:
         return parse_request(body)
-    config_file = body.get("config_file") or os.path.expanduser(DEFAULT_CONFIG)
-    credentials_file = body.get("credentials_file") or os.path.expanduser(DEFAULT_CREDENTIALS)
+    config_file, credentials_file = _files_of(body)
     if not isinstance(config_file, str) or not isinstance(credentials_file, str):
         return parse_request(body)  # reports the wrong type
     config = files.load(config_file, credentials_file)
