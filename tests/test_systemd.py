@@ -70,7 +70,7 @@ def test_socket_activation_and_readiness(tmp_path: Path, moto: Moto) -> None:
 
 def test_no_notify_socket_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without NOTIFY_SOCKET (no systemd), sd_notify does nothing and says it sent nothing."""
-    from rolecached.service import sd_notify
+    from rolecached.host import notify as sd_notify
 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert sd_notify("READY=1") is False
@@ -87,3 +87,24 @@ def test_units_declare_socket_activation_and_notify() -> None:
     service.read(ROOT / "systemd" / "rolecached.service")
     assert service["Service"]["Type"] == "notify"
     assert "--socket %t/rolecache/rolecache.sock" in service["Service"]["ExecStart"]
+
+
+def test_an_unsupported_platform_is_refused_at_start(tmp_path: Path, moto: Moto) -> None:
+    """Where host.py has no implementation, rolecached says so and exits 1 instead of
+    serving peers it cannot check."""
+    script = (
+        "import sys\n"
+        "from rolecached import host\n"
+        "host.SUPPORTED = False\n"
+        "from rolecached.service import main\n"
+        "sys.exit(main())\n"
+    )
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", script],
+        env=base_env(tmp_path, moto.url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "only on Linux" in result.stderr

@@ -1,5 +1,6 @@
 """What the daemon asks of the operating system: who is on the other end of a connection,
-what a process is called, and how to make this process hard to read.
+what a process is called, how to make this process hard to read, and how the service
+manager (systemd) hands over its socket and hears that the daemon is ready.
 
 The trust boundary is the uid, so every connection's owner must be known before a byte of it
 is read. For a Unix socket that is `SO_PEERCRED`. For a loopback TCP connection it is the
@@ -23,6 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# Where this module has an implementation; elsewhere the daemon refuses to start, saying so.
+SUPPORTED = sys.platform.startswith("linux")
 
 # A switch for benchmarks only (the cost of the check is measured with and without it):
 # not a setting, nothing in the daemon reads it from a file or the environment.
@@ -211,3 +215,35 @@ def harden_process() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+# -- the service manager --------------------------------------------------------------------
+
+_LISTEN_FDS_START = 3
+
+
+def activation_socket() -> socket.socket | None:
+    """The listening socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    count = os.environ.get("LISTEN_FDS", "")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # not for our children
+    if not (count.isascii() and count.isdigit() and int(count) >= 1):
+        return None
+    sock = socket.socket(fileno=_LISTEN_FDS_START)
+    sock.setblocking(False)
+    return sock
+
+
+def notify(message: str) -> bool:
+    """Send `message` to systemd's NOTIFY_SOCKET, if there is one; True when sent."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode())
+    return True

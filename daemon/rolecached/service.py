@@ -32,7 +32,6 @@ from rolecached.sts import StaticSource, StsCaller
 
 log = logging.getLogger("rolecached")
 
-SD_LISTEN_FDS_START = 3
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -115,33 +114,6 @@ def bind_socket(path: Path) -> socket.socket:
     return sock
 
 
-def inherited_socket() -> socket.socket | None:
-    """The listening socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any."""
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return None
-    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
-    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)  # not for our children
-    if count < 1:
-        return None
-    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
-    sock.setblocking(False)
-    return sock
-
-
-def sd_notify(message: str) -> bool:
-    """Send `message` to systemd's NOTIFY_SOCKET, if there is one; True when sent."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]  # abstract namespace
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode())
-    return True
-
-
 # -- running -----------------------------------------------------------------------------
 
 
@@ -157,7 +129,7 @@ class Listener:
 
 def open_listener(path: Path) -> Listener:
     """Adopt systemd's socket or bind our own; take the lock either way."""
-    inherited = inherited_socket()
+    inherited = host.activation_socket()
     if inherited is None:
         problem = socket_path_problem(str(path))
         if problem:
@@ -314,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     # while the socket is already accepting must still end in a clean exit 0.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     configure_logging(args.log_level)
+    if not host.SUPPORTED:
+        log.error(
+            "rolecached knows how to check its peers (who may have credentials) only on "
+            "Linux, not on %s yet: refusing to start rather than serve anyone",
+            sys.platform,
+        )
+        return 1
     host.harden_process()
     path = args.socket or Path(socket_path(sandbox=args.sandbox))
     try:
@@ -366,7 +345,7 @@ async def _run(
 
     def ready() -> None:
         log.info("rolecached %s ready on %s (pid %d)", __version__, listener.path, os.getpid())
-        sd_notify("READY=1")
+        host.notify("READY=1")
 
     store = Store(caller.call, settings, reload_sources=caller.forget_sources)
 
