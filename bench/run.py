@@ -245,6 +245,60 @@ def bench_latency(env: dict[str, str], runs: int, tmp: Path) -> tuple[list[Resul
     return results, chart
 
 
+# The daemon with its audit cache off (a test hook), at the default log level: every request
+# then costs what a new pid's does (two /proc reads and an audit line), as a shell loop's
+# requests do, each from a new `rolecache` process. Benchmarks only.
+NEW_PID_DAEMON = """
+import sys
+from rolecached import audit
+audit.CACHE_DESCRIPTIONS = False
+from rolecached.service import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def bench_new_pids(
+    loadgen: Path, env: dict[str, str], total: int, tmp: Path, rounds: int
+) -> Result:
+    """B4b: B4 as a new pid per request would cost it, at the default log level, against
+    B4 on the bench daemon; alternated round by round, medians of the rounds."""
+    run = tmp / "run-new-pids"
+    run.mkdir(mode=0o700)
+    fresh = {**env, "ROLECACHE_SOCKET": str(run / "rolecache.sock")}
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", NEW_PID_DAEMON, "--log-level", "info"],
+        env=fresh,
+        stderr=subprocess.DEVNULL,
+    )
+    request = credentials_request("bench")
+    targets = {"B4": env, "B4b": fresh}
+    runs: dict[str, list[dict]] = {name: [] for name in targets}
+    try:
+        wait_for(fresh["ROLECACHE_SOCKET"], daemon)
+        sockets = {name: f"unix:{e['ROLECACHE_SOCKET']}" for name, e in targets.items()}
+        for target in sockets.values():
+            run_loadgen(loadgen, target, 50, min(total, 2000), request, tmp)  # warm-up
+        for _ in range(rounds):
+            for name, target in sockets.items():
+                runs[name].append(run_loadgen(loadgen, target, 50, total, request, tmp))
+    finally:
+        stop(daemon)
+    rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in runs.items()}
+    p99 = {n: statistics.median(r["p99_ms"] for r in rs) for n, rs in runs.items()}
+    errors = sum(r["errors"] for rs in runs.values() for r in rs)
+    share = rps["B4b"] / rps["B4"]
+    return Result(
+        "B4b",
+        f"socket API as new pids (audit uncached, log level info), {rounds} rounds of {total}",
+        "B4 in the same rounds",
+        f"{share:.0%} of B4 ({rps['B4b']:.0f} vs {rps['B4']:.0f} req/s; p99 "
+        f"{p99['B4b']:.1f} vs {p99['B4']:.1f} ms), {int(errors)} errors",
+        ">= 80 % of B4",
+        share >= 0.8 and errors == 0,
+        {"rps": rps, "p99_ms": p99},
+    )
+
+
 def bench_socket_api(loadgen: Path, env: dict[str, str], total: int, tmp: Path) -> Result:
     """B4: the socket API under 50 concurrent clients, a new connection per request."""
     request = credentials_request("bench")
@@ -517,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
             latency, chart = bench_latency(env, runs, tmp)
             results += latency
             results.append(bench_socket_api(loadgen, env, total, tmp))
+            results.append(bench_new_pids(loadgen, env, total, tmp, 1 if args.quick else 5))
             results.append(bench_ecs_endpoint(loadgen, env, total, tmp))
             results.append(bench_peer_check(loadgen, env, total, tmp, 1 if args.quick else 5))
             results.append(bench_cold_burst(loadgen, env, burst, tmp))

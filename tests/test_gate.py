@@ -133,3 +133,23 @@ def test_tcp_peer_uid_names_the_uid_that_owns_the_client_end() -> None:
             assert host.listener_uid(port) == os.getuid()
         finally:
             client.communicate(b"", timeout=30)
+
+
+def test_process_stat_reads_names_with_parentheses_and_the_parent() -> None:
+    """A command name holding spaces and parentheses is read whole, with the right parent
+    pid and a start time; a pid that is gone gives None."""
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; open('/proc/self/comm', 'w').write('a) b (c'); print(1, flush=True);"
+         " sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"1\n"
+        stat = host.process_stat(child.pid)
+        assert stat is not None
+        name, ppid, started = stat
+        assert (name, ppid) == ("a) b (c", os.getpid()) and started > 0
+    finally:
+        child.communicate(b"", timeout=30)
+    assert host.process_stat(child.pid) is None

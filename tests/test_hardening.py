@@ -5,7 +5,9 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from rolecached.request import RoleRequest
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed
 from tests.conftest import (
+    BIN,
     Daemon,
     Moto,
     StsProxy,
@@ -102,20 +105,23 @@ async def test_session_cap_drops_the_least_recently_used(caplog: pytest.LogCaptu
 
 def test_every_hand_out_is_audited_with_its_requester(daemon: Daemon) -> None:
     """Each credential handed out (through aiohttp and through the fast lane) is logged with
-    the requesting process's pid, uid and command, and `list` shows the last requester."""
+    the requesting process's pid, uid and command and the program that ran it (here a
+    script), and `list` shows the last requester."""
     role = unique_role("audit")
-    for _ in range(2):  # the second is a repeat: the fast lane answers it
-        assert (
-            daemon.client("env", "--role-arn", role, "--role-session-name", "aud").returncode == 0
-        )
+    script = daemon.tmp / "deploy.sh"
+    client = f"{BIN / 'rolecache'} env --role-arn {role} --role-session-name aud"
+    # Twice (the second is a repeat, which the fast lane answers), and not as the script's
+    # last command, which the shell might exec in its own place.
+    script.write_text(f"#!/bin/sh\n{client} >/dev/null\n{client} >/dev/null\ntrue\n")
+    script.chmod(0o755)
+    assert subprocess.run([str(script)], env=daemon.env, timeout=60).returncode == 0
     table = daemon.client("list").stdout
     daemon.stop()
     served = [line for line in daemon.log.read_text().splitlines() if f"served {role}" in line]
     assert len(served) == 2
-    assert all(
-        f"uid {os.getuid()} (rolecache)" in line and "key ASIA..." in line for line in served
-    )
-    assert "LAST REQUESTER" in table and "(rolecache)" in table
+    who = re.compile(rf"pid \d+ uid {os.getuid()} \(rolecache, from deploy\.sh pid \d+\)")
+    assert all(who.search(line) and "key ASIA..." in line for line in served), served
+    assert "LAST REQUESTER" in table and "(rolecache, from deploy.sh pid" in table
 
 
 class FakeCreds:

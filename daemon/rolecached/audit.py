@@ -1,8 +1,9 @@
 """Who took which credentials: every credential handed out is logged with its requester.
 
-On the socket that is the peer process (pid and uid from SO_PEERCRED, its command name from
-/proc); on the container endpoints, the binding and the client address. No secret is logged:
-the access key id is masked.
+On the socket that is the peer process (pid and uid from SO_PEERCRED) and, from /proc, its
+command name and its parent's: the peer is almost always the `rolecache` client, and a
+reader wants the program that ran it (the script, terraform, the shell). No secret is
+logged: the access key id is masked.
 """
 
 import logging
@@ -15,35 +16,58 @@ from rolecached.host import Peer
 log = logging.getLogger("rolecached.audit")
 
 
-# Command names of recent peers, for one second: a shell loop calling rolecache is one pid
-# per call anyway, and a pid is not reused within a second, so a hit is never stale; it
-# spares the /proc read on bursts from one process (bench B4).
-_NAMES: dict[int, tuple[float, str]] = {}
-_NAME_TTL = 1.0
+# Descriptions of recent peers by (pid, start time): a reused pid has another start time, so
+# an entry is never stale. (A switch for benchmarks only: B4b turns it off to cost every
+# request as a new pid of a known parent would.)
+_DESCRIBED: dict[tuple[int, int], str] = {}
+CACHE_DESCRIPTIONS = True
+_MAX_DESCRIBED = 4096
+# Parents' names for one second: a shell loop makes a new pid per call but has one parent,
+# and a pid is not reused within a second, so a name is never another process's.
+_PARENTS: dict[int, tuple[float, str]] = {}
+_PARENT_TTL = 1.0
 
 
-def command_name(pid: int) -> str:
-    """The process's command name, or '?' once it is gone."""
+def parent_name(ppid: int) -> str:
+    """The command name of process `ppid`, read at most once a second."""
     now = time.monotonic()
-    cached = _NAMES.get(pid)
-    if cached is not None and now - cached[0] < _NAME_TTL:
+    cached = _PARENTS.get(ppid)
+    if cached is not None and now - cached[0] < _PARENT_TTL:
         return cached[1]
-    name = host.process_name(pid)
-    if len(_NAMES) > 4096:
-        _NAMES.clear()
-    _NAMES[pid] = (now, name)
+    stat = host.process_stat(ppid)
+    name = stat[0] if stat else "?"
+    if len(_PARENTS) >= _MAX_DESCRIBED:
+        _PARENTS.clear()
+    _PARENTS[ppid] = (now, name)
     return name
 
 
+def describe_process(pid: int, uid: int | None) -> str:
+    """'pid 1234 uid 1000 (rolecache, from deploy.sh pid 1200)': the process, its command
+    and its parent's, from one /proc read (two when the pair is new)."""
+    stat = host.process_stat(pid)
+    if stat is None:
+        return f"pid {pid} uid {uid} (?)"
+    name, ppid, started = stat
+    key = (pid, started)
+    text = _DESCRIBED.get(key) if CACHE_DESCRIPTIONS else None
+    if text is None:
+        text = f"pid {pid} uid {uid} ({name}, from {parent_name(ppid)} pid {ppid})"
+        if len(_DESCRIBED) >= _MAX_DESCRIBED:
+            _DESCRIBED.clear()
+        _DESCRIBED[key] = text
+    return text
+
+
 def describe_peer(peer: Peer | None) -> str:
-    """'pid 1234 uid 1000 (bash)', the requester as logs and listings show it; a TCP peer is
-    its address and uid."""
+    """The requester as logs and listings show it: a local process (describe_process), or
+    a TCP peer's address and uid."""
     if peer is None:
         return "unknown peer"
     if peer.pid is None:
         uid = f" uid {peer.uid}" if peer.uid is not None else ""
         return f"{peer.address}{uid}"
-    return f"pid {peer.pid} uid {peer.uid} ({command_name(peer.pid)})"
+    return describe_process(peer.pid, peer.uid)
 
 
 def served(what: str, credentials: Credentials, requester: str, now: float) -> None:
