@@ -299,6 +299,47 @@ def bench_new_pids(
     )
 
 
+def bench_profile_requests(
+    loadgen: Path, env: dict[str, str], total: int, tmp: Path, rounds: int
+) -> Result:
+    """B9: B4 with `--profile` bodies (config files unchanged, so the lane answers after one
+    stat() of each) against B4's explicit role bodies, on one daemon, alternated."""
+    config = Path(env["AWS_CONFIG_FILE"])
+    config.write_text(f"[profile benchrole]\nrole_arn = {ROLE}\nsource_profile = base\n")
+    body = json.dumps(
+        {
+            "profile": "benchrole",
+            "config_file": str(config),
+            "credentials_file": env["AWS_SHARED_CREDENTIALS_FILE"],
+        }
+    ).encode()
+    requests = {
+        "B4": credentials_request("bench"),
+        "B9": http_request("POST", "/v1/credentials?format=env", body),
+    }
+    target = f"unix:{env['ROLECACHE_SOCKET']}"
+    runs: dict[str, list[dict]] = {name: [] for name in requests}
+    for request in requests.values():
+        run_loadgen(loadgen, target, 50, min(total, 2000), request, tmp)  # warm-up
+    for _ in range(rounds):
+        for name, request in requests.items():
+            runs[name].append(run_loadgen(loadgen, target, 50, total, request, tmp))
+    rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in runs.items()}
+    p99 = {n: statistics.median(r["p99_ms"] for r in rs) for n, rs in runs.items()}
+    errors = sum(r["errors"] for rs in runs.values() for r in rs)
+    share = rps["B9"] / rps["B4"]
+    return Result(
+        "B9",
+        f"socket API with profile requests, {rounds} rounds of {total}",
+        "B4 in the same rounds",
+        f"{share:.0%} of B4 ({rps['B9']:.0f} vs {rps['B4']:.0f} req/s; p99 "
+        f"{p99['B9']:.1f} vs {p99['B4']:.1f} ms), {int(errors)} errors",
+        ">= 90 % of B4",
+        share >= 0.9 and errors == 0,
+        {"rps": rps, "p99_ms": p99},
+    )
+
+
 def bench_socket_api(loadgen: Path, env: dict[str, str], total: int, tmp: Path) -> Result:
     """B4: the socket API under 50 concurrent clients, a new connection per request."""
     request = credentials_request("bench")
@@ -572,6 +613,9 @@ def main(argv: list[str] | None = None) -> int:
             results += latency
             results.append(bench_socket_api(loadgen, env, total, tmp))
             results.append(bench_new_pids(loadgen, env, total, tmp, 1 if args.quick else 5))
+            results.append(
+                bench_profile_requests(loadgen, env, total, tmp, 1 if args.quick else 5)
+            )
             results.append(bench_ecs_endpoint(loadgen, env, total, tmp))
             results.append(bench_peer_check(loadgen, env, total, tmp, 1 if args.quick else 5))
             results.append(bench_cold_burst(loadgen, env, burst, tmp))

@@ -134,14 +134,25 @@ async def test_lane_never_serves_credentials_short_of_min_ttl(daemon: Daemon) ->
     assert "server" not in headers and third == second  # re-rendered once, then served
 
 
-async def test_profile_requests_always_go_through_aiohttp(daemon: Daemon, tmp_path: Path) -> None:
-    """Requests that name a profile depend on files that may change: never remembered."""
+async def test_profile_requests_take_the_lane_while_their_files_are_unchanged(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """A repeat of a profile request is answered by the lane while the config files are as
+    they were; once the profile is edited (same size and second, new inode by rename), the
+    next request goes through aiohttp and resolves the edited profile."""
     config = tmp_path / "config"
     config.write_text(f"[profile p]\nrole_arn = {ROLE}\ncredential_source = Environment\n")
     body = {"profile": "p", "config_file": str(config), "credentials_file": str(tmp_path / "c")}
-    for _ in range(2):
-        headers, _ = split(await daemon.send(post(body)))
-        assert "server" in headers
+    first, repeat = split(await daemon.send(post(body))), split(await daemon.send(post(body)))
+    assert "server" in first[0] and "server" not in repeat[0] and repeat[1] == first[1]
+    edited = tmp_path / "config.new"
+    edited.write_text(f"[profile p]\nrole_arn = {ROLE[:-1]}X\ncredential_source = Environment\n")
+    stat = config.stat()
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    edited.rename(config)
+    after = split(await daemon.send(post(body)))
+    assert "server" in after[0]
+    assert [e.request.role_arn for e in daemon.store.entries()] == [ROLE, ROLE[:-1] + "X"]
 
 
 async def test_errors_and_other_paths_go_through_aiohttp(daemon: Daemon) -> None:

@@ -196,6 +196,8 @@ async def get_credentials(request: web.Request) -> web.Response:
     query = body.pop("query", None) if isinstance(body, dict) else None
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
+    # Stamped before they are read: an edit in between makes the route stale, never wrong.
+    files = _profile_files(body)
     role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
     who = audit.describe_peer(host.unix_peer(request.transport))
@@ -204,14 +206,24 @@ async def get_credentials(request: web.Request) -> web.Response:
     shape = Shape(fmt, shell, query, *_cli_options(request, store.settings.cli_version))
     render = renderer(role_request, shape, request.app[SANDBOX])
     content_type, text = render(credentials)
-    # Requests that name a profile depend on files that may change, and MFA codes are used
-    # once: only the rest may be answered again by the fast lane.
-    if token_code is None and not {"profile", "source_profile"} & set(body):
+    # MFA codes are used once: a request with one is never answered again by the fast lane.
+    # A profile's depends on its files, whose stamps the lane checks before answering.
+    if token_code is None:
         version = f"HTTP/{request.version.major}.{request.version.minor}"
         line = f"{request.method} {request.raw_path} {version}".encode()
         key = fastlane.request_key(line, await request.read())
-        request.app[LANE].remember(key, fastlane.Route(role_request, min_ttl, render))
+        route = fastlane.Route(role_request, min_ttl, render, files=files)
+        request.app[LANE].remember(key, route)
     return web.Response(body=text, content_type=content_type, charset="utf-8")
+
+
+def _profile_files(body: Any) -> tuple[tuple[str, profiles.Stamp | None], ...]:
+    """The config files a profile request resolves from, with their stamps (none for a
+    request without a profile)."""
+    if not isinstance(body, dict) or not {"profile", "source_profile"} & set(body):
+        return ()
+    paths = [path for path in profiles.files_of(body) if isinstance(path, str)]
+    return tuple((path, profiles.file_stamp(path)) for path in paths)
 
 
 def _cli_options(request: web.Request, default_version: int) -> tuple[int, int]:

@@ -6,8 +6,10 @@ caps the socket API near 4,000 requests a second; answering from a raw protocol 
 40 µs (bench B4). So when aiohttp has served a request once, the lane remembers its exact
 bytes (request line and body) with what they resolved to; a byte-identical repeat whose
 credentials are in memory with enough life left gets the same answer straight away.
-Anything else (a new request, a miss, a profile that may have changed on disk, an error) goes
-through aiohttp as before, so the lane never decides anything aiohttp would not.
+A request that names a profile is remembered with the stamps of the config files it was
+resolved from, and answered only while one stat() of each says they are unchanged. Anything
+else (a new request, a miss, an edited config file, an error) goes through aiohttp as
+before, so the lane never decides anything aiohttp would not.
 """
 
 from collections import OrderedDict
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from rolecached import audit
 from rolecached.cache import Credentials
 from rolecached.front import NEED_MORE, NeedMore, Reply
+from rolecached.profiles import Stamp, file_stamp
 from rolecached.request import RoleRequest
 from rolecached.store import Store
 
@@ -33,6 +36,8 @@ class Route:
     render: Callable[[Credentials], tuple[str, bytes]]  # -> (media type, UTF-8 body)
     credentials: Credentials | None = None
     response: bytes = b""
+    # Files the request was resolved from (a profile's), and their stamps then.
+    files: tuple[tuple[str, Stamp | None], ...] = ()
 
 
 def request_key(request_line: bytes, body: bytes) -> bytes:
@@ -102,8 +107,8 @@ class FastLane:
         if not isinstance(parts, tuple):
             return parts
         route = self._routes.get(request_key(*parts))
-        if route is None:
-            return None
+        if route is None or any(file_stamp(path) != stamp for path, stamp in route.files):
+            return None  # unknown, or a profile whose files changed: aiohttp resolves it
         credentials = self._store.peek(route.request, route.min_ttl)
         if credentials is None:
             return None

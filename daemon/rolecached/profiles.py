@@ -181,23 +181,29 @@ def role_chain(name: str, config: AwsConfig) -> list[dict[str, Any]]:
     return hops
 
 
+Stamp = tuple[int, int, int]
+
+
+def file_stamp(path: str | None) -> Stamp | None:
+    """What tells an edited file from the one read before, from one stat(): its mtime (ns),
+    size and inode (an editor that writes a new file and renames it changes the inode).
+    None for no file."""
+    try:
+        info = os.stat(path) if path else None
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino) if info else None
+
+
 class ConfigFiles:
-    """Reads AWS config and credentials files, again only when one changed (mtime, size)."""
+    """Reads AWS config and credentials files, again only when one changed (file_stamp)."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], tuple[tuple[Any, ...], AwsConfig]] = {}
 
-    @staticmethod
-    def _stamp(path: str) -> tuple[int, int] | None:
-        try:
-            info = os.stat(path)
-        except (OSError, ValueError):  # ValueError: a NUL byte in the path
-            return None
-        return info.st_mtime_ns, info.st_size
-
     def load(self, config_file: str, credentials_file: str) -> AwsConfig:
         """The merged profiles of both files (credentials-file keys win, as in botocore)."""
-        stamp = (self._stamp(config_file), self._stamp(credentials_file))
+        stamp = (file_stamp(config_file), file_stamp(credentials_file))
         cached = self._cache.get((config_file, credentials_file))
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -209,7 +215,7 @@ class ConfigFiles:
         """Read the files again in a worker thread if they changed, so `load` on the event
         loop then costs two stat() calls (a read of up to 2 MB, or a slow disk, would stall
         every other request). Raises what `load` raises (ProfileError)."""
-        stamp = (self._stamp(config_file), self._stamp(credentials_file))
+        stamp = (file_stamp(config_file), file_stamp(credentials_file))
         cached = self._cache.get((config_file, credentials_file))
         if cached is None or cached[0] != stamp:
             await asyncio.to_thread(self.load, config_file, credentials_file)
@@ -300,7 +306,7 @@ def parse_ini(text: str, path: str) -> dict[str, dict[str, Any]]:
     return sections
 
 
-def _files_of(body: dict[str, Any]) -> tuple[object, object]:
+def files_of(body: dict[str, Any]) -> tuple[object, object]:
     """The config and credentials files a request names, else the daemon's own (as the AWS
     CLI would find them in its environment)."""
     defaults = aws_config_paths()
@@ -313,7 +319,7 @@ def _files_of(body: dict[str, Any]) -> tuple[object, object]:
 async def select_async(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
     """`select`, with the config files read off the event loop when they changed."""
     if isinstance(body, dict) and ("profile" in body or "source_profile" in body):
-        config_file, credentials_file = _files_of(body)
+        config_file, credentials_file = files_of(body)
         if isinstance(config_file, str) and isinstance(credentials_file, str):
             await files.refresh(config_file, credentials_file)
     return select(body, files)
@@ -328,7 +334,7 @@ def select(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
     source = body.get("source_profile")
     if profile is None and source is None:
         return parse_request(body)
-    config_file, credentials_file = _files_of(body)
+    config_file, credentials_file = files_of(body)
     if not isinstance(config_file, str) or not isinstance(credentials_file, str):
         return parse_request(body)  # reports the wrong type
     config = files.load(config_file, credentials_file)

@@ -22,6 +22,7 @@ import botocore.session
 
 from rolecached.cache import Credentials
 from rolecached.errors import StsFailure, TemporarySource
+from rolecached.profiles import file_stamp
 from rolecached.request import CHAINED_MAX_DURATION, MfaSession, RoleRequest
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,6 @@ def _expiration(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def _file_stamp(path: str | None) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path) if path else None
-    except OSError:
-        return None
-    return (info.st_mtime_ns, info.st_size) if info else None
-
-
 Source = RoleRequest | MfaSession
 
 
@@ -141,8 +134,8 @@ class StsCaller:
             source.credentials_file,
             source.credential_source,
             source.sts_regional_endpoints,
-            _file_stamp(source.config_file),
-            _file_stamp(source.credentials_file),
+            file_stamp(source.config_file),
+            file_stamp(source.credentials_file),
         )
         session = self._sessions.get(key)
         if session is None:
