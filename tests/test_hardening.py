@@ -9,7 +9,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -135,12 +135,18 @@ async def socket_api(tmp_path: Path) -> AsyncIterator[tuple[Path, Gate]]:
     gate = Gate(os.getuid(), Caps(unix=250, tcp_total=64, per_listener=32, per_peer=16))
     store = Store(FakeCreds())
     listener = service.open_listener(tmp_path / "run" / "s.sock")
-    stop = asyncio.Event()
+    stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        service.serve(listener, store, stop=stop, gate=gate, request_timeout=REQUEST_TIMEOUT)
+        service.serve(
+            listener,
+            store,
+            stop=stop,
+            on_ready=ready.set,
+            gate=gate,
+            request_timeout=REQUEST_TIMEOUT,
+        )
     )
-    while not listener.path.exists():
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(ready.wait(), 10)
     yield listener.path, gate
     stop.set()
     await task
@@ -149,6 +155,14 @@ async def socket_api(tmp_path: Path) -> AsyncIterator[tuple[Path, Gate]]:
 
 REQUEST_TIMEOUT = 1.0
 STATUS = b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Yield to the loop until `condition` holds (the server's side of the connections)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.001)
 
 
 async def request(path: Path, raw: bytes = STATUS) -> bytes:
@@ -166,9 +180,9 @@ async def test_dribbling_clients_are_cut_off_and_do_not_block_others(socket_api)
     dribblers = [await asyncio.open_unix_connection(str(path)) for _ in range(200)]
     for _, writer in dribblers:
         writer.write(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")  # never finished
-    started = time.monotonic()
+    await until(lambda: gate.open_connections == 200)
     assert (await request(path)).startswith(b"HTTP/1.1 200")
-    assert time.monotonic() - started < REQUEST_TIMEOUT  # not held up by them
+    assert gate.open_connections == 200  # answered while every dribbler still held its slot
     for reader, _ in dribblers:  # the server closes each without an answer
         assert await asyncio.wait_for(reader.read(), 5) == b""
     assert gate.open_connections == 0
@@ -179,8 +193,7 @@ async def test_connections_beyond_the_cap_are_refused(socket_api) -> None:
     once a slot is free, requests are served again."""
     path, gate = socket_api
     held = [await asyncio.open_unix_connection(str(path)) for _ in range(gate.caps.unix)]
-    await asyncio.sleep(0.05)  # let the server accept them all
-    assert gate.open_connections == gate.caps.unix
+    await until(lambda: gate.open_connections == gate.caps.unix)
     try:
         answer = await request(path)
     except ConnectionError:
@@ -188,7 +201,7 @@ async def test_connections_beyond_the_cap_are_refused(socket_api) -> None:
     assert answer == b""
     for _, writer in held:
         writer.close()
-    await asyncio.sleep(0.05)
+    await until(lambda: gate.open_connections == 0)
     assert (await request(path)).startswith(b"HTTP/1.1 200")
 
 

@@ -192,7 +192,8 @@ async def test_200_concurrent_cold_requests_make_one_sts_call(make_rig):
 
     tasks = [asyncio.create_task(caller()) for _ in range(200)]
     await wait_until(lambda: waiting == 200 and rig.sts.entered.is_set())
-    await asyncio.sleep(0.01)  # any second STS call would have started by now
+    for _ in range(3):  # let every caller run to where a second STS call would start
+        await asyncio.sleep(0)
     assert not any(task.done() for task in tasks)
     assert rig.sts.calls == 1
     rig.sts.gate.set()
@@ -401,10 +402,9 @@ async def test_cold_start_retries_cold_attempts_times_with_injected_sleep(make_r
     """A cold request with a retryable error tries cold_attempts times, sleeping via the fake."""
     rig = make_rig(Settings(cold_attempts=4))
     rig.sts.failure = THROTTLED
-    started = time.monotonic()
     with pytest.raises(StsError) as caught:
         await rig.store.get(role(), MIN_TTL)
-    assert time.monotonic() - started < 1.0  # no real sleeping
+    assert len(rig.sleep.delays) == 3  # between the four tries, on the fake sleep
     assert caught.value.status == 503
     assert caught.value.code == "Throttling"
     assert rig.sts.calls == 4
@@ -540,10 +540,8 @@ async def test_request_timeout_gives_504_and_the_late_answer_is_kept(make_rig):
     answer is still stored for the next request."""
     rig = make_rig(Settings(request_timeout=0.05))
     rig.sts.gate = threading.Event()
-    started = time.monotonic()
     with pytest.raises(StsTimeout) as caught:
         await rig.store.get(role(), MIN_TTL)
-    assert time.monotonic() - started < 2.0
     assert caught.value.status == 504
     assert caught.value.code == "StsTimeout"
     rig.sts.gate.set()
