@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rolecache import protocol
-from rolecache.cli import UsageError, build_request, parse_options
+from rolecache.cmdline import UsageError, build_request, parse_options
 
 ROLE = ["--role-arn", "arn:aws:iam::123456789012:role/r", "--role-session-name", "s1"]
 

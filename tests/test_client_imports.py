@@ -67,6 +67,8 @@ def test_cache_hit_imports_nothing_heavy(daemon: Daemon) -> None:
     assert modules <= {
         "rolecache",
         "rolecache.cli",
+        "rolecache.cmdline",
+        "rolecache.daemon",
         "rolecache.protocol",
         "rolecache.transport",
         "_socket",

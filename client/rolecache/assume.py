@@ -168,14 +168,15 @@ def translate(args: list[str], version: int = 1) -> Parsed:
 
 def cli_version(sandbox: bool) -> int:
     """The CLI generation to copy: ROLECACHE_CLI_VERSION, else the daemon's setting."""
-    from rolecache import cli
+    from rolecache import cmdline, daemon
 
     chosen = os.environ.get("ROLECACHE_CLI_VERSION", "").strip()
     if chosen in ("1", "2"):
         return int(chosen)
     if chosen:
-        raise cli.UsageError(f"ROLECACHE_CLI_VERSION must be 1 or 2, not {chosen!r}")
-    return int(cli._json(cli._call("GET", "/v1/status", None, sandbox)).get("cli_version", 1))
+        raise cmdline.UsageError(f"ROLECACHE_CLI_VERSION must be 1 or 2, not {chosen!r}")
+    status = daemon.json_of(daemon.call("GET", "/v1/status", None, sandbox))
+    return int(status.get("cli_version", 1))
 
 
 def terminal_columns() -> int:
@@ -188,28 +189,28 @@ def terminal_columns() -> int:
 
 def run(args: list[str], sandbox: bool) -> int:
     """Run `sts assume-role ARGS`; return the AWS CLI's exit code for the outcome."""
-    from rolecache import cli, transport
+    from rolecache import cmdline, daemon, transport
 
     if "--help" in args or "help" in args:
         sys.stdout.write(USAGE)
         return 0
     try:
         version = cli_version(sandbox)
-    except (cli.Failed, cli.UsageError, transport.Unreachable) as exc:
+    except (daemon.Failed, cmdline.UsageError, transport.Unreachable) as exc:
         sys.stderr.write(f"rolecache: {exc}\n")
         return CLI_ERROR
     codes = EXIT_CODES[version]
     try:
         parsed = translate(args, version)
-        fields, _, rest = cli.parse_options(parsed.selector, {})
+        fields, _, rest = cmdline.parse_options(parsed.selector, {})
         if rest:
             raise CliUsage(f"Unknown options: {' '.join(rest)}", "unknown")
-        body = cli.build_request(fields)
+        body = cmdline.build_request(fields)
         body.update(parsed.fields)
     except CliUsage as exc:
         sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
         return codes.unknown if exc.kind == "unknown" else codes.usage
-    except cli.UsageError as exc:  # a malformed value, e.g. --duration-seconds 1h
+    except cmdline.UsageError as exc:  # a malformed value, e.g. --duration-seconds 1h
         sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
         return CLI_ERROR
     if parsed.query is not None:
@@ -222,8 +223,8 @@ def run(args: list[str], sandbox: bool) -> int:
         shown = {k: v for k, v in body.items() if k != "token_code"}
         sys.stderr.write(f"rolecache: debug: AWS CLI v{version}, POST {target} {shown}\n")
     try:
-        response = cli._call("POST", target, body, sandbox)
-    except cli.Failed as exc:
+        response = daemon.call("POST", target, body, sandbox)
+    except daemon.Failed as exc:
         code = exc.error.get("code", "")
         if debug:
             sys.stderr.write(f"rolecache: debug: the daemon answered {code}\n")

@@ -9,6 +9,14 @@ import os
 import sys
 
 from rolecache import __version__, protocol, transport
+from rolecache.cmdline import (
+    COMMAND_FLAGS,
+    UsageError,
+    build_request,
+    parse_options,
+    print_table,
+)
+from rolecache.daemon import TOKEN_CODE_ENV, Failed, call, error_of, json_of, send
 
 USAGE = """\
 usage: rolecache COMMAND [OPTIONS]
@@ -57,221 +65,14 @@ exit status: 0 ok, 1 STS or daemon error, 2 bad usage or invalid request,
 3 daemon unreachable; exec exits with the command's status.
 """
 
-# Option -> (request field, kind). Kinds: "str", "int", "list" (values up to the next --opt).
-SELECTOR_OPTIONS = {
-    "--role-arn": ("role_arn", "str"),
-    "--role-session-name": ("role_session_name", "str"),
-    "--duration-seconds": ("duration_seconds", "int"),
-    "--external-id": ("external_id", "str"),
-    "--source-profile": ("source_profile", "str"),
-    "--region": ("region", "str"),
-    "--policy": ("policy", "str"),
-    "--policy-arns": ("policy_arns", "list"),
-    "--tags": ("tags", "list"),
-    "--transitive-tag-keys": ("transitive_tag_keys", "list"),
-    "--source-identity": ("source_identity", "str"),
-    "--min-ttl": ("min_ttl", "int"),
-    "--profile": ("profile", "str"),
-    "--serial-number": ("mfa_serial", "str"),
-    "--token-code": ("token_code", "str"),
-}
 
 # Variables that would override or confuse the credentials `exec` hands to its command.
 CONFLICTING_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN")
-# An MFA code given in the environment: a command line is readable by every local user
-# (/proc/PID/cmdline), a process's environment only by its owner.
-TOKEN_CODE_ENV = "ROLECACHE_TOKEN_CODE"
-
-
-class UsageError(Exception):
-    """The command line is wrong; exit 2 with the message."""
-
-
-class Failed(Exception):
-    """The daemon answered with an error; carries the exit code."""
-
-    def __init__(self, message: str, code: int, error: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.error = error or {}
-
-
-def _tag(text: str) -> dict[str, str]:
-    # Key=K,Value=V — the value may itself hold commas, so split at ",Value=" only.
-    if not text.startswith("Key="):
-        raise UsageError(f"--tags takes Key=K,Value=V items, not {text!r}")
-    key, sep, value = text[4:].partition(",Value=")
-    return {"Key": key, "Value": value if sep else ""}
-
-
-def _policy(text: str) -> str:
-    if not text.startswith("file://"):
-        return text
-    try:
-        with open(text[7:], encoding="utf-8") as f:
-            return f.read()
-    except OSError as exc:
-        raise UsageError(f"--policy {text}: {exc.strerror}") from None
-
-
-def parse_options(
-    args: list[str], allowed: dict[str, str]
-) -> tuple[dict[str, object], dict[str, object], list[str]]:
-    """Split `args` into selector fields, other flags (names in `allowed`), and what follows
-    `--`. `allowed` maps a flag to "flag" (no value) or "str" (one value)."""
-    fields: dict[str, object] = {}
-    flags: dict[str, object] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        if arg == "--":
-            return fields, flags, args[i:]
-        name, eq, inline = arg.partition("=")
-        if name in SELECTOR_OPTIONS:
-            field, kind = SELECTOR_OPTIONS[name]
-            if kind == "list":
-                values = [inline] if eq else []
-                while i < len(args) and not args[i].startswith("--"):
-                    values.append(args[i])
-                    i += 1
-                if not values:
-                    raise UsageError(f"{name} needs at least one value")
-                fields[field] = values
-                continue
-            if eq:
-                value = inline
-            elif i < len(args):
-                value, i = args[i], i + 1
-            else:
-                raise UsageError(f"{name} needs a value")
-            if kind == "int":
-                number = protocol.whole_number(value)
-                if number is None:
-                    raise UsageError(f"{name} takes a whole number of seconds, not {value!r}")
-                fields[field] = number
-            else:
-                fields[field] = value
-        elif name in allowed and allowed[name] == "flag":
-            if eq:
-                raise UsageError(f"{name} takes no value, not {inline!r}")
-            flags[name] = True
-        elif name in allowed:
-            if eq:
-                flags[name] = inline
-            elif i < len(args):
-                flags[name], i = args[i], i + 1
-            else:
-                raise UsageError(f"{name} needs a value")
-        else:
-            raise UsageError(f"unknown option {arg!r}; see rolecache --help")
-    return fields, flags, []
-
-
-def build_request(fields: dict[str, object]) -> dict[str, object]:
-    """Turn parsed selector fields into the daemon's request body."""
-    if "profile" not in fields and ("role_arn" not in fields or "role_session_name" not in fields):
-        raise UsageError(
-            "--role-arn and --role-session-name are both required (or name a role profile "
-            "with --profile)"
-        )
-    body = dict(fields)
-    if "profile" in body or "source_profile" in body:
-        body.update(protocol.aws_config_paths())  # this shell's files, for the daemon
-    if "tags" in body:
-        body["tags"] = [_tag(t) for t in body["tags"]]  # type: ignore[attr-defined]
-    if "policy_arns" in body:
-        body["policy_arns"] = [a[4:] if a.startswith("arn=") else a for a in body["policy_arns"]]  # type: ignore[attr-defined]
-    if "policy" in body:
-        body["policy"] = _policy(str(body["policy"]))
-    if body.get("token_code") == "-":
-        body["token_code"] = _token_code_from_stdin()
-    return body
-
-
-def _token_code_from_stdin() -> str:
-    """`--token-code -`: the code is the first line of stdin, so it never sits in argv."""
-    line = sys.stdin.readline() if sys.stdin is not None else ""
-    code = line.strip()
-    if not code:
-        raise UsageError("--token-code - reads the MFA code from stdin, but stdin was empty")
-    return code
-
-
-def _send(
-    method: str, target: str, body: object, sandbox: bool, autostart: bool = True
-) -> transport.Response:
-    encoded = None if body is None else protocol.dumps(body)
-    response = transport.request(method, target, encoded, sandbox=sandbox, autostart=autostart)
-    if response.headers.get(protocol.SANDBOX_HEADER.lower()) == "1":
-        sys.stderr.write(
-            "rolecache: SANDBOX daemon: its credentials come from a fake STS, not from AWS\n"
-        )
-    return response
-
-
-def _call(method: str, target: str, body: object, sandbox: bool) -> transport.Response:
-    """One request to the daemon; when it needs an MFA code, ask on the terminal and retry."""
-    response = _send(method, target, body, sandbox)
-    serial = ""
-    tries = 0
-    while response.status in (401, 403) and isinstance(body, dict):
-        error = _error(response)
-        code = error.get("code")
-        serial = error.get("mfa_serial") or serial
-        if code == "MfaCodeRejected" and "token_code" not in body and tries < 3:
-            sys.stderr.write(f"rolecache: {error.get('message')}; try again\n")
-        elif code != "MfaRequired" or "token_code" in body:
-            break
-        elif os.environ.get(TOKEN_CODE_ENV, "").strip():
-            # Sent only when the daemon asks, and only once: a refused code ends here
-            # rather than being retried or followed by a prompt.
-            body = {**body, "token_code": os.environ[TOKEN_CODE_ENV].strip()}
-            response = _send(method, target, body, sandbox)
-            continue
-        from rolecache import prompt  # only when a code is needed
-
-        try:
-            token = prompt.ask_mfa_code(serial)
-        except prompt.NoTerminal:
-            raise Failed(
-                f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
-                "run the command in a terminal, pass --token-code - with the code on stdin, "
-                f"or set {TOKEN_CODE_ENV}",
-                protocol.EXIT_ERROR,
-            ) from None
-        tries += 1
-        response = _send(method, target, {**body, "token_code": token}, sandbox)
-    if response.status != 200:
-        error = _error(response)
-        message = f"{error.get('message')} ({error.get('code')})"
-        raise Failed(message, protocol.exit_code_for_status(response.status), error)
-    return response
-
-
-def _error(response: transport.Response) -> dict[str, str]:
-    """The daemon's error object: {"code", "message", ...}."""
-    import json  # error path only
-
-    try:
-        error = json.loads(response.body)["error"]
-        if isinstance(error, dict):
-            return error
-    except (ValueError, KeyError, TypeError):
-        pass
-    return {"code": "HttpError", "message": f"the daemon answered HTTP {response.status}"}
-
-
-def _json(response: transport.Response) -> dict:  # type: ignore[type-arg]
-    import json  # not on the env/process hot path
-
-    return json.loads(response.body)
 
 
 def cmd_credentials(fmt: str, args: list[str], sandbox: bool) -> int:
     """env and process: the daemon renders; we copy its bytes to stdout."""
-    allowed = {"--shell": "str"} if fmt == "env" else {}
-    fields, flags, rest = parse_options(args, allowed)
+    fields, flags, rest = parse_options(args, COMMAND_FLAGS[fmt])
     if rest:
         raise UsageError(f"unexpected arguments after --: {' '.join(rest)}")
     body = build_request(fields)
@@ -280,7 +81,7 @@ def cmd_credentials(fmt: str, args: list[str], sandbox: bool) -> int:
     shell = flags.get("--shell", "bash")
     if shell not in protocol.SHELLS:
         raise UsageError(f"--shell takes one of {', '.join(protocol.SHELLS)}, not {shell!r}")
-    response = _call("POST", f"/v1/credentials?format={fmt}&shell={shell}", body, sandbox)
+    response = call("POST", f"/v1/credentials?format={fmt}&shell={shell}", body, sandbox)
     sys.stdout.buffer.write(response.body)
     sys.stdout.flush()
     return protocol.EXIT_OK
@@ -288,7 +89,7 @@ def cmd_credentials(fmt: str, args: list[str], sandbox: bool) -> int:
 
 def cmd_exec(args: list[str], sandbox: bool) -> int:
     """Replace this process with CMD, the credentials in its environment."""
-    fields, flags, command = parse_options(args, {"--endpoint": "str", "--imds": "flag"})
+    fields, flags, command = parse_options(args, COMMAND_FLAGS["exec"])
     if not command:
         raise UsageError("exec needs a command after --: rolecache exec --role-arn ... -- CMD")
     if "--endpoint" in flags:
@@ -301,7 +102,7 @@ def cmd_exec(args: list[str], sandbox: bool) -> int:
         )
     if "--imds" in flags:
         raise UsageError("--imds goes with --endpoint NAME: rolecache exec --endpoint NAME --imds")
-    doc = _json(_call("POST", "/v1/credentials", build_request(fields), sandbox))
+    doc = json_of(call("POST", "/v1/credentials", build_request(fields), sandbox))
     # The MFA code was for this command, not for the one it runs.
     env = {k: v for k, v in os.environ.items() if k not in (*CONFLICTING_ENV, TOKEN_CODE_ENV)}
     env["AWS_ACCESS_KEY_ID"] = doc["AccessKeyId"]
@@ -317,13 +118,6 @@ def cmd_exec(args: list[str], sandbox: bool) -> int:
     return 0  # not reached: execvpe does not return
 
 
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    """Print rows as left-aligned columns, the first row being the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
 def _duration(seconds: int | None) -> str:
     if seconds is None:
         return "-"
@@ -335,12 +129,12 @@ def _duration(seconds: int | None) -> str:
 
 def cmd_list(args: list[str], sandbox: bool) -> int:
     """A table of cached sessions, or their JSON with --json."""
-    _, flags, _ = parse_options(args, {"--json": "flag"})
-    response = _call("GET", "/v1/sessions", None, sandbox)
+    _, flags, _ = parse_options(args, COMMAND_FLAGS["list"])
+    response = call("GET", "/v1/sessions", None, sandbox)
     if flags.get("--json"):
         sys.stdout.buffer.write(response.body + b"\n")
         return protocol.EXIT_OK
-    sessions = _json(response)["sessions"]
+    sessions = json_of(response)["sessions"]
     if not sessions:
         print("no cached sessions")
         return protocol.EXIT_OK
@@ -367,27 +161,27 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
 
 def cmd_forget(args: list[str], sandbox: bool) -> int:
     """Drop one cached session (by selector) or all of them (--all)."""
-    fields, flags, _ = parse_options(args, {"--all": "flag"})
+    fields, flags, _ = parse_options(args, COMMAND_FLAGS["forget"])
     if flags.get("--all"):
         if fields:
             raise UsageError("forget takes either --all or a selector, not both")
-        response = _call("DELETE", "/v1/sessions", None, sandbox)
+        response = call("DELETE", "/v1/sessions", None, sandbox)
     else:
-        response = _call("POST", "/v1/sessions/forget", build_request(fields), sandbox)
-    count = _json(response)["forgotten"]
+        response = call("POST", "/v1/sessions/forget", build_request(fields), sandbox)
+    count = json_of(response)["forgotten"]
     print(f"forgot {count} session{'s' if count != 1 else ''}")
     return protocol.EXIT_OK
 
 
 def cmd_status(args: list[str], sandbox: bool) -> int:
     """The daemon's version, pid, uptime and counters."""
-    parse_options(args, {})
+    parse_options(args, COMMAND_FLAGS["status"])
     # Asking whether it runs must not start it: "not running" is the answer (exit 3).
-    response = _send("GET", "/v1/status", None, sandbox, autostart=False)
+    response = send("GET", "/v1/status", None, sandbox, autostart=False)
     if response.status != 200:
-        error = _error(response)
+        error = error_of(response)
         raise Failed(f"{error.get('message')} ({error.get('code')})", protocol.EXIT_ERROR)
-    for key, value in _json(response).items():
+    for key, value in json_of(response).items():
         print(f"{key}: {value}")
     return protocol.EXIT_OK
 

@@ -4,7 +4,7 @@ hand their endpoints to programs. Standard library only; not on any cache-hit pa
 import os
 import sys
 
-from rolecache import cli, formats, protocol
+from rolecache import cmdline, daemon, formats, protocol
 
 USAGE = """\
 usage: rolecache endpoint COMMAND ...
@@ -49,10 +49,10 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 def _name(args: list[str], usage: str) -> tuple[str, list[str]]:
     """The binding name (first argument), checked so it is safe in a URL path."""
     if not args or args[0].startswith("-"):
-        raise cli.UsageError(f"usage: rolecache endpoint {usage}")
+        raise cmdline.UsageError(f"usage: rolecache endpoint {usage}")
     name = args[0]
     if not set(name) <= _NAME_CHARS or len(name) > 64:
-        raise cli.UsageError(
+        raise cmdline.UsageError(
             f"endpoint name {name!r} is not valid: 1 to 64 characters of [A-Za-z0-9_.-]"
         )
     return name, args[1:]
@@ -97,28 +97,26 @@ def handoff(
 
 
 def _info(name: str, sandbox: bool) -> dict[str, object]:
-    return cli._json(cli._call("GET", f"/v1/endpoints/{name}", None, sandbox))
+    return daemon.json_of(daemon.call("GET", f"/v1/endpoints/{name}", None, sandbox))
 
 
 def cmd_add(args: list[str], sandbox: bool) -> int:
     """Create a binding; print its URLs and how to hand it to a program."""
     name, rest = _name(args, "add NAME --role-arn ARN --role-session-name S | --profile P")
-    fields, flags, extra = cli.parse_options(
-        rest, {"--replace": "flag", "--imds-v1": "flag", "--imds-port": "str"}
-    )
+    fields, flags, extra = cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["add"])
     if extra:
-        raise cli.UsageError(f"unexpected arguments after --: {' '.join(extra)}")
-    body = cli.build_request(fields)
+        raise cmdline.UsageError(f"unexpected arguments after --: {' '.join(extra)}")
+    body = cmdline.build_request(fields)
     port = str(flags.get("--imds-port", "0"))
     if protocol.whole_number(port) is None or port.startswith("-"):
-        raise cli.UsageError(f"--imds-port takes a port number, not {port!r}")
+        raise cmdline.UsageError(f"--imds-port takes a port number, not {port!r}")
     body.update(
         name=name,
         replace=bool(flags.get("--replace")),
         imds_v1=bool(flags.get("--imds-v1")),
         imds_port=int(port),
     )
-    info = cli._json(cli._call("POST", "/v1/endpoints", body, sandbox))
+    info = daemon.json_of(daemon.call("POST", "/v1/endpoints", body, sandbox))
     print(f"endpoint {name}: {info['role_arn']} as {info['role_session_name']}")
     print(f"  container (ECS): {info['ecs_url']}")
     print(f"  token file:      {info['token_file']}")
@@ -131,12 +129,12 @@ def cmd_add(args: list[str], sandbox: bool) -> int:
 
 def cmd_list(args: list[str], sandbox: bool) -> int:
     """A table of bindings, or their JSON with --json."""
-    _, flags, _ = cli.parse_options(args, {"--json": "flag"})
-    response = cli._call("GET", "/v1/endpoints", None, sandbox)
+    _, flags, _ = cmdline.parse_options(args, cmdline.ENDPOINT_FLAGS["list"])
+    response = daemon.call("GET", "/v1/endpoints", None, sandbox)
     if flags.get("--json"):
         sys.stdout.buffer.write(response.body + b"\n")
         return protocol.EXIT_OK
-    listing = cli._json(response)
+    listing = daemon.json_of(response)
     endpoints = listing["endpoints"]
     # Per user (derived from the uid unless config.toml sets it): worth seeing before use.
     print(f"container port: {listing.get('container_port')}")
@@ -156,15 +154,15 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
                 e["last_error"] or "",
             )
         )
-    cli.print_table(rows)
+    cmdline.print_table(rows)
     return protocol.EXIT_OK
 
 
 def cmd_remove(args: list[str], sandbox: bool) -> int:
     """Stop serving a binding."""
     name, rest = _name(args, "remove NAME")
-    cli.parse_options(rest, {})
-    cli._call("DELETE", f"/v1/endpoints/{name}", None, sandbox)
+    cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["remove"])
+    daemon.call("DELETE", f"/v1/endpoints/{name}", None, sandbox)
     print(f"removed endpoint {name}")
     return protocol.EXIT_OK
 
@@ -172,8 +170,8 @@ def cmd_remove(args: list[str], sandbox: bool) -> int:
 def cmd_rotate(args: list[str], sandbox: bool) -> int:
     """Rotate a binding's token."""
     name, rest = _name(args, "rotate NAME")
-    cli.parse_options(rest, {})
-    info = cli._json(cli._call("POST", f"/v1/endpoints/{name}/rotate", None, sandbox))
+    cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["rotate"])
+    info = daemon.json_of(daemon.call("POST", f"/v1/endpoints/{name}/rotate", None, sandbox))
     print(f"new token for endpoint {name} in {info['token_file']}")
     return protocol.EXIT_OK
 
@@ -181,12 +179,11 @@ def cmd_rotate(args: list[str], sandbox: bool) -> int:
 def cmd_env(args: list[str], sandbox: bool) -> int:
     """Print the variables that point a program at the binding."""
     name, rest = _name(args, "env NAME [--imds] [--env-file] [--shell SHELL]")
-    _, flags, _ = cli.parse_options(
-        rest, {"--imds": "flag", "--env-file": "flag", "--shell": "str"}
-    )
+    _, flags, _ = cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["env"])
     shell = str(flags.get("--shell", "bash"))
     if shell not in protocol.SHELLS:
-        raise cli.UsageError(f"--shell takes one of {', '.join(protocol.SHELLS)}, not {shell!r}")
+        shells = ", ".join(protocol.SHELLS)
+        raise cmdline.UsageError(f"--shell takes one of {shells}, not {shell!r}")
     variables, unset = handoff(_info(name, sandbox), bool(flags.get("--imds")), os.environ)
     if flags.get("--env-file"):
         sys.stdout.write(formats.env_file_lines(variables))
@@ -223,5 +220,7 @@ def run(args: list[str], sandbox: bool) -> int:
         sys.stdout.write(USAGE)
         return protocol.EXIT_OK if args else protocol.EXIT_USAGE
     if args[0] not in commands:
-        raise cli.UsageError(f"unknown endpoint command {args[0]!r}; see rolecache endpoint --help")
+        raise cmdline.UsageError(
+            f"unknown endpoint command {args[0]!r}; see rolecache endpoint --help"
+        )
     return commands[args[0]](args[1:], sandbox)

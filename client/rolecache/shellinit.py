@@ -9,12 +9,10 @@ the current shell, and tab completion of commands, options and profile names.
 
 import sys
 
-COMMANDS = "env process exec list forget status sts shell-init"
-OPTIONS = (
-    "--profile --role-arn --role-session-name --duration-seconds --external-id "
-    "--source-profile --region --policy --policy-arns --tags --transitive-tag-keys "
-    "--source-identity --min-ttl --serial-number --token-code --shell --json --all --sandbox"
-)
+from rolecache.cmdline import completion_words
+
+# From the parsers' own tables, so every command and option is offered.
+COMMANDS, OPTIONS = completion_words()
 # Profile names from the config file the AWS CLI would read: [profile NAME] and [default].
 # Only names of plain characters are offered: a config file is not always the user's own
 # work (a shared or generated one), and a completion must never be a way to run what a

@@ -25,7 +25,7 @@ stays open for the next request, unless the client said `Connection: close`.
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rolecache.protocol import SANDBOX_HEADER
 from rolecached.bindings import ECS_MIN_TTL, Binding
@@ -35,9 +35,16 @@ from rolecached.gate import peer_key
 from rolecached.host import Peer
 from rolecached.ratelimit import RateLimiter
 from rolecached.store import Store
+from rolecached.tokens import TokenRing
 
-if TYPE_CHECKING:
-    from rolecached.endpoints import Served
+
+class Served(Protocol):
+    """What the lane reads of a served binding (endpoints.Served is one): it needs no more,
+    and endpoints.py imports this module, not the other way round."""
+
+    binding: Binding
+    ring: TokenRing
+
 
 # Well inside aiohttp's limits (_HEAD_LIMITS in endpoints.py): a head beyond them is aiohttp's
 # to refuse. SDK requests are a few hundred bytes.
@@ -115,7 +122,7 @@ def parse(raw: bytes) -> Ask | NeedMore | None:
     return Ask(match.group(1).decode(), host.decode().lower(), token.decode(), close)
 
 
-def admissible(ask: Ask, hosts: frozenset[str], served: "Served | None", now: float) -> bool:
+def admissible(ask: Ask, hosts: frozenset[str], served: Served | None, now: float) -> bool:
     """True when the middleware and the handler would both let `ask` reach the credentials:
     its Host is allowed, the binding exists and the token is valid for it at `now` (the
     binding's TokenRing decides: constant time, previous token within its grace)."""
@@ -152,13 +159,13 @@ class EcsLane:
 
     def __init__(
         self,
-        served: Mapping[str, "Served"],
+        served: Mapping[str, Served],
         hosts: Callable[[], frozenset[str]],
         limiter: RateLimiter,
         clock: Callable[[], float],
         store: Store,
         credentials: Callable[[Binding, float], Coroutine[Any, Any, Credentials]],
-        render: Callable[["Served", Credentials], tuple[bytes, bytes]],
+        render: Callable[[Served, Credentials], tuple[bytes, bytes]],
     ) -> None:
         self._served = served  # the manager's own mapping: adds and removes show at once
         self._hosts = hosts

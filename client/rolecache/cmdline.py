@@ -1,0 +1,175 @@
+"""The command line's conventions, shared by every rolecache command: the selector options
+and their parser (by hand from a table: argparse pulls in `re` and friends, too slow for a
+cache hit), the request they build, and the table listings print.
+
+Imports nothing of rolecache but `protocol`, so every command can use it without a cycle.
+"""
+
+import sys
+
+from rolecache import protocol
+
+# Option -> (request field, kind). Kinds: "str", "int", "list" (values up to the next --opt).
+SELECTOR_OPTIONS = {
+    "--role-arn": ("role_arn", "str"),
+    "--role-session-name": ("role_session_name", "str"),
+    "--duration-seconds": ("duration_seconds", "int"),
+    "--external-id": ("external_id", "str"),
+    "--source-profile": ("source_profile", "str"),
+    "--region": ("region", "str"),
+    "--policy": ("policy", "str"),
+    "--policy-arns": ("policy_arns", "list"),
+    "--tags": ("tags", "list"),
+    "--transitive-tag-keys": ("transitive_tag_keys", "list"),
+    "--source-identity": ("source_identity", "str"),
+    "--min-ttl": ("min_ttl", "int"),
+    "--profile": ("profile", "str"),
+    "--serial-number": ("mfa_serial", "str"),
+    "--token-code": ("token_code", "str"),
+}
+
+
+# Each command's own flags, beyond the selector options: what its parser accepts, and what
+# completion offers. A flag takes no value ("flag") or one ("str").
+COMMAND_FLAGS: dict[str, dict[str, str]] = {
+    "env": {"--shell": "str"},
+    "process": {},
+    "exec": {"--endpoint": "str", "--imds": "flag"},
+    "list": {"--json": "flag"},
+    "forget": {"--all": "flag"},
+    "status": {},
+}
+ENDPOINT_FLAGS: dict[str, dict[str, str]] = {
+    "add": {"--replace": "flag", "--imds-v1": "flag", "--imds-port": "str"},
+    "list": {"--json": "flag"},
+    "remove": {},
+    "rotate": {},
+    "env": {"--imds": "flag", "--env-file": "flag", "--shell": "str"},
+}
+# Commands that parse their own arguments, and the flags every command takes.
+OTHER_COMMANDS = ("sts", "shell-init", "endpoint")
+GLOBAL_FLAGS = ("--sandbox", "--help", "--version")
+
+
+def completion_words() -> tuple[str, str]:
+    """(commands, options) as completion offers them: every command, every option."""
+    commands = " ".join((*COMMAND_FLAGS, *OTHER_COMMANDS))
+    options = set(SELECTOR_OPTIONS) | set(GLOBAL_FLAGS)
+    for table in (COMMAND_FLAGS, ENDPOINT_FLAGS):
+        for flags in table.values():
+            options |= set(flags)
+    return commands, " ".join(sorted(options))
+
+
+class UsageError(Exception):
+    """The command line is wrong; exit 2 with the message."""
+
+
+def _tag(text: str) -> dict[str, str]:
+    # Key=K,Value=V — the value may itself hold commas, so split at ",Value=" only.
+    if not text.startswith("Key="):
+        raise UsageError(f"--tags takes Key=K,Value=V items, not {text!r}")
+    key, sep, value = text[4:].partition(",Value=")
+    return {"Key": key, "Value": value if sep else ""}
+
+
+def _policy(text: str) -> str:
+    if not text.startswith("file://"):
+        return text
+    try:
+        with open(text[7:], encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise UsageError(f"--policy {text}: {exc.strerror}") from None
+
+
+def parse_options(
+    args: list[str], allowed: dict[str, str]
+) -> tuple[dict[str, object], dict[str, object], list[str]]:
+    """Split `args` into selector fields, other flags (names in `allowed`), and what follows
+    `--`. `allowed` maps a flag to "flag" (no value) or "str" (one value)."""
+    fields: dict[str, object] = {}
+    flags: dict[str, object] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            return fields, flags, args[i:]
+        name, eq, inline = arg.partition("=")
+        if name in SELECTOR_OPTIONS:
+            field, kind = SELECTOR_OPTIONS[name]
+            if kind == "list":
+                values = [inline] if eq else []
+                while i < len(args) and not args[i].startswith("--"):
+                    values.append(args[i])
+                    i += 1
+                if not values:
+                    raise UsageError(f"{name} needs at least one value")
+                fields[field] = values
+                continue
+            if eq:
+                value = inline
+            elif i < len(args):
+                value, i = args[i], i + 1
+            else:
+                raise UsageError(f"{name} needs a value")
+            if kind == "int":
+                number = protocol.whole_number(value)
+                if number is None:
+                    raise UsageError(f"{name} takes a whole number of seconds, not {value!r}")
+                fields[field] = number
+            else:
+                fields[field] = value
+        elif name in allowed and allowed[name] == "flag":
+            if eq:
+                raise UsageError(f"{name} takes no value, not {inline!r}")
+            flags[name] = True
+        elif name in allowed:
+            if eq:
+                flags[name] = inline
+            elif i < len(args):
+                flags[name], i = args[i], i + 1
+            else:
+                raise UsageError(f"{name} needs a value")
+        else:
+            raise UsageError(f"unknown option {arg!r}; see rolecache --help")
+    return fields, flags, []
+
+
+def build_request(fields: dict[str, object]) -> dict[str, object]:
+    """Turn parsed selector fields into the daemon's request body."""
+    if "profile" not in fields and ("role_arn" not in fields or "role_session_name" not in fields):
+        raise UsageError(
+            "--role-arn and --role-session-name are both required (or name a role profile "
+            "with --profile)"
+        )
+    body = dict(fields)
+    if "profile" in body or "source_profile" in body:
+        body.update(protocol.aws_config_paths())  # this shell's files, for the daemon
+    if "tags" in body:
+        body["tags"] = [_tag(t) for t in body["tags"]]  # type: ignore[attr-defined]
+    if "policy_arns" in body:
+        body["policy_arns"] = [a[4:] if a.startswith("arn=") else a for a in body["policy_arns"]]  # type: ignore[attr-defined]
+    if "policy" in body:
+        body["policy"] = _policy(str(body["policy"]))
+    if body.get("token_code") == "-":
+        body["token_code"] = _token_code_from_stdin()
+    return body
+
+
+def _token_code_from_stdin() -> str:
+    """`--token-code -`: the code is the first line of stdin, so it never sits in argv."""
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    code = line.strip()
+    if not code:
+        raise UsageError("--token-code - reads the MFA code from stdin, but stdin was empty")
+    return code
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Print rows as left-aligned columns, the first row being the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
