@@ -220,14 +220,21 @@ async def guarded(awaitable: Awaitable[T]) -> T:
 
 
 @pytest.fixture
-async def make_rig() -> AsyncIterator[Callable[[], Rig]]:
+async def make_rig() -> AsyncIterator[Callable[..., Rig]]:
     """Builds a store on the fakes; closes every store afterwards."""
     rigs: list[Rig] = []
 
-    def make() -> Rig:
+    def make(mfa_prompt_wait: float = store_module.MFA_PROMPT_WAIT) -> Rig:
         clock = FakeClock()
         sts = FakeSts()
-        store = Store(sts, Settings(), clock=clock, sleep=FakeSleep(clock), rng=random.Random(7))
+        store = Store(
+            sts,
+            Settings(),
+            clock=clock,
+            sleep=FakeSleep(clock),
+            rng=random.Random(7),
+            mfa_prompt_wait=mfa_prompt_wait,
+        )
         rig = Rig(clock, sts, store)
         rigs.append(rig)
         return rig
@@ -448,11 +455,10 @@ async def test_concurrent_callers_wait_for_the_one_prompt(make_rig, scenario):
         assert rig.sts.count("AssumeRole") == (1 if scenario == "same role" else 2)
 
 
-async def test_waiters_are_asked_themselves_when_the_prompt_is_abandoned(make_rig, monkeypatch):
+async def test_waiters_are_asked_themselves_when_the_prompt_is_abandoned(make_rig):
     """If the caller who was asked never sends a code, a waiter gets MfaRequired once the
     prompt wait is over, and STS is not called."""
-    monkeypatch.setattr(store_module, "MFA_PROMPT_WAIT", 0.05)
-    rig = make_rig()
+    rig = make_rig(mfa_prompt_wait=0.05)
     with pytest.raises(MfaRequired):
         await rig.get(mfa_role())
     started = time.monotonic()

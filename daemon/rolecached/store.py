@@ -39,7 +39,7 @@ Sleep = Callable[[float], Awaitable[None]]
 SOURCE_REFUSED = frozenset({"ExpiredToken", "InvalidClientTokenId"})
 # Credentials that only sign the next hop's AssumeRole call need just a little life left.
 SIGNER_MIN_TTL = 60.0
-# How long other callers wait for the one caller who was asked for an MFA code.
+# How long other callers wait, by default, for the one caller who was asked for an MFA code.
 MFA_PROMPT_WAIT = 25.0
 # True inside renewals the renewer starts (no caller behind them to type an MFA code).
 _BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("background", default=False)
@@ -85,8 +85,10 @@ class Store:
         rng: random.Random | None = None,
         reload_sources: Callable[[], None] = lambda: None,
         awake_clock: Callable[[], float] | None = None,
+        mfa_prompt_wait: float = MFA_PROMPT_WAIT,
     ) -> None:
         self.settings = settings or Settings()
+        self._mfa_prompt_wait = mfa_prompt_wait
         # Idleness is measured in awake seconds: time.monotonic is CLOCK_MONOTONIC on Linux,
         # which stops while the machine is suspended (CLOCK_BOOTTIME would not). A test that
         # fakes only the wall clock gets its fake clock for both.
@@ -235,7 +237,7 @@ class Store:
             raise MfaRequired(serial)
         pending = self._prompts.get(key)
         if pending is None or self._clock() >= pending[0]:
-            self._prompts[key] = (self._clock() + MFA_PROMPT_WAIT, asyncio.Event())
+            self._prompts[key] = (self._clock() + self._mfa_prompt_wait, asyncio.Event())
             raise MfaRequired(serial)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pending[1].wait(), max(0.0, pending[0] - self._clock()))
