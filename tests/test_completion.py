@@ -142,3 +142,24 @@ def test_plain_profile_names_complete_by_prefix(
     assert complete(shell, "d", hostile_config, home) == (["default", "dev"], ["default", "dev"])
     for marker in MARKERS:
         assert not (home / marker).exists(), marker
+
+
+def test_bash_completion_offers_every_command_and_option(tmp_path: Path) -> None:
+    """Completion's word lists come from the parsers' tables: `endpoint` is among the
+    commands, and the options of endpoint and exec are offered too."""
+    snippet = tmp_path / "init.bash"
+    snippet.write_text(shellinit.script("bash"))
+    script = (
+        'source "$1"; '
+        'COMP_WORDS=(rolecache en); COMP_CWORD=1; _rolecache_complete; '
+        'printf "%s\\n" "${COMPREPLY[@]}"; echo @@; '
+        'COMP_WORDS=(rolecache env --im); COMP_CWORD=2; _rolecache_complete; '
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    result = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script, "complete", str(snippet)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    commands, options = result.stdout.split("@@\n")
+    assert commands.split() == ["env", "endpoint"]
+    assert options.split() == ["--imds", "--imds-port", "--imds-v1"]
