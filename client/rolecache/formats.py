@@ -39,17 +39,28 @@ def _quote_powershell(value: str) -> str:
     return "'" + "".join(ch * 2 if ch in POWERSHELL_QUOTES else ch for ch in value) + "'"
 
 
+def assignment(name: str, value: str, shell: str) -> str:
+    """The line that sets environment variable `name` to `value` in `shell`, quoted."""
+    if shell == "fish":
+        return f"set -gx {name} {_quote_fish(value)};"
+    if shell == "powershell":
+        return f"$Env:{name} = {_quote_powershell(value)}"
+    return f"export {name}={_quote_posix(value)}"
+
+
+def removal(name: str, shell: str) -> str:
+    """The line that unsets environment variable `name` in `shell`."""
+    if shell == "fish":
+        return f"set -e {name};"
+    if shell == "powershell":
+        return f"Remove-Item Env:{name} -ErrorAction SilentlyContinue"
+    return f"unset {name}"
+
+
 def env_lines(creds: Mapping[str, str], shell: str = "bash", comment: str | None = None) -> str:
     """Lines that set the four AWS_* variables in `shell` (sh, bash, zsh, fish, powershell)."""
     lines = [f"# {comment}"] if comment else []
-    for name, key in ENV_NAMES:
-        value = creds[key]
-        if shell == "fish":
-            lines.append(f"set -gx {name} {_quote_fish(value)};")
-        elif shell == "powershell":
-            lines.append(f"$Env:{name} = {_quote_powershell(value)}")
-        else:
-            lines.append(f"export {name}={_quote_posix(value)}")
+    lines += [assignment(name, creds[key], shell) for name, key in ENV_NAMES]
     return "\n".join(lines) + "\n"
 
 
@@ -69,21 +80,8 @@ def export_lines(
     variables: Mapping[str, str], unset: tuple[str, ...] = (), shell: str = "bash"
 ) -> str:
     """Lines that set `variables` and unset `unset` in `shell` (endpoint hand-off)."""
-    lines = []
-    for name in unset:
-        if shell == "fish":
-            lines.append(f"set -e {name};")
-        elif shell == "powershell":
-            lines.append(f"Remove-Item Env:{name} -ErrorAction SilentlyContinue")
-        else:
-            lines.append(f"unset {name}")
-    for name, value in variables.items():
-        if shell == "fish":
-            lines.append(f"set -gx {name} {_quote_fish(value)};")
-        elif shell == "powershell":
-            lines.append(f"$Env:{name} = {_quote_powershell(value)}")
-        else:
-            lines.append(f"export {name}={_quote_posix(value)}")
+    lines = [removal(name, shell) for name in unset]
+    lines += [assignment(name, value, shell) for name, value in variables.items()]
     return "\n".join(lines) + "\n"
 
 
