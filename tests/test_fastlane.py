@@ -16,23 +16,16 @@ from rolecached.cache import Credentials
 from rolecached.fastlane import MAX_REQUEST, NEED_MORE, split_request
 from rolecached.request import RoleRequest
 from rolecached.store import Store
+from tests.kit import FakeClock
 
 ROLE = "arn:aws:iam::123456789012:role/lane"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
 class Sts:
     """A fake STS: fresh credentials for an hour on every call, counted."""
 
-    clock: Clock
+    clock: FakeClock
     calls: int = 0
 
     def __call__(self, request: RoleRequest, now: float, *_: object) -> Credentials:
@@ -52,7 +45,7 @@ class Sts:
 class Daemon:
     path: Path
     sts: Sts
-    clock: Clock
+    clock: FakeClock
     store: Store
 
     async def send(self, raw: bytes) -> bytes:
@@ -80,7 +73,7 @@ def split(answer: bytes) -> tuple[dict[str, str], bytes]:
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     """The real listener (peer guard, lane, aiohttp app) on a Unix socket, fake STS and clock."""
-    clock = Clock()
+    clock = FakeClock(time.time())
     sts = Sts(clock)
     store = Store(sts, clock=clock)
     listener = service.open_listener(tmp_path / "run" / "s.sock")

@@ -17,7 +17,7 @@ from rolecached import cache
 from rolecached.errors import StsError
 from rolecached.store import Settings, Store
 from tests.conftest import Daemon, StsProxy, base_env, start_daemon, sts_error_xml, unique_role
-from tests.faultkit import (
+from tests.kit import (
     DENIED,
     SECRET_MARK,
     T0,

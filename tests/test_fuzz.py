@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from rolecached import service
 from rolecached.api import MAX_BODY
 from rolecached.store import Store
-from tests.faultkit import ACCOUNT, SECRET_MARK, FakeSts, Reply, exchange, parse_reply
+from tests.kit import ACCOUNT, SECRET_MARK, FakeSts, Reply, exchange, parse_reply
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/fuzzed"
 GOOD = {"role_arn": ROLE, "role_session_name": "fuzz-session"}

@@ -12,19 +12,10 @@ import pytest
 from rolecached import fastlane, host
 from rolecached.gate import FD_RESERVE, Caps, Gate, RefusalLog
 from rolecached.host import Peer
+from tests.kit import FakeClock
 
 OWNER = 1000
 CAPS = Caps(unix=4, tcp_total=6, per_listener=4, per_peer=2)
-
-
-class Clock:
-    """Monotonic seconds that move only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_other_uids_and_unknown_peers_are_refused_on_loopback() -> None:
@@ -81,7 +72,7 @@ def test_refusals_are_one_line_then_a_count_per_interval(
 ) -> None:
     """A thousand refusals of one kind log one line at once and one count after the
     interval, not a thousand lines."""
-    clock = Clock()
+    clock = FakeClock(0.0)
     refusals = RefusalLog(logging.getLogger("test.refusals"), interval=60, clock=clock)
     with caplog.at_level(logging.WARNING, "test.refusals"):
         for _ in range(1000):

@@ -26,8 +26,8 @@ from rolecached.errors import (
 from rolecached.request import MfaSession, RoleRequest
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed
+from tests.kit import T0, FakeClock, FakeSleep
 
-T0 = 1_700_000_000.0
 MIN_TTL = 300.0
 ACCOUNT = "123456789012"
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
@@ -69,29 +69,6 @@ def hop(name: str, duration: int, source_role: RoleRequest | None = None, **extr
         source_role=source_role,
         **extra,
     )
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when a test says so."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class FakeSleep:
-    """The store's injected sleep: advances the fake clock at once."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-
-    async def __call__(self, seconds: float) -> None:
-        self.clock.advance(seconds)
 
 
 @dataclass

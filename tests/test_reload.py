@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rolecached.store import Settings, Store
 from tests.conftest import Moto, base_env, start_daemon
-from tests.faultkit import FakeClock, FakeSleep, FakeSts, role
+from tests.kit import FakeClock, FakeSleep, FakeSts, role
 
 
 async def most_in_flight(store: Store, sts: FakeSts, keys: int, label: str) -> int:

@@ -8,7 +8,7 @@ import random
 
 from rolecached import cache
 from rolecached.store import Settings, Store
-from tests.faultkit import T0, FakeClock, FakeSleep, FakeSts, role
+from tests.kit import T0, FakeClock, FakeSleep, FakeSts, role
 
 KEYS = 500
 LIFETIME = 900

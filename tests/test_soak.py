@@ -13,7 +13,7 @@ import pytest
 
 from rolecached.cache import Credentials
 from rolecached.store import Settings, Store
-from tests.faultkit import T0, FakeClock, FakeSleep, FakeSts, role
+from tests.kit import T0, FakeClock, FakeSleep, FakeSts, role
 
 HOUR = 3600.0
 DAY = 24 * HOUR

@@ -18,7 +18,7 @@ from rolecached.errors import RolecacheError, StsError, StsFailure, StsTimeout
 from rolecached.request import RoleRequest
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed
-from tests.faultkit import FakeClock, FakeSleep
+from tests.kit import FakeClock, FakeSleep
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0

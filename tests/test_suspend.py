@@ -5,7 +5,7 @@ import asyncio
 import random
 
 from rolecached.store import Settings, Store
-from tests.faultkit import T0, FakeClock, FakeSleep, FakeSts, role
+from tests.kit import T0, FakeClock, FakeSleep, FakeSts, role
 
 HOUR = 3600.0
 MIN_TTL = 300.0

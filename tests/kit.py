@@ -1,5 +1,6 @@
-"""Fakes and helpers shared by the fault, soak and fuzz tests: a settable clock, a scriptable
-STS that counts calls per key and in flight, and HTTP/1.1 over the daemon's Unix socket."""
+"""The test kit: fakes and helpers shared across the suite. A settable clock and the sleep
+that moves it, a scriptable STS that counts calls per key and in flight, and HTTP/1.1 over
+the daemon's Unix socket."""
 
 import asyncio
 import contextlib
