@@ -65,15 +65,18 @@ class FakeSleep:
 class FakeSts:
     """AssumeRole stand-in, called in the store's worker threads.
 
-    `fail(request, now)` decides each call's outcome (a failure, or None for credentials).
-    `gate`, when set, holds every call until it opens; `hold` makes each call take that much
-    real time. Counts calls overall and per key, and the most calls in flight at once.
+    Each call fails with `failures[role ARN]`, else `failure`, else what `fail(request,
+    now)` says (None: credentials). `gate`, when set, holds every call until it opens;
+    `hold` makes each call take that much real time. Counts calls overall and per key, and
+    the most calls in flight at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, failure: StsFailure | None = None) -> None:
         self.lock = threading.Lock()
         self.calls: list[tuple[RoleRequest, float]] = []
         self.per_key: Counter[RoleRequest] = Counter()
+        self.failure = failure
+        self.failures: dict[str, StsFailure] = {}
         self.fail: Callable[[RoleRequest, float], StsFailure | None] = lambda r, now: None
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
@@ -105,12 +108,15 @@ class FakeSts:
                 raise AssertionError("the test never opened the gate")
             if self.hold:
                 time.sleep(self.hold)
-            failure = self.fail(request, now)
+            failure = (
+                self.failures.get(request.role_arn) or self.failure or self.fail(request, now)
+            )
             if failure is not None:
                 raise StsCallFailed(failure)
             credentials = Credentials(
                 access_key_id=f"ASIAFAKE{number:012d}",
-                secret_access_key=f"{SECRET_MARK}-{number:08d}-wJalrXUtnFEMIK7MDENGbPxRfi",
+                # 40 characters of [A-Za-z0-9/+=], as STS issues them
+                secret_access_key=f"{SECRET_MARK}{number:08d}wJalrXUtnFEMIK7MDENGbP",
                 session_token=f"IQoJb3JpZ2luX2VjEJr{SECRET_MARK}{number:08d}" + "Zm9v" * 20,
                 expiration=now + request.duration_seconds,
                 issued_at=now,
@@ -161,7 +167,10 @@ def credentials_request(body: dict[str, Any] | bytes, target: str = "/v1/credent
 
 
 def parse_reply(raw: bytes) -> Reply:
-    """Parse a complete HTTP/1.1 answer read up to EOF; assert it is well formed."""
+    """Parse a complete HTTP/1.1 answer read up to EOF; assert it is well formed. Interim
+    answers (`100 Continue` to an `Expect`) are skipped, as HTTP clients skip them."""
+    while raw.startswith(b"HTTP/1.1 1"):
+        raw = raw.partition(b"\r\n\r\n")[2]
     head, sep, body = raw.partition(b"\r\n\r\n")
     assert sep, f"no complete response head in {raw[:200]!r}"
     status_line, *lines = head.decode("latin-1").split("\r\n")

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import re
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,11 +17,9 @@ import pytest
 from rolecache import __version__
 from rolecached import service
 from rolecached.api import MAX_BODY
-from rolecached.cache import Credentials
 from rolecached.errors import StsFailure
-from rolecached.request import RoleRequest
 from rolecached.store import Store
-from rolecached.sts import StsCallFailed
+from tests.kit import FakeSts
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/deploy"
@@ -35,47 +32,6 @@ ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 # -- the fake STS ------------------------------------------------------------------------
-
-
-class FakeSts:
-    """AssumeRole stand-in: counts calls and returns realistic fake credentials, or raises the
-    failure configured for the role (or for every role)."""
-
-    def __init__(self, failure: StsFailure | None = None) -> None:
-        self.calls = 0
-        self.failure = failure
-        self.failures: dict[str, StsFailure] = {}
-        self.issued: list[Credentials] = []
-        self._lock = threading.Lock()  # called from the store's worker threads
-
-    def __call__(
-        self,
-        request: RoleRequest,
-        now: float,
-        signer: Credentials | None = None,
-        token_code: str | None = None,
-    ) -> Credentials:
-        with self._lock:
-            self.calls += 1
-            n = self.calls
-        failure = self.failures.get(request.role_arn, self.failure)
-        if failure is not None:
-            raise StsCallFailed(failure)
-        name = request.role_arn.rsplit("/", 1)[1]
-        creds = Credentials(
-            access_key_id=f"ASIAQFAKE{n:011d}",  # 'ASIA' + 16 characters
-            secret_access_key=f"wJalrXUtnFEMI/K7MDENG/bPxRfiCY{n:010d}",  # 40 characters
-            session_token="IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD"
-            + f"{n:08d}"
-            + "Zm9vYmFyYmF6" * 40,
-            expiration=now + request.duration_seconds,
-            issued_at=now,
-            assumed_role_arn=f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/"
-            f"{request.role_session_name}",
-            assumed_role_id=f"AROAQFAKEROLEID{n:05d}:{request.role_session_name}",
-        )
-        self.issued.append(creds)
-        return creds
 
 
 async def no_sleep(_: float) -> None:
@@ -306,7 +262,7 @@ async def test_process_format_is_the_credential_process_document(daemon: Daemon)
 async def test_unknown_format_or_shell_is_400(daemon: Daemon, query: str, message: str) -> None:
     """An unknown format or shell is a 400 InvalidRequest and costs no STS call."""
     assert_error(await daemon.credentials(query=query), 400, "InvalidRequest", message)
-    assert daemon.sts.calls == 0
+    assert len(daemon.sts.calls) == 0
     await daemon.assert_still_serves()
 
 
@@ -315,7 +271,7 @@ async def test_second_request_is_served_from_memory(daemon: Daemon) -> None:
     first = (await daemon.credentials()).json()
     second = (await daemon.credentials()).json()
     process = json.loads((await daemon.credentials(query="?format=process")).body)
-    assert daemon.sts.calls == 1
+    assert len(daemon.sts.calls) == 1
     assert first == second
     assert process["AccessKeyId"] == first["AccessKeyId"]
 
@@ -324,10 +280,10 @@ async def test_min_ttl_shares_the_entry_but_other_fields_do_not(daemon: Daemon) 
     """A different min_ttl reuses the cached entry; a different session name calls STS again."""
     await daemon.credentials()
     await daemon.credentials({**GOOD, "min_ttl": 0})
-    assert daemon.sts.calls == 1
+    assert len(daemon.sts.calls) == 1
     other = await daemon.credentials({**GOOD, "role_session_name": "bob"})
     assert other.status == 200
-    assert daemon.sts.calls == 2
+    assert len(daemon.sts.calls) == 2
 
 
 # -- bad requests ------------------------------------------------------------------------
@@ -354,7 +310,7 @@ async def test_bad_bodies_are_400_without_an_sts_call(daemon: Daemon, case: str)
     """A body that is not a valid request is a 400 in the error shape, and STS is not called."""
     body, message = BAD_BODIES[case]
     assert_error(await daemon.credentials(body), 400, "InvalidRequest", message)
-    assert daemon.sts.calls == 0
+    assert len(daemon.sts.calls) == 0
     await daemon.assert_still_serves()
 
 
@@ -362,7 +318,7 @@ async def test_post_without_a_body_is_400(daemon: Daemon) -> None:
     """A POST with no body at all (no Content-Length) is a 400 in the error shape."""
     reply = await daemon.call("POST", "/v1/credentials")
     assert_error(reply, 400, "InvalidRequest", "needs a JSON object body")
-    assert daemon.sts.calls == 0
+    assert len(daemon.sts.calls) == 0
 
 
 async def test_body_over_64_kib_is_413(daemon: Daemon) -> None:
@@ -371,7 +327,7 @@ async def test_body_over_64_kib_is_413(daemon: Daemon) -> None:
     body += b" " * (MAX_BODY + 1 - len(body))
     assert MAX_BODY == 64 * 1024 and len(body) == MAX_BODY + 1
     assert_error(await daemon.credentials(body), 413, "PayloadTooLarge", str(MAX_BODY))
-    assert daemon.sts.calls == 0
+    assert len(daemon.sts.calls) == 0
     await daemon.assert_still_serves()
 
 
@@ -417,7 +373,7 @@ async def test_wrong_method_is_405(daemon: Daemon, method: str, path: str) -> No
     """A known path with the wrong method is a 405 MethodNotAllowed in the error shape."""
     body = b"{}" if method in ("PUT", "PATCH", "POST") else None
     assert_error(await daemon.call(method, path, body), 405, "MethodNotAllowed")
-    assert daemon.sts.calls == 0
+    assert len(daemon.sts.calls) == 0
     await daemon.assert_still_serves()
 
 
@@ -429,7 +385,7 @@ async def test_permanent_sts_error_is_502_with_stss_code_and_message(start: Star
     daemon = await start(FakeSts(failure=DENIED))
     error = assert_error(await daemon.credentials(), 502, "AccessDenied", "not allowed")
     assert ROLE in error["message"]
-    assert daemon.sts.calls == 1  # a permanent error is not retried
+    assert len(daemon.sts.calls) == 1  # a permanent error is not retried
     daemon.sts.failure = None
     await daemon.assert_still_serves()
 
@@ -438,7 +394,7 @@ async def test_retryable_sts_error_is_503_after_the_retries(start: Start) -> Non
     """STS throttling is a 503 with code Throttling and STS's message, after every retry."""
     daemon = await start(FakeSts(failure=THROTTLED))
     assert_error(await daemon.credentials(), 503, "Throttling", "Rate exceeded")
-    assert daemon.sts.calls == daemon.store.settings.cold_attempts
+    assert len(daemon.sts.calls) == daemon.store.settings.cold_attempts
     daemon.sts.failure = None
     await daemon.assert_still_serves()
 
@@ -488,7 +444,7 @@ async def test_delete_sessions_forgets_everything(daemon: Daemon) -> None:
     assert reply.status == 200 and reply.json() == {"forgotten": 2}
     assert (await daemon.call("GET", "/v1/sessions")).json() == {"sessions": []}
     await daemon.credentials()
-    assert daemon.sts.calls == 3
+    assert len(daemon.sts.calls) == 3
 
 
 async def test_delete_session_by_id(daemon: Daemon) -> None:
@@ -506,7 +462,7 @@ async def test_delete_session_by_id(daemon: Daemon) -> None:
     assert_error(await daemon.call("DELETE", f"/v1/sessions/{alice}"), 404, "NotFound", alice)
     assert_error(await daemon.call("DELETE", "/v1/sessions/0000000000000000"), 404, "NotFound")
     await daemon.credentials()
-    assert daemon.sts.calls == 3  # alice's entry really was gone
+    assert len(daemon.sts.calls) == 3  # alice's entry really was gone
 
 
 async def test_forget_by_request_body(daemon: Daemon) -> None:
@@ -614,5 +570,5 @@ async def test_peer_of_another_uid_gets_no_bytes(start: Start) -> None:
     with contextlib.suppress(ConnectionError):
         await writer.wait_closed()
     assert received == b""
-    assert daemon.sts.calls == 0
+    assert len(daemon.sts.calls) == 0
     assert daemon.store.entries() == []

@@ -12,39 +12,18 @@ from pathlib import Path
 import pytest
 
 from rolecached import fastlane, service
-from rolecached.cache import Credentials
 from rolecached.fastlane import MAX_REQUEST, NEED_MORE, split_request
 from rolecached.request import RoleRequest
 from rolecached.store import Store
-from tests.kit import FakeClock
+from tests.kit import FakeClock, FakeSts
 
 ROLE = "arn:aws:iam::123456789012:role/lane"
 
 
 @dataclass
-class Sts:
-    """A fake STS: fresh credentials for an hour on every call, counted."""
-
-    clock: FakeClock
-    calls: int = 0
-
-    def __call__(self, request: RoleRequest, now: float, *_: object) -> Credentials:
-        self.calls += 1
-        n = self.calls
-        return Credentials(
-            access_key_id=f"ASIALANE{n:012d}",
-            secret_access_key=f"secret-{n}",
-            session_token=f"token-{n}",
-            expiration=now + 3600,
-            issued_at=now,
-            expiration_text="x",
-        )
-
-
-@dataclass
 class Daemon:
     path: Path
-    sts: Sts
+    sts: FakeSts
     clock: FakeClock
     store: Store
 
@@ -74,7 +53,7 @@ def split(answer: bytes) -> tuple[dict[str, str], bytes]:
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     """The real listener (peer guard, lane, aiohttp app) on a Unix socket, fake STS and clock."""
     clock = FakeClock(time.time())
-    sts = Sts(clock)
+    sts = FakeSts()
     store = Store(sts, clock=clock)
     listener = service.open_listener(tmp_path / "run" / "s.sock")
     stop = asyncio.Event()
@@ -102,7 +81,7 @@ async def test_a_repeat_is_answered_by_the_lane_with_the_same_body(daemon: Daemo
     assert second_body == first_body and b"export AWS_SESSION_TOKEN=" in second_body
     assert second_headers["content-type"] == first_headers["content-type"]
     assert int(second_headers["content-length"]) == len(second_body)
-    assert daemon.sts.calls == 1
+    assert len(daemon.sts.calls) == 1
     assert daemon.store.entries()[0].hits == 1
 
 
@@ -122,7 +101,7 @@ async def test_lane_never_serves_credentials_short_of_min_ttl(daemon: Daemon) ->
     _, first = split(await daemon.send(request))
     daemon.clock.now += 3600 - 599  # 599 s left: under the 600 s asked for
     headers, second = split(await daemon.send(request))
-    assert "server" in headers and second != first and daemon.sts.calls == 2
+    assert "server" in headers and second != first and len(daemon.sts.calls) == 2
     headers, third = split(await daemon.send(request))
     assert "server" not in headers and third == second  # re-rendered once, then served
 
