@@ -147,7 +147,14 @@ class Reply:
     body: bytes
 
     def json(self) -> Any:
+        """The body as JSON; the answer must say it is JSON when it names a type."""
+        kind = self.headers.get("content-type", "application/json")
+        assert kind.startswith("application/json"), self.headers
         return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
 
     @property
     def error(self) -> dict[str, str]:
@@ -155,6 +162,20 @@ class Reply:
         doc = self.json()
         assert set(doc) == {"error"}, doc
         return doc["error"]
+
+
+def http_request(
+    method: str, target: str, body: bytes | dict[str, Any] | None = None, length: bool = True
+) -> bytes:
+    """A complete HTTP/1.1 request for the socket API with Connection: close; `body` dicts
+    are sent as JSON, with a Content-Length unless `length` is false."""
+    payload = json.dumps(body).encode() if isinstance(body, dict) else body
+    head = [f"{method} {target} HTTP/1.1", "Host: rolecache", "Connection: close"]
+    if payload is not None:
+        head.append("Content-Type: application/json")
+        if length:
+            head.append(f"Content-Length: {len(payload)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + (payload or b"")
 
 
 def credentials_request(body: dict[str, Any] | bytes, target: str = "/v1/credentials") -> bytes:

@@ -19,7 +19,7 @@ from rolecached import service
 from rolecached.api import MAX_BODY
 from rolecached.errors import StsFailure
 from rolecached.store import Store
-from tests.kit import FakeSts
+from tests.kit import FakeSts, Reply, async_exchange, http_request, parse_reply
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/deploy"
@@ -41,21 +41,6 @@ async def no_sleep(_: float) -> None:
 # -- talking HTTP/1.1 over the socket ----------------------------------------------------
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        assert self.headers["content-type"].startswith("application/json"), self.headers
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
 async def http(
     sock: Path,
     method: str,
@@ -65,28 +50,8 @@ async def http(
     length: bool = True,
 ) -> Reply:
     """One HTTP/1.1 exchange on a fresh connection; `body` dicts are sent as JSON."""
-    payload = json.dumps(body).encode() if isinstance(body, dict) else body
-    reader, writer = await asyncio.open_unix_connection(str(sock))
-    try:
-        head = [f"{method} {target} HTTP/1.1", "Host: rolecache", "Connection: close"]
-        if payload is not None:
-            head.append("Content-Type: application/json")
-            if length:
-                head.append(f"Content-Length: {len(payload)}")
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + (payload or b""))
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        status_line, *lines = raw.decode("latin-1").split("\r\n")[:-2]
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        data = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), TIMEOUT)
-        return Reply(int(status_line.split()[1]), headers, data)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+    raw = await async_exchange(sock, http_request(method, target, body, length), TIMEOUT)
+    return parse_reply(raw)
 
 
 # -- the daemon --------------------------------------------------------------------------
