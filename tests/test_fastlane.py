@@ -162,6 +162,7 @@ async def test_a_request_in_pieces_is_still_answered(daemon: Daemon) -> None:
         (b"POST /v1/credentials HTTP/1.1\r\n\r\n", None),
         (b"GET /v1/status HTTP/1.1\r\n\r\n", None),
         (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", None),
+        (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: 2\r", NEED_MORE),
         (b"x" * (MAX_REQUEST + 1), None),
     ],
     ids=[
@@ -173,6 +174,7 @@ async def test_a_request_in_pieces_is_still_answered(daemon: Daemon) -> None:
         "no-length",
         "get",
         "huge-length",
+        "cr-of-a-crlf-to-come",
         "no-end-of-head",
     ],
 )
@@ -184,6 +186,33 @@ def test_split_request_takes_only_complete_plain_posts(raw: bytes, expected: obj
         assert result == (b"POST /v1/credentials HTTP/1.1", b"{}")
     else:
         assert result == expected
+
+
+POST = b"POST /v1/credentials HTTP/1.1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"GET /v1/status HTTP/1.1\nHost: x\n\n", "CR LF"),
+        (b"POST /v1/credentials HTTP/1.1\rContent-Length: 2\r\n\r\n{}", "CR LF"),
+        (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: x2\r\n\r\n{}", "number"),
+        (POST + b"Content-Length: " + b"9" * 5000 + b"\r\n\r\n", "number"),
+        (POST + b"Content-Length: 2\r\ncontent-length: 2\r\n\r\n{}", "one"),
+    ],
+    ids=["bare-lf", "bare-cr", "not-a-number", "absurd", "two-lengths"],
+)  # fmt: skip
+async def test_malformed_heads_get_the_apis_json_error(
+    daemon: Daemon, raw: bytes, reason: str
+) -> None:
+    """Heads no HTTP server may accept are answered 400 with the API's JSON error shape by
+    the lane itself (aiohttp's own 400 is plain text), at once, not after a timeout."""
+    answer = await asyncio.wait_for(daemon.send(raw), 2)
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    headers, body = split(answer)
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(body)["error"]
+    assert error["code"] == "BadRequest" and reason in error["message"]
 
 
 async def test_forget_leaves_no_rendered_secret_in_the_lane(daemon: Daemon) -> None:

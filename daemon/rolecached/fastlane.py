@@ -12,6 +12,7 @@ else (a new request, a miss, an edited config file, an error) goes through aioht
 before, so the lane never decides anything aiohttp would not.
 """
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,29 +46,44 @@ def request_key(request_line: bytes, body: bytes) -> bytes:
     return request_line + b"\n" + body
 
 
-def split_request(raw: bytes) -> tuple[bytes, bytes] | NeedMore | None:
+@dataclass(frozen=True)
+class Malformed:
+    """A request no HTTP server may accept, and why (answered 400 by the lane itself, in
+    the API's JSON error shape: aiohttp's own 400s are plain text)."""
+
+    reason: str
+
+
+def split_request(raw: bytes) -> tuple[bytes, bytes] | Malformed | NeedMore | None:
     """(request line, body) of a complete request in `raw`; NEED_MORE while a request the lane
-    may take is incomplete; None if it is not one the lane takes (only a POST to
-    /v1/credentials with a Content-Length and nothing after its body)."""
+    may take is incomplete; Malformed for a head that is not HTTP (bare CR or LF line ends,
+    a Content-Length that is no number, or two of them); None if it is not one the lane
+    takes (only a POST to /v1/credentials with a Content-Length and nothing after its
+    body)."""
     head, sep, rest = raw.partition(b"\r\n\r\n")
+    # A CR or LF that is not part of a CRLF (a last CR may be the start of one).
+    loose = head[:-1] if not sep and head.endswith(b"\r") else head
+    if b"\r" in loose.replace(b"\r\n", b"") or b"\n" in loose.replace(b"\r\n", b""):
+        return Malformed("lines of an HTTP request end in CR LF")
     if not sep:
         return NEED_MORE if len(raw) < MAX_REQUEST else None
     lines = head.split(b"\r\n")
-    if not lines[0].startswith(b"POST /v1/credentials"):
-        return None
     length = None
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         if name == b"content-length":
             digits = value.strip()
-            # Ten digits are plenty; int() of thousands of digits raises, and aiohttp refuses
-            # an absurd length with a 400 of its own.
+            # Ten digits are plenty: int() of thousands of digits would raise.
             if not digits.isdigit() or len(digits) > 10:
-                return None
+                return Malformed("Content-Length must be a number of bytes")
+            if length is not None:
+                return Malformed("a request has one Content-Length")
             length = int(digits)
         elif name in (b"transfer-encoding", b"expect"):
             return None
+    if not lines[0].startswith(b"POST /v1/credentials"):
+        return None
     if length is None or length > MAX_REQUEST or len(rest) > length:
         return None
     if len(rest) < length:
@@ -82,6 +98,14 @@ class FastLane:
         self._store = store
         self._routes: OrderedDict[bytes, Route] = OrderedDict()
         self._extra_headers = extra_headers
+
+    def _bad_request(self, reason: str) -> bytes:
+        body = json.dumps({"error": {"code": "BadRequest", "message": reason}}).encode()
+        return (
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8"
+            + b"\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n" + self._extra_headers + b"\r\n" + body
+        )  # fmt: skip
 
     def drop(self, request: object) -> None:
         """Forget every route of `request`: their rendered answers hold its secrets."""
@@ -104,6 +128,8 @@ class FastLane:
         None to let aiohttp handle it. `requester` names who asks (called only when
         answering)."""
         parts = split_request(raw)
+        if isinstance(parts, Malformed):
+            return Reply(self._bad_request(parts.reason), False)
         if not isinstance(parts, tuple):
             return parts
         route = self._routes.get(request_key(*parts))
