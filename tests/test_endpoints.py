@@ -12,6 +12,7 @@ import socket
 import stat
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -326,6 +327,59 @@ async def test_tokens_rotate_on_schedule(rig: Rig) -> None:
     rig.clock.advance(1)
     rig.manager.tick()
     assert (rig.tokens_dir / "dev" / "token").read_text() != first
+
+
+async def test_container_token_works_for_a_week_of_rotations(rig: Rig) -> None:
+    """The container token a process got from its environment on day one keeps getting
+    credentials through a simulated week of scheduled rotations, while the first day's file
+    token stops working once its grace ends."""
+    await rig.add()
+    served = rig.manager.get("dev")
+    container = served.container_file.read_text()
+    first_file_token = served.token_file.read_text()
+    assert container != first_file_token
+    statuses = []
+    for _ in range(7 * 24):
+        rig.clock.advance(3600)
+        await asyncio.gather(*rig.store.tick())
+        rig.manager.tick()
+        statuses.append((await rig.ecs(token=container)).status)
+    assert statuses == [200] * (7 * 24)
+    assert (await rig.ecs(token=first_file_token)).status == 403
+    assert served.token_file.read_text() != first_file_token
+
+
+async def test_rotate_containers_revokes_the_container_token_at_once(rig: Rig) -> None:
+    """`rotate --containers` replaces the container token: the old one gets 403 with no
+    grace, the new one (in the same 0600 file) works, and another binding's is refused."""
+    await rig.add()
+    await rig.add("other")
+    served = rig.manager.get("dev")
+    old = served.container_file.read_text()
+    other = rig.manager.get("other").container_file.read_text()
+    rig.manager.rotate("dev", containers=True)
+    new = served.container_file.read_text()
+    assert new != old and stat.S_IMODE(served.container_file.stat().st_mode) == 0o600
+    assert served.container_file.parent == served.token_file.parent
+    reply = await rig.ecs(token=old)
+    assert reply.status == 403 and reply.has_no_credentials()
+    assert (await rig.ecs(token=new)).status == 200
+    refused = await rig.ecs(token=other)
+    assert refused.status == 403 and refused.has_no_credentials()
+
+
+async def test_imds_url_ends_in_a_slash_that_old_botocore_joins_onto(rig: Rig) -> None:
+    """The IMDS URL handed out ends in "/", so botocore's old plain join of
+    "latest/api/token" onto it reaches the token route."""
+    served = await rig.add()
+    url = rig.manager.summary(served)["imds_url"]
+    assert url == f"http://127.0.0.1:{served.imds.port}/"  # type: ignore[union-attr]
+    joined = urllib.parse.urlsplit(url + "latest/api/token")
+    assert joined.path == ep.IMDS_TOKEN_PATH
+    port = joined.port
+    assert port is not None
+    reply = await http(port, "PUT", joined.path, {ep.IMDS_TTL_HEADER: "60"})
+    assert reply.status == 200 and reply.body
 
 
 async def test_token_file_is_private_without_newline(rig: Rig) -> None:
@@ -883,3 +937,30 @@ async def test_botocore_raises_rather_than_use_expired_credentials(
     # Once it raises it keeps raising: nothing expired is ever used after that.
     assert set(outcomes[outcomes.index("raised") :]) == {"raised"}
     assert min(sdk_rig.served_left) >= (IMDS_MIN_TTL if imds else ECS_MIN_TTL)
+
+
+@pytest.mark.parametrize("variable_only", [False, True])
+async def test_botocore_with_the_token_variables_across_rotations(
+    sdk_rig: SdkRig, monkeypatch: pytest.MonkeyPatch, variable_only: bool
+) -> None:
+    """With both token variables set (botocore reads the file), and with only
+    AWS_CONTAINER_AUTHORIZATION_TOKEN (as SDKs from before late 2023 read it), one botocore
+    session keeps refetching credentials across two rotations, each past its grace."""
+    rig = sdk_rig.rig
+    await point_sdk_at(sdk_rig, monkeypatch, imds=False)
+    assert os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    if variable_only:
+        monkeypatch.delenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+    call = await asyncio.to_thread(identity_caller, sdk_rig.moto_url)
+    first_token = rig.manager.get("dev").token_file.read_text()
+    await asyncio.to_thread(call)
+    fetched = len(sdk_rig.served_left)
+    for step in range(1, 25):  # four simulated hours, 10 min at a time
+        rig.clock.advance(600)
+        if step % 6 == 0:
+            rig.manager.rotate("dev")
+        await asyncio.gather(*rig.store.tick())
+        arn, method = await asyncio.to_thread(call)
+        assert method == "container-role" and arn.endswith("assumed-role/app/dev")
+    assert len(sdk_rig.served_left) >= fetched + 3  # refetched after the rotations
+    assert (await rig.ecs(token=first_token)).status == 403

@@ -149,7 +149,8 @@ def test_aws_cli_through_endpoint_env(edaemon: Daemon, imds: bool) -> None:
 
 def test_env_file_and_token_file(edaemon: Daemon) -> None:
     """--env-file prints Docker KEY=VALUE lines; the token file they name is 0600 in a 0700
-    folder, without a trailing newline, and the endpoint accepts it."""
+    folder, without a trailing newline, and the endpoint accepts it and the container token
+    they carry."""
     import urllib.request
 
     assert add(edaemon, "dev", unique_role()).returncode == 0
@@ -158,6 +159,7 @@ def test_env_file_and_token_file(edaemon: Daemon) -> None:
     assert set(variables) == {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     }
     assert variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
     token_file = Path(variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"])
@@ -165,11 +167,13 @@ def test_env_file_and_token_file(edaemon: Daemon) -> None:
     assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
     token = token_file.read_text()
     assert token and not token.endswith("\n")
-    request = urllib.request.Request(
-        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"], headers={"Authorization": token}
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert reply.status == 200 and "AccessKeyId" in json.load(reply)
+    assert variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"] != token
+    for presented in (token, variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]):
+        request = urllib.request.Request(
+            variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"], headers={"Authorization": presented}
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200 and "AccessKeyId" in json.load(reply)
     imds = edaemon.client("endpoint", "env", "dev", "--imds", "--env-file").stdout
     assert imds.splitlines()[0].startswith("AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:")
 

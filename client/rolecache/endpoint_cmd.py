@@ -17,10 +17,15 @@ Serve a role to SDKs and containers on loopback, ECS-style and IMDSv2-style.
                       last at least 1 h (--duration-seconds 3600 or more)
   list [--json]       bindings, their URLs and token files
   remove NAME         stop serving a binding
-  rotate NAME         give a binding a new token (the old one works for a grace period)
+  rotate NAME [--containers]
+                      give a binding a new token file (the old token works for a grace
+                      period); --containers also replaces the container token that
+                      `env` hands out, at once: running programs holding it lose access
   env NAME [--imds] [--env-file] [--shell sh|bash|zsh|fish|powershell]
                       the variables a program needs: export lines, or Docker's
-                      KEY=VALUE lines with --env-file
+                      KEY=VALUE lines with --env-file. They include the container token
+                      (AWS_CONTAINER_AUTHORIZATION_TOKEN, for SDKs from before late 2023):
+                      it lasts until `rotate --containers` or `remove`
 
 and: rolecache exec --endpoint NAME [--imds] -- CMD   runs CMD against the endpoint
 """
@@ -35,7 +40,8 @@ STATIC = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
 )
-# Set only one of each pair (CONFORMANCE.md): RELATIVE_URI would win and point at ECS's IP.
+# The container variables: RELATIVE_URI wins over FULL_URI in every SDK, so it is unset
+# whenever FULL_URI is set.
 CONTAINER = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -88,11 +94,26 @@ def handoff(
         return variables, (*STATIC, *CONTAINER, "AWS_EC2_METADATA_DISABLED")
     variables = {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": str(info["ecs_url"]),
-        # The file, never the token itself: it is re-read on every fetch, so a rotated
-        # token reaches running programs.
+        # The file is re-read on every fetch, so a rotated token reaches running programs.
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(info["token_file"]),
+        # SDKs from before late 2023 read only this variable (and the JS SDK v3 prefers it
+        # to the file). A process's environment cannot be updated, so it is the container
+        # token, which rotation leaves valid: both variables always hold a valid token.
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": container_token(info),
     }
-    return variables, (*STATIC, *CONTAINER[:1], *CONTAINER[2:3])
+    return variables, (*STATIC, *CONTAINER[:1])
+
+
+def container_token(info: dict[str, object]) -> str:
+    """The binding's container token, from the file the daemon handed it out in."""
+    path = str(info["container_token_file"])
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    except OSError as exc:
+        raise cli.Failed(
+            f"cannot read the container token {path}: {exc.strerror}", protocol.EXIT_ERROR
+        ) from None
 
 
 def _info(name: str, sandbox: bool) -> dict[str, object]:
@@ -169,11 +190,18 @@ def cmd_remove(args: list[str], sandbox: bool) -> int:
 
 
 def cmd_rotate(args: list[str], sandbox: bool) -> int:
-    """Rotate a binding's token."""
-    name, rest = _name(args, "rotate NAME")
-    cli.parse_options(rest, {})
-    info = cli._json(cli._call("POST", f"/v1/endpoints/{name}/rotate", None, sandbox))
+    """Rotate a binding's token; with --containers, its container token too."""
+    name, rest = _name(args, "rotate NAME [--containers]")
+    _, flags, _ = cli.parse_options(rest, {"--containers": "flag"})
+    containers = bool(flags.get("--containers"))
+    body = {"containers": True} if containers else None
+    info = cli._json(cli._call("POST", f"/v1/endpoints/{name}/rotate", body, sandbox))
     print(f"new token for endpoint {name} in {info['token_file']}")
+    if containers:
+        print(
+            f"new container token in {info['container_token_file']}: programs and containers "
+            f"started with the old one need `rolecache endpoint env {name}` again"
+        )
     return protocol.EXIT_OK
 
 

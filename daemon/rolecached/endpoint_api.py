@@ -69,9 +69,15 @@ async def remove_endpoint(request: web.Request) -> web.Response:
 
 
 async def rotate_endpoint(request: web.Request) -> web.Response:
-    """POST /v1/endpoints/{name}/rotate: a new token; the old one works for the grace period."""
+    """POST /v1/endpoints/{name}/rotate: a new token; the old one works for the grace period.
+    With {"containers": true}, the container token is replaced too, at once."""
     manager = request.app[MANAGER]
-    return web.json_response(manager.summary(manager.rotate(request.match_info["name"])))
+    body = await _body(request) if request.can_read_body else {}
+    containers = body.pop("containers", False)
+    if not isinstance(containers, bool) or body:
+        raise InvalidRequest('rotate takes only {"containers": true or false}')
+    served = manager.rotate(request.match_info["name"], containers=containers)
+    return web.json_response(manager.summary(served))
 
 
 def default_resolver(files: profiles.ConfigFiles) -> bindings.Resolve:

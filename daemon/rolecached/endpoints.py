@@ -53,6 +53,9 @@ IMDS_TOKEN_HEADER = "X-aws-ec2-metadata-token"
 IMDS_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 # aiohttp's limits on a request head; SDK requests are a few hundred bytes.
 _HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
+# The container token's file, beside the binding's token file: `endpoint env` reads it to set
+# AWS_CONTAINER_AUTHORIZATION_TOKEN, which SDKs from before late 2023 need.
+CONTAINER_TOKEN_FILE = "container-token"
 
 
 # -- errors: one type per answer, statuses in one table ------------------------------------
@@ -359,6 +362,8 @@ class Served:
     ring: TokenRing
     token_file: Path
     imds: Listener | None = None
+    # Where the container token was handed out: beside the token file, in the same folder.
+    container_file: Path = field(init=False)
     imds_tokens: ImdsTokens = field(default_factory=ImdsTokens)
     warm_task: asyncio.Task[Credentials] | None = None
     next_warm: float = 0.0
@@ -370,6 +375,9 @@ class Served:
     rendered: tuple[Credentials, bytes, tuple[bytes, bytes]] | None = field(
         default=None, repr=False
     )
+
+    def __post_init__(self) -> None:
+        self.container_file = self.token_file.with_name(CONTAINER_TOKEN_FILE)
 
 
 def _retrieve(task: "asyncio.Future[Any]") -> None:
@@ -444,7 +452,7 @@ class EndpointManager:
         for served in self._served.values():
             if now - served.ring.rotated_at >= self.settings.token_rotation:
                 served.ring.rotate(now)
-                self._write_token(served)
+                self._write_secret(served.token_file, served.ring.current)
                 log.info("rotated the token of endpoint %s", served.binding.name)
             entry = entries.get(served.binding.request)
             creds = entry.credentials if entry is not None else None
@@ -528,6 +536,7 @@ class EndpointManager:
                     TokenRing(self.clock(), self.settings.token_grace),
                     self.token_path(binding.name),
                 )
+                self._write_secret(served.container_file, served.ring.new_container_token())
             else:
                 # Replacing keeps the token, so programs holding the token file go on.
                 served = old
@@ -552,7 +561,7 @@ class EndpointManager:
                     if old is None:
                         self._unpin_unless_used(binding.request)
                     raise
-            self._write_token(served)
+            self._write_secret(served.token_file, served.ring.current)
             self._served[binding.name] = served
             log.info(
                 "endpoint %s serves %s (IMDS on port %d)",
@@ -571,12 +580,18 @@ class EndpointManager:
             self._unpin_unless_used(served.binding.request)
             log.info("endpoint %s removed", name)
 
-    def rotate(self, name: str) -> Served:
-        """Give `name` a new token now; the previous one stays valid for the grace period."""
+    def rotate(self, name: str, containers: bool = False) -> Served:
+        """Give `name` a new token now; the previous one stays valid for the grace period.
+        With `containers`, the container token is replaced too, and the old one stops
+        working at once: that is how a leaked one is revoked."""
         served = self.get(name)
         served.ring.rotate(self.clock())
-        self._write_token(served)
-        log.info("rotated the token of endpoint %s", name)
+        self._write_secret(served.token_file, served.ring.current)
+        if containers:
+            self._write_secret(served.container_file, served.ring.new_container_token())
+        log.info(
+            "rotated the token%s of endpoint %s", " and container token" if containers else "", name
+        )
         return served
 
     async def _drop(self, served: Served) -> None:
@@ -645,20 +660,20 @@ class EndpointManager:
     def ecs_listener(self) -> Listener | None:
         return self._ecs
 
-    def _write_token(self, served: Served) -> None:
-        """Write the token file (0600, no trailing newline) by rename, so a reader never sees
+    def _write_secret(self, path: Path, secret: str) -> None:
+        """Write a token file (0600, no trailing newline) by rename, so a reader never sees
         half a token and a mounted folder sees the new file."""
         with contextlib.suppress(FileExistsError):
-            served.token_file.parent.mkdir(mode=0o700)
-        tmp = served.token_file.with_name(f".{served.token_file.name}.{os.getpid()}.tmp")
+            path.parent.mkdir(mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, served.ring.current.encode())
+            os.write(fd, secret.encode())
         finally:
             os.close(fd)
-        os.replace(tmp, served.token_file)
+        os.replace(tmp, path)
 
     def summary(self, served: Served) -> dict[str, Any]:
         """What `rolecache endpoint list` and `env` need: never a token or a secret."""
@@ -675,7 +690,9 @@ class EndpointManager:
             "duration_seconds": binding.request.duration_seconds,
             "ecs_url": f"http://{host}:{self.ecs_port}/v1/credentials/{binding.name}",
             "token_file": str(served.token_file),
-            "imds_url": f"http://{host}:{served.imds.port}" if served.imds else None,
+            "container_token_file": str(served.container_file),
+            # Ending in "/": older botocore appends "latest/api/token" without a slash.
+            "imds_url": f"http://{host}:{served.imds.port}/" if served.imds else None,
             "imds_v1": binding.spec.imds_v1,
             "expires_in": None if creds is None else round(creds.expiration - self.clock()),
             "last_error": served.last_error
