@@ -964,3 +964,50 @@ async def test_botocore_with_the_token_variables_across_rotations(
         assert method == "container-role" and arn.endswith("assumed-role/app/dev")
     assert len(sdk_rig.served_left) >= fetched + 3  # refetched after the rotations
     assert (await rig.ecs(token=first_token)).status == 403
+
+
+# -- every hand-out audited -----------------------------------------------------------------
+
+
+def test_user_agents_are_cleaned_and_cut() -> None:
+    """A User-Agent loses control and format characters (escapes, CR LF, NUL, bidi
+    overrides) and is cut to a sane length with a marker."""
+    from rolecached.audit import AGENT_MAX, clean_agent
+
+    assert clean_agent("aws-cli/2.9.19 Python/3.11.2") == "aws-cli/2.9.19 Python/3.11.2"
+    assert clean_agent("a\x1b[31mb\r\nserved x to y\x00\u202ez\x7f\x85") == "a[31mbserved x to yz"
+    long = clean_agent("x" * 10_000)
+    assert len(long) == AGENT_MAX and long.endswith("...")
+    assert clean_agent("\t\x01") == ""
+
+
+async def test_container_and_imds_hand_outs_are_audited_and_counted(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each container hand-out (the fast lane's and aiohttp's) and each IMDS hand-out counts
+    a hit and writes one audit line naming the binding, the client address and uid and the
+    cleaned User-Agent; refusals write none and count nothing."""
+    await rig.add()
+    await asyncio.gather(*rig.store.tick())
+    entry = next(iter(rig.store.entries()))
+    hits = entry.hits
+    agent = "Boto3/1.40 md/Botocore#1.40 " + "y" * 300
+    with caplog.at_level(logging.INFO, logger="rolecached.audit"):
+        assert (await rig.ecs(**{"User-Agent": agent})).status == 200  # the fast lane
+        # Content-Type makes the lane hand the request to aiohttp.
+        slow = await rig.ecs(**{"User-Agent": "js\u202e-sdk/3", "Content-Type": "text/plain"})
+        assert slow.status == 200
+        assert (await rig.ecs(token="wrong")).status == 403
+        reply = await rig.imds(f"{ep.IMDS_ROLES}/dev")
+        assert reply.status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "rolecached.audit"]
+    assert len(lines) == 3
+    uid = f"127.0.0.1 uid {os.getuid()}"
+    assert f"{uid} via container endpoint dev (Boto3/1.40 md/Botocore#1.40 yyy" in lines[0]
+    assert "y" * 200 not in lines[0]
+    assert f"{uid} via container endpoint dev (js-sdk/3)" in lines[1]
+    assert f"{uid} via IMDS dev (" in lines[2]
+    assert entry.hits == hits + 3
+    assert entry.last_requester is not None and "via IMDS dev" in entry.last_requester
+    token = rig.manager.get("dev").ring.current
+    assert all(token not in line and "secret-" not in line for line in lines)

@@ -110,6 +110,28 @@ def test_exec_endpoint_container_with_boto3(edaemon: Daemon) -> None:
     assert "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" in report["env"]
 
 
+def test_endpoint_hand_outs_show_in_rolecache_list(edaemon: Daemon) -> None:
+    """A botocore fetch from the container endpoint and one from IMDS each count a hit in
+    `rolecache list --json`, whose last requester names the listener, the binding and the
+    SDK's User-Agent, and each writes an audit line in the daemon's log."""
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    prefix = [str(BIN / "rolecache"), "exec", "--endpoint", "dev"]
+    requesters = []
+    for extra in ([], ["--imds"]):
+        run_probe(edaemon, *prefix, *extra, "--")
+        sessions = json.loads(edaemon.client("list", "--json").stdout)["sessions"]
+        entry = next(s for s in sessions if s["role_arn"] == role)
+        requesters.append((entry["hits"], entry["last_requester"]))
+    (hits_ecs, ecs_by), (hits_imds, imds_by) = requesters
+    assert hits_ecs >= 1 and hits_imds > hits_ecs
+    assert ecs_by.startswith(f"127.0.0.1 uid {os.getuid()} via container endpoint dev (")
+    assert "(python-urllib3/" in ecs_by  # botocore's container fetcher sends urllib3's
+    assert imds_by.startswith(f"127.0.0.1 uid {os.getuid()} via IMDS dev (Boto3/")
+    log = edaemon.log.read_text()
+    assert "via container endpoint dev" in log and "via IMDS dev" in log
+
+
 def test_exec_endpoint_imds_with_boto3(edaemon: Daemon) -> None:
     """The same over the IMDSv2 look-alike: botocore's instance-metadata provider."""
     role = unique_role()

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from rolecache import formats
 from rolecache.protocol import SANDBOX_HEADER
-from rolecached import cache, ecslane, host
+from rolecached import audit, cache, ecslane, host
 from rolecached.bindings import (
     ECS_MIN_TTL,
     IMDS_MIN_TTL,
@@ -621,6 +621,7 @@ class EndpointManager:
                 self.store,
                 lambda binding, floor: self.credentials(binding, floor),
                 lambda served, creds: self.render_ecs(served, creds)[1],
+                self.handed_out,
             )
             self._ecs = await listen(
                 app,
@@ -748,7 +749,26 @@ class EndpointManager:
         request.app[GUARD].throttle(request, name)
         creds = await self.credentials(served.binding, ECS_MIN_TTL)
         body, _ = self.render_ecs(served, creds)
+        self.handed_out(
+            served, creds, self.gate.peer_of(request.transport), request.headers.get("User-Agent")
+        )
         return web.Response(body=body, content_type="application/json")
+
+    def handed_out(
+        self,
+        served: Served,
+        creds: Credentials,
+        peer: host.Peer | None,
+        agent: str | None,
+        listener: str = "container endpoint",
+    ) -> None:
+        """Count one hand-out of `served`'s credentials (hits and last requester in `rolecache
+        list`) and write its audit line: the handler's and the fast lane's one place."""
+        binding = served.binding
+        who = audit.endpoint_requester(peer, f"{listener} {binding.name}", agent)
+        self.store.record_hit(binding.request, who)
+        if audit.log.isEnabledFor(logging.INFO):  # describe() only when it is written
+            audit.served(binding.request.describe(), creds, who, self.clock())
 
     def render_ecs(self, served: Served, creds: Credentials) -> tuple[bytes, tuple[bytes, bytes]]:
         """The container answer for `creds`: the handler's JSON body and the fast lane's
@@ -790,6 +810,8 @@ class EndpointManager:
             extended = request.path.startswith(IMDS_ROLES_EXTENDED)
             binding = served.binding
             creds = await self.credentials(binding, IMDS_MIN_TTL)
+            peer = self.gate.peer_of(request.transport)
+            self.handed_out(served, creds, peer, request.headers.get("User-Agent"), "IMDS")
             return web.json_response(imds_document(binding, creds, extended))
 
         app.router.add_put(IMDS_TOKEN_PATH, put_token)
