@@ -1011,3 +1011,87 @@ async def test_container_and_imds_hand_outs_are_audited_and_counted(
     assert entry.last_requester is not None and "via IMDS dev" in entry.last_requester
     token = rig.manager.get("dev").ring.current
     assert all(token not in line and "secret-" not in line for line in lines)
+
+
+# -- bindings that last -----------------------------------------------------------------------
+
+
+async def restarted(rig: Rig, state: Path) -> ep.EndpointManager:
+    """Stop the rig's manager cleanly and start a new one on the same state file and token
+    folder, as a daemon restart does."""
+    await rig.manager.close()
+    manager = ep.EndpointManager(
+        rig.store,
+        settings(),
+        rig.tokens_dir,
+        clock=rig.clock,
+        state_file=state,
+        resolver=parse_request,
+    )
+    rig.extra.append(manager)
+    await manager.start()
+    return manager
+
+
+async def test_runtime_bindings_come_back_with_their_ports_and_tokens(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """After a restart a runtime binding is served again on the same container and IMDS
+    ports, and both the token file's token and the container token handed out before still
+    get credentials; a removed binding does not come back."""
+    state = tmp_path / "state" / "rolecache-endpoints.json"
+    rig.manager.state_file = state
+    rig.manager._resolver = parse_request
+    await rig.manager.start()
+    await rig.add()
+    await rig.add("gone")
+    await rig.manager.remove("gone")
+    before = rig.manager.summary(rig.manager.get("dev"))
+    file_token = rig.manager.get("dev").token_file.read_text()
+    container = rig.manager.get("dev").container_file.read_text()
+    rig.manager = await restarted(rig, state)
+    assert [s.binding.name for s in rig.manager.all()] == ["dev"]
+    after = rig.manager.summary(rig.manager.get("dev"))
+    assert (after["ecs_url"], after["imds_url"]) == (before["ecs_url"], before["imds_url"])
+    assert (await rig.ecs(token=file_token)).status == 200
+    assert (await rig.ecs(token=container)).status == 200
+    assert (await rig.imds(f"{ep.IMDS_ROLES}/dev")).status == 200
+
+
+async def test_state_file_is_private_and_holds_only_digests(rig: Rig, tmp_path: Path) -> None:
+    """The state file is 0600 in a 0700 folder and holds the container token's SHA-256
+    digest, never the container token nor the token file's token; a container token revoked
+    before a restart stays revoked after it."""
+    import hashlib
+
+    state = tmp_path / "state" / "rolecache-endpoints.json"
+    rig.manager.state_file = state
+    rig.manager._resolver = parse_request
+    await rig.manager.start()
+    await rig.add()
+    served = rig.manager.get("dev")
+    revoked = served.container_file.read_text()
+    rig.manager.rotate("dev", containers=True)
+    container = served.container_file.read_text()
+    text = state.read_text()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
+    assert hashlib.sha256(container.encode()).hexdigest() in text
+    for secret in (container, revoked, served.token_file.read_text(), served.ring.current):
+        assert secret not in text
+    rig.manager = await restarted(rig, state)
+    assert (await rig.ecs(token=revoked)).status == 403
+    assert (await rig.ecs(token=container)).status == 200
+
+
+async def test_a_damaged_state_file_is_set_aside(rig: Rig, tmp_path: Path) -> None:
+    """A state file that is not ours is renamed *.bad and the manager starts without it."""
+    state = tmp_path / "rolecache-endpoints.json"
+    state.write_text('{"version": 1, "bindings": [{"name": 3}]}')
+    manager = ep.EndpointManager(
+        rig.store, settings(), rig.tokens_dir, clock=rig.clock, state_file=state
+    )
+    rig.extra.append(manager)
+    await manager.start()
+    assert manager.all() == []
+    assert state.with_name(state.name + ".bad").exists()

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from rolecache import formats
 from rolecache.protocol import SANDBOX_HEADER
-from rolecached import audit, cache, ecslane, host
+from rolecached import audit, bindingstate, cache, ecslane, host
 from rolecached.bindings import (
     ECS_MIN_TTL,
     IMDS_MIN_TTL,
@@ -33,7 +33,9 @@ from rolecached.bindings import (
     BindingExists,
     EndpointSettings,
     NoSuchBinding,
+    Resolve,
     check_addresses,
+    resolve,
 )
 from rolecached.cache import Credentials
 from rolecached.errors import MfaRequired, RolecacheError, StsError
@@ -41,7 +43,7 @@ from rolecached.front import Door, FrontSite
 from rolecached.gate import Caps, Gate, peer_key, raise_fd_limit
 from rolecached.ratelimit import RateLimiter
 from rolecached.store import Store
-from rolecached.tokens import ImdsTokens, TokenRing, parse_ttl
+from rolecached.tokens import ImdsTokens, TokenRing, looks_like_token, parse_ttl
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +353,19 @@ def url_host(settings: EndpointSettings) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+def _read_token(path: Path) -> str | None:
+    """A token file's token, or None when it is missing or does not look like ours."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if looks_like_token(text) else None
+
+
+def _unresolvable(_: dict[str, Any]) -> Any:
+    raise RolecacheError("no resolver to serve runtime bindings again")
+
+
 # -- the manager ------------------------------------------------------------------------------
 
 
@@ -401,6 +416,8 @@ class EndpointManager:
         rng: random.Random | None = None,
         bindings: list[Binding] | tuple[Binding, ...] = (),
         gate: Gate | None = None,
+        state_file: Path | None = None,
+        resolver: Resolve | None = None,
     ) -> None:
         self.store = store
         # Shared with the socket's listener in the daemon, so the caps hold over all of them.
@@ -414,6 +431,11 @@ class EndpointManager:
         self._served: dict[str, Served] = {}
         self._ecs: Listener | None = None
         self._lock = asyncio.Lock()  # adds and removes happen one at a time
+        # Where bindings outlive the process (None: they do not), how runtime bindings are
+        # resolved again at start, and what the last run left, until start() has used it.
+        self.state_file = state_file
+        self._resolver = resolver
+        self._saved = bindingstate.State()
         for address in check_addresses(settings.bind, settings.allow_non_loopback):
             log.warning(
                 "container endpoints will listen on %s, which is not loopback: anyone who "
@@ -424,16 +446,29 @@ class EndpointManager:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Serve the bindings from the config file; their credentials are fetched by the
-        first tick, in the background (start-up never waits for STS)."""
+        """Serve the bindings from the config file and those added at run time before a
+        restart, with the ports, token files and container tokens they had; their credentials
+        are fetched by the first tick, in the background (start-up never waits for STS)."""
+        if self.state_file is not None:
+            self._saved = bindingstate.load(self.state_file)
         for binding in self._initial:
             await self.add(binding, warm=False)
+        for saved in list(self._saved.bindings.values()):
+            if saved.spec.origin != "runtime" or saved.spec.name in self._served:
+                continue
+            try:
+                binding = resolve(saved.spec, self._resolver or _unresolvable)
+                await self.add(binding, warm=False)
+            except RolecacheError as exc:
+                log.warning("endpoint %s is not served again: %s", saved.spec.name, exc)
+        self._saved = bindingstate.State()  # used up: later adds are new bindings
+        self._persist()
         self.tick()
 
     async def close(self) -> None:
-        """Stop every listener and remove the token files."""
+        """Stop every listener; token files stay, for the next start to serve again."""
         for served in list(self._served.values()):
-            await self._drop(served)
+            await self._drop(served, keep_files=True)
         self._served.clear()
         if self._ecs is not None:
             await self._ecs.close()
@@ -453,6 +488,7 @@ class EndpointManager:
             if now - served.ring.rotated_at >= self.settings.token_rotation:
                 served.ring.rotate(now)
                 self._write_secret(served.token_file, served.ring.current)
+                self._persist()
                 log.info("rotated the token of endpoint %s", served.binding.name)
             entry = entries.get(served.binding.request)
             creds = entry.credentials if entry is not None else None
@@ -530,13 +566,10 @@ class EndpointManager:
                 except BaseException:
                     self._unpin_unless_used(binding.request)
                     raise
+            saved = self._saved.bindings.get(binding.name)
+            imds_port = binding.spec.imds_port or (saved.imds_port if saved else 0)
             if old is None:
-                served = Served(
-                    binding,
-                    TokenRing(self.clock(), self.settings.token_grace),
-                    self.token_path(binding.name),
-                )
-                self._write_secret(served.container_file, served.ring.new_container_token())
+                served = self._new_served(binding, saved)
             else:
                 # Replacing keeps the token, so programs holding the token file go on.
                 served = old
@@ -549,20 +582,14 @@ class EndpointManager:
                     served.imds = None
             if served.imds is None:
                 try:
-                    served.imds = await listen(
-                        self._imds_app(served),
-                        self.settings,
-                        binding.spec.imds_port,
-                        f"IMDS listener of endpoint {binding.name!r}",
-                        # IMDS is for host processes: a peer must have our uid (or root's).
-                        lambda _address, name=binding.name: self._door(f"IMDS of {name}"),
-                    )
+                    served.imds = await self._listen_imds(served, imds_port, saved is not None)
                 except ListenError:
                     if old is None:
                         self._unpin_unless_used(binding.request)
                     raise
             self._write_secret(served.token_file, served.ring.current)
             self._served[binding.name] = served
+            self._persist()
             log.info(
                 "endpoint %s serves %s (IMDS on port %d)",
                 binding.name,
@@ -571,13 +598,77 @@ class EndpointManager:
             )
             return served
 
+    def _new_served(self, binding: Binding, saved: bindingstate.SavedBinding | None) -> Served:
+        """A binding's serving state. One the last run served gets its token file's token
+        and its container token again, so programs started before the restart go on."""
+        path = self.token_path(binding.name)
+        now = self.clock()
+        current = _read_token(path) if saved is not None else None
+        container = saved.container_digest if saved is not None else None
+        served = Served(
+            binding,
+            TokenRing(
+                saved.rotated_at if saved is not None and current else now,
+                self.settings.token_grace,
+                current=current,
+                container_digest=container,
+            ),
+            path,
+        )
+        if container is None or _read_token(served.container_file) is None:
+            # New, or its file is gone (a reboot empties the runtime folder): nobody can be
+            # handed the old one again, so it is replaced.
+            self._write_secret(served.container_file, served.ring.new_container_token())
+        return served
+
+    async def _listen_imds(self, served: Served, port: int, restored: bool) -> Listener:
+        """The binding's IMDS listener on `port`; a restored binding whose port was taken
+        meanwhile gets another (its URL changes, which is logged)."""
+        name = served.binding.name
+
+        async def on(port: int) -> Listener:
+            return await listen(
+                self._imds_app(served),
+                self.settings,
+                port,
+                f"IMDS listener of endpoint {name!r}",
+                # IMDS is for host processes: a peer must have our uid (or root's).
+                lambda _address: self._door(f"IMDS of {name}"),
+            )
+
+        if not restored or not port or served.binding.spec.imds_port:
+            return await on(port)
+        try:
+            return await on(port)
+        except ListenError as exc:
+            log.warning("endpoint %s: %s; it gets another port, and a new IMDS URL", name, exc)
+            return await on(0)
+
+    def _persist(self) -> None:
+        """Save what a restart needs; a failure is logged, the bindings serve on."""
+        if self.state_file is None:
+            return
+        state = bindingstate.State(self._ecs.port if self._ecs is not None else None)
+        for name, served in self._served.items():
+            state.bindings[name] = bindingstate.SavedBinding(
+                served.binding.spec,
+                served.imds.port if served.imds is not None else 0,
+                served.ring.rotated_at,
+                served.ring.container_digest,
+            )
+        try:
+            bindingstate.save(self.state_file, state)
+        except OSError as exc:
+            log.error("cannot save the endpoint state %s: %s", self.state_file, exc)
+
     async def remove(self, name: str) -> None:
-        """Stop serving `name`: its IMDS listener closes and its token file goes."""
+        """Stop serving `name`: its IMDS listener closes and its token files go."""
         async with self._lock:
             served = self.get(name)
             del self._served[name]
             await self._drop(served)
             self._unpin_unless_used(served.binding.request)
+            self._persist()
             log.info("endpoint %s removed", name)
 
     def rotate(self, name: str, containers: bool = False) -> Served:
@@ -589,18 +680,20 @@ class EndpointManager:
         self._write_secret(served.token_file, served.ring.current)
         if containers:
             self._write_secret(served.container_file, served.ring.new_container_token())
+        self._persist()
         log.info(
             "rotated the token%s of endpoint %s", " and container token" if containers else "", name
         )
         return served
 
-    async def _drop(self, served: Served) -> None:
+    async def _drop(self, served: Served, keep_files: bool = False) -> None:
         if served.warm_task is not None:
             served.warm_task.cancel()
         if served.imds is not None:
             await served.imds.close()
             served.imds = None
-        shutil.rmtree(served.token_file.parent, ignore_errors=True)
+        if not keep_files:
+            shutil.rmtree(served.token_file.parent, ignore_errors=True)
 
     def _unpin_unless_used(self, request: Any) -> None:
         # Two bindings may share one entry: it stays warm while either serves it.
@@ -611,6 +704,8 @@ class EndpointManager:
         # Bound on first use, so a user without bindings never holds the fixed port.
         if self._ecs is None:
             port = self.settings.ecs_port(self.sandbox, os.getuid())
+            if port == 0 and self._saved.container_port:
+                port = self._saved.container_port  # "any free port" once: the same again
             app = self._ecs_app()
             guard = app[GUARD]
             lane = ecslane.EcsLane(
@@ -635,6 +730,7 @@ class EndpointManager:
                 ),
             )
             log.info("container endpoint listening on %s", self._ecs.addresses())
+            self._persist()
 
     def _door(self, name: str, token_only: bool = False, lane: Any = None) -> Door:
         timeout = self.settings.idle_timeout

@@ -7,6 +7,7 @@ Pure: time and randomness are injected. Every comparison is constant-time
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 
@@ -16,6 +17,14 @@ IMDS_MIN_TOKEN_TTL, IMDS_MAX_TOKEN_TTL = 1, 21600
 def new_token() -> str:
     """A bearer token: 256 random bits, URL-safe, no CR or LF (botocore refuses those)."""
     return secrets.token_urlsafe(32)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what new_token() makes
+
+
+def looks_like_token(text: str) -> bool:
+    """True for a string new_token() could have made (a token file worth reusing)."""
+    return _TOKEN.fullmatch(text) is not None
 
 
 class TokenRing:
