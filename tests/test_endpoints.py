@@ -671,12 +671,17 @@ async def test_imds_flood_gets_429(rig: Rig) -> None:
 
 
 async def test_listeners_bind_loopback_only(rig: Rig) -> None:
-    """The container and IMDS listeners are bound to 127.0.0.1, nothing else."""
+    """The IMDS listeners are bound to 127.0.0.1 and nothing else; the container listener to
+    127.0.0.1 and the docker network's gateway, 169.254.170.2 (none with docker = false)."""
     served = await rig.add()
     assert rig.manager.ecs_listener is not None
-    for listener in (rig.manager.ecs_listener, served.imds):
-        assert listener is not None
-        assert [a for a, _ in listener.addresses()] == ["127.0.0.1"]
+    assert [a for a, _ in rig.manager.ecs_listener.addresses()] == ["127.0.0.1", "169.254.170.2"]
+    assert served.imds is not None
+    assert [a for a, _ in served.imds.addresses()] == ["127.0.0.1"]
+    rig.manager = await new_manager(rig, docker=False)
+    await rig.add()
+    assert rig.manager.ecs_listener is not None
+    assert [a for a, _ in rig.manager.ecs_listener.addresses()] == ["127.0.0.1"]
 
 
 async def test_ipv6_loopback_when_asked(rig: Rig) -> None:
@@ -690,7 +695,7 @@ async def test_ipv6_loopback_when_asked(rig: Rig) -> None:
     await rig.add()
     listener = rig.manager.ecs_listener
     assert listener is not None
-    assert sorted(a for a, _ in listener.addresses()) == ["127.0.0.1", "::1"]
+    assert sorted(a for a, _ in listener.addresses()) == ["127.0.0.1", "169.254.170.2", "::1"]
     token = rig.manager.get("dev").ring.current
     reply = await http(
         rig.ecs_port,

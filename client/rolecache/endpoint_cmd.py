@@ -21,11 +21,13 @@ Serve a role to SDKs and containers on loopback, ECS-style and IMDSv2-style.
                       give a binding a new token file (the old token works for a grace
                       period); --containers also replaces the container token that
                       `env` hands out, at once: running programs holding it lose access
-  env NAME [--imds] [--env-file] [--shell sh|bash|zsh|fish|powershell]
+  env NAME [--imds | --docker] [--env-file] [--shell sh|bash|zsh|fish|powershell]
                       the variables a program needs: export lines, or Docker's
                       KEY=VALUE lines with --env-file. They include the container token
                       (AWS_CONTAINER_AUTHORIZATION_TOKEN, for SDKs from before late 2023):
-                      it lasts until `rotate --containers` or `remove`
+                      it lasts until `rotate --containers` or `remove`. --docker: what
+                      a container on the rolecache docker network needs (the URL at
+                      169.254.170.2 and the container token), e.g. for docker run --env-file
 
 and: rolecache exec --endpoint NAME [--imds] -- CMD   runs CMD against the endpoint
 """
@@ -75,6 +77,30 @@ def merge_no_proxy(environ: dict[str, str] | os._Environ[str], host: str) -> str
     if host not in entries and "*" not in entries:
         entries.append(host)
     return ",".join(entries)
+
+
+def docker_handoff(info: dict[str, object]) -> dict[str, str]:
+    """What a container on the rolecache docker network needs: the URL at the network's
+    gateway and the container token (the host's token file is not in the container, and a
+    container's environment cannot be updated: the container token outlives rotations)."""
+    url = info.get("docker_url")
+    if not url:
+        raise cli.Failed(
+            "the daemon does not serve the docker network (docker = false in [endpoints])",
+            protocol.EXIT_USAGE,
+        )
+    return {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": str(url),
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": container_token(info),
+        # Nothing else answers there: SDKs would wait on 169.254.169.254 for a second or more.
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+DOCKER_NOTE = (
+    "rolecache: a FULL_URI at 169.254.170.2 with a port works in SDKs released from late 2023 "
+    "on; older SDKs accept only a RELATIVE_URI (169.254.170.2, port 80)\n"
+)
 
 
 def handoff(
@@ -207,13 +233,23 @@ def cmd_rotate(args: list[str], sandbox: bool) -> int:
 
 def cmd_env(args: list[str], sandbox: bool) -> int:
     """Print the variables that point a program at the binding."""
-    name, rest = _name(args, "env NAME [--imds] [--env-file] [--shell SHELL]")
+    name, rest = _name(args, "env NAME [--imds | --docker] [--env-file] [--shell SHELL]")
     _, flags, _ = cli.parse_options(
-        rest, {"--imds": "flag", "--env-file": "flag", "--shell": "str"}
+        rest, {"--imds": "flag", "--docker": "flag", "--env-file": "flag", "--shell": "str"}
     )
     shell = str(flags.get("--shell", "bash"))
     if shell not in protocol.SHELLS:
         raise cli.UsageError(f"--shell takes one of {', '.join(protocol.SHELLS)}, not {shell!r}")
+    if flags.get("--docker"):
+        if flags.get("--imds"):
+            raise cli.UsageError("--imds is for host programs; containers get --docker alone")
+        variables = docker_handoff(_info(name, sandbox))
+        sys.stderr.write(DOCKER_NOTE)
+        if flags.get("--env-file"):
+            sys.stdout.write(formats.env_file_lines(variables))
+        else:
+            sys.stdout.write(formats.export_lines(variables, (), shell))
+        return protocol.EXIT_OK
     variables, unset = handoff(_info(name, sandbox), bool(flags.get("--imds")), os.environ)
     if flags.get("--env-file"):
         sys.stdout.write(formats.env_file_lines(variables))

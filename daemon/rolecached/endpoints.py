@@ -27,6 +27,7 @@ from rolecache import formats
 from rolecache.protocol import SANDBOX_HEADER
 from rolecached import audit, bindingstate, cache, ecslane, host
 from rolecached.bindings import (
+    DOCKER_GATEWAY,
     ECS_MIN_TTL,
     IMDS_MIN_TTL,
     Binding,
@@ -155,12 +156,14 @@ class Guard:
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.hosts: frozenset[str] = frozenset()
 
-    def listening_on(self, port: int) -> None:
-        """Allow the Host values that name this listener: loopback names and bound addresses."""
-        names = {"127.0.0.1", "localhost", "[::1]"}
+    def listening_on(self, port: int, bare: tuple[str, ...] = ()) -> None:
+        """Allow the Host values that name this listener: loopback names and bound addresses
+        with the port, and the addresses in `bare` also without it (169.254.170.2, reached
+        on port 80 through a redirect by SDKs that know only RELATIVE_URI)."""
+        names = {"127.0.0.1", "localhost", "[::1]", *bare}
         for address in self.settings.bind:
             names.add(f"[{address}]" if ":" in address else address)
-        self.hosts = frozenset(f"{name}:{port}" for name in names)
+        self.hosts = frozenset({f"{name}:{port}" for name in names} | set(bare))
 
     def check(self, request: web.Request) -> None:
         """Raise the EndpointError for the first check the request fails."""
@@ -253,12 +256,20 @@ def imds_document(binding: Binding, creds: Credentials, extended: bool) -> dict[
 # -- listeners -------------------------------------------------------------------------------
 
 
-def open_tcp(address: str, port: int) -> socket.socket:
-    """A listening TCP socket on `address`:`port` (IPv6 sockets serve IPv6 only)."""
+# Linux's IP_FREEBIND (not in Python 3.11's socket module): bind an address no interface has
+# yet, so the daemon can listen on the docker network's gateway before the network exists.
+IP_FREEBIND = 15
+
+
+def open_tcp(address: str, port: int, freebind: bool = False) -> socket.socket:
+    """A listening TCP socket on `address`:`port` (IPv6 sockets serve IPv6 only); with
+    `freebind`, also while no interface has `address` (it serves once one has)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if freebind:
+            sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
@@ -293,19 +304,21 @@ async def listen(
     port: int,
     what: str,
     door: Callable[[str], Door],
+    gateway: str | None = None,
 ) -> Listener:
     """Serve `app` on each address of `settings.bind`, all on one port (the first address
-    picks it when `port` is 0); `door(address)` is the front policy of each address (peer
-    check, caps, the container listener's fast lane)."""
+    picks it when `port` is 0), and on `gateway` too when given (bound with IP_FREEBIND);
+    `door(address)` is the front policy of each address (peer check, caps, the container
+    listener's fast lane)."""
     runner = web.AppRunner(
         app, access_log=None, keepalive_timeout=settings.idle_timeout, **_HEAD_LIMITS
     )
     await runner.setup()
     sockets: list[socket.socket] = []
     try:
-        for address in settings.bind:
+        for address in (*settings.bind, *([gateway] if gateway else [])):
             try:
-                sock = open_tcp(address, port)
+                sock = open_tcp(address, port, freebind=address == gateway)
             except OSError as exc:
                 raise ListenError(
                     f"the {what} cannot listen on {address} port {port}: "
@@ -320,7 +333,7 @@ async def listen(
             sock.close()
         await runner.cleanup()
         raise
-    app[GUARD].listening_on(port)
+    app[GUARD].listening_on(port, (gateway,) if gateway else ())
     return Listener(runner, port, sockets)
 
 
@@ -728,6 +741,7 @@ class EndpointManager:
                 lambda address: self._door(
                     "container endpoint", token_only=not is_loopback(address), lane=lane.answer
                 ),
+                DOCKER_GATEWAY if self.settings.docker else None,
             )
             log.info("container endpoint listening on %s", self._ecs.addresses())
             self._persist()
@@ -786,6 +800,10 @@ class EndpointManager:
             "role_session_name": binding.request.role_session_name,
             "duration_seconds": binding.request.duration_seconds,
             "ecs_url": f"http://{host}:{self.ecs_port}/v1/credentials/{binding.name}",
+            # What a container on the docker network is handed (`endpoint env --docker`).
+            "docker_url": f"http://{DOCKER_GATEWAY}:{self.ecs_port}/v1/credentials/{binding.name}"
+            if self.settings.docker
+            else None,
             "token_file": str(served.token_file),
             "container_token_file": str(served.container_file),
             # Ending in "/": older botocore appends "latest/api/token" without a slash.
