@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +100,6 @@ def fake_docker(folder: "os.PathLike[str] | str", networks: list[dict] | None = 
     the state file's path."""
     import json
     import sys
-    from pathlib import Path
 
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
@@ -109,3 +109,121 @@ def fake_docker(folder: "os.PathLike[str] | str", networks: list[dict] | None = 
     state = path / "networks.json"
     state.write_text(json.dumps(networks or []))
     return str(state)
+
+
+# -- a real dockerd -----------------------------------------------------------------------------
+
+# Test containers run an image made here (no registry is reachable): an empty root with the
+# usual symlinks into /usr, and the host's /usr, Python install and this worktree mounted
+# read-only, so botocore, node with the JS SDK and the AWS CLI are the host's own.
+BASE_IMAGE = "rolecache-test-base:1"
+# The tests' network: --internal, 169.254.170.0/24, gateway 169.254.170.2 (on this host's bridge).
+TEST_NETWORK = "rolecache-test"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def docker_unavailable() -> str | None:
+    """Why docker tests cannot run here, or None when dockerd answers."""
+    if shutil.which("docker") is None:
+        return "docker tests skipped: no docker CLI (.ci/run installs docker.io)"
+    result = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no answer"])[-1]
+        return f"docker tests skipped: dockerd is not reachable ({last})"
+    return None
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
+    return result
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """One test process at a time sets up the shared image and network."""
+    import fcntl
+
+    with open("/tmp/rolecache-docker-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def base_image() -> str:
+    """The test image, imported once from a tarball made here."""
+    import io
+    import tarfile
+
+    with _locked():
+        if _docker("image", "inspect", BASE_IMAGE, check=False).returncode == 0:
+            return BASE_IMAGE
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+
+            def add(name: str, kind: bytes, mode: int, target: str = "", data: bytes = b"") -> None:
+                info = tarfile.TarInfo(name)
+                info.type, info.mode, info.linkname, info.size = kind, mode, target, len(data)
+                tar.addfile(info, io.BytesIO(data) if data else None)
+
+            for folder in ("etc", "root", "proc", "sys", "dev", "usr", "work"):
+                add(folder, tarfile.DIRTYPE, 0o755)
+            add("tmp", tarfile.DIRTYPE, 0o1777)
+            for link in ("bin", "lib", "lib64", "sbin"):
+                add(link, tarfile.SYMTYPE, 0o777, f"usr/{link}")
+            add("etc/passwd", tarfile.REGTYPE, 0o644, data=b"root:x:0:0::/root:/bin/sh\n")
+            add("etc/group", tarfile.REGTYPE, 0o644, data=b"root:x:0:\n")
+        result = subprocess.run(
+            ["docker", "import", "-", BASE_IMAGE],
+            input=buffer.getvalue(),
+            capture_output=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+    return BASE_IMAGE
+
+
+def shared_network() -> str:
+    """The tests' internal network at 169.254.170.0/24, made once (kept for later runs: two
+    networks cannot share the subnet, so parallel test processes share this one)."""
+    with _locked():
+        found = _docker("network", "inspect", TEST_NETWORK, check=False)
+        if found.returncode != 0:
+            _docker(
+                "network", "create", "--internal", "--subnet", "169.254.170.0/24",
+                "--gateway", GATEWAY, TEST_NETWORK,
+            )  # fmt: skip
+    return TEST_NETWORK
+
+
+def python_mounts() -> list[str]:
+    """Read-only mounts that give a container this host's Python, node, AWS CLI and worktree."""
+    import sys
+
+    prefix = Path(sys.base_prefix)  # the interpreter the venv was made from
+    mounts = ["-v", "/usr:/usr:ro", "-v", f"{prefix}:{prefix}:ro", "-v", f"{ROOT}:{ROOT}:ro"]
+    return mounts
+
+
+def run_container(
+    network: str,
+    env: dict[str, str],
+    command: list[str],
+    *,
+    timeout: float = 120,
+    extra: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
+    """`docker run --rm` on `network` with `env` (AWS_EC2_METADATA_DISABLED=true unless it
+    says otherwise), the host's tools mounted read-only, running `command`."""
+    env = {"AWS_EC2_METADATA_DISABLED": "true", **env}
+    args = ["docker", "run", "--rm", "--network", network, *python_mounts(), *extra]
+    for name, value in env.items():
+        args += ["-e", f"{name}={value}"]
+    return subprocess.run(
+        [*args, base_image(), *command], capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,148 @@
+"""Real containers on a docker bridge network (--internal, 169.254.170.0/24, gateway
+169.254.170.2 on this host's bridge) against the real daemon: unmodified SDKs inside them get
+the role through what `rolecache endpoint env NAME --docker --env-file` prints, and prove it
+with GetCallerIdentity against moto, which listens on 169.254.170.2 for them. Nothing is sent
+anywhere but loopback and that network. Skipped, saying why, when dockerd cannot be reached."""
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Daemon
+from tests.dockerkit import GATEWAY, docker_unavailable, run_container, shared_network
+from tests.test_endpoints_e2e import add, assumed, edaemon, unique_role
+from tests.test_sdk_generations import JS_PROBE, js_sdk
+
+__all__ = ["edaemon", "js_sdk"]  # fixtures, used by name
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_PYTHON = str(Path(sys.executable).parent / "python")
+# botocore's default chain, as an application in a container has it; STS from the environment.
+PROBE = """
+import boto3, json
+session = boto3.Session()
+arn = session.client("sts").get_caller_identity()["Arn"]
+print(json.dumps({"arn": arn, "method": session.get_credentials().method}))
+"""
+
+
+@pytest.fixture(scope="session")
+def network() -> str:
+    """The shared test network, once dockerd is known to answer (else the tests skip)."""
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(reason)
+    return shared_network()
+
+
+@pytest.fixture(scope="session")
+def moto_at_gateway(network: str) -> Iterator[str]:
+    """moto's STS on 169.254.170.2, for containers; it shares the in-process backend with the
+    loopback moto the daemon calls, so it knows the credentials the daemon hands out."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=GATEWAY, port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def docker_env(d: Daemon, name: str = "dev") -> dict[str, str]:
+    """What `rolecache endpoint env NAME --docker --env-file` prints, as a mapping."""
+    out = d.client("endpoint", "env", name, "--docker", "--env-file")
+    assert out.returncode == 0, out.stderr
+    return dict(line.split("=", 1) for line in out.stdout.splitlines())
+
+
+def sts_env(moto_url: str) -> dict[str, str]:
+    """STS at moto on the gateway, and a region: what a container's app would configure."""
+    return {"AWS_ENDPOINT_URL_STS": moto_url, "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_botocore_in_a_container(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
+    """botocore's default chain in a container on the bridge network gets the role from the
+    container endpoint at 169.254.170.2 and calls STS as it."""
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    env = {**docker_env(edaemon), **sts_env(moto_at_gateway)}
+    result = run_container(network, env, [VENV_PYTHON, "-c", PROBE])
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report == {"arn": assumed(role, "dev"), "method": "container-role"}
+
+
+def test_js_sdk_v3_in_a_container(
+    edaemon: Daemon, network: str, moto_at_gateway: str, js_sdk: Path
+) -> None:
+    """The JS SDK v3's default chain in a container does the same."""
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    env = {
+        **docker_env(edaemon),
+        **sts_env(moto_at_gateway),
+        "MOTO_URL": moto_at_gateway,
+        "NODE_PATH": str(js_sdk / "node_modules"),
+    }
+    result = run_container(network, env, ["/usr/bin/node", "-e", JS_PROBE])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
+
+
+# Raw requests from a container: (case, status, whether credentials came back) per line.
+NEGATIVES = """
+import json, os, socket, sys
+url = os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+port = int(url.split(":")[2].split("/")[0])
+good, other, revoked = sys.argv[1], sys.argv[2], sys.argv[3]
+def ask(path, headers):
+    s = socket.create_connection(("169.254.170.2", port), timeout=10)
+    head = "".join(f"{k}: {v}\\r\\n" for k, v in headers.items())
+    s.sendall(f"GET {path} HTTP/1.1\\r\\n{head}Connection: close\\r\\n\\r\\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return int(data.split()[1]), b"AccessKeyId" in data
+host = {"Host": f"169.254.170.2:{port}"}
+cases = {
+    "good": ("/v1/credentials/dev", {**host, "Authorization": good}),
+    "no token": ("/v1/credentials/dev", host),
+    "wrong token": ("/v1/credentials/dev", {**host, "Authorization": good[::-1]}),
+    "another binding's token": ("/v1/credentials/dev", {**host, "Authorization": other}),
+    "revoked token": ("/v1/credentials/dev", {**host, "Authorization": revoked}),
+    "Origin": ("/v1/credentials/dev", {**host, "Authorization": good, "Origin": "http://x"}),
+    "bad Host": ("/v1/credentials/dev", {"Host": "evil.example", "Authorization": good}),
+    "unknown binding": ("/v1/credentials/nope", {**host, "Authorization": good}),
+}
+print(json.dumps({case: ask(*args) for case, args in cases.items()}))
+"""
+
+
+def test_refusals_from_a_container(edaemon: Daemon, network: str) -> None:
+    """From a container on the network: no token 401; a wrong token, another binding's, one
+    revoked by `rotate --containers`, an Origin, a bad Host and an unknown binding 403; none
+    gets credentials, while the binding's own token does."""
+    assert add(edaemon, "dev", unique_role()).returncode == 0
+    assert add(edaemon, "other", unique_role()).returncode == 0
+    revoked = docker_env(edaemon)["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    assert edaemon.client("endpoint", "rotate", "dev", "--containers").returncode == 0
+    env = docker_env(edaemon)
+    other = docker_env(edaemon, "other")["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    good = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    command = [VENV_PYTHON, "-c", NEGATIVES, good, other, revoked]
+    result = run_container(network, env, command)
+    assert result.returncode == 0, result.stderr
+    outcomes = json.loads(result.stdout.splitlines()[-1])
+    assert outcomes.pop("good") == [200, True]
+    assert outcomes == {
+        "no token": [401, False],
+        "wrong token": [403, False],
+        "another binding's token": [403, False],
+        "revoked token": [403, False],
+        "Origin": [403, False],
+        "bad Host": [403, False],
+        "unknown binding": [403, False],
+    }
