@@ -5,6 +5,7 @@ with GetCallerIdentity against moto, which listens on 169.254.170.2 for them. No
 anywhere but loopback and that network. Skipped, saying why, when dockerd cannot be reached."""
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +147,85 @@ def test_refusals_from_a_container(edaemon: Daemon, network: str) -> None:
         "bad Host": [403, False],
         "unknown binding": [403, False],
     }
+
+
+def readme_block(language: str, marker: str) -> str:
+    """The README's fenced `language` block that contains `marker`."""
+    text = (ROOT / "README.md").read_text()
+    for block in text.split(f"```{language}\n")[1:]:
+        body = block.split("```", 1)[0]
+        if marker in body:
+            return body
+    raise AssertionError(f"no {language} block with {marker!r} in README.md")
+
+
+def test_readme_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
+    """The README's `docker run --network rolecache --env-file dev.env IMAGE ...` line, with
+    the test network, image and a botocore program in place of the AWS CLI image, runs with
+    the env file `endpoint env --docker --env-file` wrote, and gets the role."""
+    import shlex
+
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    block = readme_block("sh", "docker run")
+    setup_line = next(line for line in block.splitlines() if "--docker --env-file" in line)
+    assert setup_line.startswith("rolecache endpoint env dev --docker --env-file > dev.env")
+    words = shlex.split(next(line for line in block.splitlines() if "docker run" in line))
+    image = words.index("amazon/aws-cli")
+    run, (command, image_args) = words[:image], (words[image], words[image + 1 :])
+    assert run == ["docker", "run", "--rm", "--network", "rolecache", "--env-file", "dev.env"]
+    assert (command, image_args) == ("amazon/aws-cli", ["sts", "get-caller-identity"])
+    env_file = edaemon.tmp / "dev.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in docker_env(edaemon).items()))
+    flags = ["--env-file", str(env_file)]  # the README's flag, at this test's path
+    result = run_container(
+        network, sts_env(moto_at_gateway), [VENV_PYTHON, "-c", PROBE], extra=tuple(flags)
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
+
+
+def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
+    """The README's compose.yaml (external network, env_file) under docker-compose 1.29 with
+    `-f compose.yaml`, the test network and image swapped in, gets the role in its service."""
+    import shutil
+
+    import yaml
+
+    from tests.dockerkit import base_image, python_mounts
+
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (.ci/run installs it)")
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    compose = yaml.safe_load(readme_block("yaml", "services:"))
+    app = compose["services"]["app"]
+    assert app["env_file"] == "dev.env" and app["networks"] == ["rolecache"]
+    assert compose["networks"] == {"rolecache": {"external": True}}
+    folder = edaemon.tmp / "compose"
+    folder.mkdir()
+    (folder / "dev.env").write_text("".join(f"{k}={v}\n" for k, v in docker_env(edaemon).items()))
+    mounts = python_mounts()
+    app.update(
+        image=base_image(),
+        command=[VENV_PYTHON, "-c", PROBE],
+        environment={**sts_env(moto_at_gateway), "AWS_EC2_METADATA_DISABLED": "true"},
+        volumes=[mounts[i + 1] for i in range(0, len(mounts), 2)],
+    )
+    compose["networks"]["rolecache"]["name"] = network  # the README's network is the test's
+    (folder / "compose.yaml").write_text(yaml.safe_dump(compose))
+    project = f"rctest{edaemon.process.pid}"
+    base = ["docker-compose", "-p", project, "-f", "compose.yaml"]
+    try:
+        result = subprocess.run(
+            [*base, "up", "--no-color", "--exit-code-from", "app"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        subprocess.run([*base, "down"], cwd=folder, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if '"arn"' in line)
+    assert json.loads(line.split("|", 1)[1])["arn"] == assumed(role, "dev")
