@@ -229,3 +229,65 @@ def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: 
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if '"arn"' in line)
     assert json.loads(line.split("|", 1)[1])["arn"] == assumed(role, "dev")
+
+
+# Fetches every second, printing each outcome with the key id served, until stopped (120 max).
+FETCH_LOOP = """
+import json, os, time, urllib.request, urllib.error
+url = os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+token = os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+for _ in range(120):
+    try:
+        request = urllib.request.Request(url, headers={"Authorization": token})
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            print(json.dumps({"status": reply.status, "key": json.load(reply)["AccessKeyId"]}))
+    except urllib.error.HTTPError as exc:
+        print(json.dumps({"status": exc.code}))
+    except OSError as exc:
+        print(json.dumps({"status": 0, "error": type(exc).__name__}))
+    time.sleep(1)
+"""
+
+
+def test_container_keeps_fetching_across_a_sigkill(edaemon: Daemon, network: str) -> None:
+    """A container fetching every second, with the environment it was started with, gets
+    credentials again once the daemon, killed with SIGKILL, is started again: the restarted
+    daemon's first credentials (a new key id, its cache died with it) reach the container."""
+    import signal
+
+    from tests.conftest import start_daemon
+    from tests.dockerkit import base_image, python_mounts
+
+    assert add(edaemon, "dev", unique_role()).returncode == 0
+    env = {**docker_env(edaemon), "AWS_EC2_METADATA_DISABLED": "true"}
+    name = f"rctest-loop-{edaemon.process.pid}"
+    args = ["docker", "run", "--rm", "--name", name, "--network", network, *python_mounts()]
+    for key, value in env.items():
+        args += ["-e", f"{key}={value}"]
+    loop = subprocess.Popen(
+        [*args, base_image(), VENV_PYTHON, "-u", "-c", FETCH_LOOP],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    daemon = edaemon
+    try:
+        assert loop.stdout is not None
+        first = json.loads(loop.stdout.readline())
+        assert first["status"] == 200, first
+        daemon.process.send_signal(signal.SIGKILL)
+        daemon.process.wait(timeout=15)
+        config = str(edaemon.tmp / "config.toml")  # edaemon's
+        daemon = start_daemon(edaemon.tmp, edaemon.env, "--config", config)
+        seen = []
+        for line in loop.stdout:
+            outcome = json.loads(line)
+            seen.append(outcome["status"])
+            if outcome["status"] == 200 and outcome["key"] != first["key"]:
+                break
+        else:
+            raise AssertionError(f"no credentials after the restart: {seen}, {loop.stderr}")
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+        loop.wait(timeout=60)
+        daemon.stop()
