@@ -291,3 +291,19 @@ def test_container_keeps_fetching_across_a_sigkill(edaemon: Daemon, network: str
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
         loop.wait(timeout=60)
         daemon.stop()
+
+
+def test_aws_cli_v2_29_in_a_container(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
+    """Debian's AWS CLI v2 2.9 (from before late 2023: it reads only the token variable) in a
+    container gets the role with what `endpoint env --docker` prints: its botocore accepts
+    169.254.170.2 with a port in FULL_URI."""
+    from tests.test_sdk_generations import debian_aws_cli
+
+    aws = debian_aws_cli()
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    env = {**docker_env(edaemon), "AWS_DEFAULT_REGION": "us-east-1", "HOME": "/tmp"}
+    command = [str(aws), "sts", "get-caller-identity", "--output", "json"]
+    result = run_container(network, env, [*command, "--endpoint-url", moto_at_gateway])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["Arn"] == assumed(role, "dev")

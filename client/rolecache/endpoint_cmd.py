@@ -98,8 +98,9 @@ def docker_handoff(info: dict[str, object]) -> dict[str, str]:
 
 
 DOCKER_NOTE = (
-    "rolecache: a FULL_URI at 169.254.170.2 with a port works in SDKs released from late 2023 "
-    "on; older SDKs accept only a RELATIVE_URI (169.254.170.2, port 80)\n"
+    "rolecache: a FULL_URI at 169.254.170.2 with a port works in botocore (boto3, the AWS "
+    "CLI) and in SDKs released from late 2023 on; older Go and Ruby SDKs accept only a "
+    "RELATIVE_URI (169.254.170.2, port 80)\n"
 )
 
 
