@@ -146,11 +146,12 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """One test process at a time sets up the shared image and network."""
+def _locked(what: str = "setup") -> Iterator[None]:
+    """One test process at a time does `what` (sets up the shared image and network; holds
+    port 80 of the test network, which can redirect to one daemon only)."""
     import fcntl
 
-    with open("/tmp/rolecache-docker-tests.lock", "w") as lock:
+    with open(f"/tmp/rolecache-docker-tests-{what}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -227,3 +228,8 @@ def run_container(
     return subprocess.run(
         [*args, base_image(), *command], capture_output=True, text=True, timeout=timeout
     )
+
+
+def port_80_held() -> "contextlib.AbstractContextManager[None]":
+    """Hold port 80 of the test network for one test (see _locked)."""
+    return _locked("port-80")

@@ -307,3 +307,77 @@ def test_aws_cli_v2_29_in_a_container(edaemon: Daemon, network: str, moto_at_gat
     result = run_container(network, env, [*command, "--endpoint-url", moto_at_gateway])
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["Arn"] == assumed(role, "dev")
+
+
+# Through the redirect, as old SDKs ask: port 80, Host without a port. (case: status, creds)
+PORT_80 = """
+import json, os, socket, sys
+path, token = os.environ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"], sys.argv[1]
+def ask(path, headers):
+    s = socket.create_connection(("169.254.170.2", 80), timeout=10)
+    head = "".join(f"{k}: {v}\\r\\n" for k, v in headers.items())
+    head = f"Host: 169.254.170.2\\r\\n{head}Connection: close\\r\\n"
+    s.sendall(f"GET {path} HTTP/1.1\\r\\n{head}\\r\\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return int(data.split()[1]), b"AccessKeyId" in data
+base = path.rsplit("/", 1)[0]
+print(json.dumps({
+    "good": ask(path, {"Authorization": token}),
+    "no token": ask(path, {}),
+    "wrong capability": ask(base + "/" + "A" * 32, {"Authorization": token}),
+}))
+"""
+
+
+def test_relative_uri_through_the_port_80_redirect(
+    edaemon: Daemon, network: str, moto_at_gateway: str
+) -> None:
+    """`rolecache docker setup --port-80 --apply` adds the ECS agent's REDIRECT rule on the
+    network's bridge and tells the daemon; `endpoint env --docker` then hands out a
+    RELATIVE_URI with a capability of 128+ bits, which botocore and the AWS CLI v2 2.9 in a
+    container follow to port 80 (Host without a port); a wrong capability or no token gets
+    nothing; the capability is in no log; `--remove --apply` takes the rule out."""
+    from tests.dockerkit import port_80_held
+    from tests.test_sdk_generations import debian_aws_cli
+
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    setup = ["docker", "setup", "--network", network]
+    with port_80_held():
+        applied = edaemon.client(*setup, "--port-80", "--apply")
+        assert applied.returncode == 0, applied.stderr
+        assert "iptables -t nat -A PREROUTING -i br-" in applied.stdout
+        assert "--dport 80 -j REDIRECT --to-ports" in applied.stdout
+        try:
+            env = docker_env(edaemon)
+            assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env
+            path = env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]
+            capability = path.rsplit("/", 1)[1]
+            assert path == f"/v1/credentials/dev/{capability}" and len(capability) >= 22
+            probe = run_container(
+                network, {**env, **sts_env(moto_at_gateway)}, [VENV_PYTHON, "-c", PROBE]
+            )
+            assert probe.returncode == 0, probe.stderr
+            assert json.loads(probe.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
+            cli_env = {**env, "AWS_DEFAULT_REGION": "us-east-1", "HOME": "/tmp"}
+            command = [str(debian_aws_cli()), "sts", "get-caller-identity", "--output", "json"]
+            cli = run_container(network, cli_env, [*command, "--endpoint-url", moto_at_gateway])
+            assert cli.returncode == 0, cli.stderr
+            assert json.loads(cli.stdout)["Arn"] == assumed(role, "dev")
+            token = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+            raw = run_container(network, env, [VENV_PYTHON, "-c", PORT_80, token])
+            assert raw.returncode == 0, raw.stderr
+            assert json.loads(raw.stdout) == {
+                "good": [200, True],
+                "no token": [401, False],
+                "wrong capability": [403, False],
+            }
+        finally:
+            removed = edaemon.client(*setup, "--remove", "--apply")
+        assert removed.returncode == 0, removed.stderr
+        rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True)
+        assert "REDIRECT" not in rules.stdout  # port 80 is held: no other test's rule either
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in docker_env(edaemon)
+    assert capability not in edaemon.log.read_text()

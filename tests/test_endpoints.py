@@ -1064,8 +1064,8 @@ async def test_runtime_bindings_come_back_with_their_ports_and_tokens(
 
 
 async def test_state_file_is_private_and_holds_only_digests(rig: Rig, tmp_path: Path) -> None:
-    """The state file is 0600 in a 0700 folder and holds the container token's SHA-256
-    digest, never the container token nor the token file's token; a container token revoked
+    """The state file is 0600 in a 0700 folder and holds the SHA-256 digests of the container
+    token and the capability, never them nor the token file's token; a container token revoked
     before a restart stays revoked after it."""
     import hashlib
 
@@ -1081,8 +1081,11 @@ async def test_state_file_is_private_and_holds_only_digests(rig: Rig, tmp_path: 
     text = state.read_text()
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
+    capability = served.capability_file.read_text()
     assert hashlib.sha256(container.encode()).hexdigest() in text
-    for secret in (container, revoked, served.token_file.read_text(), served.ring.current):
+    assert hashlib.sha256(capability.encode()).hexdigest() in text
+    secrets = (container, revoked, capability, served.token_file.read_text(), served.ring.current)
+    for secret in secrets:
         assert secret not in text
     rig.manager = await restarted(rig, state)
     assert (await rig.ecs(token=revoked)).status == 403

@@ -11,6 +11,8 @@ from rolecache import cli, protocol
 
 USAGE = """\
 usage: rolecache docker setup [--network NAME] [--print]
+       rolecache docker setup [--network NAME] --port-80 [--apply]
+       rolecache docker setup [--network NAME] --remove [--apply]
 
 Create (once; later runs check it) a user-defined bridge network, default name "rolecache",
 with subnet 169.254.170.0/24 and gateway 169.254.170.2: the host's bridge interface then has
@@ -19,6 +21,13 @@ A network that already has that subnet and gateway is accepted as it is.
 
   --network NAME   the network's name (default: rolecache)
   --print          print the docker commands instead of running them
+  --port-80        for SDKs that know only RELATIVE_URI (169.254.170.2, port 80): print the
+                   iptables rule (the ECS agent's own) that redirects port 80 of
+                   169.254.170.2 on the network's bridge to your daemon's container port,
+                   and the line that removes it; tell the daemon, so `endpoint env --docker`
+                   hands out RELATIVE_URI. Port 80 can serve one user's daemon only.
+  --apply          also run that line (directly as root, else through sudo)
+  --remove         print (with --apply: run) the removal, and tell the daemon
 
 then: rolecache endpoint env NAME --docker --env-file > NAME.env
       docker run --network rolecache --env-file NAME.env IMAGE ...
@@ -113,14 +122,76 @@ def setup(network: str) -> str:
     return f"created docker network {network}: {SUBNET}, gateway {GATEWAY}"
 
 
-def cmd_setup(args: list[str]) -> int:
-    """rolecache docker setup [--network NAME] [--print]."""
-    _, flags, extra = cli.parse_options(args, {"--network": "str", "--print": "flag"})
+def bridge_of(network: str) -> str:
+    """The host interface of `network`'s bridge: its fixed name, else docker's br-<id>."""
+    reachable()
+    named = next((n for n in networks() if n.get("Name") == network), None)
+    if named is None:
+        raise DockerError(f"no docker network {network}: run `rolecache docker setup` first")
+    if not has_our_address(named):
+        raise DockerError(f"docker network {network} is not {SUBNET} with gateway {GATEWAY}")
+    options = named.get("Options") or {}
+    return str(options.get("com.docker.network.bridge.name") or f"br-{named['Id'][:12]}")
+
+
+def redirect_rule(action: str, bridge: str, port: int) -> list[str]:
+    """The iptables command that adds (-A), checks (-C) or deletes (-D) the redirect."""
+    return [
+        "iptables", "-t", "nat", action, "PREROUTING", "-i", bridge, "-d", GATEWAY,
+        "-p", "tcp", "--dport", "80", "-j", "REDIRECT", "--to-ports", str(port),
+    ]  # fmt: skip
+
+
+def as_root(command: list[str]) -> list[str]:
+    """`command` as root: itself when we are, else through sudo."""
+    import os
+
+    return command if os.geteuid() == 0 else ["sudo", *command]
+
+
+def port_80(network: str, on: bool, apply: bool, sandbox: bool) -> int:
+    """--port-80 (on) or --remove (off): print the rule, optionally run it, tell the daemon."""
+    bridge = bridge_of(network)
+    port = int(cli._json(cli._call("GET", "/v1/docker", None, sandbox))["container_port"])
+    add, remove = redirect_rule("-A", bridge, port), redirect_rule("-D", bridge, port)
+    print(f"{'add' if on else 'remove'}: {shlex.join(['sudo', *(add if on else remove)])}")
+    if on:
+        print(f"remove it later with: {shlex.join(['sudo', *remove])}")
+    if apply:
+        present = (
+            subprocess.run(
+                as_root(redirect_rule("-C", bridge, port)), capture_output=True, timeout=60
+            ).returncode
+            == 0
+        )
+        if on != present:
+            done = subprocess.run(as_root(add if on else remove), capture_output=True, text=True)
+            if done.returncode != 0:
+                raise DockerError(f"iptables failed: {done.stderr.strip()}")
+    cli._call("PUT", "/v1/docker", {"port_80": on}, sandbox)
+    print(
+        "the daemon now hands containers RELATIVE_URI (endpoint env --docker)"
+        if on
+        else "the daemon now hands containers FULL_URI with the port (endpoint env --docker)"
+    )
+    return protocol.EXIT_OK
+
+
+def cmd_setup(args: list[str], sandbox: bool = False) -> int:
+    """rolecache docker setup [--network NAME] [--print | --port-80 | --remove] [--apply]."""
+    allowed = {"--network": "str", "--print": "flag", "--port-80": "flag", "--remove": "flag"}
+    _, flags, extra = cli.parse_options(args, {**allowed, "--apply": "flag"})
     if extra:
         raise cli.UsageError(f"unexpected arguments after --: {' '.join(extra)}")
     network = str(flags.get("--network", DEFAULT_NETWORK))
     if not network or network.startswith("-"):
         raise cli.UsageError("--network takes a network name")
+    if sum(bool(flags.get(f)) for f in ("--print", "--port-80", "--remove")) > 1:
+        raise cli.UsageError("--print, --port-80 and --remove go one at a time")
+    if flags.get("--port-80") or flags.get("--remove"):
+        return port_80(network, bool(flags.get("--port-80")), bool(flags.get("--apply")), sandbox)
+    if flags.get("--apply"):
+        raise cli.UsageError("--apply goes with --port-80 or --remove")
     if flags.get("--print"):
         print(shlex.join(create_command(network)))
         return protocol.EXIT_OK
@@ -135,4 +206,4 @@ def run(args: list[str], sandbox: bool) -> int:
         return protocol.EXIT_OK if args else protocol.EXIT_USAGE
     if args[0] != "setup":
         raise cli.UsageError(f"unknown docker command {args[0]!r}; see rolecache docker --help")
-    return cmd_setup(args[1:])
+    return cmd_setup(args[1:], sandbox)

@@ -89,8 +89,13 @@ def docker_handoff(info: dict[str, object]) -> dict[str, str]:
             "the daemon does not serve the docker network (docker = false in [endpoints])",
             protocol.EXIT_USAGE,
         )
+    where = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": str(url)}
+    if info.get("port_80"):
+        # Port 80 of 169.254.170.2 reaches the daemon: the path every SDK generation takes.
+        path = f"/v1/credentials/{info['name']}/{read_secret(info, 'capability_file')}"
+        where = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": path}
     return {
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI": str(url),
+        **where,
         "AWS_CONTAINER_AUTHORIZATION_TOKEN": container_token(info),
         # Nothing else answers there: SDKs would wait on 169.254.169.254 for a second or more.
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -100,7 +105,7 @@ def docker_handoff(info: dict[str, object]) -> dict[str, str]:
 DOCKER_NOTE = (
     "rolecache: a FULL_URI at 169.254.170.2 with a port works in botocore (boto3, the AWS "
     "CLI) and in SDKs released from late 2023 on; older Go and Ruby SDKs accept only a "
-    "RELATIVE_URI (169.254.170.2, port 80)\n"
+    "RELATIVE_URI (169.254.170.2, port 80): see `rolecache docker setup --port-80`\n"
 )
 
 
@@ -133,14 +138,17 @@ def handoff(
 
 def container_token(info: dict[str, object]) -> str:
     """The binding's container token, from the file the daemon handed it out in."""
-    path = str(info["container_token_file"])
+    return read_secret(info, "container_token_file")
+
+
+def read_secret(info: dict[str, object], key: str) -> str:
+    """A secret the daemon handed out in the file `info[key]` names."""
+    path = str(info[key])
     try:
         with open(path, encoding="ascii") as f:
             return f.read()
     except OSError as exc:
-        raise cli.Failed(
-            f"cannot read the container token {path}: {exc.strerror}", protocol.EXIT_ERROR
-        ) from None
+        raise cli.Failed(f"cannot read {path}: {exc.strerror}", protocol.EXIT_ERROR) from None
 
 
 def _info(name: str, sandbox: bool) -> dict[str, object]:
@@ -245,7 +253,8 @@ def cmd_env(args: list[str], sandbox: bool) -> int:
         if flags.get("--imds"):
             raise cli.UsageError("--imds is for host programs; containers get --docker alone")
         variables = docker_handoff(_info(name, sandbox))
-        sys.stderr.write(DOCKER_NOTE)
+        if "AWS_CONTAINER_CREDENTIALS_FULL_URI" in variables:
+            sys.stderr.write(DOCKER_NOTE)
         if flags.get("--env-file"):
             sys.stdout.write(formats.env_file_lines(variables))
         else:

@@ -3,9 +3,10 @@ containers keep working with the environment they were given.
 
 One JSON file in the user's state folder (0600 in a 0700 folder): each binding's definition
 (name, selector, options, origin), the ports its listeners got, when its token last rotated,
-and the SHA-256 digest of its container token, never a token itself (those are in the token
-files, which outlive a clean stop too). The container port chosen when `port = 0` is kept as
-well, so URLs handed out stay the same.
+and the SHA-256 digests of its container token and capability path, never a secret itself
+(those are in the token files, which outlive a clean stop too). Whether port 80 of
+169.254.170.2 is redirected to the daemon is kept too, and the container port chosen when
+`port = 0`, so URLs handed out stay the same.
 """
 
 import contextlib
@@ -34,6 +35,7 @@ class SavedBinding:
     imds_port: int
     rotated_at: float
     container_digest: bytes
+    capability_digest: bytes | None = None
 
     def __repr__(self) -> str:
         return f"SavedBinding({self.spec.name!r}, imds_port={self.imds_port})"
@@ -45,6 +47,9 @@ class State:
 
     container_port: int | None = None
     bindings: dict[str, SavedBinding] = field(default_factory=dict)
+    # Port 80 of 169.254.170.2 is redirected to the container port (`rolecache docker setup
+    # --port-80` says so; nothing on the host can check it): hand out RELATIVE_URI.
+    port_80: bool = False
 
 
 def default_path(stem: str) -> Path:
@@ -59,6 +64,7 @@ def to_json(state: State) -> str:
         {
             "version": VERSION,
             "container_port": state.container_port,
+            "port_80": state.port_80,
             "bindings": [
                 {
                     "name": s.spec.name,
@@ -69,6 +75,7 @@ def to_json(state: State) -> str:
                     "imds_port": s.imds_port,
                     "rotated_at": s.rotated_at,
                     "container_token_sha256": s.container_digest.hex(),
+                    "capability_sha256": (s.capability_digest or b"").hex(),
                 }
                 for s in state.bindings.values()
             ],
@@ -84,6 +91,7 @@ def from_json(text: str) -> State:
         raise ValueError("not a version 1 state file")
     port = data.get("container_port")
     state = State(port if isinstance(port, int) and 0 < port < 65536 else None)
+    state.port_80 = data.get("port_80") is True
     for item in data["bindings"]:
         spec = BindingSpec(
             str(item["name"]),
@@ -95,8 +103,13 @@ def from_json(text: str) -> State:
         digest = bytes.fromhex(item["container_token_sha256"])
         if len(digest) != 32:
             raise ValueError("a container token digest is not SHA-256")
+        capability = bytes.fromhex(item.get("capability_sha256", ""))
         state.bindings[spec.name] = SavedBinding(
-            spec, int(item["imds_port"]), float(item["rotated_at"]), digest
+            spec,
+            int(item["imds_port"]),
+            float(item["rotated_at"]),
+            digest,
+            capability if len(capability) == 32 else None,
         )
     return state
 

@@ -80,6 +80,21 @@ async def rotate_endpoint(request: web.Request) -> web.Response:
     return web.json_response(manager.summary(served))
 
 
+async def docker_settings(request: web.Request) -> web.Response:
+    """GET /v1/docker: the container port and whether port 80 of 169.254.170.2 is
+    redirected to it; PUT with {"port_80": true or false} records the latter."""
+    manager = request.app[MANAGER]
+    if request.method == "PUT":
+        body = await _body(request)
+        port_80 = body.pop("port_80", None)
+        if not isinstance(port_80, bool) or body:
+            raise InvalidRequest('PUT /v1/docker takes only {"port_80": true or false}')
+        manager.set_port_80(port_80)
+    return web.json_response(
+        {"container_port": manager.container_port, "port_80": manager.port_80}
+    )
+
+
 def default_resolver(files: profiles.ConfigFiles) -> bindings.Resolve:
     """Resolve selectors as `rolecache env` does: a profile, or explicit request fields."""
     return lambda body: profiles.select(body, files)
@@ -98,3 +113,5 @@ def add_routes(
     app.router.add_get("/v1/endpoints/{name}", show_endpoint)
     app.router.add_delete("/v1/endpoints/{name}", remove_endpoint)
     app.router.add_post("/v1/endpoints/{name}/rotate", rotate_endpoint)
+    app.router.add_get("/v1/docker", docker_settings)
+    app.router.add_put("/v1/docker", docker_settings)

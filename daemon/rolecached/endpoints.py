@@ -59,6 +59,8 @@ _HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32
 # The container token's file, beside the binding's token file: `endpoint env` reads it to set
 # AWS_CONTAINER_AUTHORIZATION_TOKEN, which SDKs from before late 2023 need.
 CONTAINER_TOKEN_FILE = "container-token"
+# The capability's file, beside them: the secret last segment of the RELATIVE_URI path.
+CAPABILITY_FILE = "capability"
 
 
 # -- errors: one type per answer, statuses in one table ------------------------------------
@@ -392,6 +394,7 @@ class Served:
     imds: Listener | None = None
     # Where the container token was handed out: beside the token file, in the same folder.
     container_file: Path = field(init=False)
+    capability_file: Path = field(init=False)
     imds_tokens: ImdsTokens = field(default_factory=ImdsTokens)
     warm_task: asyncio.Task[Credentials] | None = None
     next_warm: float = 0.0
@@ -406,6 +409,7 @@ class Served:
 
     def __post_init__(self) -> None:
         self.container_file = self.token_file.with_name(CONTAINER_TOKEN_FILE)
+        self.capability_file = self.token_file.with_name(CAPABILITY_FILE)
 
 
 def _retrieve(task: "asyncio.Future[Any]") -> None:
@@ -449,6 +453,7 @@ class EndpointManager:
         self.state_file = state_file
         self._resolver = resolver
         self._saved = bindingstate.State()
+        self.port_80 = False  # see set_port_80
         for address in check_addresses(settings.bind, settings.allow_non_loopback):
             log.warning(
                 "container endpoints will listen on %s, which is not loopback: anyone who "
@@ -464,6 +469,7 @@ class EndpointManager:
         are fetched by the first tick, in the background (start-up never waits for STS)."""
         if self.state_file is not None:
             self._saved = bindingstate.load(self.state_file)
+            self.port_80 = self._saved.port_80
         for binding in self._initial:
             await self.add(binding, warm=False)
         for saved in list(self._saved.bindings.values()):
@@ -618,6 +624,7 @@ class EndpointManager:
         now = self.clock()
         current = _read_token(path) if saved is not None else None
         container = saved.container_digest if saved is not None else None
+        capability = saved.capability_digest if saved is not None else None
         served = Served(
             binding,
             TokenRing(
@@ -625,13 +632,16 @@ class EndpointManager:
                 self.settings.token_grace,
                 current=current,
                 container_digest=container,
+                capability_digest=capability,
             ),
             path,
         )
+        # New, or its file is gone (a reboot empties the runtime folder): nobody can be
+        # handed the old one again, so it is replaced.
         if container is None or _read_token(served.container_file) is None:
-            # New, or its file is gone (a reboot empties the runtime folder): nobody can be
-            # handed the old one again, so it is replaced.
             self._write_secret(served.container_file, served.ring.new_container_token())
+        if capability is None or not served.capability_file.exists():
+            self._write_secret(served.capability_file, served.ring.new_capability())
         return served
 
     async def _listen_imds(self, served: Served, port: int, restored: bool) -> Listener:
@@ -662,17 +672,28 @@ class EndpointManager:
         if self.state_file is None:
             return
         state = bindingstate.State(self._ecs.port if self._ecs is not None else None)
+        state.port_80 = self.port_80
         for name, served in self._served.items():
             state.bindings[name] = bindingstate.SavedBinding(
                 served.binding.spec,
                 served.imds.port if served.imds is not None else 0,
                 served.ring.rotated_at,
                 served.ring.container_digest,
+                served.ring.capability_digest,
             )
         try:
             bindingstate.save(self.state_file, state)
         except OSError as exc:
             log.error("cannot save the endpoint state %s: %s", self.state_file, exc)
+
+    def set_port_80(self, on: bool) -> None:
+        """Record whether port 80 of 169.254.170.2 is redirected to the container port (the
+        user ran `rolecache docker setup --port-80`): the docker hand-off is then a
+        RELATIVE_URI, which SDKs of every generation accept. The host cannot check it: its
+        own packets skip PREROUTING."""
+        self.port_80 = on
+        self._persist()
+        log.info("port 80 of %s %s redirected here", DOCKER_GATEWAY, "is" if on else "is no longer")
 
     async def remove(self, name: str) -> None:
         """Stop serving `name`: its IMDS listener closes and its token files go."""
@@ -693,10 +714,10 @@ class EndpointManager:
         self._write_secret(served.token_file, served.ring.current)
         if containers:
             self._write_secret(served.container_file, served.ring.new_container_token())
+            self._write_secret(served.capability_file, served.ring.new_capability())
         self._persist()
-        log.info(
-            "rotated the token%s of endpoint %s", " and container token" if containers else "", name
-        )
+        also = " and container secrets" if containers else ""
+        log.info("rotated the token%s of endpoint %s", also, name)
         return served
 
     async def _drop(self, served: Served, keep_files: bool = False) -> None:
@@ -806,6 +827,8 @@ class EndpointManager:
             else None,
             "token_file": str(served.token_file),
             "container_token_file": str(served.container_file),
+            "capability_file": str(served.capability_file),
+            "port_80": self.port_80,
             # Ending in "/": older botocore appends "latest/api/token" without a slash.
             "imds_url": f"http://{host}:{served.imds.port}/" if served.imds else None,
             "imds_v1": binding.spec.imds_v1,
@@ -845,6 +868,7 @@ class EndpointManager:
         )
         app[GUARD] = Guard(self.settings, self.clock, self.sandbox, self.gate)
         app.router.add_get(ECS_PATH, self._ecs_credentials)
+        app.router.add_get(ECS_PATH + "/{capability}", self._ecs_credentials)
         return app
 
     async def _ecs_credentials(self, request: web.Request) -> web.Response:
@@ -854,8 +878,14 @@ class EndpointManager:
             raise Unauthorized("the Authorization header must carry the endpoint's token")
         name = request.match_info["name"]
         served = self._served.get(name)
-        # An unknown name gets the wrong token's answer: names are not for probing.
-        if served is None or not served.ring.valid(token, self.clock()):
+        capability = request.match_info.get("capability")
+        # An unknown name gets the wrong token's answer: names are not for probing. The
+        # RELATIVE_URI path needs both its capability and the token.
+        if (
+            served is None
+            or not served.ring.valid(token, self.clock())
+            or (capability is not None and not served.ring.capability_valid(capability))
+        ):
             peer = self.gate.peer_of(request.transport)
             who = host_peer_text(peer)
             self.gate.refusals.refused(f"container requests with a wrong token from {who}")

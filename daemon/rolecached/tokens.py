@@ -45,6 +45,7 @@ class TokenRing:
         *,
         current: str | None = None,
         container_digest: bytes | None = None,
+        capability_digest: bytes | None = None,
     ) -> None:
         self._make = make_token
         self._grace = grace
@@ -54,6 +55,7 @@ class TokenRing:
         self.rotated_at = now
         # A random digest nothing hashes to until a container token is made.
         self._container = container_digest or secrets.token_bytes(32)
+        self._capability = capability_digest or secrets.token_bytes(32)
 
     def __repr__(self) -> str:
         return f"TokenRing(rotated_at={self.rotated_at})"
@@ -74,6 +76,24 @@ class TokenRing:
         token = self._make()
         self._container = digest(token)
         return token
+
+    @property
+    def capability_digest(self) -> bytes:
+        """The SHA-256 digest of the capability path segment (RELATIVE_URI hand-outs)."""
+        return self._capability
+
+    def new_capability(self) -> str:
+        """Replace the capability: the secret last segment of the RELATIVE_URI path
+        `/v1/credentials/NAME/CAPABILITY` (192 random bits) handed to containers whose SDKs
+        reach 169.254.170.2 only on port 80 and may send no token. Returned, not kept."""
+        capability = secrets.token_urlsafe(24)
+        self._capability = digest(capability)
+        return capability
+
+    def capability_valid(self, presented: str) -> bool:
+        """True for the binding's capability (compared as digests, in constant time)."""
+        given = presented.encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(hashlib.sha256(given).digest(), self._capability)
 
     def rotate(self, now: float) -> None:
         """Make a new token; the old one stays valid for the grace period."""
