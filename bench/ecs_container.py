@@ -66,7 +66,7 @@ def in_container(
 ) -> dict[str, float]:
     """loadgen in a container on `network` against 169.254.170.2."""
     command = [
-        "docker", "run", "--rm", "--network", network,
+        "docker", "run", "--rm", "--network", network, "-e", "AWS_EC2_METADATA_DISABLED=true",
         "-v", f"{loadgen}:/loadgen:ro", "-v", f"{raw}:/request:ro", base_image(),
         "/loadgen", f"tcp:{GATEWAY}:{port}", str(clients), str(total), "/request",
     ]  # fmt: skip
