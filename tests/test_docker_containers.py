@@ -332,13 +332,14 @@ print(json.dumps({
 
 
 def test_relative_uri_through_the_port_80_redirect(
-    edaemon: Daemon, network: str, moto_at_gateway: str
+    edaemon: Daemon, network: str, moto_at_gateway: str, js_sdk: Path
 ) -> None:
     """`rolecache docker setup --port-80 --apply` adds the ECS agent's REDIRECT rule on the
     network's bridge and tells the daemon; `endpoint env --docker` then hands out a
-    RELATIVE_URI with a capability of 128+ bits, which botocore and the AWS CLI v2 2.9 in a
-    container follow to port 80 (Host without a port); a wrong capability or no token gets
-    nothing; the capability is in no log; `--remove --apply` takes the rule out."""
+    RELATIVE_URI with a capability of 128+ bits, which botocore, the JS SDK v3 and the AWS
+    CLI v2 2.9 in a container follow to port 80 (Host without a port); a wrong capability or
+    no token gets nothing; the capability is in no log; `--remove --apply` takes the rule
+    out."""
     from tests.dockerkit import port_80_held
     from tests.test_sdk_generations import debian_aws_cli
 
@@ -361,6 +362,15 @@ def test_relative_uri_through_the_port_80_redirect(
             )
             assert probe.returncode == 0, probe.stderr
             assert json.loads(probe.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
+            js_env = {
+                **env,
+                **sts_env(moto_at_gateway),
+                "MOTO_URL": moto_at_gateway,
+                "NODE_PATH": str(js_sdk / "node_modules"),
+            }
+            js = run_container(network, js_env, ["/usr/bin/node", "-e", JS_PROBE])
+            assert js.returncode == 0, js.stderr
+            assert json.loads(js.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
             cli_env = {**env, "AWS_DEFAULT_REGION": "us-east-1", "HOME": "/tmp"}
             command = [str(debian_aws_cli()), "sts", "get-caller-identity", "--output", "json"]
             cli = run_container(network, cli_env, [*command, "--endpoint-url", moto_at_gateway])
