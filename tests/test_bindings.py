@@ -11,7 +11,7 @@ from rolecached import bindings, config
 from rolecached.errors import InvalidRequest
 from rolecached.ratelimit import RateLimiter
 from rolecached.request import parse_request
-from rolecached.tokens import ImdsTokens, TokenRing, new_token, parse_ttl
+from rolecached.tokens import ImdsTokens, TokenRing, digest, new_token, parse_ttl
 
 ROLE = "arn:aws:iam::123456789012:role/app"
 SELECTOR = {"role_arn": ROLE, "role_session_name": "dev"}
@@ -206,6 +206,21 @@ def test_rotation_keeps_the_previous_token_for_the_grace_period() -> None:
     assert old not in repr(ring) and ring.current not in repr(ring)
 
 
+def test_container_token_outlives_rotation_until_replaced() -> None:
+    """The container token stays valid through any number of rotations, stops at once when
+    replaced, and the ring holds only its digest (the token is in no attribute or repr)."""
+    ring = TokenRing(now=0.0, grace=600.0)
+    container = ring.new_container_token()
+    for day in range(1, 8):
+        ring.rotate(day * 86400.0)
+    assert ring.valid(container, 8 * 86400.0)
+    assert ring.container_digest == digest(container)
+    assert container not in repr(ring) and container not in repr(vars(ring))
+    fresh = ring.new_container_token()
+    assert not ring.valid(container, 8 * 86400.0) and ring.valid(fresh, 8 * 86400.0)
+    assert not TokenRing(now=0.0, grace=600.0).valid(fresh, 0.0)
+
+
 def test_imds_tokens_expire_and_belong_to_one_listener() -> None:
     """An IMDS token is valid at its own listener until its TTL ends, and nowhere else."""
     mine, other = ImdsTokens(), ImdsTokens()
@@ -258,18 +273,24 @@ def test_rate_limiter_memory_is_bounded() -> None:
 
 INFO = {
     "ecs_url": "http://127.0.0.1:9711/v1/credentials/dev",
-    "token_file": "/run/user/1000/rolecache/rolecache-tokens/dev.token",
-    "imds_url": "http://127.0.0.1:41234",
+    "token_file": "/run/user/1000/rolecache/rolecache-tokens/dev/token",
+    "container_token_file": "/run/user/1000/rolecache/rolecache-tokens/dev/container-token",
+    "imds_url": "http://127.0.0.1:41234/",
 }
 
 
-def test_container_handoff_variables() -> None:
-    """The container hand-off sets the full URI and the token file, and unsets everything that
-    would win over them (static keys, profiles, the relative URI, an inline token)."""
-    variables, unset = endpoint_cmd.handoff(INFO, False, {})
+def test_container_handoff_variables(tmp_path: Path) -> None:
+    """The container hand-off sets the full URI, the token file and the container token read
+    from its file, and unsets everything that would win over them (static keys, profiles,
+    the relative URI)."""
+    container = tmp_path / "container-token"
+    container.write_text("the-container-token")
+    info = {**INFO, "container_token_file": str(container)}
+    variables, unset = endpoint_cmd.handoff(info, False, {})
     assert variables == {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": INFO["ecs_url"],
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": INFO["token_file"],
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": "the-container-token",
     }
     for name in (
         "AWS_ACCESS_KEY_ID",
@@ -277,7 +298,6 @@ def test_container_handoff_variables() -> None:
         "AWS_SESSION_TOKEN",
         "AWS_PROFILE",
         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     ):
         assert name in unset
     assert not set(variables) & set(unset)
@@ -288,7 +308,7 @@ def test_imds_handoff_merges_no_proxy() -> None:
     there."""
     environ = {"NO_PROXY": "example.com, .corp", "no_proxy": "internal"}
     variables, unset = endpoint_cmd.handoff(INFO, True, environ)
-    assert variables["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == "http://127.0.0.1:41234"
+    assert variables["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == "http://127.0.0.1:41234/"
     assert variables["NO_PROXY"] == "example.com,.corp,internal,127.0.0.1"
     assert variables["no_proxy"] == variables["NO_PROXY"]
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in unset and "AWS_EC2_METADATA_DISABLED" in unset
@@ -296,9 +316,12 @@ def test_imds_handoff_merges_no_proxy() -> None:
     assert already["NO_PROXY"] == "127.0.0.1"
 
 
-def test_env_file_lines_are_docker_env_file_format() -> None:
+def test_env_file_lines_are_docker_env_file_format(tmp_path: Path) -> None:
     """--env-file output is KEY=VALUE lines without quotes; a value with a newline is refused."""
-    variables, _ = endpoint_cmd.handoff(INFO, False, {})
+    container = tmp_path / "container-token"
+    container.write_text("the-container-token")
+    info = {**INFO, "container_token_file": str(container)}
+    variables, _ = endpoint_cmd.handoff(info, False, {})
     text = formats.env_file_lines(variables)
     assert text.splitlines() == [f"{k}={v}" for k, v in variables.items()]
     with pytest.raises(ValueError):
@@ -332,4 +355,4 @@ def test_export_lines_work_in_bash() -> None:
     script += '"${AWS_PROFILE-unset}" "$AWS_EC2_METADATA_SERVICE_ENDPOINT"'
     env = dict(os.environ, AWS_PROFILE="someone")
     out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True).stdout
-    assert out == "a b'c,127.0.0.1|unset|http://127.0.0.1:41234"
+    assert out == "a b'c,127.0.0.1|unset|http://127.0.0.1:41234/"

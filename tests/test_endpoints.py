@@ -12,6 +12,7 @@ import socket
 import stat
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -328,6 +329,59 @@ async def test_tokens_rotate_on_schedule(rig: Rig) -> None:
     assert (rig.tokens_dir / "dev" / "token").read_text() != first
 
 
+async def test_container_token_works_for_a_week_of_rotations(rig: Rig) -> None:
+    """The container token a process got from its environment on day one keeps getting
+    credentials through a simulated week of scheduled rotations, while the first day's file
+    token stops working once its grace ends."""
+    await rig.add()
+    served = rig.manager.get("dev")
+    container = served.container_file.read_text()
+    first_file_token = served.token_file.read_text()
+    assert container != first_file_token
+    statuses = []
+    for _ in range(7 * 24):
+        rig.clock.advance(3600)
+        await asyncio.gather(*rig.store.tick())
+        rig.manager.tick()
+        statuses.append((await rig.ecs(token=container)).status)
+    assert statuses == [200] * (7 * 24)
+    assert (await rig.ecs(token=first_file_token)).status == 403
+    assert served.token_file.read_text() != first_file_token
+
+
+async def test_rotate_containers_revokes_the_container_token_at_once(rig: Rig) -> None:
+    """`rotate --containers` replaces the container token: the old one gets 403 with no
+    grace, the new one (in the same 0600 file) works, and another binding's is refused."""
+    await rig.add()
+    await rig.add("other")
+    served = rig.manager.get("dev")
+    old = served.container_file.read_text()
+    other = rig.manager.get("other").container_file.read_text()
+    rig.manager.rotate("dev", containers=True)
+    new = served.container_file.read_text()
+    assert new != old and stat.S_IMODE(served.container_file.stat().st_mode) == 0o600
+    assert served.container_file.parent == served.token_file.parent
+    reply = await rig.ecs(token=old)
+    assert reply.status == 403 and reply.has_no_credentials()
+    assert (await rig.ecs(token=new)).status == 200
+    refused = await rig.ecs(token=other)
+    assert refused.status == 403 and refused.has_no_credentials()
+
+
+async def test_imds_url_ends_in_a_slash_that_old_botocore_joins_onto(rig: Rig) -> None:
+    """The IMDS URL handed out ends in "/", so botocore's old plain join of
+    "latest/api/token" onto it reaches the token route."""
+    served = await rig.add()
+    url = rig.manager.summary(served)["imds_url"]
+    assert url == f"http://127.0.0.1:{served.imds.port}/"  # type: ignore[union-attr]
+    joined = urllib.parse.urlsplit(url + "latest/api/token")
+    assert joined.path == ep.IMDS_TOKEN_PATH
+    port = joined.port
+    assert port is not None
+    reply = await http(port, "PUT", joined.path, {ep.IMDS_TTL_HEADER: "60"})
+    assert reply.status == 200 and reply.body
+
+
 async def test_token_file_is_private_without_newline(rig: Rig) -> None:
     """The token file is 0600, holds exactly the token (no trailing newline), and is removed
     with the binding."""
@@ -617,12 +671,17 @@ async def test_imds_flood_gets_429(rig: Rig) -> None:
 
 
 async def test_listeners_bind_loopback_only(rig: Rig) -> None:
-    """The container and IMDS listeners are bound to 127.0.0.1, nothing else."""
+    """The IMDS listeners are bound to 127.0.0.1 and nothing else; the container listener to
+    127.0.0.1 and the docker network's gateway, 169.254.170.2 (none with docker = false)."""
     served = await rig.add()
     assert rig.manager.ecs_listener is not None
-    for listener in (rig.manager.ecs_listener, served.imds):
-        assert listener is not None
-        assert [a for a, _ in listener.addresses()] == ["127.0.0.1"]
+    assert [a for a, _ in rig.manager.ecs_listener.addresses()] == ["127.0.0.1", "169.254.170.2"]
+    assert served.imds is not None
+    assert [a for a, _ in served.imds.addresses()] == ["127.0.0.1"]
+    rig.manager = await new_manager(rig, docker=False)
+    await rig.add()
+    assert rig.manager.ecs_listener is not None
+    assert [a for a, _ in rig.manager.ecs_listener.addresses()] == ["127.0.0.1"]
 
 
 async def test_ipv6_loopback_when_asked(rig: Rig) -> None:
@@ -636,7 +695,7 @@ async def test_ipv6_loopback_when_asked(rig: Rig) -> None:
     await rig.add()
     listener = rig.manager.ecs_listener
     assert listener is not None
-    assert sorted(a for a, _ in listener.addresses()) == ["127.0.0.1", "::1"]
+    assert sorted(a for a, _ in listener.addresses()) == ["127.0.0.1", "169.254.170.2", "::1"]
     token = rig.manager.get("dev").ring.current
     reply = await http(
         rig.ecs_port,
@@ -896,3 +955,164 @@ async def test_forget_drops_the_rendered_container_answer(rig: Rig) -> None:
     again = await rig.ecs()
     assert again.status == 200
     assert again.json()["SecretAccessKey"] != first.json()["SecretAccessKey"]
+
+
+@pytest.mark.parametrize("variable_only", [False, True])
+async def test_botocore_with_the_token_variables_across_rotations(
+    sdk_rig: SdkRig, monkeypatch: pytest.MonkeyPatch, variable_only: bool
+) -> None:
+    """With both token variables set (botocore reads the file), and with only
+    AWS_CONTAINER_AUTHORIZATION_TOKEN (as SDKs from before late 2023 read it), one botocore
+    session keeps refetching credentials across two rotations, each past its grace."""
+    rig = sdk_rig.rig
+    await point_sdk_at(sdk_rig, monkeypatch, imds=False)
+    assert os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    if variable_only:
+        monkeypatch.delenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+    call = await asyncio.to_thread(identity_caller, sdk_rig.moto_url)
+    first_token = rig.manager.get("dev").token_file.read_text()
+    await asyncio.to_thread(call)
+    fetched = len(sdk_rig.served_left)
+    for step in range(1, 25):  # four simulated hours, 10 min at a time
+        rig.clock.advance(600)
+        if step % 6 == 0:
+            rig.manager.rotate("dev")
+        await asyncio.gather(*rig.store.tick())
+        arn, method = await asyncio.to_thread(call)
+        assert method == "container-role" and arn.endswith("assumed-role/app/dev")
+    assert len(sdk_rig.served_left) >= fetched + 3  # refetched after the rotations
+    assert (await rig.ecs(token=first_token)).status == 403
+
+
+# -- every hand-out audited -----------------------------------------------------------------
+
+
+def test_user_agents_are_cleaned_and_cut() -> None:
+    """A User-Agent loses control and format characters (escapes, CR LF, NUL, bidi
+    overrides) and is cut to a sane length with a marker."""
+    from rolecached.audit import AGENT_MAX, clean_agent
+
+    assert clean_agent("aws-cli/2.9.19 Python/3.11.2") == "aws-cli/2.9.19 Python/3.11.2"
+    assert clean_agent("a\x1b[31mb\r\nserved x to y\x00\u202ez\x7f\x85") == "a[31mbserved x to yz"
+    long = clean_agent("x" * 10_000)
+    assert len(long) == AGENT_MAX and long.endswith("...")
+    assert clean_agent("\t\x01") == ""
+
+
+async def test_container_and_imds_hand_outs_are_audited_and_counted(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each container hand-out (the fast lane's and aiohttp's) and each IMDS hand-out counts
+    a hit and writes one audit line naming the binding, the client address and uid and the
+    cleaned User-Agent; refusals write none and count nothing."""
+    await rig.add()
+    await asyncio.gather(*rig.store.tick())
+    entry = next(iter(rig.store.entries()))
+    hits = entry.hits
+    agent = "Boto3/1.40 md/Botocore#1.40 " + "y" * 300
+    with caplog.at_level(logging.INFO, logger="rolecached.audit"):
+        assert (await rig.ecs(**{"User-Agent": agent})).status == 200  # the fast lane
+        # Content-Type makes the lane hand the request to aiohttp.
+        slow = await rig.ecs(**{"User-Agent": "js\u202e-sdk/3", "Content-Type": "text/plain"})
+        assert slow.status == 200
+        assert (await rig.ecs(token="wrong")).status == 403
+        reply = await rig.imds(f"{ep.IMDS_ROLES}/dev")
+        assert reply.status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "rolecached.audit"]
+    assert len(lines) == 3
+    uid = f"127.0.0.1 uid {os.getuid()}"
+    assert f"{uid} via container endpoint dev (Boto3/1.40 md/Botocore#1.40 yyy" in lines[0]
+    assert "y" * 200 not in lines[0]
+    assert f"{uid} via container endpoint dev (js-sdk/3)" in lines[1]
+    assert f"{uid} via IMDS dev (" in lines[2]
+    assert entry.hits == hits + 3
+    assert entry.last_requester is not None and "via IMDS dev" in entry.last_requester
+    token = rig.manager.get("dev").ring.current
+    assert all(token not in line and "secret-" not in line for line in lines)
+
+
+# -- bindings that last -----------------------------------------------------------------------
+
+
+async def restarted(rig: Rig, state: Path) -> ep.EndpointManager:
+    """Stop the rig's manager cleanly and start a new one on the same state file and token
+    folder, as a daemon restart does."""
+    await rig.manager.close()
+    manager = ep.EndpointManager(
+        rig.store,
+        settings(),
+        rig.tokens_dir,
+        clock=rig.clock,
+        state_file=state,
+        resolver=parse_request,
+    )
+    rig.extra.append(manager)
+    await manager.start()
+    return manager
+
+
+async def test_runtime_bindings_come_back_with_their_ports_and_tokens(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """After a restart a runtime binding is served again on the same container and IMDS
+    ports, and both the token file's token and the container token handed out before still
+    get credentials; a removed binding does not come back."""
+    state = tmp_path / "state" / "rolecache-endpoints.json"
+    rig.manager.state_file = state
+    rig.manager._resolver = parse_request
+    await rig.manager.start()
+    await rig.add()
+    await rig.add("gone")
+    await rig.manager.remove("gone")
+    before = rig.manager.summary(rig.manager.get("dev"))
+    file_token = rig.manager.get("dev").token_file.read_text()
+    container = rig.manager.get("dev").container_file.read_text()
+    rig.manager = await restarted(rig, state)
+    assert [s.binding.name for s in rig.manager.all()] == ["dev"]
+    after = rig.manager.summary(rig.manager.get("dev"))
+    assert (after["ecs_url"], after["imds_url"]) == (before["ecs_url"], before["imds_url"])
+    assert (await rig.ecs(token=file_token)).status == 200
+    assert (await rig.ecs(token=container)).status == 200
+    assert (await rig.imds(f"{ep.IMDS_ROLES}/dev")).status == 200
+
+
+async def test_state_file_is_private_and_holds_only_digests(rig: Rig, tmp_path: Path) -> None:
+    """The state file is 0600 in a 0700 folder and holds the SHA-256 digests of the container
+    token and the capability, never them nor the token file's token; a container token revoked
+    before a restart stays revoked after it."""
+    import hashlib
+
+    state = tmp_path / "state" / "rolecache-endpoints.json"
+    rig.manager.state_file = state
+    rig.manager._resolver = parse_request
+    await rig.manager.start()
+    await rig.add()
+    served = rig.manager.get("dev")
+    revoked = served.container_file.read_text()
+    rig.manager.rotate("dev", containers=True)
+    container = served.container_file.read_text()
+    text = state.read_text()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
+    capability = served.capability_file.read_text()
+    assert hashlib.sha256(container.encode()).hexdigest() in text
+    assert hashlib.sha256(capability.encode()).hexdigest() in text
+    secrets = (container, revoked, capability, served.token_file.read_text(), served.ring.current)
+    for secret in secrets:
+        assert secret not in text
+    rig.manager = await restarted(rig, state)
+    assert (await rig.ecs(token=revoked)).status == 403
+    assert (await rig.ecs(token=container)).status == 200
+
+
+async def test_a_damaged_state_file_is_set_aside(rig: Rig, tmp_path: Path) -> None:
+    """A state file that is not ours is renamed *.bad and the manager starts without it."""
+    state = tmp_path / "rolecache-endpoints.json"
+    state.write_text('{"version": 1, "bindings": [{"name": 3}]}')
+    manager = ep.EndpointManager(
+        rig.store, settings(), rig.tokens_dir, clock=rig.clock, state_file=state
+    )
+    rig.extra.append(manager)
+    await manager.start()
+    assert manager.all() == []
+    assert state.with_name(state.name + ".bad").exists()

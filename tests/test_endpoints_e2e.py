@@ -110,6 +110,28 @@ def test_exec_endpoint_container_with_boto3(edaemon: Daemon) -> None:
     assert "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" in report["env"]
 
 
+def test_endpoint_hand_outs_show_in_rolecache_list(edaemon: Daemon) -> None:
+    """A botocore fetch from the container endpoint and one from IMDS each count a hit in
+    `rolecache list --json`, whose last requester names the listener, the binding and the
+    SDK's User-Agent, and each writes an audit line in the daemon's log."""
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    prefix = [str(BIN / "rolecache"), "exec", "--endpoint", "dev"]
+    requesters = []
+    for extra in ([], ["--imds"]):
+        run_probe(edaemon, *prefix, *extra, "--")
+        sessions = json.loads(edaemon.client("list", "--json").stdout)["sessions"]
+        entry = next(s for s in sessions if s["role_arn"] == role)
+        requesters.append((entry["hits"], entry["last_requester"]))
+    (hits_ecs, ecs_by), (hits_imds, imds_by) = requesters
+    assert hits_ecs >= 1 and hits_imds > hits_ecs
+    assert ecs_by.startswith(f"127.0.0.1 uid {os.getuid()} via container endpoint dev (")
+    assert "(python-urllib3/" in ecs_by  # botocore's container fetcher sends urllib3's
+    assert imds_by.startswith(f"127.0.0.1 uid {os.getuid()} via IMDS dev (Boto3/")
+    log = edaemon.log.read_text()
+    assert "via container endpoint dev" in log and "via IMDS dev" in log
+
+
 def test_exec_endpoint_imds_with_boto3(edaemon: Daemon) -> None:
     """The same over the IMDSv2 look-alike: botocore's instance-metadata provider."""
     role = unique_role()
@@ -149,7 +171,8 @@ def test_aws_cli_through_endpoint_env(edaemon: Daemon, imds: bool) -> None:
 
 def test_env_file_and_token_file(edaemon: Daemon) -> None:
     """--env-file prints Docker KEY=VALUE lines; the token file they name is 0600 in a 0700
-    folder, without a trailing newline, and the endpoint accepts it."""
+    folder, without a trailing newline, and the endpoint accepts it and the container token
+    they carry."""
     import urllib.request
 
     assert add(edaemon, "dev", unique_role()).returncode == 0
@@ -158,6 +181,7 @@ def test_env_file_and_token_file(edaemon: Daemon) -> None:
     assert set(variables) == {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     }
     assert variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
     token_file = Path(variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"])
@@ -165,11 +189,13 @@ def test_env_file_and_token_file(edaemon: Daemon) -> None:
     assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
     token = token_file.read_text()
     assert token and not token.endswith("\n")
-    request = urllib.request.Request(
-        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"], headers={"Authorization": token}
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert reply.status == 200 and "AccessKeyId" in json.load(reply)
+    assert variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"] != token
+    for presented in (token, variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]):
+        request = urllib.request.Request(
+            variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"], headers={"Authorization": presented}
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200 and "AccessKeyId" in json.load(reply)
     imds = edaemon.client("endpoint", "env", "dev", "--imds", "--env-file").stdout
     assert imds.splitlines()[0].startswith("AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:")
 
@@ -210,11 +236,13 @@ def _listening(pid: int) -> list[str]:
 
 
 def test_daemon_listens_on_loopback_only(edaemon: Daemon) -> None:
-    """Every TCP socket the daemon listens on (container and IMDS listeners) is 127.0.0.1."""
+    """Every TCP socket the daemon listens on (container and IMDS listeners) is 127.0.0.1,
+    but one: the container listener on the docker network's gateway, 169.254.170.2."""
     assert add(edaemon, "dev", unique_role()).returncode == 0
     addresses = _listening(edaemon.process.pid)
-    assert len(addresses) >= 3  # the container listener and two IMDS listeners
-    assert set(addresses) == {"127.0.0.1"}
+    assert len(addresses) >= 4  # the container listener (twice) and two IMDS listeners
+    assert sorted(set(addresses)) == ["127.0.0.1", "169.254.170.2"]
+    assert addresses.count("169.254.170.2") == 1
 
 
 def test_endpoint_commands_use_only_the_standard_library(edaemon: Daemon) -> None:

@@ -281,13 +281,14 @@ def test_held_connections_from_another_uid_starve_nothing(tmp_path: Path, moto: 
 
 
 def test_each_binding_has_a_token_folder_of_its_own(served: Served) -> None:
-    """The token files of `dev` and `prod` sit in separate 0700 folders holding nothing
-    else, so mounting dev's folder into a container gives it dev's token and no other."""
+    """The token files of `dev` and `prod` sit in separate 0700 folders holding nothing but
+    that binding's secrets, so mounting dev's folder into a container gives it dev's
+    tokens and no other."""
     listed = json.loads(served.daemon.client("endpoint", "list", "--json").stdout)["endpoints"]
     folders = {e["name"]: Path(e["token_file"]).parent for e in listed}
     assert folders["dev"] != folders["prod"]
     for name, folder in folders.items():
-        assert os.listdir(folder) == ["token"], name
+        assert sorted(os.listdir(folder)) == ["capability", "container-token", "token"], name
         assert folder.stat().st_mode & 0o777 == 0o700
     assert (folders["dev"] / "token").read_text() != (folders["prod"] / "token").read_text()
     assert fetch(served, (folders["prod"] / "token").read_text())[0] == 403

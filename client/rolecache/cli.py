@@ -34,6 +34,8 @@ commands:
   shell-init bash|zsh|fish  shell functions (rolecache-assume PROFILE) and completion
   endpoint add|list|remove|rotate|env ...   serve a role to SDKs and containers on
            loopback (ECS- and IMDSv2-style); exec --endpoint NAME [--imds] -- CMD uses one
+  docker setup [--network NAME] [--print]   the docker network (gateway 169.254.170.2)
+           whose containers reach the container endpoint
 
 selector options (env, process, exec, forget):
   --profile NAME               a role profile from ~/.aws/config (or AWS_CONFIG_FILE);
@@ -212,6 +214,10 @@ def run(argv: list[str]) -> int:
         from rolecache import endpoint_cmd
 
         return endpoint_cmd.run(args, sandbox)
+    if command == "docker":
+        from rolecache import docker_cmd
+
+        return docker_cmd.run(args, sandbox)
     if "--help" in args[: args.index("--") if "--" in args else len(args)]:
         sys.stdout.write(USAGE)
         return protocol.EXIT_OK

@@ -43,11 +43,18 @@ ENDPOINT_FLAGS: dict[str, dict[str, str]] = {
     "add": {"--replace": "flag", "--imds-v1": "flag", "--imds-port": "str"},
     "list": {"--json": "flag"},
     "remove": {},
-    "rotate": {},
-    "env": {"--imds": "flag", "--env-file": "flag", "--shell": "str"},
+    "rotate": {"--containers": "flag"},
+    "env": {"--imds": "flag", "--docker": "flag", "--env-file": "flag", "--shell": "str"},
+}
+DOCKER_FLAGS: dict[str, str] = {
+    "--network": "str",
+    "--print": "flag",
+    "--port-80": "flag",
+    "--remove": "flag",
+    "--apply": "flag",
 }
 # Commands that parse their own arguments, and the flags every command takes.
-OTHER_COMMANDS = ("sts", "shell-init", "endpoint")
+OTHER_COMMANDS = ("sts", "shell-init", "endpoint", "docker")
 GLOBAL_FLAGS = ("--sandbox", "--help", "--version")
 
 
@@ -55,7 +62,7 @@ def completion_words() -> tuple[str, str]:
     """(commands, options) as completion offers them: every command, every option."""
     commands = " ".join((*COMMAND_FLAGS, *OTHER_COMMANDS))
     options = set(SELECTOR_OPTIONS) | set(GLOBAL_FLAGS)
-    for table in (COMMAND_FLAGS, ENDPOINT_FLAGS):
+    for table in (COMMAND_FLAGS, ENDPOINT_FLAGS, {"docker": DOCKER_FLAGS}):
         for flags in table.values():
             options |= set(flags)
     return commands, " ".join(sorted(options))

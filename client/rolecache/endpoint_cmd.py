@@ -17,10 +17,17 @@ Serve a role to SDKs and containers on loopback, ECS-style and IMDSv2-style.
                       last at least 1 h (--duration-seconds 3600 or more)
   list [--json]       bindings, their URLs and token files
   remove NAME         stop serving a binding
-  rotate NAME         give a binding a new token (the old one works for a grace period)
-  env NAME [--imds] [--env-file] [--shell sh|bash|zsh|fish|powershell]
+  rotate NAME [--containers]
+                      give a binding a new token file (the old token works for a grace
+                      period); --containers also replaces the container token that
+                      `env` hands out, at once: running programs holding it lose access
+  env NAME [--imds | --docker] [--env-file] [--shell sh|bash|zsh|fish|powershell]
                       the variables a program needs: export lines, or Docker's
-                      KEY=VALUE lines with --env-file
+                      KEY=VALUE lines with --env-file. They include the container token
+                      (AWS_CONTAINER_AUTHORIZATION_TOKEN, for SDKs from before late 2023):
+                      it lasts until `rotate --containers` or `remove`. --docker: what
+                      a container on the rolecache docker network needs (the URL at
+                      169.254.170.2 and the container token), e.g. for docker run --env-file
 
 and: rolecache exec --endpoint NAME [--imds] -- CMD   runs CMD against the endpoint
 """
@@ -35,8 +42,8 @@ STATIC = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
 )
-# Set only one of each pair: SDKs take RELATIVE_URI over FULL_URI, and it means ECS's own
-# address (169.254.170.2), so a stale one would win and point there.
+# The container variables: RELATIVE_URI wins over FULL_URI in every SDK, so it is unset
+# whenever FULL_URI is set.
 CONTAINER = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -72,6 +79,36 @@ def merge_no_proxy(environ: dict[str, str] | os._Environ[str], host: str) -> str
     return ",".join(entries)
 
 
+def docker_handoff(info: dict[str, object]) -> dict[str, str]:
+    """What a container on the rolecache docker network needs: the URL at the network's
+    gateway and the container token (the host's token file is not in the container, and a
+    container's environment cannot be updated: the container token outlives rotations)."""
+    url = info.get("docker_url")
+    if not url:
+        raise daemon.Failed(
+            "the daemon does not serve the docker network (docker = false in [endpoints])",
+            protocol.EXIT_USAGE,
+        )
+    where = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": str(url)}
+    if info.get("port_80"):
+        # Port 80 of 169.254.170.2 reaches the daemon: the path every SDK generation takes.
+        path = f"/v1/credentials/{info['name']}/{read_secret(info, 'capability_file')}"
+        where = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": path}
+    return {
+        **where,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": container_token(info),
+        # Nothing else answers there: SDKs would wait on 169.254.169.254 for a second or more.
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+DOCKER_NOTE = (
+    "rolecache: a FULL_URI at 169.254.170.2 with a port works in botocore (boto3, the AWS "
+    "CLI) and in SDKs released from late 2023 on; older Go and Ruby SDKs accept only a "
+    "RELATIVE_URI (169.254.170.2, port 80): see `rolecache docker setup --port-80`\n"
+)
+
+
 def handoff(
     info: dict[str, object], imds: bool, environ: dict[str, str] | os._Environ[str]
 ) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -89,11 +126,29 @@ def handoff(
         return variables, (*STATIC, *CONTAINER, "AWS_EC2_METADATA_DISABLED")
     variables = {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": str(info["ecs_url"]),
-        # The file, never the token itself: it is re-read on every fetch, so a rotated
-        # token reaches running programs.
+        # The file is re-read on every fetch, so a rotated token reaches running programs.
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(info["token_file"]),
+        # SDKs from before late 2023 read only this variable (and the JS SDK v3 prefers it
+        # to the file). A process's environment cannot be updated, so it is the container
+        # token, which rotation leaves valid: both variables always hold a valid token.
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": container_token(info),
     }
-    return variables, (*STATIC, *CONTAINER[:1], *CONTAINER[2:3])
+    return variables, (*STATIC, *CONTAINER[:1])
+
+
+def container_token(info: dict[str, object]) -> str:
+    """The binding's container token, from the file the daemon handed it out in."""
+    return read_secret(info, "container_token_file")
+
+
+def read_secret(info: dict[str, object], key: str) -> str:
+    """A secret the daemon handed out in the file `info[key]` names."""
+    path = str(info[key])
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    except OSError as exc:
+        raise daemon.Failed(f"cannot read {path}: {exc.strerror}", protocol.EXIT_ERROR) from None
 
 
 def _info(name: str, sandbox: bool) -> dict[str, object]:
@@ -168,22 +223,40 @@ def cmd_remove(args: list[str], sandbox: bool) -> int:
 
 
 def cmd_rotate(args: list[str], sandbox: bool) -> int:
-    """Rotate a binding's token."""
-    name, rest = _name(args, "rotate NAME")
-    cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["rotate"])
-    info = daemon.json_of(daemon.call("POST", f"/v1/endpoints/{name}/rotate", None, sandbox))
+    """Rotate a binding's token; with --containers, its container token too."""
+    name, rest = _name(args, "rotate NAME [--containers]")
+    _, flags, _ = cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["rotate"])
+    containers = bool(flags.get("--containers"))
+    body = {"containers": True} if containers else None
+    info = daemon.json_of(daemon.call("POST", f"/v1/endpoints/{name}/rotate", body, sandbox))
     print(f"new token for endpoint {name} in {info['token_file']}")
+    if containers:
+        print(
+            f"new container token in {info['container_token_file']}: programs and containers "
+            f"started with the old one need `rolecache endpoint env {name}` again"
+        )
     return protocol.EXIT_OK
 
 
 def cmd_env(args: list[str], sandbox: bool) -> int:
     """Print the variables that point a program at the binding."""
-    name, rest = _name(args, "env NAME [--imds] [--env-file] [--shell SHELL]")
+    name, rest = _name(args, "env NAME [--imds | --docker] [--env-file] [--shell SHELL]")
     _, flags, _ = cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["env"])
     shell = str(flags.get("--shell", "bash"))
     if shell not in protocol.SHELLS:
         shells = ", ".join(protocol.SHELLS)
         raise cmdline.UsageError(f"--shell takes one of {shells}, not {shell!r}")
+    if flags.get("--docker"):
+        if flags.get("--imds"):
+            raise cmdline.UsageError("--imds is for host programs; containers get --docker alone")
+        variables = docker_handoff(_info(name, sandbox))
+        if "AWS_CONTAINER_CREDENTIALS_FULL_URI" in variables:
+            sys.stderr.write(DOCKER_NOTE)
+        if flags.get("--env-file"):
+            sys.stdout.write(formats.env_file_lines(variables))
+        else:
+            sys.stdout.write(formats.export_lines(variables, (), shell))
+        return protocol.EXIT_OK
     variables, unset = handoff(_info(name, sandbox), bool(flags.get("--imds")), os.environ)
     if flags.get("--env-file"):
         sys.stdout.write(formats.env_file_lines(variables))

@@ -2,12 +2,15 @@
 
 On the socket that is the peer process (pid and uid from SO_PEERCRED) and, from /proc, its
 command name and its parent's: the peer is almost always the `rolecache` client, and a
-reader wants the program that ran it (the script, terraform, the shell). No secret is
-logged: the access key id is masked.
+reader wants the program that ran it (the script, terraform, the shell). On the container
+endpoints it is the binding, the client address (and uid when it is a process of this host)
+and the SDK's User-Agent, cleaned. No secret is logged: the access key id is masked.
 """
 
+import functools
 import logging
 import time
+import unicodedata
 
 from rolecached import host
 from rolecached.cache import Credentials
@@ -80,3 +83,26 @@ def served(what: str, credentials: Credentials, requester: str, now: float) -> N
             credentials.expiration - now,
             requester,
         )
+
+
+# A User-Agent is the client's to choose: cut so a line stays a line, and cleaned of control
+# and format characters (escape sequences, bidi overrides) that would rewrite a terminal or a
+# log viewer. SDK agents are 60-200 characters.
+AGENT_MAX = 200
+
+
+@functools.lru_cache(maxsize=256)
+def clean_agent(agent: str) -> str:
+    """`agent` without control or format characters, cut to AGENT_MAX (with "..." when cut);
+    cached, because a client sends the same one with every request."""
+    text = "".join(
+        ch for ch in agent[: AGENT_MAX * 2] if unicodedata.category(ch) not in ("Cc", "Cf", "Cs")
+    ).strip()
+    return text if len(text) <= AGENT_MAX else text[: AGENT_MAX - 3] + "..."
+
+
+def endpoint_requester(peer: Peer | None, listener: str, agent: str | None) -> str:
+    """Who took credentials from a container endpoint: the peer, the listener (with the
+    binding) and the SDK's User-Agent, as the audit line and `rolecache list` show it."""
+    shown = clean_agent(agent) if agent else ""
+    return f"{describe_peer(peer)} via {listener} ({shown or 'no User-Agent'})"

@@ -29,6 +29,10 @@ MIN_BINDING_DURATION = 3600
 ECS_PORT_BASE = 10000
 ECS_PORT_USERS = 11000
 LOOPBACK = ("127.0.0.1", "::1")
+# The gateway of the docker network `rolecache docker setup` makes (169.254.170.0/24): the
+# address ECS serves container credentials at, the one non-loopback address SDKs accept for
+# them over plain http. The host's bridge interface has it, so containers reach the daemon.
+DOCKER_GATEWAY = "169.254.170.2"
 
 # Names appear in URL paths, file names and as the IMDS role name (IAM role name characters).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
@@ -154,6 +158,8 @@ class EndpointSettings:
     token_rotation: float = 24 * 3600.0
     token_grace: float = 3600.0  # the previous token stays valid this long after rotation
     tick: float = 5.0
+    # Serve the container listener on DOCKER_GATEWAY too (every request there needs a token).
+    docker: bool = True
 
     def ecs_port(self, sandbox: bool, uid: int) -> int:
         """The container listener's port: configured, else `uid`'s default."""
@@ -202,6 +208,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "token_rotation": (int, float),
     "token_grace": (int, float),
     "tick": (int, float),
+    "docker": (bool,),
 }
 
 
@@ -228,7 +235,7 @@ def parse_endpoints_table(table: Mapping[str, Any]) -> tuple[EndpointSettings, l
             value = tuple(value)
         elif key == "port" and not 0 <= value <= 65535:
             raise InvalidRequest(f"endpoints.port must be 0-65535 (0: any free port), not {value}")
-        elif key not in ("allow_non_loopback", "port", "bind") and value <= 0:
+        elif key not in ("allow_non_loopback", "port", "bind", "docker") and value <= 0:
             raise InvalidRequest(f"endpoints.{key} must be positive, not {value!r}")
         values[key] = value
     settings = EndpointSettings(**values)

@@ -16,7 +16,8 @@ only a complete `GET /v1/credentials/NAME` that aiohttp would answer 200 from me
   twice.
 
 Its answer is the handler's JSON body with the headers the middleware adds (Cache-Control,
-the sandbox marker), rendered once per credentials object by the manager. Everything else,
+the sandbox marker), rendered once per credentials object by the manager; the hand-out is
+counted and audited by the manager's `handed_out`, as the handler's are. Everything else,
 every refusal included, is handed to aiohttp unchanged (from that request on, the connection
 is aiohttp's), so the lane never decides anything aiohttp would not. A kept-alive connection
 stays open for the next request, unless the client said `Connection: close`.
@@ -70,6 +71,7 @@ class Ask:
     host: str  # lower-cased, as the Host allow-list holds it
     token: str
     close: bool = False  # the client sent `Connection: close`
+    agent: str | None = None  # User-Agent, for the audit trail
 
     def __repr__(self) -> str:
         return f"Ask(name={self.name!r}, host={self.host!r}, close={self.close})"
@@ -90,7 +92,7 @@ def parse(raw: bytes) -> Ask | NeedMore | None:
     match = _REQUEST_LINE.fullmatch(lines[0])
     if match is None or len(lines) - 1 > MAX_HEADERS:
         return None
-    host = token = None
+    host = token = agent = None
     close = False
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
@@ -110,6 +112,8 @@ def parse(raw: bytes) -> Ask | NeedMore | None:
             if token is not None:
                 return None
             token = value.strip(b" \t")
+        elif name == b"user-agent":
+            agent = value
         elif name == b"connection":
             options = {option.strip(b" \t") for option in value.lower().split(b",")}
             if b"upgrade" in options:
@@ -119,7 +123,13 @@ def parse(raw: bytes) -> Ask | NeedMore | None:
             return None
     if not host or not token:
         return None
-    return Ask(match.group(1).decode(), host.decode().lower(), token.decode(), close)
+    return Ask(
+        match.group(1).decode(),
+        host.decode().lower(),
+        token.decode(),
+        close,
+        None if agent is None else agent.decode(),
+    )
 
 
 def admissible(ask: Ask, hosts: frozenset[str], served: Served | None, now: float) -> bool:
@@ -166,6 +176,7 @@ class EcsLane:
         store: Store,
         credentials: Callable[[Binding, float], Coroutine[Any, Any, Credentials]],
         render: Callable[[Served, Credentials], tuple[bytes, bytes]],
+        handed_out: Callable[[Served, Credentials, Peer, str | None], None],
     ) -> None:
         self._served = served  # the manager's own mapping: adds and removes show at once
         self._hosts = hosts
@@ -174,6 +185,7 @@ class EcsLane:
         self._store = store
         self._credentials = credentials  # the handler's own source (EndpointManager.credentials)
         self._render = render  # -> http_responses(), cached per credentials object
+        self._handed_out = handed_out  # the handler's own count and audit line
 
     def answer(self, raw: bytes, peer: Peer) -> Reply | NeedMore | None:
         """The Reply to `raw` from `peer` (with the binding, the rate-limit key); NEED_MORE
@@ -195,4 +207,5 @@ class EcsLane:
         if self._limiter.wait(f"{peer_key(peer)} {ask.name}", now):
             return None  # aiohttp asks the limiter again and answers 429
         closing, keeping = self._render(served, credentials)
+        self._handed_out(served, credentials, peer, ask.agent)
         return Reply(closing, False) if ask.close else Reply(keeping, True)

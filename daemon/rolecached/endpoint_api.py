@@ -69,9 +69,30 @@ async def remove_endpoint(request: web.Request) -> web.Response:
 
 
 async def rotate_endpoint(request: web.Request) -> web.Response:
-    """POST /v1/endpoints/{name}/rotate: a new token; the old one works for the grace period."""
+    """POST /v1/endpoints/{name}/rotate: a new token; the old one works for the grace period.
+    With {"containers": true}, the container token is replaced too, at once."""
     manager = request.app[MANAGER]
-    return web.json_response(manager.summary(manager.rotate(request.match_info["name"])))
+    body = await _body(request) if request.can_read_body else {}
+    containers = body.pop("containers", False)
+    if not isinstance(containers, bool) or body:
+        raise InvalidRequest('rotate takes only {"containers": true or false}')
+    served = manager.rotate(request.match_info["name"], containers=containers)
+    return web.json_response(manager.summary(served))
+
+
+async def docker_settings(request: web.Request) -> web.Response:
+    """GET /v1/docker: the container port and whether port 80 of 169.254.170.2 is
+    redirected to it; PUT with {"port_80": true or false} records the latter."""
+    manager = request.app[MANAGER]
+    if request.method == "PUT":
+        body = await _body(request)
+        port_80 = body.pop("port_80", None)
+        if not isinstance(port_80, bool) or body:
+            raise InvalidRequest('PUT /v1/docker takes only {"port_80": true or false}')
+        manager.set_port_80(port_80)
+    return web.json_response(
+        {"container_port": manager.container_port, "port_80": manager.port_80}
+    )
 
 
 def default_resolver(files: profiles.ConfigFiles) -> bindings.Resolve:
@@ -92,3 +113,5 @@ def add_routes(
     app.router.add_get("/v1/endpoints/{name}", show_endpoint)
     app.router.add_delete("/v1/endpoints/{name}", remove_endpoint)
     app.router.add_post("/v1/endpoints/{name}/rotate", rotate_endpoint)
+    app.router.add_get("/v1/docker", docker_settings)
+    app.router.add_put("/v1/docker", docker_settings)

@@ -27,15 +27,18 @@ from aiohttp import web
 
 from rolecache import formats
 from rolecache.protocol import SANDBOX_HEADER
-from rolecached import cache, ecslane, host
+from rolecached import audit, bindingstate, cache, ecslane, host
 from rolecached.bindings import (
+    DOCKER_GATEWAY,
     ECS_MIN_TTL,
     IMDS_MIN_TTL,
     Binding,
     BindingExists,
     EndpointSettings,
     NoSuchBinding,
+    Resolve,
     check_addresses,
+    resolve,
 )
 from rolecached.cache import Credentials
 from rolecached.errors import MfaRequired, RolecacheError, StsError
@@ -43,7 +46,7 @@ from rolecached.front import Door, FrontSite
 from rolecached.gate import Caps, Gate, peer_key, raise_fd_limit
 from rolecached.ratelimit import RateLimiter
 from rolecached.store import Store
-from rolecached.tokens import ImdsTokens, TokenRing, parse_ttl
+from rolecached.tokens import ImdsTokens, TokenRing, looks_like_token, parse_ttl
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,11 @@ IMDS_TOKEN_HEADER = "X-aws-ec2-metadata-token"
 IMDS_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 # aiohttp's limits on a request head; SDK requests are a few hundred bytes.
 _HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
+# The container token's file, beside the binding's token file: `endpoint env` reads it to set
+# AWS_CONTAINER_AUTHORIZATION_TOKEN, which SDKs from before late 2023 need.
+CONTAINER_TOKEN_FILE = "container-token"
+# The capability's file, beside them: the secret last segment of the RELATIVE_URI path.
+CAPABILITY_FILE = "capability"
 
 
 # -- errors: one type per answer, statuses in one table ------------------------------------
@@ -152,12 +160,14 @@ class Guard:
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.hosts: frozenset[str] = frozenset()
 
-    def listening_on(self, port: int) -> None:
-        """Allow the Host values that name this listener: loopback names and bound addresses."""
-        names = {"127.0.0.1", "localhost", "[::1]"}
+    def listening_on(self, port: int, bare: tuple[str, ...] = ()) -> None:
+        """Allow the Host values that name this listener: loopback names and bound addresses
+        with the port, and the addresses in `bare` also without it (169.254.170.2, reached
+        on port 80 through a redirect by SDKs that know only RELATIVE_URI)."""
+        names = {"127.0.0.1", "localhost", "[::1]", *bare}
         for address in self.settings.bind:
             names.add(f"[{address}]" if ":" in address else address)
-        self.hosts = frozenset(f"{name}:{port}" for name in names)
+        self.hosts = frozenset({f"{name}:{port}" for name in names} | set(bare))
 
     def check(self, request: web.Request) -> None:
         """Raise the EndpointError for the first check the request fails."""
@@ -250,12 +260,20 @@ def imds_document(binding: Binding, creds: Credentials, extended: bool) -> dict[
 # -- listeners -------------------------------------------------------------------------------
 
 
-def open_tcp(address: str, port: int) -> socket.socket:
-    """A listening TCP socket on `address`:`port` (IPv6 sockets serve IPv6 only)."""
+# Linux's IP_FREEBIND (not in Python 3.11's socket module): bind an address no interface has
+# yet, so the daemon can listen on the docker network's gateway before the network exists.
+IP_FREEBIND = 15
+
+
+def open_tcp(address: str, port: int, freebind: bool = False) -> socket.socket:
+    """A listening TCP socket on `address`:`port` (IPv6 sockets serve IPv6 only); with
+    `freebind`, also while no interface has `address` (it serves once one has)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if freebind:
+            sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
@@ -290,19 +308,21 @@ async def listen(
     port: int,
     what: str,
     door: Callable[[str], Door],
+    gateway: str | None = None,
 ) -> Listener:
     """Serve `app` on each address of `settings.bind`, all on one port (the first address
-    picks it when `port` is 0); `door(address)` is the front policy of each address (peer
-    check, caps, the container listener's fast lane)."""
+    picks it when `port` is 0), and on `gateway` too when given (bound with IP_FREEBIND);
+    `door(address)` is the front policy of each address (peer check, caps, the container
+    listener's fast lane)."""
     runner = web.AppRunner(
         app, access_log=None, keepalive_timeout=settings.idle_timeout, **_HEAD_LIMITS
     )
     await runner.setup()
     sockets: list[socket.socket] = []
     try:
-        for address in settings.bind:
+        for address in (*settings.bind, *([gateway] if gateway else [])):
             try:
-                sock = open_tcp(address, port)
+                sock = open_tcp(address, port, freebind=address == gateway)
             except OSError as exc:
                 raise ListenError(
                     f"the {what} cannot listen on {address} port {port}: "
@@ -317,7 +337,7 @@ async def listen(
             sock.close()
         await runner.cleanup()
         raise
-    app[GUARD].listening_on(port)
+    app[GUARD].listening_on(port, (gateway,) if gateway else ())
     return Listener(runner, port, sockets)
 
 
@@ -350,6 +370,19 @@ def url_host(settings: EndpointSettings) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+def _read_token(path: Path) -> str | None:
+    """A token file's token, or None when it is missing or does not look like ours."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if looks_like_token(text) else None
+
+
+def _unresolvable(_: dict[str, Any]) -> Any:
+    raise RolecacheError("no resolver to serve runtime bindings again")
+
+
 # -- the manager ------------------------------------------------------------------------------
 
 
@@ -361,6 +394,9 @@ class Served:
     ring: TokenRing
     token_file: Path
     imds: Listener | None = None
+    # Where the container token was handed out: beside the token file, in the same folder.
+    container_file: Path = field(init=False)
+    capability_file: Path = field(init=False)
     imds_tokens: ImdsTokens = field(default_factory=ImdsTokens)
     warm_task: asyncio.Task[Credentials] | None = None
     next_warm: float = 0.0
@@ -372,6 +408,10 @@ class Served:
     rendered: tuple[Credentials, bytes, tuple[bytes, bytes]] | None = field(
         default=None, repr=False
     )
+
+    def __post_init__(self) -> None:
+        self.container_file = self.token_file.with_name(CONTAINER_TOKEN_FILE)
+        self.capability_file = self.token_file.with_name(CAPABILITY_FILE)
 
 
 def _retrieve(task: "asyncio.Future[Any]") -> None:
@@ -395,6 +435,8 @@ class EndpointManager:
         rng: random.Random | None = None,
         bindings: list[Binding] | tuple[Binding, ...] = (),
         gate: Gate | None = None,
+        state_file: Path | None = None,
+        resolver: Resolve | None = None,
     ) -> None:
         self.store = store
         # Shared with the socket's listener in the daemon, so the caps hold over all of them.
@@ -409,6 +451,12 @@ class EndpointManager:
         self._ecs: Listener | None = None
         self._lock = asyncio.Lock()  # adds and removes happen one at a time
         store.on_drop(self._forget_rendered)
+        # Where bindings outlive the process (None: they do not), how runtime bindings are
+        # resolved again at start, and what the last run left, until start() has used it.
+        self.state_file = state_file
+        self._resolver = resolver
+        self._saved = bindingstate.State()
+        self.port_80 = False  # see set_port_80
         for address in check_addresses(settings.bind, settings.allow_non_loopback):
             log.warning(
                 "container endpoints will listen on %s, which is not loopback: anyone who "
@@ -419,16 +467,30 @@ class EndpointManager:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Serve the bindings from the config file; their credentials are fetched by the
-        first tick, in the background (start-up never waits for STS)."""
+        """Serve the bindings from the config file and those added at run time before a
+        restart, with the ports, token files and container tokens they had; their credentials
+        are fetched by the first tick, in the background (start-up never waits for STS)."""
+        if self.state_file is not None:
+            self._saved = bindingstate.load(self.state_file)
+            self.port_80 = self._saved.port_80
         for binding in self._initial:
             await self.add(binding, warm=False)
+        for saved in list(self._saved.bindings.values()):
+            if saved.spec.origin != "runtime" or saved.spec.name in self._served:
+                continue
+            try:
+                binding = resolve(saved.spec, self._resolver or _unresolvable)
+                await self.add(binding, warm=False)
+            except RolecacheError as exc:
+                log.warning("endpoint %s is not served again: %s", saved.spec.name, exc)
+        self._saved = bindingstate.State()  # used up: later adds are new bindings
+        self._persist()
         self.tick()
 
     async def close(self) -> None:
-        """Stop every listener and remove the token files."""
+        """Stop every listener; token files stay, for the next start to serve again."""
         for served in list(self._served.values()):
-            await self._drop(served)
+            await self._drop(served, keep_files=True)
         self._served.clear()
         if self._ecs is not None:
             await self._ecs.close()
@@ -447,7 +509,8 @@ class EndpointManager:
         for served in self._served.values():
             if now - served.ring.rotated_at >= self.settings.token_rotation:
                 served.ring.rotate(now)
-                self._write_token(served)
+                self._write_secret(served.token_file, served.ring.current)
+                self._persist()
                 log.info("rotated the token of endpoint %s", served.binding.name)
             entry = entries.get(served.binding.request)
             creds = entry.credentials if entry is not None else None
@@ -525,12 +588,10 @@ class EndpointManager:
                 except BaseException:
                     self._unpin_unless_used(binding.request)
                     raise
+            saved = self._saved.bindings.get(binding.name)
+            imds_port = binding.spec.imds_port or (saved.imds_port if saved else 0)
             if old is None:
-                served = Served(
-                    binding,
-                    TokenRing(self.clock(), self.settings.token_grace),
-                    self.token_path(binding.name),
-                )
+                served = self._new_served(binding, saved)
             else:
                 # Replacing keeps the token, so programs holding the token file go on.
                 served = old
@@ -543,20 +604,14 @@ class EndpointManager:
                     served.imds = None
             if served.imds is None:
                 try:
-                    served.imds = await listen(
-                        self._imds_app(served),
-                        self.settings,
-                        binding.spec.imds_port,
-                        f"IMDS listener of endpoint {binding.name!r}",
-                        # IMDS is for host processes: a peer must have our uid (or root's).
-                        lambda _address, name=binding.name: self._door(f"IMDS of {name}"),
-                    )
+                    served.imds = await self._listen_imds(served, imds_port, saved is not None)
                 except ListenError:
                     if old is None:
                         self._unpin_unless_used(binding.request)
                     raise
-            self._write_token(served)
+            self._write_secret(served.token_file, served.ring.current)
             self._served[binding.name] = served
+            self._persist()
             log.info(
                 "endpoint %s serves %s (IMDS on port %d)",
                 binding.name,
@@ -565,30 +620,117 @@ class EndpointManager:
             )
             return served
 
+    def _new_served(self, binding: Binding, saved: bindingstate.SavedBinding | None) -> Served:
+        """A binding's serving state. One the last run served gets its token file's token
+        and its container token again, so programs started before the restart go on."""
+        path = self.token_path(binding.name)
+        now = self.clock()
+        current = _read_token(path) if saved is not None else None
+        container = saved.container_digest if saved is not None else None
+        capability = saved.capability_digest if saved is not None else None
+        served = Served(
+            binding,
+            TokenRing(
+                saved.rotated_at if saved is not None and current else now,
+                self.settings.token_grace,
+                current=current,
+                container_digest=container,
+                capability_digest=capability,
+            ),
+            path,
+        )
+        # New, or its file is gone (a reboot empties the runtime folder): nobody can be
+        # handed the old one again, so it is replaced.
+        if container is None or _read_token(served.container_file) is None:
+            self._write_secret(served.container_file, served.ring.new_container_token())
+        if capability is None or not served.capability_file.exists():
+            self._write_secret(served.capability_file, served.ring.new_capability())
+        return served
+
+    async def _listen_imds(self, served: Served, port: int, restored: bool) -> Listener:
+        """The binding's IMDS listener on `port`; a restored binding whose port was taken
+        meanwhile gets another (its URL changes, which is logged)."""
+        name = served.binding.name
+
+        async def on(port: int) -> Listener:
+            return await listen(
+                self._imds_app(served),
+                self.settings,
+                port,
+                f"IMDS listener of endpoint {name!r}",
+                # IMDS is for host processes: a peer must have our uid (or root's).
+                lambda _address: self._door(f"IMDS of {name}"),
+            )
+
+        if not restored or not port or served.binding.spec.imds_port:
+            return await on(port)
+        try:
+            return await on(port)
+        except ListenError as exc:
+            log.warning("endpoint %s: %s; it gets another port, and a new IMDS URL", name, exc)
+            return await on(0)
+
+    def _persist(self) -> None:
+        """Save what a restart needs; a failure is logged, the bindings serve on."""
+        if self.state_file is None:
+            return
+        state = bindingstate.State(self._ecs.port if self._ecs is not None else None)
+        state.port_80 = self.port_80
+        for name, served in self._served.items():
+            state.bindings[name] = bindingstate.SavedBinding(
+                served.binding.spec,
+                served.imds.port if served.imds is not None else 0,
+                served.ring.rotated_at,
+                served.ring.container_digest,
+                served.ring.capability_digest,
+            )
+        try:
+            bindingstate.save(self.state_file, state)
+        except OSError as exc:
+            log.error("cannot save the endpoint state %s: %s", self.state_file, exc)
+
+    def set_port_80(self, on: bool) -> None:
+        """Record whether port 80 of 169.254.170.2 is redirected to the container port (the
+        user ran `rolecache docker setup --port-80`): the docker hand-off is then a
+        RELATIVE_URI, which SDKs of every generation accept. The host cannot check it: its
+        own packets skip PREROUTING."""
+        self.port_80 = on
+        self._persist()
+        log.info("port 80 of %s %s redirected here", DOCKER_GATEWAY, "is" if on else "is no longer")
+
     async def remove(self, name: str) -> None:
-        """Stop serving `name`: its IMDS listener closes and its token file goes."""
+        """Stop serving `name`: its IMDS listener closes and its token files go."""
         async with self._lock:
             served = self.get(name)
             del self._served[name]
             await self._drop(served)
             self._unpin_unless_used(served.binding.request)
+            self._persist()
             log.info("endpoint %s removed", name)
 
-    def rotate(self, name: str) -> Served:
-        """Give `name` a new token now; the previous one stays valid for the grace period."""
+    def rotate(self, name: str, containers: bool = False) -> Served:
+        """Give `name` a new token now; the previous one stays valid for the grace period.
+        With `containers`, the container token is replaced too, and the old one stops
+        working at once: that is how a leaked one is revoked."""
         served = self.get(name)
         served.ring.rotate(self.clock())
-        self._write_token(served)
-        log.info("rotated the token of endpoint %s", name)
+        self._write_secret(served.token_file, served.ring.current)
+        if containers:
+            self._write_secret(served.container_file, served.ring.new_container_token())
+            self._write_secret(served.capability_file, served.ring.new_capability())
+        self._persist()
+        also = " and container secrets" if containers else ""
+        log.info("rotated the token%s of endpoint %s", also, name)
         return served
 
-    async def _drop(self, served: Served) -> None:
+    async def _drop(self, served: Served, keep_files: bool = False) -> None:
         if served.warm_task is not None:
             served.warm_task.cancel()
         if served.imds is not None:
             await served.imds.close()
             served.imds = None
-        shutil.rmtree(served.token_file.parent, ignore_errors=True)
+        if not keep_files:
+            shutil.rmtree(served.token_file.parent, ignore_errors=True)
 
     def _forget_rendered(self, request: object) -> None:
         # A dropped entry's credentials must not live on in a rendered answer.
@@ -605,6 +747,8 @@ class EndpointManager:
         # Bound on first use, so a user without bindings never holds the fixed port.
         if self._ecs is None:
             port = self.settings.ecs_port(self.sandbox, os.getuid())
+            if port == 0 and self._saved.container_port:
+                port = self._saved.container_port  # "any free port" once: the same again
             app = self._ecs_app()
             guard = app[GUARD]
             lane = ecslane.EcsLane(
@@ -615,6 +759,7 @@ class EndpointManager:
                 self.store,
                 lambda binding, floor: self.credentials(binding, floor),
                 lambda served, creds: self.render_ecs(served, creds)[1],
+                self.handed_out,
             )
             self._ecs = await listen(
                 app,
@@ -626,8 +771,10 @@ class EndpointManager:
                 lambda address: self._door(
                     "container endpoint", token_only=not is_loopback(address), lane=lane.answer
                 ),
+                DOCKER_GATEWAY if self.settings.docker else None,
             )
             log.info("container endpoint listening on %s", self._ecs.addresses())
+            self._persist()
 
     def _door(self, name: str, token_only: bool = False, lane: Any = None) -> Door:
         timeout = self.settings.idle_timeout
@@ -654,20 +801,20 @@ class EndpointManager:
     def ecs_listener(self) -> Listener | None:
         return self._ecs
 
-    def _write_token(self, served: Served) -> None:
-        """Write the token file (0600, no trailing newline) by rename, so a reader never sees
+    def _write_secret(self, path: Path, secret: str) -> None:
+        """Write a token file (0600, no trailing newline) by rename, so a reader never sees
         half a token and a mounted folder sees the new file."""
         with contextlib.suppress(FileExistsError):
-            served.token_file.parent.mkdir(mode=0o700)
-        tmp = served.token_file.with_name(f".{served.token_file.name}.{os.getpid()}.tmp")
+            path.parent.mkdir(mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, served.ring.current.encode())
+            os.write(fd, secret.encode())
         finally:
             os.close(fd)
-        os.replace(tmp, served.token_file)
+        os.replace(tmp, path)
 
     def summary(self, served: Served) -> dict[str, Any]:
         """What `rolecache endpoint list` and `env` need: never a token or a secret."""
@@ -683,8 +830,16 @@ class EndpointManager:
             "role_session_name": binding.request.role_session_name,
             "duration_seconds": binding.request.duration_seconds,
             "ecs_url": f"http://{host}:{self.ecs_port}/v1/credentials/{binding.name}",
+            # What a container on the docker network is handed (`endpoint env --docker`).
+            "docker_url": f"http://{DOCKER_GATEWAY}:{self.ecs_port}/v1/credentials/{binding.name}"
+            if self.settings.docker
+            else None,
             "token_file": str(served.token_file),
-            "imds_url": f"http://{host}:{served.imds.port}" if served.imds else None,
+            "container_token_file": str(served.container_file),
+            "capability_file": str(served.capability_file),
+            "port_80": self.port_80,
+            # Ending in "/": older botocore appends "latest/api/token" without a slash.
+            "imds_url": f"http://{host}:{served.imds.port}/" if served.imds else None,
             "imds_v1": binding.spec.imds_v1,
             "expires_in": None if creds is None else round(creds.expiration - self.clock()),
             "last_error": served.last_error
@@ -722,6 +877,7 @@ class EndpointManager:
         )
         app[GUARD] = Guard(self.settings, self.clock, self.sandbox, self.gate)
         app.router.add_get(ECS_PATH, self._ecs_credentials)
+        app.router.add_get(ECS_PATH + "/{capability}", self._ecs_credentials)
         return app
 
     async def _ecs_credentials(self, request: web.Request) -> web.Response:
@@ -731,8 +887,14 @@ class EndpointManager:
             raise Unauthorized("the Authorization header must carry the endpoint's token")
         name = request.match_info["name"]
         served = self._served.get(name)
-        # An unknown name gets the wrong token's answer: names are not for probing.
-        if served is None or not served.ring.valid(token, self.clock()):
+        capability = request.match_info.get("capability")
+        # An unknown name gets the wrong token's answer: names are not for probing. The
+        # RELATIVE_URI path needs both its capability and the token.
+        if (
+            served is None
+            or not served.ring.valid(token, self.clock())
+            or (capability is not None and not served.ring.capability_valid(capability))
+        ):
             peer = self.gate.peer_of(request.transport)
             who = host_peer_text(peer)
             self.gate.refusals.refused(f"container requests with a wrong token from {who}")
@@ -740,7 +902,26 @@ class EndpointManager:
         request.app[GUARD].throttle(request, name)
         creds = await self.credentials(served.binding, ECS_MIN_TTL)
         body, _ = self.render_ecs(served, creds)
+        self.handed_out(
+            served, creds, self.gate.peer_of(request.transport), request.headers.get("User-Agent")
+        )
         return web.Response(body=body, content_type="application/json")
+
+    def handed_out(
+        self,
+        served: Served,
+        creds: Credentials,
+        peer: host.Peer | None,
+        agent: str | None,
+        listener: str = "container endpoint",
+    ) -> None:
+        """Count one hand-out of `served`'s credentials (hits and last requester in `rolecache
+        list`) and write its audit line: the handler's and the fast lane's one place."""
+        binding = served.binding
+        who = audit.endpoint_requester(peer, f"{listener} {binding.name}", agent)
+        self.store.record_hit(binding.request, who)
+        if audit.log.isEnabledFor(logging.INFO):  # describe() only when it is written
+            audit.served(binding.request.describe(), creds, who, self.clock())
 
     def render_ecs(self, served: Served, creds: Credentials) -> tuple[bytes, tuple[bytes, bytes]]:
         """The container answer for `creds`: the handler's JSON body and the fast lane's
@@ -782,6 +963,8 @@ class EndpointManager:
             extended = request.path.startswith(IMDS_ROLES_EXTENDED)
             binding = served.binding
             creds = await self.credentials(binding, IMDS_MIN_TTL)
+            peer = self.gate.peer_of(request.transport)
+            self.handed_out(served, creds, peer, request.headers.get("User-Agent"), "IMDS")
             return web.json_response(imds_document(binding, creds, extended))
 
         app.router.add_put(IMDS_TOKEN_PATH, put_token)

@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from rolecache import __version__
 from rolecache.protocol import socket_path, socket_path_problem
-from rolecached import config, endpoint_api, host
+from rolecached import bindingstate, config, endpoint_api, host, profiles
 from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager, ListenError
@@ -385,6 +385,9 @@ async def _run(
             sandbox=sandbox,
             bindings=endpoint_config.bindings,
             gate=gate,
+            # Runtime bindings outlive restarts, SIGKILL included (see bindingstate.py).
+            state_file=bindingstate.default_path(listener.path.stem),
+            resolver=endpoint_api.default_resolver(profiles.ConfigFiles()),
         )
     try:
         await serve(

@@ -1,0 +1,137 @@
+"""B5d: the container endpoint measured from inside a container, through 169.254.170.2.
+
+    python bench/ecs_container.py [--rounds 3] [--requests 20000] [--clients 50]
+
+Starts the real daemon in --sandbox mode (as bench/ecs_endpoint.py does), adds a binding, and
+runs bench/loadgen.c (compiled statically here, so it runs in the tests' empty image) with 50
+clients and a new connection per request, alternately on loopback from the host (B5 of the
+same run) and from a container on the tests' --internal docker network through the gateway
+169.254.170.2, with the container token. Prints both, medians of the rounds, and whether the
+container figure meets its target: at least half of loopback's requests/s, p99 <= 20 ms.
+Needs a reachable dockerd.
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.ecs_endpoint import client, start_daemon  # noqa: E402
+from tests.dockerkit import (  # noqa: E402
+    GATEWAY,
+    base_image,
+    docker_unavailable,
+    shared_network,
+)
+
+ROLE = "arn:aws:iam::123456789012:role/bench"
+KEYS = ["requests", "seconds", "rps", "p50_ms", "p99_ms", "max_ms", "errors"]
+
+
+def build_static_loadgen(tmp: Path) -> Path:
+    """bench/loadgen.c, linked statically: the container image has no C library."""
+    binary = tmp / "loadgen"
+    subprocess.run(
+        ["gcc", "-O2", "-static", "-pthread", "-o", str(binary), str(ROOT / "bench" / "loadgen.c")],
+        check=True,
+    )
+    return binary
+
+
+def request(hostport: str, path: str, token: str) -> bytes:
+    """One plain credentials request, closing its connection (as SDK refreshes do)."""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: {token}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+
+def parse(out: str) -> dict[str, float]:
+    return {k: float(v) for k, v in zip(KEYS, out.split(), strict=True)}
+
+
+def on_host(loadgen: Path, port: int, raw: Path, clients: int, total: int) -> dict[str, float]:
+    """loadgen on this host against 127.0.0.1."""
+    command = [str(loadgen), f"tcp:127.0.0.1:{port}", str(clients), str(total), str(raw)]
+    return parse(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def in_container(
+    loadgen: Path, network: str, port: int, raw: Path, clients: int, total: int
+) -> dict[str, float]:
+    """loadgen in a container on `network` against 169.254.170.2."""
+    command = [
+        "docker", "run", "--rm", "--network", network, "-e", "AWS_EC2_METADATA_DISABLED=true",
+        "-v", f"{loadgen}:/loadgen:ro", "-v", f"{raw}:/request:ro", base_image(),
+        "/loadgen", f"tcp:{GATEWAY}:{port}", str(clients), str(total), "/request",
+    ]  # fmt: skip
+    return parse(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=50)
+    args = parser.parse_args(argv)
+    why = docker_unavailable()
+    if why:
+        print(f"B5d not measured: {why}")
+        return 1
+    network = shared_network()
+    with tempfile.TemporaryDirectory(prefix="rolecache-bench-") as folder:
+        tmp = Path(folder)
+        loadgen = build_static_loadgen(tmp)
+        daemon, env = start_daemon(tmp)
+        try:
+            client(
+                env, "endpoint", "add", "bench", "--role-arn", ROLE, "--role-session-name", "bench"
+            )
+            lines = client(env, "endpoint", "env", "bench", "--docker", "--env-file")
+            variables = dict(line.split("=", 1) for line in lines.splitlines())
+            url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+            token = variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+            hostport, _, path = url.removeprefix("http://").partition("/")
+            port = int(hostport.rpartition(":")[2])
+            loopback_raw, gateway_raw = tmp / "loopback", tmp / "gateway"
+            loopback_raw.write_bytes(request(f"127.0.0.1:{port}", f"/{path}", token))
+            gateway_raw.write_bytes(request(hostport, f"/{path}", token))
+            on_host(loadgen, port, loopback_raw, args.clients, 1000)  # warm-up
+            in_container(loadgen, network, port, gateway_raw, args.clients, 1000)
+            runs: dict[str, list[dict[str, float]]] = {"loopback": [], "container": []}
+            for _ in range(args.rounds):
+                runs["loopback"].append(
+                    on_host(loadgen, port, loopback_raw, args.clients, args.requests)
+                )
+                runs["container"].append(
+                    in_container(loadgen, network, port, gateway_raw, args.clients, args.requests)
+                )
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=15)
+    medians = {
+        name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p99_ms")}
+        for name, rs in runs.items()
+    }
+    errors = sum(r["errors"] for rs in runs.values() for r in rs)
+    for name, m in medians.items():
+        print(
+            f"{name}: {m['rps']:,.0f} req/s, p99 {m['p99_ms']:.2f} ms "
+            f"({args.clients} clients, new connection per request, median of {args.rounds})"
+        )
+    share = medians["container"]["rps"] / medians["loopback"]["rps"]
+    met = share >= 0.5 and medians["container"]["p99_ms"] <= 20 and errors == 0
+    print(
+        f"B5d: the container gets {share:.0%} of loopback's throughput, {int(errors)} errors; "
+        f"target >= 50 % and p99 <= 20 ms: {'met' if met else 'NOT met'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

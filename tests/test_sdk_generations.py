@@ -1,0 +1,189 @@
+"""Every SDK generation on the host, through `rolecache endpoint env` and a real daemon: the
+JS SDK v3 (whose releases differ on which token variable wins) and Debian's
+AWS CLI v2 2.9 (which reads only the variable, and joins paths onto the IMDS URL without a
+slash). Each proves its credentials with GetCallerIdentity against moto."""
+
+import json
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, Daemon, unique_role
+from tests.test_endpoints_e2e import add, assumed, edaemon
+
+__all__ = ["edaemon"]  # the fixture, used by name
+
+ROOT = Path(__file__).resolve().parent.parent
+# The JS SDK is installed once, here, by the tests themselves (npm; not a project dependency).
+JS_SDK = ROOT / ".cache" / "js-sdk"
+JS_PACKAGES = ("@aws-sdk/credential-providers", "@aws-sdk/client-sts")
+# The default provider chain, as an application gets it, and STS at moto.
+JS_PROBE = """
+const { STSClient, GetCallerIdentityCommand } = require("@aws-sdk/client-sts");
+const client = new STSClient({ region: "us-east-1", endpoint: process.env.MOTO_URL });
+client.send(new GetCallerIdentityCommand({})).then(
+  (out) => console.log(JSON.stringify({ arn: out.Arn })),
+  (err) => { console.error(String(err)); process.exit(1); },
+);
+"""
+DEBIAN_AWS = Path("/usr/bin/aws")
+
+
+@pytest.fixture(scope="session")
+def js_sdk() -> Path:
+    """A folder with the JS SDK v3's node_modules, installed with npm on first use."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the JS SDK v3 tests")
+    if not (JS_SDK / "node_modules" / "@aws-sdk" / "client-sts").is_dir():
+        JS_SDK.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(JS_SDK), *JS_PACKAGES],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"npm could not install the JS SDK v3: {result.stderr[-500:]}")
+    (JS_SDK / "probe.js").write_text(JS_PROBE)
+    return JS_SDK
+
+
+def handed_env(d: Daemon, name: str, *flags: str) -> dict[str, str]:
+    """The daemon's test environment with what `rolecache endpoint env NAME --env-file`
+    prints applied, and the caller's own keys removed (as `exec --endpoint` does)."""
+    out = d.client("endpoint", "env", name, "--env-file", *flags)
+    assert out.returncode == 0, out.stderr
+    env = {
+        k: v for k, v in d.env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    env.update(line.split("=", 1) for line in out.stdout.splitlines())
+    return env
+
+
+def refused(url: str, token: str) -> bool:
+    """True when the container endpoint refuses `token` with 403."""
+    request = urllib.request.Request(url, headers={"Authorization": token})
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        return exc.code == 403
+    return False
+
+
+def run_js(sdk: Path, env: dict[str, str], moto_url: str) -> subprocess.CompletedProcess:
+    """Run the JS probe in `env`."""
+    return subprocess.run(
+        ["node", str(sdk / "probe.js")],
+        env={**env, "MOTO_URL": moto_url, "NODE_PATH": str(sdk / "node_modules")},
+        cwd=sdk,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("variable_only", [False, True])
+def test_js_sdk_v3_with_the_token_variables_across_rotations(
+    edaemon: Daemon, js_sdk: Path, variable_only: bool
+) -> None:
+    """The JS SDK v3's default chain, started with an environment handed out before two
+    rotations that killed the token file's first token, still gets the role: with both
+    variables (this release warns and reads the file; earlier ones read the variable) and
+    with the variable alone (as SDKs from before late 2023 see it)."""
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    env = handed_env(edaemon, "dev")
+    first_file_token = Path(env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]).read_text()
+    if variable_only:
+        del env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]
+    moto_url = edaemon.env["AWS_ENDPOINT_URL_STS"]
+    first = run_js(js_sdk, env, moto_url)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["arn"] == assumed(role, "dev")
+    for _ in range(2):  # the ring keeps one previous token: two rotations end the first
+        assert edaemon.client("endpoint", "rotate", "dev").returncode == 0
+    assert refused(env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], first_file_token)
+    later = run_js(js_sdk, env, moto_url)
+    assert later.returncode == 0, later.stderr
+    assert json.loads(later.stdout)["arn"] == assumed(role, "dev")
+
+
+def test_rotate_containers_cuts_off_the_variables_holders(edaemon: Daemon, js_sdk: Path) -> None:
+    """After `rotate --containers`, the JS SDK v3 with the variable handed out before (and no
+    file) gets nothing: the container token is revoked at once; a fresh hand-off works."""
+    assert add(edaemon, "dev", unique_role()).returncode == 0
+    env = handed_env(edaemon, "dev")
+    del env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]
+    moto_url = edaemon.env["AWS_ENDPOINT_URL_STS"]
+    assert run_js(js_sdk, env, moto_url).returncode == 0
+    rotated = edaemon.client("endpoint", "rotate", "dev", "--containers")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "container token" in rotated.stdout
+    assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] not in rotated.stdout
+    stale = run_js(js_sdk, env, moto_url)
+    assert stale.returncode != 0 and "arn" not in stale.stdout
+    assert refused(
+        env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    )
+    fresh = run_js(js_sdk, handed_env(edaemon, "dev"), moto_url)
+    assert fresh.returncode == 0, fresh.stderr
+
+
+def debian_aws_cli() -> Path:
+    """Debian's AWS CLI v2 (2.9), or skip."""
+    if not DEBIAN_AWS.exists():
+        pytest.skip("Debian's awscli package (AWS CLI v2 2.9) is not installed")
+    version = subprocess.run(
+        [str(DEBIAN_AWS), "--version"], capture_output=True, text=True, timeout=60
+    ).stdout
+    if not version.startswith("aws-cli/2."):
+        pytest.skip(f"{DEBIAN_AWS} is not the AWS CLI v2: {version.strip()}")
+    return DEBIAN_AWS
+
+
+@pytest.mark.parametrize("imds", [False, True])
+def test_aws_cli_v2_29_through_endpoint_env(edaemon: Daemon, imds: bool) -> None:
+    """Debian's AWS CLI v2 2.9, which reads AWS_CONTAINER_AUTHORIZATION_TOKEN but not the
+    token file and appends "latest/api/token" to the IMDS URL as it is, calls STS as the
+    assumed role through `eval "$(rolecache endpoint env NAME [--imds])"`."""
+    aws = debian_aws_cli()
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    flag = " --imds" if imds else ""
+    script = (
+        f'eval "$({BIN}/rolecache endpoint env dev{flag})" && '
+        f'{aws} sts get-caller-identity --output json --endpoint-url "$MOTO_URL"'
+    )
+    env = {k: v for k, v in edaemon.env.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env["MOTO_URL"] = edaemon.env["AWS_ENDPOINT_URL_STS"]
+    result = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["Arn"] == assumed(role, "dev")
+
+
+def test_aws_cli_v2_29_keeps_its_environment_across_rotations(edaemon: Daemon) -> None:
+    """The AWS CLI v2 2.9 run with an environment handed out before two rotations still calls
+    STS: the variable it reads holds the container token."""
+    aws = debian_aws_cli()
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    env = handed_env(edaemon, "dev")
+    env = {k: v for k, v in env.items() if k != "AWS_ENDPOINT_URL_STS"}
+    for _ in range(2):
+        assert edaemon.client("endpoint", "rotate", "dev").returncode == 0
+    result = subprocess.run(
+        [str(aws), "sts", "get-caller-identity", "--output", "json", "--endpoint-url",
+         edaemon.env["AWS_ENDPOINT_URL_STS"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["Arn"] == assumed(role, "dev")
