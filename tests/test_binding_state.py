@@ -22,9 +22,12 @@ def handed(d: Daemon, *flags: str) -> dict[str, str]:
     without the caller's own keys."""
     out = d.client("endpoint", "env", "dev", "--env-file", *flags)
     assert out.returncode == 0, out.stderr
-    env = {
-        k: v for k, v in d.env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    }
+    # What the hand-off unsets goes too: the keys, and (for IMDS) the suite's own
+    # AWS_EC2_METADATA_DISABLED, which an env file cannot unset.
+    dropped = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    if "--imds" in flags:
+        dropped.add("AWS_EC2_METADATA_DISABLED")
+    env = {k: v for k, v in d.env.items() if k not in dropped}
     env.update(line.split("=", 1) for line in out.stdout.splitlines())
     return env
 
