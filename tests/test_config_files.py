@@ -137,3 +137,10 @@ async def test_changed_files_are_read_off_the_event_loop(tmp_path: Path, monkeyp
     assert len(readers) == 2 and loop_thread not in readers
     await profiles.select_async(dict(body), files)
     assert len(readers) == 2  # unchanged: served from the parsed copy
+
+
+def test_a_path_with_a_nul_byte_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """A config path holding a NUL byte (os.open raises ValueError on it) is a ProfileError
+    naming the reason, never an internal error."""
+    with pytest.raises(ProfileError, match="NUL"):
+        ConfigFiles().load(str(tmp_path / "config"), str(tmp_path / "cred\x00entials"))

@@ -249,6 +249,8 @@ def read_config_file(path: str) -> str | None:
         return None
     except OSError as exc:
         raise ProfileError(f"cannot read {path!r}: {exc.strerror}") from None
+    except ValueError:  # os.open refuses a NUL byte; no file's path holds one
+        raise ProfileError(f"cannot read {path!r}: a path cannot hold a NUL character") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
