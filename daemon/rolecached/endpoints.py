@@ -41,7 +41,20 @@ from rolecached.bindings import (
     resolve,
 )
 from rolecached.cache import Credentials
-from rolecached.errors import MfaRequired, RolecacheError, StsError
+from rolecached.errors import (
+    EndpointBadRequest,
+    EndpointError,
+    EndpointNotFound,
+    Forbidden,
+    MfaRequired,
+    RolecacheError,
+    StsError,
+    StsRefused,
+    TooLarge,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
 from rolecached.front import Door, FrontSite
 from rolecached.gate import Caps, Gate, peer_key, raise_fd_limit
 from rolecached.ratelimit import RateLimiter
@@ -65,69 +78,8 @@ CONTAINER_TOKEN_FILE = "container-token"
 CAPABILITY_FILE = "capability"
 
 
-# -- errors: one type per answer, statuses in one table ------------------------------------
+# -- errors: the types (and their statuses) are in errors.py ---------------------------------
 
-
-class EndpointError(Exception):
-    """An endpoint request refused; `code` and the message go to the client as JSON."""
-
-    code = "InternalError"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-
-
-class BadRequest(EndpointError):
-    code = "BadRequest"
-
-
-class Unauthorized(EndpointError):
-    code = "Unauthorized"
-
-
-class Forbidden(EndpointError):
-    code = "Forbidden"
-
-
-class NotFoundError(EndpointError):
-    code = "NotFound"
-
-
-class TooLarge(EndpointError):
-    code = "PayloadTooLarge"
-
-
-class TooManyRequests(EndpointError):
-    code = "TooManyRequests"
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limit exceeded; retry in {retry_after:.2f} s")
-        self.retry_after = retry_after
-
-
-class Unavailable(EndpointError):
-    """No credentials with enough life left to serve right now."""
-
-    code = "CredentialsUnavailable"
-
-
-class StsRefused(EndpointError):
-    """STS refused the binding's role for good (AccessDenied and friends)."""
-
-
-STATUS: dict[type[EndpointError], int] = {
-    BadRequest: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFoundError: 404,
-    TooLarge: 413,
-    TooManyRequests: 429,
-    StsRefused: 502,
-    Unavailable: 503,
-}
 _HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
 
 
@@ -211,7 +163,7 @@ async def endpoint_middleware(
         guard.check(request)
         response = await handler(request)
     except EndpointError as exc:
-        response = error_body(STATUS.get(type(exc), 500), exc.code, exc.message)
+        response = error_body(exc.status, exc.code, exc.message)
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     except web.HTTPException as exc:
@@ -946,7 +898,7 @@ class EndpointManager:
             try:
                 ttl = parse_ttl(request.headers.get(IMDS_TTL_HEADER))
             except ValueError as exc:
-                raise BadRequest(str(exc)) from None
+                raise EndpointBadRequest(str(exc)) from None
             token = served.imds_tokens.issue(ttl, self.clock())
             return web.Response(
                 text=token, content_type="text/plain", headers={IMDS_TTL_HEADER: str(ttl)}
@@ -959,7 +911,7 @@ class EndpointManager:
         async def role(request: web.Request) -> web.Response:
             """The credentials document of the one role; other names are 404."""
             if request.match_info["role"] != served.binding.name:
-                raise NotFoundError("no such role at this endpoint")
+                raise EndpointNotFound("no such role at this endpoint")
             extended = request.path.startswith(IMDS_ROLES_EXTENDED)
             binding = served.binding
             creds = await self.credentials(binding, IMDS_MIN_TTL)

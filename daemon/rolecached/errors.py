@@ -89,3 +89,58 @@ class StsError(RolecacheError):
         self.details["sts_message"] = failure.message
         # 503 while the failure may pass (throttling, outage), 502 when STS said no for good.
         self.status = 503 if failure.retryable else 502
+
+
+# -- the container endpoints' refusals -----------------------------------------------------
+# Rendered as {"Code", "Message"}, the shape SDKs surface, by the endpoints' one middleware.
+
+
+class EndpointError(RolecacheError):
+    """An endpoint request refused; its code and message go to the SDK."""
+
+
+class EndpointBadRequest(EndpointError):
+    status = 400
+    code = "BadRequest"
+
+
+class Unauthorized(EndpointError):
+    status = 401
+    code = "Unauthorized"
+
+
+class Forbidden(EndpointError):
+    status = 403
+    code = "Forbidden"
+
+
+class EndpointNotFound(EndpointError):
+    status = 404
+    code = "NotFound"
+
+
+class TooLarge(EndpointError):
+    status = 413
+    code = "PayloadTooLarge"
+
+
+class TooManyRequests(EndpointError):
+    status = 429
+    code = "TooManyRequests"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after:.2f} s")
+        self.retry_after = retry_after
+
+
+class Unavailable(EndpointError):
+    """No credentials with enough life left to serve right now."""
+
+    status = 503
+    code = "CredentialsUnavailable"
+
+
+class StsRefused(EndpointError):
+    """STS refused the binding's role for good (AccessDenied and friends): its code."""
+
+    status = 502
