@@ -842,15 +842,15 @@ async def sdk_rig(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
-    # Every answer the endpoints give, as seconds of life left at the simulated time.
-    serve = manager.credentials
+    # Every answer the endpoints give (the handler's, the lane's, IMDS's: each is counted by
+    # handed_out), as seconds of life left at the simulated time.
+    count = manager.handed_out
 
-    async def recorded(binding: Binding, floor: float) -> Credentials:
-        creds = await serve(binding, floor)
+    def recorded(served: ep.Served, creds: Credentials, *args: Any, **kwargs: Any) -> None:
         sdk.served_left.append(creds.expiration - clock())
-        return creds
+        count(served, creds, *args, **kwargs)
 
-    monkeypatch.setattr(manager, "credentials", recorded)
+    monkeypatch.setattr(manager, "handed_out", recorded)
     yield sdk
     await manager.close()
     await store.close()

@@ -24,9 +24,9 @@ stays open for the next request, unless the client said `Connection: close`.
 """
 
 import re
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from rolecache.protocol import SANDBOX_HEADER
 from rolecached.bindings import ECS_MIN_TTL, Binding
@@ -35,7 +35,6 @@ from rolecached.front import NEED_MORE, NeedMore, Reply
 from rolecached.gate import peer_key
 from rolecached.host import Peer
 from rolecached.ratelimit import RateLimiter
-from rolecached.store import Store
 from rolecached.tokens import TokenRing
 
 
@@ -151,19 +150,6 @@ def http_responses(body: bytes, sandbox: bool) -> tuple[bytes, bytes]:
     return head + b"Connection: close\r\n\r\n" + body, head + b"\r\n" + body
 
 
-def finished_now(coro: Coroutine[Any, Any, Credentials]) -> Credentials | None:
-    """The result of `coro` if it finishes without waiting for anything; else None, and the
-    coroutine is closed unfinished. An error it raises also means None (aiohttp's to say)."""
-    try:
-        coro.send(None)
-    except StopIteration as finished:
-        return finished.value  # type: ignore[no-any-return]
-    except Exception:
-        return None
-    coro.close()
-    return None
-
-
 class EcsLane:
     """Answers the container listener's plain credentials requests (see the module doc)."""
 
@@ -173,8 +159,7 @@ class EcsLane:
         hosts: Callable[[], frozenset[str]],
         limiter: RateLimiter,
         clock: Callable[[], float],
-        store: Store,
-        credentials: Callable[[Binding, float], Coroutine[Any, Any, Credentials]],
+        held: Callable[[Binding, float], Credentials | None],
         render: Callable[[Served, Credentials], tuple[bytes, bytes]],
         handed_out: Callable[[Served, Credentials, Peer, str | None], None],
     ) -> None:
@@ -182,8 +167,7 @@ class EcsLane:
         self._hosts = hosts
         self._limiter = limiter
         self._clock = clock
-        self._store = store
-        self._credentials = credentials  # the handler's own source (EndpointManager.credentials)
+        self._held = held  # the handler's own source (EndpointManager.held)
         self._render = render  # -> http_responses(), cached per credentials object
         self._handed_out = handed_out  # the handler's own count and audit line
 
@@ -197,11 +181,8 @@ class EcsLane:
         served = self._served.get(ask.name)
         if served is None or not admissible(ask, self._hosts(), served, now):
             return None
-        if self._store.peek(served.binding.request, ECS_MIN_TTL) is None:
-            return None  # aiohttp fetches, waits or refuses
-        # Held: the handler's source answers from memory without waiting, and taking them
-        # from it keeps one place deciding (and observing) what the endpoint hands out.
-        credentials = finished_now(self._credentials(served.binding, ECS_MIN_TTL))
+        # What the handler would serve without waiting; else aiohttp fetches, waits or refuses.
+        credentials = self._held(served.binding, ECS_MIN_TTL)
         if credentials is None:
             return None
         if self._limiter.wait(f"{peer_key(peer)} {ask.name}", now):

@@ -708,10 +708,9 @@ class EndpointManager:
                 lambda: guard.hosts,
                 guard.limiter,
                 self.clock,
-                self.store,
-                lambda binding, floor: self.credentials(binding, floor),
+                lambda binding, floor: self.held(binding, floor),
                 lambda served, creds: self.render_ecs(served, creds)[1],
-                self.handed_out,
+                lambda *hand_out: self.handed_out(*hand_out),
             )
             self._ecs = await listen(
                 app,
@@ -800,10 +799,16 @@ class EndpointManager:
 
     # -- serving --------------------------------------------------------------------------
 
+    def held(self, binding: Binding, floor: float) -> Credentials | None:
+        """`binding`'s credentials with at least `floor` seconds left, if memory holds them:
+        what the handler and the fast lane both serve without waiting (the lane only
+        these)."""
+        return self.store.peek(binding.request, floor)
+
     async def credentials(self, binding: Binding, floor: float) -> Credentials:
         """Credentials with at least `floor` seconds left, waiting at most `settings.wait`
         for STS: SDKs time out at 2 s, and a late answer helps nobody."""
-        held = self.store.peek(binding.request, floor)
+        held = self.held(binding, floor)
         if held is not None:
             return held  # the common case: from memory, no task, no wait
         fetch = asyncio.ensure_future(self.store.get(binding.request, floor))
