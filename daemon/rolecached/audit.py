@@ -45,9 +45,28 @@ def parent_name(ppid: int) -> str:
     return name
 
 
+# The description last given for a pid, for one second: a process asking again and again (a
+# program reusing its connection, a load test) costs no /proc read, and within a second a
+# pid is not reused (pid_max is at least 32768). Past it, the start time decides again.
+_RECENT: dict[int, tuple[float, str]] = {}
+
+
 def describe_process(pid: int, uid: int | None) -> str:
     """'pid 1234 uid 1000 (rolecache, from deploy.sh pid 1200)': the process, its command
-    and its parent's, from one /proc read (two when the pair is new)."""
+    and its parent's, from one /proc read (two when the pair is new, none for a repeat
+    within a second)."""
+    now = time.monotonic()
+    recent = _RECENT.get(pid) if CACHE_DESCRIPTIONS else None
+    if recent is not None and now - recent[0] < _PARENT_TTL:
+        return recent[1]
+    text = _describe(pid, uid)
+    if len(_RECENT) >= _MAX_DESCRIBED:
+        _RECENT.clear()
+    _RECENT[pid] = (now, text)
+    return text
+
+
+def _describe(pid: int, uid: int | None) -> str:
     stat = host.process_stat(pid)
     if stat is None:
         return f"pid {pid} uid {uid} (?)"
