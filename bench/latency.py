@@ -82,6 +82,8 @@ def start_world(tmp: Path) -> tuple[dict[str, str], subprocess.Popen, object]:
         AWS_SHARED_CREDENTIALS_FILE=str(tmp / "credentials"),
         AWS_DEFAULT_REGION="us-east-1",
         AWS_PROFILE="base",
+        # The daemons' state (runtime bindings outlive a daemon there) stays in this run.
+        XDG_STATE_HOME=str(tmp / "state"),
     )
     # Every load client is 127.0.0.1: lift the endpoints' per-client rate limit for B5, and let
     # the system pick the port so runs never collide.

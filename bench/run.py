@@ -264,7 +264,11 @@ def bench_new_pids(
     B4 on the bench daemon; alternated round by round, medians of the rounds."""
     run = tmp / "run-new-pids"
     run.mkdir(mode=0o700)
-    fresh = {**env, "ROLECACHE_SOCKET": str(run / "rolecache.sock")}
+    fresh = {
+        **env,
+        "ROLECACHE_SOCKET": str(run / "rolecache.sock"),
+        "XDG_STATE_HOME": str(tmp / "state-new-pids"),
+    }
     daemon = subprocess.Popen(
         [sys.executable, "-c", NEW_PID_DAEMON, "--log-level", "info"],
         env=fresh,
@@ -425,7 +429,11 @@ def bench_peer_check(
     alternated round by round; medians of the rounds."""
     run = tmp / "run-unchecked"
     run.mkdir(mode=0o700)
-    plain = {**env, "ROLECACHE_SOCKET": str(run / "rolecache.sock")}
+    plain = {
+        **env,
+        "ROLECACHE_SOCKET": str(run / "rolecache.sock"),
+        "XDG_STATE_HOME": str(tmp / "state-unchecked"),  # its bindings are its own
+    }
     config = tmp / "rolecached.toml"
     daemon = subprocess.Popen(
         [sys.executable, "-c", UNCHECKED_DAEMON, "--log-level", "warning", "--config", str(config)],
@@ -495,7 +503,9 @@ def bench_cold_burst(loadgen: Path, env: dict[str, str], clients: int, tmp: Path
 
 
 def bench_memory(env: dict[str, str], sizes: list[int]) -> Result:
-    """B7: daemon RSS right after start and with N cached sessions."""
+    """B7: daemon RSS right after start and with N cached sessions: a daemon of its own
+    state folder, so it restores none of the bindings earlier benchmarks added."""
+    env = {**env, "XDG_STATE_HOME": env["XDG_STATE_HOME"] + "-memory"}
     daemon, _ = start_daemon(env)
     try:
         time.sleep(0.5)
