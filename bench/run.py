@@ -245,6 +245,22 @@ def bench_latency(env: dict[str, str], runs: int, tmp: Path) -> tuple[list[Resul
     return results, chart
 
 
+def alternated(
+    loadgen: Path, loads: dict[str, tuple[str, bytes]], total: int, tmp: Path, rounds: int
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """Run each (target, request) of `loads` once to warm up, then `rounds` times in turn;
+    the median requests/s and p99 of each, and the errors of all."""
+    runs: dict[str, list[dict]] = {name: [] for name in loads}
+    for target, request in loads.values():
+        run_loadgen(loadgen, target, 50, min(total, 2000), request, tmp)  # warm-up
+    for _ in range(rounds):
+        for name, (target, request) in loads.items():
+            runs[name].append(run_loadgen(loadgen, target, 50, total, request, tmp))
+    rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in runs.items()}
+    p99 = {n: statistics.median(r["p99_ms"] for r in rs) for n, rs in runs.items()}
+    return rps, p99, int(sum(r["errors"] for rs in runs.values() for r in rs))
+
+
 # The daemon with its audit cache off (a test hook), at the default log level: every request
 # then costs what a new pid's does (two /proc reads and an audit line), as a shell loop's
 # requests do, each from a new `rolecache` process. Benchmarks only.
@@ -275,21 +291,15 @@ def bench_new_pids(
         stderr=subprocess.DEVNULL,
     )
     request = credentials_request("bench")
-    targets = {"B4": env, "B4b": fresh}
-    runs: dict[str, list[dict]] = {name: [] for name in targets}
+    loads = {
+        "B4": (f"unix:{env['ROLECACHE_SOCKET']}", request),
+        "B4b": (f"unix:{fresh['ROLECACHE_SOCKET']}", request),
+    }
     try:
         wait_for(fresh["ROLECACHE_SOCKET"], daemon)
-        sockets = {name: f"unix:{e['ROLECACHE_SOCKET']}" for name, e in targets.items()}
-        for target in sockets.values():
-            run_loadgen(loadgen, target, 50, min(total, 2000), request, tmp)  # warm-up
-        for _ in range(rounds):
-            for name, target in sockets.items():
-                runs[name].append(run_loadgen(loadgen, target, 50, total, request, tmp))
+        rps, p99, errors = alternated(loadgen, loads, total, tmp, rounds)
     finally:
         stop(daemon)
-    rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in runs.items()}
-    p99 = {n: statistics.median(r["p99_ms"] for r in rs) for n, rs in runs.items()}
-    errors = sum(r["errors"] for rs in runs.values() for r in rs)
     share = rps["B4b"] / rps["B4"]
     return Result(
         "B4b",
@@ -322,15 +332,8 @@ def bench_profile_requests(
         "B9": http_request("POST", "/v1/credentials?format=env", body),
     }
     target = f"unix:{env['ROLECACHE_SOCKET']}"
-    runs: dict[str, list[dict]] = {name: [] for name in requests}
-    for request in requests.values():
-        run_loadgen(loadgen, target, 50, min(total, 2000), request, tmp)  # warm-up
-    for _ in range(rounds):
-        for name, request in requests.items():
-            runs[name].append(run_loadgen(loadgen, target, 50, total, request, tmp))
-    rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in runs.items()}
-    p99 = {n: statistics.median(r["p99_ms"] for r in rs) for n, rs in runs.items()}
-    errors = sum(r["errors"] for rs in runs.values() for r in rs)
+    loads = {name: (target, request) for name, request in requests.items()}
+    rps, p99, errors = alternated(loadgen, loads, total, tmp, rounds)
     share = rps["B9"] / rps["B4"]
     return Result(
         "B9",
@@ -450,17 +453,9 @@ def bench_peer_check(
         if len(targets) < 2:
             why = next(t for t in found.values() if isinstance(t, str))
             return Result("B5u", "peer-uid check", "-", f"not measured: {why}", "", None)
-        runs: dict[str, list[dict]] = {name: [] for name in targets}
-        for target, request in targets.values():
-            run_loadgen(loadgen, target, 50, min(total, 1000), request, tmp)  # warm-up
-        for _ in range(rounds):
-            for name, (target, request) in targets.items():
-                runs[name].append(run_loadgen(loadgen, target, 50, total, request, tmp))
+        rps, p99, errors = alternated(loadgen, targets, total, tmp, rounds)
     finally:
         stop(daemon)
-    rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in runs.items()}
-    p99 = {n: statistics.median(r["p99_ms"] for r in rs) for n, rs in runs.items()}
-    errors = sum(r["errors"] for rs in runs.values() for r in rs)
     share = rps["with check"] / rps["without"]
     slower = p99["with check"] / p99["without"]
     return Result(

@@ -54,6 +54,8 @@ IGNORED = {
     "--cli-connect-timeout": True,
     "--cli-binary-format": True,
 }
+# The CLI's own options that take a value and shape the output or the call.
+VALUED = ("--output", "--query", "--endpoint-url", "--ca-bundle")
 # Options that cannot mean anything here, and why.
 REFUSED = {
     "--cli-input-json": "rolecache takes the request from its options, not from JSON input",
@@ -113,25 +115,7 @@ def translate(args: list[str], version: int = 1) -> Parsed:
             parsed.debug = True
         elif name == "--no-verify-ssl" and not eq:
             parsed.fields["verify_ssl"] = False
-        elif name in ("--endpoint-url", "--ca-bundle"):
-            if eq:
-                value = inline
-            elif i < len(args):
-                value, i = args[i], i + 1
-            else:
-                raise CliUsage(f"argument {name}: expected one argument")
-            if name == "--endpoint-url":
-                parsed.fields["endpoint_url"] = value
-            else:  # the daemon runs elsewhere: a relative path means this shell's folder
-                parsed.fields["ca_bundle"] = os.path.abspath(value)
-        elif name in IGNORED:
-            if IGNORED[name] and not eq:
-                if i >= len(args):
-                    raise CliUsage(f"argument {name}: expected one argument")
-                i += 1
-        elif name in REFUSED:
-            raise CliUsage(f"{name} is not supported by rolecache: {REFUSED[name]}", "unknown")
-        elif name in ("--output", "--query"):
+        elif name in VALUED:
             if eq:
                 value = inline
             elif i < len(args):
@@ -140,8 +124,19 @@ def translate(args: list[str], version: int = 1) -> Parsed:
                 raise CliUsage(f"argument {name}: expected one argument")
             if name == "--output":
                 parsed.output = value
-            else:
+            elif name == "--query":
                 parsed.query = value
+            elif name == "--endpoint-url":
+                parsed.fields["endpoint_url"] = value
+            else:  # --ca-bundle; the daemon runs elsewhere: a relative path is this shell's
+                parsed.fields["ca_bundle"] = os.path.abspath(value)
+        elif name in IGNORED:
+            if IGNORED[name] and not eq:
+                if i >= len(args):
+                    raise CliUsage(f"argument {name}: expected one argument")
+                i += 1
+        elif name in REFUSED:
+            raise CliUsage(f"{name} is not supported by rolecache: {REFUSED[name]}", "unknown")
         elif name in OPTIONS:
             out.append(OPTIONS[name] + (f"={inline}" if eq else ""))
         elif name.startswith("--"):
