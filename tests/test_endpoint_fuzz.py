@@ -25,7 +25,8 @@ from rolecached.bindings import EndpointSettings, parse_spec, resolve
 from rolecached.front import NeedMore
 from rolecached.request import parse_request
 from rolecached.store import Settings, Store
-from tests.test_endpoints import ROLE, FakeClock, FakeSts, no_sleep
+from tests.kit import FakeClock
+from tests.test_endpoints import ROLE, T0, FakeSts, no_sleep
 
 CASES: Counter[str] = Counter()
 FUZZ = settings(
@@ -133,7 +134,7 @@ def listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listeners]:
     thread = threading.Thread(target=loop.run_forever, name="fuzzed-endpoints", daemon=True)
     thread.start()
     tokens_dir: Path = tmp_path_factory.mktemp("tokens")
-    clock = FakeClock()
+    clock = FakeClock(T0)
     store = Store(FakeSts(), Settings(idle_ttl=600), clock=clock, sleep=no_sleep)
     endpoint_settings = EndpointSettings(
         port=0, wait=0.5, idle_timeout=2.0, rate_limit=1e9, rate_burst=10**9

@@ -35,6 +35,7 @@ from rolecached.errors import InvalidRequest, StsFailure
 from rolecached.request import RoleRequest, parse_request
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed
+from tests.kit import FakeClock
 
 T0 = 1_800_000_000.0
 ACCOUNT = "123456789012"
@@ -43,19 +44,6 @@ ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 THROTTLED = StsFailure("Throttling", "Rate exceeded", True)
 DENIED = StsFailure("AccessDenied", "not allowed", False)
 TIMEOUT = 10.0  # a guard against hanging, never a wait
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when the test says so."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeSts:
@@ -190,7 +178,7 @@ def settings(**changes: Any) -> EndpointSettings:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     """A fresh store and manager; closed after the test."""
-    clock, sts = FakeClock(), FakeSts()
+    clock, sts = FakeClock(T0), FakeSts()
     store = Store(sts, Settings(idle_ttl=600), clock=clock, sleep=no_sleep)
     tokens = tmp_path / "tokens"
     tokens.mkdir(mode=0o700)
