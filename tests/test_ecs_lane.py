@@ -8,12 +8,13 @@ test_endpoints.py.
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
 import pytest
 
-from rolecached import ecslane
+from rolecached import ecslane, httphead
 from rolecached.bindings import ECS_MIN_TTL
 from tests.test_endpoints import THROTTLED, TIMEOUT, Reply, Rig, http, new_manager, rig
 
@@ -285,6 +286,33 @@ async def test_removed_binding_is_not_served(rig: Rig) -> None:
     assert reply.status == 403 and not by_lane(reply) and reply.has_no_credentials()
 
 
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"GET /v1/credentials/dev HTTP/1.1\nHost: x\n\n", "CR LF"),
+        (b"GET /latest/meta-data/ HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", "number"),
+        (b"PUT /latest HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n", "one"),
+    ],
+    ids=["bare-lf", "not-a-number", "two-lengths"],
+)  # fmt: skip
+async def test_malformed_heads_get_the_endpoints_json_error(
+    rig: Rig, raw: bytes, reason: str
+) -> None:
+    """A head that is not HTTP gets {"Code", "Message"} 400 from the front layer, on the
+    container listener and an IMDS listener alike (aiohttp's own 400 is plain text)."""
+    served = await rig.add()
+    assert served.imds is not None
+    for port in (rig.ecs_port, served.imds.port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        status, headers, body = await read_response(reader)
+        writer.close()
+        assert status == 400 and headers["content-type"].startswith("application/json")
+        assert headers["cache-control"] == "no-store" and headers["connection"] == "close"
+        error = json.loads(body)
+        assert error["Code"] == "BadRequest" and reason in error["Message"]
+
+
 # -- the pure parts ------------------------------------------------------------------------------
 
 
@@ -295,24 +323,29 @@ def request(*headers: str, line: str = f"GET {PATH} HTTP/1.1", end: bytes = b"")
 GOOD = ("Host: 127.0.0.1:9711", "Authorization: tok")
 
 
+def parse(raw: bytes) -> ecslane.Ask | httphead.NeedMore | None:
+    """What the front layer and the lane make of `raw`: the lane's Ask, NEED_MORE or None."""
+    head = httphead.parse(raw)
+    return ecslane.ask_of(head) if isinstance(head, httphead.Head) else head
+
+
 def test_parse_takes_a_plain_request() -> None:
     """A complete plain request parses to its binding, lower-cased Host and token."""
-    ask = ecslane.parse(request("host:  LOCALHOST:9711 ", "Authorization: tok", "Accept: */*"))
+    ask = parse(request("host:  LOCALHOST:9711 ", "Authorization: tok", "Accept: */*"))
     assert ask == ecslane.Ask("dev", "localhost:9711", "tok", False)
     assert "tok" not in repr(ask)
-    closing = ecslane.parse(request(*GOOD, "Connection: keep-alive, Close"))
+    closing = parse(request(*GOOD, "Connection: keep-alive, Close"))
     assert isinstance(closing, ecslane.Ask) and closing.close
 
 
-def test_parse_waits_only_for_what_it_may_take() -> None:
-    """An incomplete GET of a credentials path waits for more bytes; anything else is handed
-    over at once."""
+def test_parse_waits_for_a_whole_head() -> None:
+    """An incomplete request waits for more bytes (it may yet prove malformed); a head past
+    the limit without an end is handed over."""
     full = request(*GOOD)
-    assert ecslane.parse(full[:10]) == ecslane.NEED_MORE
-    assert ecslane.parse(full[:-2]) == ecslane.NEED_MORE
-    assert ecslane.parse(b"PUT /latest") is None
-    assert ecslane.parse(b"GET /v2/") is None
-    assert ecslane.parse(b"GET /v1/credentials/" + b"x" * ecslane.MAX_HEAD) is None
+    assert parse(full[:10]) is httphead.NEED_MORE
+    assert parse(full[:-2]) is httphead.NEED_MORE
+    assert parse(b"PUT /latest") is httphead.NEED_MORE
+    assert parse(b"GET /v1/credentials/" + b"x" * httphead.MAX_HEAD) is None
 
 
 @pytest.mark.parametrize(
@@ -338,13 +371,15 @@ def test_parse_waits_only_for_what_it_may_take() -> None:
         request(*GOOD, "Host : 127.0.0.1:9711"),
         request(*GOOD, " folded"),
         request(*GOOD, "X-Bad: a\x01b"),
-        request(*GOOD, "X-Long: " + "a" * ecslane.MAX_LINE),
-        request(*GOOD, *[f"X-{n}: 1" for n in range(ecslane.MAX_HEADERS)]),
+        request(*GOOD, "X-Long: " + "a" * httphead.MAX_LINE),
+        request(*GOOD, *[f"X-{n}: 1" for n in range(httphead.MAX_HEADERS)]),
+        request(*GOOD, line="GET /v1/credentials/-dev HTTP/1.1"),
+        request(*GOOD, line="PUT /v1/credentials/dev HTTP/1.1"),
     ],
 )
 def test_parse_hands_over_anything_else(raw: bytes) -> None:
     """A request that is not a strict, bodiless GET with one Host and one token is aiohttp's."""
-    assert ecslane.parse(raw) is None
+    assert parse(raw) is None
 
 
 class FakeRing:

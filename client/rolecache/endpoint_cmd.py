@@ -50,7 +50,6 @@ CONTAINER = (
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 )
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 def _name(args: list[str], usage: str) -> tuple[str, list[str]]:
@@ -58,10 +57,9 @@ def _name(args: list[str], usage: str) -> tuple[str, list[str]]:
     if not args or args[0].startswith("-"):
         raise cmdline.UsageError(f"usage: rolecache endpoint {usage}")
     name = args[0]
-    if not set(name) <= _NAME_CHARS or len(name) > 64:
-        raise cmdline.UsageError(
-            f"endpoint name {name!r} is not valid: 1 to 64 characters of [A-Za-z0-9_.-]"
-        )
+    if not protocol.valid_binding_name(name):
+        rule = protocol.BINDING_NAME_RULE
+        raise cmdline.UsageError(f"endpoint name {name!r} is not valid: {rule}")
     return name, args[1:]
 
 

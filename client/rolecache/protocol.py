@@ -32,6 +32,18 @@ REQUEST_FIELDS = (
     "verify_ssl",
 )
 
+# An endpoint binding's name appears in URL paths, file names and as the IMDS role name.
+BINDING_NAME_RULE = "1 to 64 characters of [A-Za-z0-9_.-], starting with a letter or digit"
+_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_CHARS = _NAME_START | frozenset("_.-")
+
+
+def valid_binding_name(name: str) -> bool:
+    """Whether `name` follows BINDING_NAME_RULE (no `re`: the client imports this module on
+    every command)."""
+    return 0 < len(name) <= 64 and name[0] in _NAME_START and set(name) <= _NAME_CHARS
+
+
 # Default minimum remaining lifetime of served credentials, in seconds. The credential_process
 # default is higher because botocore refreshes anything under 15 minutes on every call.
 DEFAULT_MIN_TTL = 300

@@ -19,7 +19,7 @@ from rolecache import __version__, formats
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
 from rolecached import audit, awscli, awstable, fastlane, host, profiles
 from rolecached.cache import Credentials, Entry
-from rolecached.errors import InvalidRequest, NotFound, RolecacheError
+from rolecached.errors import InvalidRequest, NotFound, RolecacheError, error_document
 from rolecached.request import RoleRequest, parse_token_code
 from rolecached.store import Store
 
@@ -46,8 +46,7 @@ def error_response(
     status: int, code: str, message: str, details: dict[str, str] | None = None
 ) -> web.Response:
     """The one error shape of the API (some errors add fields, such as mfa_serial)."""
-    error = {"code": code, "message": message, **(details or {})}
-    return web.json_response({"error": error}, status=status)
+    return web.json_response(error_document(code, message, details), status=status)
 
 
 @web.middleware

@@ -6,11 +6,11 @@ everything here tests without a file, a clock or a network.
 """
 
 import ipaddress
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rolecache.protocol import BINDING_NAME_RULE, valid_binding_name
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError
 from rolecached.request import RoleRequest
 
@@ -34,8 +34,6 @@ LOOPBACK = ("127.0.0.1", "::1")
 # them over plain http. The host's bridge interface has it, so containers reach the daemon.
 DOCKER_GATEWAY = "169.254.170.2"
 
-# Names appear in URL paths, file names and as the IMDS role name (IAM role name characters).
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 # Request fields a binding may not set: the endpoint decides the minimum lifetime itself.
 _REFUSED = {
     "min_ttl": "a binding serves at least 15 min (container) or 25 min (IMDS) of lifetime; "
@@ -61,12 +59,12 @@ class NoSuchBinding(NotFound):
 
 
 def check_name(name: object) -> str:
-    """A binding name: 1-64 of [A-Za-z0-9_.-], starting with a letter or digit."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    """A binding name, as BINDING_NAME_RULE says."""
+    if not isinstance(name, str) or not valid_binding_name(name):
         shown = repr(name)[:80]
         raise InvalidRequest(
-            f"endpoint name {shown} is not valid: 1 to 64 characters of [A-Za-z0-9_.-], "
-            "starting with a letter or digit (it is used in URLs and as the IMDS role name)"
+            f"endpoint name {shown} is not valid: {BINDING_NAME_RULE} (it is used in URLs "
+            "and as the IMDS role name)"
         )
     return name
 

@@ -23,17 +23,19 @@ is aiohttp's), so the lane never decides anything aiohttp would not. A kept-aliv
 stays open for the next request, unless the client said `Connection: close`.
 """
 
-import re
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from rolecache.protocol import SANDBOX_HEADER
+from rolecache.protocol import SANDBOX_HEADER, valid_binding_name
 from rolecached.bindings import ECS_MIN_TTL, Binding
 from rolecached.cache import Credentials
-from rolecached.front import NEED_MORE, NeedMore, Reply
+from rolecached.errors import endpoint_error_document
+from rolecached.front import Reply
 from rolecached.gate import peer_key
 from rolecached.host import Peer
+from rolecached.httphead import Head, response
 from rolecached.ratelimit import RateLimiter
 from rolecached.tokens import TokenRing
 
@@ -46,20 +48,9 @@ class Served(Protocol):
     ring: TokenRing
 
 
-# Well inside aiohttp's limits (_HEAD_LIMITS in endpoints.py): a head beyond them is aiohttp's
-# to refuse. SDK requests are a few hundred bytes.
-MAX_HEAD = 8192
-MAX_LINE = 4000
-MAX_HEADERS = 32
-
-_PREFIX = b"GET /v1/credentials/"
-_REQUEST_LINE = re.compile(rb"GET /v1/credentials/([A-Za-z0-9][A-Za-z0-9_.-]{0,63}) HTTP/1\.1")
-_FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_FIELD_VALUE = re.compile(rb"[\x20-\x7e\t]*")
+_PREFIX = b"/v1/credentials/"
 # Headers that change how aiohttp reads or answers the request: theirs to handle.
-_HAND_OVER = frozenset(
-    {b"origin", b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"content-type"}
-)
+_HAND_OVER = (b"origin", b"content-length", b"content-type")
 
 
 @dataclass(frozen=True)
@@ -76,57 +67,27 @@ class Ask:
         return f"Ask(name={self.name!r}, host={self.host!r}, close={self.close})"
 
 
-def parse(raw: bytes) -> Ask | NeedMore | None:
-    """The Ask of a complete request in `raw`; NEED_MORE while a request the lane may take is
-    incomplete; None when aiohttp should have it (anything but a strict, bodiless GET of a
-    credentials path with exactly one Host and one non-empty Authorization)."""
-    head, sep, rest = raw.partition(b"\r\n\r\n")
-    if not sep:
-        if len(raw) >= MAX_HEAD or raw[: len(_PREFIX)] != _PREFIX[: len(raw)]:
-            return None
-        return NEED_MORE
-    if rest or len(head) > MAX_HEAD:
-        return None  # pipelined or oversized
-    lines = head.split(b"\r\n")
-    match = _REQUEST_LINE.fullmatch(lines[0])
-    if match is None or len(lines) - 1 > MAX_HEADERS:
+def ask_of(head: Head) -> Ask | None:
+    """The Ask of a request the lane may take: a bodiless GET of a credentials path (a valid
+    binding name, no query) with one Host and one non-empty Authorization; None for the rest,
+    which is aiohttp's."""
+    name = head.target[len(_PREFIX) :].decode()
+    fields = head.fields
+    if (
+        head.method != b"GET"
+        or not head.target.startswith(_PREFIX)
+        or not valid_binding_name(name)
+        or any(field in fields for field in _HAND_OVER)
+        or not fields.get(b"host")
+        or not fields.get(b"authorization")
+    ):
         return None
-    host = token = agent = None
-    close = False
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if (
-            not colon
-            or len(line) > MAX_LINE
-            or not _FIELD_NAME.fullmatch(name)
-            or not _FIELD_VALUE.fullmatch(value)
-        ):
-            return None
-        name = name.lower()
-        if name == b"host":
-            if host is not None:
-                return None
-            host = value.strip(b" \t")
-        elif name == b"authorization":
-            if token is not None:
-                return None
-            token = value.strip(b" \t")
-        elif name == b"user-agent":
-            agent = value
-        elif name == b"connection":
-            options = {option.strip(b" \t") for option in value.lower().split(b",")}
-            if b"upgrade" in options:
-                return None
-            close = close or b"close" in options
-        elif name in _HAND_OVER:
-            return None
-    if not host or not token:
-        return None
+    agent = fields.get(b"user-agent")
     return Ask(
-        match.group(1).decode(),
-        host.decode().lower(),
-        token.decode(),
-        close,
+        name,
+        fields[b"host"].decode().lower(),
+        fields[b"authorization"].decode(),
+        head.close,
         None if agent is None else agent.decode(),
     )
 
@@ -138,16 +99,26 @@ def admissible(ask: Ask, hosts: frozenset[str], served: Served | None, now: floa
     return ask.host in hosts and served is not None and served.ring.valid(ask.token, now)
 
 
+def _headers(sandbox: bool) -> bytes:
+    # What the endpoints' middleware adds to every answer.
+    sandboxed = SANDBOX_HEADER.encode() + b": 1\r\n" if sandbox else b""
+    return b"Cache-Control: no-store\r\n" + sandboxed
+
+
 def http_responses(body: bytes, sandbox: bool) -> tuple[bytes, bytes]:
     """The lane's whole HTTP responses for the handler's JSON `body`, with the handler's
     Content-Type and the middleware's headers: (closing the connection, keeping it alive)."""
-    head = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\nCache-Control: no-store\r\n"
-        + (SANDBOX_HEADER.encode() + b": 1\r\n" if sandbox else b"")
+    return tuple(  # type: ignore[return-value]
+        response(b"200 OK", b"application/json", body, _headers(sandbox), close)
+        for close in (True, False)
     )
-    return head + b"Connection: close\r\n\r\n" + body, head + b"\r\n" + body
+
+
+def bad_request(reason: str, sandbox: bool) -> bytes:
+    """An endpoint's JSON 400 ({"Code", "Message"}, the middleware's headers) for a head
+    that is not HTTP; the connection closes after it."""
+    body = json.dumps(endpoint_error_document("BadRequest", reason)).encode()
+    return response(b"400 Bad Request", b"application/json; charset=utf-8", body, _headers(sandbox))
 
 
 class EcsLane:
@@ -171,12 +142,12 @@ class EcsLane:
         self._render = render  # -> http_responses(), cached per credentials object
         self._handed_out = handed_out  # the handler's own count and audit line
 
-    def answer(self, raw: bytes, peer: Peer) -> Reply | NeedMore | None:
-        """The Reply to `raw` from `peer` (with the binding, the rate-limit key); NEED_MORE
-        to wait for more bytes; None to let aiohttp handle it."""
-        ask = parse(raw)
-        if not isinstance(ask, Ask):
-            return ask
+    def answer(self, head: Head, peer: Peer) -> Reply | None:
+        """The Reply to `head` from `peer` (with the binding, the rate-limit key), or None to
+        let aiohttp handle it."""
+        ask = ask_of(head)
+        if ask is None:
+            return None
         now = self._clock()
         served = self._served.get(ask.name)
         if served is None or not admissible(ask, self._hosts(), served, now):

@@ -54,8 +54,9 @@ from rolecached.errors import (
     TooManyRequests,
     Unauthorized,
     Unavailable,
+    endpoint_error_document,
 )
-from rolecached.front import Door, FrontSite
+from rolecached.front import Door, FrontSite, Lane, no_answers
 from rolecached.gate import Caps, Gate, peer_key, raise_fd_limit
 from rolecached.ratelimit import RateLimiter
 from rolecached.store import Store
@@ -92,7 +93,7 @@ class ListenError(RolecacheError):
 
 def error_body(status: int, code: str, message: str) -> web.Response:
     """The error shape SDKs surface: {"Code", "Message"} with capitalised keys."""
-    return web.json_response({"Code": code, "Message": message}, status=status)
+    return web.json_response(endpoint_error_document(code, message), status=status)
 
 
 # -- hardening -------------------------------------------------------------------------------
@@ -720,14 +721,16 @@ class EndpointManager:
                 # Off loopback, a peer that is no process of this host (a container) may
                 # connect: its token alone decides.
                 lambda address: self._door(
-                    "container endpoint", token_only=not is_loopback(address), lane=lane.answer
+                    "container endpoint", token_only=not is_loopback(address), answer=lane.answer
                 ),
                 DOCKER_GATEWAY if self.settings.docker else None,
             )
             log.info("container endpoint listening on %s", self._ecs.addresses())
             self._persist()
 
-    def _door(self, name: str, token_only: bool = False, lane: Any = None) -> Door:
+    def _door(self, name: str, token_only: bool = False, answer: Any = no_answers) -> Door:
+        # Every endpoint listener answers a head that is not HTTP with its own JSON 400.
+        lane = Lane(answer, lambda reason: ecslane.bad_request(reason, self.sandbox))
         timeout = self.settings.idle_timeout
         return Door(name, self.gate, host.tcp_peer, token_only, timeout=timeout, lane=lane)
 

@@ -5,6 +5,7 @@ with `rolecache.protocol.exit_code_for_status`. Messages never contain a secret.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class RolecacheError(Exception):
@@ -20,6 +21,16 @@ class RolecacheError(Exception):
             self.code = code
         # More fields for the error object, for clients that act on them.
         self.details: dict[str, str] = {}
+
+
+def error_document(code: str, message: str, details: dict[str, str] | None = None) -> Any:
+    """The socket API's one error shape: {"error": {"code", "message", ...details}}."""
+    return {"error": {"code": code, "message": message, **(details or {})}}
+
+
+def endpoint_error_document(code: str, message: str) -> dict[str, str]:
+    """The endpoints' error shape, the one SDKs surface: {"Code", "Message"}."""
+    return {"Code": code, "Message": message}
 
 
 class InvalidRequest(RolecacheError):

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 from rolecached import audit
 from rolecached.cache import Credentials
-from rolecached.front import NEED_MORE, NeedMore, Reply
+from rolecached.errors import error_document
+from rolecached.front import Reply
+from rolecached.httphead import Head, response
 from rolecached.profiles import Stamp, file_stamp
 from rolecached.request import RoleRequest
 from rolecached.store import Store
@@ -46,49 +48,14 @@ def request_key(request_line: bytes, body: bytes) -> bytes:
     return request_line + b"\n" + body
 
 
-@dataclass(frozen=True)
-class Malformed:
-    """A request no HTTP server may accept, and why (answered 400 by the lane itself, in
-    the API's JSON error shape: aiohttp's own 400s are plain text)."""
-
-    reason: str
-
-
-def split_request(raw: bytes) -> tuple[bytes, bytes] | Malformed | NeedMore | None:
-    """(request line, body) of a complete request in `raw`; NEED_MORE while a request the lane
-    may take is incomplete; Malformed for a head that is not HTTP (bare CR or LF line ends,
-    a Content-Length that is no number, or two of them); None if it is not one the lane
-    takes (only a POST to /v1/credentials with a Content-Length and nothing after its
-    body)."""
-    head, sep, rest = raw.partition(b"\r\n\r\n")
-    # A CR or LF that is not part of a CRLF (a last CR may be the start of one).
-    loose = head[:-1] if not sep and head.endswith(b"\r") else head
-    if b"\r" in loose.replace(b"\r\n", b"") or b"\n" in loose.replace(b"\r\n", b""):
-        return Malformed("lines of an HTTP request end in CR LF")
-    if not sep:
-        return NEED_MORE if len(raw) < MAX_REQUEST else None
-    lines = head.split(b"\r\n")
-    length = None
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            digits = value.strip()
-            # Ten digits are plenty: int() of thousands of digits would raise.
-            if not digits.isdigit() or len(digits) > 10:
-                return Malformed("Content-Length must be a number of bytes")
-            if length is not None:
-                return Malformed("a request has one Content-Length")
-            length = int(digits)
-        elif name in (b"transfer-encoding", b"expect"):
-            return None
-    if not lines[0].startswith(b"POST /v1/credentials"):
-        return None
-    if length is None or length > MAX_REQUEST or len(rest) > length:
-        return None
-    if len(rest) < length:
-        return NEED_MORE
-    return lines[0], rest
+def takes(head: Head) -> bool:
+    """Whether the lane may answer `head`: a POST to /v1/credentials with a Content-Length
+    (the front layer parsed it strictly, so the body is whole and nothing follows it)."""
+    return (
+        head.method == b"POST"
+        and head.target.startswith(b"/v1/credentials")
+        and b"content-length" in head.fields
+    )
 
 
 class FastLane:
@@ -99,13 +66,12 @@ class FastLane:
         self._routes: OrderedDict[bytes, Route] = OrderedDict()
         self._extra_headers = extra_headers
 
-    def _bad_request(self, reason: str) -> bytes:
-        body = json.dumps({"error": {"code": "BadRequest", "message": reason}}).encode()
-        return (
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8"
-            + b"\r\nContent-Length: " + str(len(body)).encode()
-            + b"\r\nConnection: close\r\n" + self._extra_headers + b"\r\n" + body
-        )  # fmt: skip
+    def bad_request(self, reason: str) -> bytes:
+        """The API's JSON 400 for a head that is not HTTP, as the error middleware shapes it."""
+        body = json.dumps(error_document("BadRequest", reason)).encode()
+        return response(
+            b"400 Bad Request", b"application/json; charset=utf-8", body, self._extra_headers
+        )
 
     def drop(self, request: object) -> None:
         """Forget every route of `request`: their rendered answers hold its secrets."""
@@ -123,16 +89,13 @@ class FastLane:
         while len(self._routes) > MAX_ROUTES:
             self._routes.popitem(last=False)
 
-    def answer(self, raw: bytes, requester: Callable[[], str]) -> Reply | NeedMore | None:
-        """The Reply to `raw` (the connection then closes); NEED_MORE to wait for more bytes;
-        None to let aiohttp handle it. `requester` names who asks (called only when
-        answering)."""
-        parts = split_request(raw)
-        if isinstance(parts, Malformed):
-            return Reply(self._bad_request(parts.reason), False)
-        if not isinstance(parts, tuple):
-            return parts
-        route = self._routes.get(request_key(*parts))
+    def answer(self, head: Head, requester: Callable[[], str]) -> Reply | None:
+        """The Reply to `head` (the connection then closes), or None to let aiohttp handle
+        it. `requester` names who asks (called only when answering)."""
+        if not takes(head):
+            return None
+        key = request_key(head.line, head.body)
+        route = self._routes.get(key)
         if route is None or any(file_stamp(path) != stamp for path, stamp in route.files):
             return None  # unknown, or a profile whose files changed: aiohttp resolves it
         credentials = self._store.peek(route.request, route.min_ttl)
@@ -144,10 +107,8 @@ class FastLane:
         if credentials is not route.credentials:  # renewed since: render once more
             media_type, body = route.render(credentials)
             route.credentials = credentials
-            route.response = (
-                b"HTTP/1.1 200 OK\r\nContent-Type: " + media_type.encode() + b"; charset=utf-8"
-                + b"\r\nContent-Length: " + str(len(body)).encode()
-                + b"\r\nConnection: close\r\n" + self._extra_headers + b"\r\n" + body
-            )  # fmt: skip
-        self._routes.move_to_end(request_key(*parts))
+            route.response = response(
+                b"200 OK", media_type.encode() + b"; charset=utf-8", body, self._extra_headers
+            )
+        self._routes.move_to_end(key)
         return Reply(route.response, False)

@@ -3,9 +3,10 @@
 `FrontGuard` stands in front of aiohttp's protocol for each connection, on the Unix socket
 and on every TCP listener alike. When a connection arrives it asks the `Gate` (peer uid and
 caps) before a byte is read; a refused peer is cut off with no answer at all. The request's
-bytes are then offered to the listener's lane, if it has one (fastlane.py, ecslane.py), which
-answers repeats from memory; only when the lane cannot answer is aiohttp's protocol created
-and given the bytes, and every later byte. A connection whose request is not whole within the
+bytes are then parsed (httphead.py) and offered to the listener's lane, if it has one
+(fastlane.py, ecslane.py), which answers repeats from memory; a head that is not HTTP gets the
+listener's JSON 400 here. Only when the lane cannot answer is aiohttp's protocol created and
+given the bytes, and every later byte. A connection whose request is not whole within the
 listener's timeout, or that stays idle that long after a kept-alive answer, is closed (a
 client dribbling headers holds no slot). aiohttp's handler has __slots__, hence a wrapper
 rather than a patch.
@@ -20,18 +21,10 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from rolecached import httphead
 from rolecached.gate import Gate
 from rolecached.host import Peer
-
-
-class NeedMore:
-    """The type of NEED_MORE."""
-
-    def __repr__(self) -> str:
-        return "NEED_MORE"
-
-
-NEED_MORE = NeedMore()  # a lane's answer: the request is not complete yet
+from rolecached.httphead import Head, Malformed, NeedMore
 
 
 class Reply(NamedTuple):
@@ -41,8 +34,20 @@ class Reply(NamedTuple):
     keep_alive: bool
 
 
-# A lane: the Reply to the bytes so far from this peer, NEED_MORE, or None for aiohttp.
-Lane = Callable[[bytes, Peer], Reply | NeedMore | None]
+@dataclass(frozen=True)
+class Lane:
+    """What a listener answers before aiohttp: `answer` gives the Reply to a parsed request
+    from a peer, or None for aiohttp to handle it; `bad_request` renders the listener's
+    JSON 400 for a Malformed head; bodies over `max_body` bytes are aiohttp's."""
+
+    answer: Callable[[Head, Peer], Reply | None]
+    bad_request: Callable[[str], bytes]
+    max_body: int = 0
+
+
+def no_answers(_head: Head, _peer: Peer) -> None:
+    """A lane's `answer` for a listener with nothing remembered: every request is aiohttp's."""
+    return None
 
 
 @dataclass
@@ -119,13 +124,18 @@ class FrontGuard(asyncio.Protocol):
         if self._transport is None or self._transport.is_closing():
             return
         self._buffer += data
-        assert self._door.lane is not None and self._peer is not None
-        answer = self._door.lane(self._buffer, self._peer)
+        lane = self._door.lane
+        assert lane is not None and self._peer is not None
+        head = httphead.parse(self._buffer, lane.max_body)
+        if isinstance(head, NeedMore):
+            return
+        if isinstance(head, Malformed):
+            answer: Reply | None = Reply(lane.bad_request(head.reason), False)
+        else:
+            answer = None if head is None else lane.answer(head, self._peer)
         if answer is None:
             self._hand_over()
             return
-        if not isinstance(answer, Reply):
-            return  # NEED_MORE
         self._stop_timer()
         self._buffer = b""
         self._transport.write(answer.response)

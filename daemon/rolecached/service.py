@@ -24,9 +24,11 @@ from rolecached import bindingstate, config, endpoint_api, host, profiles
 from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager, ListenError
-from rolecached.front import Door, FrontSite, NeedMore, Reply
+from rolecached.fastlane import MAX_REQUEST
+from rolecached.front import Door, FrontSite, Lane, Reply
 from rolecached.gate import Caps, Gate, raise_fd_limit
 from rolecached.host import Peer, unix_peer
+from rolecached.httphead import Head
 from rolecached.store import Settings, Store
 from rolecached.sts import StaticSource, StsCaller
 
@@ -174,15 +176,14 @@ async def serve(
     await runner.setup()
     owner = os.getuid() if allowed_uid is None else allowed_uid
     gate = gate or Gate(owner, Caps.for_fd_limit(raise_fd_limit()))
-    lane = runner.app[LANE]
+    fast = runner.app[LANE]
 
-    def fast_lane(raw: bytes, peer: Peer) -> Reply | NeedMore | None:
-        return lane.answer(raw, lambda: describe_peer(peer))
+    def fast_lane(head: Head, peer: Peer) -> Reply | None:
+        return fast.answer(head, lambda: describe_peer(peer))
 
+    lane = Lane(fast_lane, fast.bad_request, MAX_REQUEST)
     # The socket is 0600: only our uid can connect, and root has no business there.
-    door = Door(
-        "socket", gate, unix_peer, allow_root=False, timeout=request_timeout, lane=fast_lane
-    )
+    door = Door("socket", gate, unix_peer, allow_root=False, timeout=request_timeout, lane=lane)
     await FrontSite(runner, listener.sock, door).start()
     renewer = loop.create_task(store.run_renewer())
     maintainer = None
