@@ -1,4 +1,4 @@
-"""`rolecached.awscli` against the real AWS CLI v1's own output code: the same parsed AssumeRole
+"""`rolecached.render.awscli` against the real AWS CLI v1's own output code: the same parsed AssumeRole
 response goes through the CLI's JSONFormatter and TextFormatter (awscli.formatter, which call
 json.dump and awscli.text.format_text) and through rolecache's renderer; the bytes must match,
 for the whole response and for --query results of every JSON type."""
@@ -19,9 +19,9 @@ from awscli.text import format_text
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rolecached import awscli, awstable
 from rolecached.cache import Credentials
 from rolecached.errors import InvalidRequest
+from rolecached.render import awscli, awstable
 from rolecached.sts import _credentials
 
 # The classic idiom's `` literal is JMESPath's deprecated string syntax: both sides warn.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rolecache import endpoint_cmd, formats
+from rolecache import endpoint_cmd, shells
 from rolecached import bindings, config
 from rolecached.errors import InvalidRequest
 from rolecached.ratelimit import RateLimiter
@@ -322,10 +322,10 @@ def test_env_file_lines_are_docker_env_file_format(tmp_path: Path) -> None:
     container.write_text("the-container-token")
     info = {**INFO, "container_token_file": str(container)}
     variables, _ = endpoint_cmd.handoff(info, False, {})
-    text = formats.env_file_lines(variables)
+    text = shells.env_file_lines(variables)
     assert text.splitlines() == [f"{k}={v}" for k, v in variables.items()]
     with pytest.raises(ValueError):
-        formats.env_file_lines({"X": "a\nb"})
+        shells.env_file_lines({"X": "a\nb"})
 
 
 @pytest.mark.parametrize(
@@ -342,7 +342,7 @@ def test_env_file_lines_are_docker_env_file_format(tmp_path: Path) -> None:
 )
 def test_export_lines_per_shell(shell: str, unset_line: str, set_line: str) -> None:
     """Export lines unset then set, quoted for each shell."""
-    text = formats.export_lines({"X": "it's"}, ("AWS_PROFILE",), shell)
+    text = shells.export_lines({"X": "it's"}, ("AWS_PROFILE",), shell)
     assert text.splitlines() == [unset_line, set_line]
 
 
@@ -351,7 +351,7 @@ def test_export_lines_work_in_bash() -> None:
     import subprocess
 
     variables, unset = endpoint_cmd.handoff(INFO, True, {"NO_PROXY": "a b'c"})
-    script = formats.export_lines(variables, unset) + 'printf "%s|%s|%s" "$NO_PROXY" '
+    script = shells.export_lines(variables, unset) + 'printf "%s|%s|%s" "$NO_PROXY" '
     script += '"${AWS_PROFILE-unset}" "$AWS_EC2_METADATA_SERVICE_ENDPOINT"'
     env = dict(os.environ, AWS_PROFILE="someone")
     out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True).stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rolecache.formats import ENV_NAMES, env_lines, iso_expiration, process_json
+from rolecached.render.credentials import ENV_NAMES, env_lines, iso_expiration, process_json
 
 PLAIN = {
     "AccessKeyId": "ASIAQEXAMPLE7KEYID00",

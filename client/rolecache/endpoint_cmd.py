@@ -4,7 +4,7 @@ hand their endpoints to programs. Standard library only; not on any cache-hit pa
 import os
 import sys
 
-from rolecache import cmdline, daemon, formats, protocol
+from rolecache import cmdline, daemon, protocol, shells
 
 USAGE = """\
 usage: rolecache endpoint COMMAND ...
@@ -242,8 +242,8 @@ def cmd_env(args: list[str], sandbox: bool) -> int:
     _, flags, _ = cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["env"])
     shell = str(flags.get("--shell", "bash"))
     if shell not in protocol.SHELLS:
-        shells = ", ".join(protocol.SHELLS)
-        raise cmdline.UsageError(f"--shell takes one of {shells}, not {shell!r}")
+        names = ", ".join(protocol.SHELLS)
+        raise cmdline.UsageError(f"--shell takes one of {names}, not {shell!r}")
     if flags.get("--docker"):
         if flags.get("--imds"):
             raise cmdline.UsageError("--imds is for host programs; containers get --docker alone")
@@ -251,15 +251,15 @@ def cmd_env(args: list[str], sandbox: bool) -> int:
         if "AWS_CONTAINER_CREDENTIALS_FULL_URI" in variables:
             sys.stderr.write(DOCKER_NOTE)
         if flags.get("--env-file"):
-            sys.stdout.write(formats.env_file_lines(variables))
+            sys.stdout.write(shells.env_file_lines(variables))
         else:
-            sys.stdout.write(formats.export_lines(variables, (), shell))
+            sys.stdout.write(shells.export_lines(variables, (), shell))
         return protocol.EXIT_OK
     variables, unset = handoff(_info(name, sandbox), bool(flags.get("--imds")), os.environ)
     if flags.get("--env-file"):
-        sys.stdout.write(formats.env_file_lines(variables))
+        sys.stdout.write(shells.env_file_lines(variables))
     else:
-        sys.stdout.write(formats.export_lines(variables, unset, shell))
+        sys.stdout.write(shells.export_lines(variables, unset, shell))
     return protocol.EXIT_OK
 
 

@@ -10,23 +10,23 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from rolecache import __version__, formats
+from rolecache import __version__
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
-from rolecached import audit, awscli, awstable, fastlane, host, profiles
-from rolecached.cache import Credentials, Entry
+from rolecached import audit, fastlane, host, profiles
+from rolecached.cache import Entry
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError, error_document
+from rolecached.render.awstable import DEFAULT_COLUMNS
+from rolecached.render.credentials import Shape, iso_expiration, renderer
 from rolecached.request import RoleRequest, parse_token_code
 from rolecached.store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-SANDBOX_NOTE = "rolecache SANDBOX: credentials from an embedded fake STS, not from AWS"
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
@@ -102,20 +102,7 @@ def session_id(key: RoleRequest) -> str:
 
 
 def _iso(epoch: float | None) -> str | None:
-    return None if epoch is None else formats.iso_expiration(epoch)
-
-
-def credentials_document(request: RoleRequest, credentials: Credentials) -> dict[str, Any]:
-    """The JSON answer to a credentials request (secrets included: socket peers only)."""
-    return {
-        "AccessKeyId": credentials.access_key_id,
-        "SecretAccessKey": credentials.secret_access_key,
-        "SessionToken": credentials.session_token,
-        "Expiration": formats.iso_expiration(credentials.expiration),
-        "RoleArn": request.role_arn,
-        "AccountId": request.account_id,
-        "AssumedRoleArn": credentials.assumed_role_arn,
-    }
+    return None if epoch is None else iso_expiration(epoch)
 
 
 def session_summary(entry: Entry, now: float) -> dict[str, Any]:
@@ -142,42 +129,6 @@ def session_summary(entry: Entry, now: float) -> dict[str, Any]:
         "last_error": None if entry.last_error is None else str(entry.last_error),
         "last_requester": entry.last_requester,
     }
-
-
-@dataclass(frozen=True)
-class Shape:
-    """How one request wants its answer: the format, and its options."""
-
-    fmt: str = "json"
-    shell: str = "bash"
-    query: str | None = None  # JMESPath, for the aws-* formats
-    cli_version: int = 1  # which AWS CLI's bytes the aws-* formats copy
-    columns: int = awstable.DEFAULT_COLUMNS  # the terminal's width, for aws-table
-
-
-def renderer(
-    role_request: RoleRequest, shape: Shape, sandbox: bool
-) -> Callable[[Credentials], tuple[str, bytes]]:
-    """How credentials are rendered for one request: -> (media type, UTF-8 body). Shared by
-    the handler and the fast lane, so both answer the same bytes."""
-    fmt, shell = shape.fmt, shape.shell
-
-    def render(credentials: Credentials) -> tuple[str, bytes]:
-        if fmt.startswith("aws-"):
-            text = awscli.render(
-                credentials, fmt[4:], shape.query, shape.cli_version, shape.columns
-            )
-        else:
-            doc = credentials_document(role_request, credentials)
-            if fmt == "json":
-                return "application/json", json.dumps(doc).encode()
-            if fmt == "env":
-                text = formats.env_lines(doc, shell, SANDBOX_NOTE if sandbox else None)
-            else:
-                text = formats.process_json(doc)
-        return "text/plain", text.encode()
-
-    return render
 
 
 async def get_credentials(request: web.Request) -> web.Response:
@@ -229,7 +180,7 @@ def _cli_options(request: web.Request, default_version: int) -> tuple[int, int]:
     """The drop-in's `cli` (1 or 2; default: the daemon's cli_version setting) and
     `columns` (the caller's terminal width) query parameters."""
     version = request.query.get("cli", str(default_version))
-    columns = request.query.get("columns", str(awstable.DEFAULT_COLUMNS))
+    columns = request.query.get("columns", str(DEFAULT_COLUMNS))
     if version not in ("1", "2"):
         raise InvalidRequest(f"cli must be 1 or 2 (the AWS CLI generation), not {version!r}")
     if not (columns.isascii() and columns.isdigit() and 0 < len(columns) <= 4):

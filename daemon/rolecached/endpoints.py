@@ -25,7 +25,6 @@ from typing import Any
 
 from aiohttp import web
 
-from rolecache import formats
 from rolecache.protocol import SANDBOX_HEADER
 from rolecached import audit, bindingstate, cache, ecslane, host
 from rolecached.bindings import (
@@ -59,6 +58,7 @@ from rolecached.errors import (
 from rolecached.front import Door, FrontSite, Lane, no_answers
 from rolecached.gate import Caps, Gate, peer_key, raise_fd_limit
 from rolecached.ratelimit import RateLimiter
+from rolecached.render.documents import ecs_document, imds_document
 from rolecached.store import Store
 from rolecached.tokens import ImdsTokens, TokenRing, looks_like_token, parse_ttl
 
@@ -177,37 +177,6 @@ async def endpoint_middleware(
     if guard.sandbox:
         response.headers[SANDBOX_HEADER] = "1"
     return response
-
-
-# -- response documents ----------------------------------------------------------------------
-
-
-def ecs_document(binding: Binding, creds: Credentials) -> dict[str, str]:
-    """The container endpoint's answer: the four fields botocore requires, plus two more."""
-    return {
-        "AccessKeyId": creds.access_key_id,
-        "SecretAccessKey": creds.secret_access_key,
-        "Token": creds.session_token,
-        "Expiration": formats.iso_expiration(creds.expiration),
-        "AccountId": binding.request.account_id,
-        "RoleArn": binding.request.role_arn,
-    }
-
-
-def imds_document(binding: Binding, creds: Credentials, extended: bool) -> dict[str, str]:
-    """The IMDS credentials document; `extended` adds AccountId (Java, Ruby, PHP SDKs)."""
-    doc = {
-        "Code": "Success",
-        "LastUpdated": formats.iso_expiration(creds.issued_at),
-        "Type": "AWS-HMAC",
-        "AccessKeyId": creds.access_key_id,
-        "SecretAccessKey": creds.secret_access_key,
-        "Token": creds.session_token,
-        "Expiration": formats.iso_expiration(creds.expiration),
-    }
-    if extended:
-        doc["AccountId"] = binding.request.account_id
-    return doc
 
 
 # -- listeners -------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 
-from rolecached import awstable
 from rolecached.cache import Credentials
 from rolecached.errors import InvalidRequest
+from rolecached.render import awstable
 
 OUTPUTS = {1: ("json", "text", "table"), 2: ("json", "text", "table", "yaml", "yaml-stream")}
 TITLE = "AssumeRole"  # the table's title: the operation's name

@@ -1,24 +1,11 @@
-"""Output formats for credentials: shell export lines and credential_process JSON.
+"""The lines that set and unset an environment variable in each shell, quoted.
 
-Pure functions over a plain mapping, standard library only. The daemon renders with them so
-the client on a cache hit only copies bytes to stdout.
+Both sides write them: the daemon in the credentials it renders for `rolecache env`
+(rolecached.render), the client in the endpoint hand-off it prints itself. Like protocol.py
+this module is shared, so it depends on nothing but the standard library.
 """
 
-import json
-import time
 from collections.abc import Mapping
-
-ENV_NAMES = (
-    ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
-    ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
-    ("AWS_SESSION_TOKEN", "SessionToken"),
-    ("AWS_CREDENTIAL_EXPIRATION", "Expiration"),
-)
-
-
-def iso_expiration(epoch: float) -> str:
-    """UTC time with a literal Z and whole seconds (rounded down), as SDKs expect."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
 
 
 def _quote_posix(value: str) -> str:
@@ -55,25 +42,6 @@ def removal(name: str, shell: str) -> str:
     if shell == "powershell":
         return f"Remove-Item Env:{name} -ErrorAction SilentlyContinue"
     return f"unset {name}"
-
-
-def env_lines(creds: Mapping[str, str], shell: str = "bash", comment: str | None = None) -> str:
-    """Lines that set the four AWS_* variables in `shell` (sh, bash, zsh, fish, powershell)."""
-    lines = [f"# {comment}"] if comment else []
-    lines += [assignment(name, creds[key], shell) for name, key in ENV_NAMES]
-    return "\n".join(lines) + "\n"
-
-
-def process_json(creds: Mapping[str, str]) -> str:
-    """The credential_process document: Version is the number 1, Expiration ends in Z."""
-    doc = {
-        "Version": 1,
-        "AccessKeyId": creds["AccessKeyId"],
-        "SecretAccessKey": creds["SecretAccessKey"],
-        "SessionToken": creds["SessionToken"],
-        "Expiration": creds["Expiration"],
-    }
-    return json.dumps(doc, indent=2) + "\n"
 
 
 def export_lines(
