@@ -1,7 +1,7 @@
-"""`rolecached.render.awscli` against the real AWS CLI v1's own output code: the same parsed AssumeRole
-response goes through the CLI's JSONFormatter and TextFormatter (awscli.formatter, which call
-json.dump and awscli.text.format_text) and through rolecache's renderer; the bytes must match,
-for the whole response and for --query results of every JSON type."""
+"""`rolecached.render.awscli` against the real AWS CLI v1's own output code: the same parsed
+AssumeRole response goes through the CLI's JSONFormatter and TextFormatter (awscli.formatter,
+which call json.dump and awscli.text.format_text) and through rolecache's renderer; the bytes
+must match, for the whole response and for --query results of every JSON type."""
 
 import argparse
 import io
