@@ -12,7 +12,7 @@ import logging
 import time
 import unicodedata
 
-from rolecached import host
+from rolecached import host, logsink
 from rolecached.cache import Credentials
 from rolecached.host import Peer
 
@@ -93,15 +93,15 @@ def describe_peer(peer: Peer | None) -> str:
 
 
 def served(what: str, credentials: Credentials, requester: str, now: float) -> None:
-    """Log one hand-out of credentials."""
-    if log.isEnabledFor(logging.INFO):
-        log.info(
-            "served %s (key %s, %.0f s left) to %s",
-            what,
-            credentials.masked_key_id,
-            credentials.expiration - now,
-            requester,
-        )
+    """Log one hand-out of credentials (in the daemon, straight to its log sink)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    left = credentials.expiration - now
+    message = f"served {what} (key {credentials.masked_key_id}, {left:.0f} s left) to {requester}"
+    if logsink.SINK is not None:
+        logsink.SINK.write_message("INFO", log.name, message)
+    else:
+        log.info("%s", message)
 
 
 # A User-Agent is the client's to choose: cut so a line stays a line, and cleaned of control

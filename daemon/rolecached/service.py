@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from rolecache import __version__
 from rolecache.protocol import socket_path, socket_path_problem
-from rolecached import bindingstate, config, endpoint_api, host, profiles
+from rolecached import bindingstate, config, endpoint_api, host, logsink, profiles
 from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager, ListenError
@@ -227,11 +227,7 @@ def start_sandbox() -> StsCaller:
 
 def configure_logging(level: str) -> None:
     """Plain lines on stderr for journald; botocore's debug output would log secrets."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level.upper(),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logsink.install(sys.stderr, level)
     # Every hand-out writes an audit line at INFO: skip what the format never shows (the
     # caller's frame, thread and process), as the logging HOWTO's optimization section does.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -1,0 +1,96 @@
+"""The daemon's log sink: lines of one loop turn in one write, in order, in logging's format;
+lines from other threads at once; the audit's lines without a LogRecord but the same text."""
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from rolecached import audit, logsink
+from rolecached.cache import Credentials
+
+
+class Recorder:
+    """A stream that keeps each write separately."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[logsink.LineSink, Recorder]]:
+    """A sink installed as the daemon installs it, removed afterwards."""
+    stream = Recorder()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    sink = logsink.install(stream, "info")  # type: ignore[arg-type]
+    yield sink, stream
+    logsink.SINK = None
+    root.handlers[:], _ = saved
+    root.setLevel(saved[1])
+
+
+CREDS = Credentials("ASIAEXAMPLEKEY000001", "secret", "token", 4600.0, issued_at=1000.0)
+
+
+async def test_one_loop_turn_is_one_write_in_order(sink: tuple[logsink.LineSink, Recorder]) -> None:
+    """Log lines and audit lines of one turn reach the stream in one write, in the order they
+    were made, each as logging's format would show it."""
+    _, stream = sink
+    logging.getLogger("rolecached.store").warning("renewal of %s failed", "dev")
+    audit.served("role app", CREDS, "pid 7 uid 1000 (sh)", 1000.0)
+    logging.getLogger("rolecached.endpoints").info("rotated")
+    assert stream.writes == []  # nothing before the turn ends
+    await asyncio.sleep(0)
+    key = CREDS.masked_key_id
+    assert stream.writes == [
+        "WARNING rolecached.store: renewal of dev failed\n"
+        f"INFO rolecached.audit: served role app (key {key}, 3600 s left) to pid 7 uid 1000 (sh)\n"
+        "INFO rolecached.endpoints: rotated\n"
+    ]
+    assert "secret" not in stream.writes[0]
+
+
+async def test_a_line_from_another_thread_is_written_at_once(
+    sink: tuple[logsink.LineSink, Recorder],
+) -> None:
+    """A worker thread's line is written when it is logged, after the lines buffered before."""
+    _, stream = sink
+    logging.getLogger("rolecached.a").warning("first")
+    worker = threading.Thread(target=logging.getLogger("botocore.b").error, args=("second",))
+    worker.start()
+    worker.join()
+    assert stream.writes == ["WARNING rolecached.a: first\nERROR botocore.b: second\n"]
+
+
+def test_outside_a_loop_each_line_is_written_and_the_level_holds(
+    sink: tuple[logsink.LineSink, Recorder],
+) -> None:
+    """With no loop running (start-up, shutdown) a line is written at once; below the level,
+    nothing is written, the audit's lines included."""
+    _, stream = sink
+    logging.getLogger("rolecached").debug("hidden")
+    logging.getLogger("rolecached").info("shown")
+    assert stream.writes == ["INFO rolecached: shown\n"]
+    logging.getLogger().setLevel(logging.WARNING)
+    audit.served("role app", CREDS, "someone", 1000.0)
+    assert stream.writes == ["INFO rolecached: shown\n"]
+
+
+async def test_shutdown_flushes_what_the_turn_buffered(
+    sink: tuple[logsink.LineSink, Recorder],
+) -> None:
+    """Lines buffered when the daemon stops are written by logging's shutdown flush."""
+    handler, stream = sink
+    logging.getLogger("rolecached").warning("last words")
+    handler.flush()  # what logging.shutdown() calls for each handler
+    assert stream.writes == ["WARNING rolecached: last words\n"]
