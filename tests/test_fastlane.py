@@ -241,3 +241,16 @@ async def test_forget_leaves_no_rendered_secret_in_the_lane(daemon: Daemon) -> N
     assert [a.endswith(secrets[0]) for a in lane.held_answers()] == [True]
     daemon.store.forget()
     assert lane.held_answers() == []
+
+
+async def test_config_stamps_are_read_once_per_loop_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Profile routes checked in one loop turn share one stat() per file; the next turn
+    reads it again, so an edit between turns is seen."""
+    calls: list[str] = []
+    stamps = iter([(1, 1, 1), (2, 1, 1)])
+    monkeypatch.setattr(fastlane, "file_stamp", lambda path: calls.append(path) or next(stamps))
+    lane = fastlane.FastLane(None)  # type: ignore[arg-type]
+    assert lane.stamp("config") == lane.stamp("config") == (1, 1, 1)
+    assert calls == ["config"]
+    await asyncio.sleep(0)
+    assert lane.stamp("config") == (2, 1, 1) and calls == ["config", "config"]

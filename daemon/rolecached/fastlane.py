@@ -7,11 +7,14 @@ caps the socket API near 4,000 requests a second; answering from a raw protocol 
 bytes (request line and body) with what they resolved to; a byte-identical repeat whose
 credentials are in memory with enough life left gets the same answer straight away.
 A request that names a profile is remembered with the stamps of the config files it was
-resolved from, and answered only while one stat() of each says they are unchanged. Anything
+resolved from, and answered only while one stat() of each says they are unchanged (one per
+loop turn: requests read in the same turn arrived together, and an edit among them is as
+new to each). Anything
 else (a new request, a miss, an edited config file, an error) goes through aiohttp as
 before, so the lane never decides anything aiohttp would not.
 """
 
+import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Callable
@@ -65,6 +68,7 @@ class FastLane:
         self._store = store
         self._routes: OrderedDict[bytes, Route] = OrderedDict()
         self._extra_headers = extra_headers
+        self._stamps: dict[str, Stamp | None] = {}  # this loop turn's, see stamp()
 
     def bad_request(self, reason: str) -> bytes:
         """The API's JSON 400 for a head that is not HTTP, as the error middleware shapes it."""
@@ -82,6 +86,16 @@ class FastLane:
         """Every rendered answer the lane holds (what a memory audit would look at)."""
         return [route.response for route in self._routes.values()]
 
+    def stamp(self, path: str) -> Stamp | None:
+        """`path`'s file_stamp, read at most once per loop turn (syscalls are the lane's
+        biggest cost under load, when many requests share a turn)."""
+        stamps = self._stamps
+        if path not in stamps:
+            if not stamps:
+                asyncio.get_running_loop().call_soon(stamps.clear)
+            stamps[path] = file_stamp(path)
+        return stamps[path]
+
     def remember(self, key: bytes, route: Route) -> None:
         """Keep `route` for `key`, dropping the least recently used beyond MAX_ROUTES."""
         self._routes[key] = route
@@ -96,7 +110,7 @@ class FastLane:
             return None
         key = request_key(head.line, head.body)
         route = self._routes.get(key)
-        if route is None or any(file_stamp(path) != stamp for path, stamp in route.files):
+        if route is None or any(self.stamp(path) != stamp for path, stamp in route.files):
             return None  # unknown, or a profile whose files changed: aiohttp resolves it
         credentials = self._store.peek(route.request, route.min_ttl)
         if credentials is None:
