@@ -26,6 +26,8 @@ UNAVAILABLE = StsFailure("ServiceUnavailable", "Service is unavailable", retryab
 DENIED = StsFailure("AccessDenied", "not authorized to perform: sts:AssumeRole", retryable=False)
 # Marks every secret the fakes issue, so a test can grep any output for a leak.
 SECRET_MARK = "fakesecret"
+# pytest's record_property fixture: a count a test reports (the run's summary lists them).
+RecordProperty = Callable[[str, object], None]
 
 
 def role(name: str = "app", duration: int = 3600, session: str = "faults") -> RoleRequest:
@@ -108,9 +110,7 @@ class FakeSts:
                 raise AssertionError("the test never opened the gate")
             if self.hold:
                 time.sleep(self.hold)
-            failure = (
-                self.failures.get(request.role_arn) or self.failure or self.fail(request, now)
-            )
+            failure = self.failures.get(request.role_arn) or self.failure or self.fail(request, now)
             if failure is not None:
                 raise StsCallFailed(failure)
             credentials = Credentials(

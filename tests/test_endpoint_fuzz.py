@@ -3,7 +3,8 @@ mutated bytes, then random requests to the real container and IMDS listeners (fr
 fast lane, aiohttp) served in-process on loopback with a fake STS. Nothing may crash or answer
 5xx, and no answer may hold credentials unless the request carried a valid token (the
 binding's token or container token on the container listener; a valid IMDSv2 session token on
-the IMDS listener). Each test prints how many cases it ran; together well over 5,000."""
+the IMDS listener). Each test records how many cases it ran (listed at the end of the run);
+together well over 5,000."""
 
 import asyncio
 import contextlib
@@ -25,7 +26,7 @@ from rolecached.bindings import EndpointSettings, parse_spec, resolve
 from rolecached.front import NeedMore
 from rolecached.request import parse_request
 from rolecached.store import Settings, Store
-from tests.kit import FakeClock
+from tests.kit import FakeClock, RecordProperty
 from tests.test_endpoints import ROLE, T0, FakeSts, no_sleep
 
 CASES: Counter[str] = Counter()
@@ -50,7 +51,9 @@ def mutate(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     return raw
 
 
-def test_lane_parser_never_crashes_and_takes_only_strict_requests() -> None:
+def test_lane_parser_never_crashes_and_takes_only_strict_requests(
+    record_property: RecordProperty,
+) -> None:
     """ecslane.parse on 3,000 random and mutated byte strings never raises; whatever it
     takes is a complete GET of a credentials path with exactly one Host and one
     Authorization, no Origin or body, nothing after the head."""
@@ -106,7 +109,7 @@ def test_lane_parser_never_crashes_and_takes_only_strict_requests() -> None:
 
     check()
     assert CASES["lane parser"] >= 3000
-    print(f"lane parser: {CASES['lane parser']} cases")
+    record_property("fuzz cases", CASES["lane parser"])
 
 
 # -- the listeners -----------------------------------------------------------------------------
@@ -224,7 +227,7 @@ IMDS_PATHS = st.one_of(
 
 
 def test_container_listener_gives_credentials_only_for_a_valid_token(
-    listeners: Listeners,
+    listeners: Listeners, record_property: RecordProperty
 ) -> None:
     """2,500 random methods, paths, Hosts, tokens and headers (in random order) at the
     container listener (fast lane and aiohttp): never a 5xx, and credentials only when the
@@ -274,14 +277,14 @@ def test_container_listener_gives_credentials_only_for_a_valid_token(
 
     check()
     assert CASES["container listener"] >= 2500
-    print(f"container listener: {CASES['container listener']} cases")
+    record_property("fuzz cases", CASES["container listener"])
     good = [("Host", f"127.0.0.1:{port}"), ("Authorization", listeners.tokens[1])]
     answer = exchange(port, request("GET", "/v1/credentials/dev", good))
     assert answer.startswith(b"HTTP/1.1 200") and b"AccessKeyId" in answer
 
 
 def test_imds_listener_gives_credentials_only_for_a_valid_session_token(
-    listeners: Listeners,
+    listeners: Listeners, record_property: RecordProperty
 ) -> None:
     """1,500 random requests at an IMDS listener (v2 only): never a 5xx, and credentials
     only with a valid session token."""
@@ -311,4 +314,4 @@ def test_imds_listener_gives_credentials_only_for_a_valid_session_token(
 
     check()
     assert CASES["IMDS listener"] >= 1500
-    print(f"IMDS listener: {CASES['IMDS listener']} cases")
+    record_property("fuzz cases", CASES["IMDS listener"])

@@ -13,7 +13,7 @@ import pytest
 
 from rolecached.cache import Credentials
 from rolecached.store import Settings, Store
-from tests.kit import T0, FakeClock, FakeSleep, FakeSts, role
+from tests.kit import T0, FakeClock, FakeSleep, FakeSts, RecordProperty, role
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -149,7 +149,9 @@ def day() -> Day:
     return asyncio.run(simulate_day())
 
 
-def test_a_simulated_day_serves_enough_life_and_calls_sts_only_when_needed(day: Day) -> None:
+def test_a_simulated_day_serves_enough_life_and_calls_sts_only_when_needed(
+    day: Day, record_property: RecordProperty
+) -> None:
     """24 simulated hours, 50 keys, 1 h sessions, random requests, 5 s ticks, a 3 h suspend
     and a 10 min step back: every credential served had its min_ttl left and every STS call
     was one the model predicted (first use, a renewal due, expiry while suspended), so the
@@ -168,8 +170,8 @@ def test_a_simulated_day_serves_enough_life_and_calls_sts_only_when_needed(day: 
     # No busy loop: each tick starts at most a few renewals.
     assert max(day.started_per_tick) <= 8, day.started_per_tick
     assert day.max_running_per_key == 1
-    print(f"simulated day: {day.served} credentials served, {len(day.calls)} STS calls "
-          f"({day.on_demand} on demand, {day.renewals} renewals)")  # fmt: skip
+    record_property("credentials served in a simulated day", day.served)
+    record_property("STS calls in a simulated day", len(day.calls))
 
 
 def test_after_the_suspend_each_key_in_use_is_fetched_once_then_renews_on_schedule(
