@@ -28,8 +28,8 @@ from tests.kit import (
     FakeSts,
     RecordProperty,
     async_exchange,
-    credentials_request,
     exchange,
+    http_request,
     parse_reply,
     role,
 )
@@ -69,7 +69,7 @@ def ask(daemon: Daemon, role_arn: str, fmt: str = "json", **fields: object):
     """One raw HTTP credentials request to the daemon's socket; the parsed reply."""
     body = {"role_arn": role_arn, "role_session_name": SESSION, **fields}
     return parse_reply(
-        exchange(daemon.socket, credentials_request(body, f"/v1/credentials?format={fmt}"))
+        exchange(daemon.socket, http_request("POST", f"/v1/credentials?format={fmt}", body))
     )
 
 
@@ -236,7 +236,9 @@ def test_access_denied_flood_costs_one_sts_call_per_negative_window(
     denied = unique_role("denied")
     message = f"User: arn:aws:iam::123456789012:user/me is not authorized to assume {denied}"
     sts_proxy.rules.append(for_role(denied, (403, sts_error_xml("AccessDenied", message))))
-    request = credentials_request({"role_arn": denied, "role_session_name": SESSION})
+    request = http_request(
+        "POST", "/v1/credentials", {"role_arn": denied, "role_session_name": SESSION}
+    )
 
     async def flood() -> list[bytes]:
         gate = asyncio.Semaphore(100)
@@ -474,7 +476,7 @@ async def test_access_denied_flood_at_store_level_costs_one_call_per_window() ->
             if _ % 50 == 0:
                 store.tick()
         assert len(sts.calls) == 3  # windows starting at 0, 10 and 20 s
-        assert [round(now - T0) for _, now in sts.calls] == [0, 10, 20]
+        assert [round(c.now - T0) for c in sts.calls] == [0, 10, 20]
     finally:
         await store.close()
 

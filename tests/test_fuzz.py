@@ -28,7 +28,16 @@ from hypothesis import strategies as st
 from rolecached import service
 from rolecached.api import MAX_BODY
 from rolecached.store import Store
-from tests.kit import ACCOUNT, SECRET_MARK, FakeSts, RecordProperty, Reply, exchange, parse_reply
+from tests.kit import (
+    ACCOUNT,
+    SECRET_MARK,
+    FakeSts,
+    RecordProperty,
+    Reply,
+    exchange,
+    no_sleep,
+    parse_reply,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/fuzzed"
 GOOD = {"role_arn": ROLE, "role_session_name": "fuzz-session"}
@@ -150,9 +159,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     async def main() -> None:
         box["loop"] = asyncio.get_running_loop()
         box["stop"] = asyncio.Event()
-
-        async def no_sleep(_: float) -> None:
-            pass
 
         await service.serve(
             listener, Store(sts, sleep=no_sleep), stop=box["stop"], on_ready=ready.set

@@ -35,8 +35,8 @@ async def first_round(seed: int) -> list[float]:
                 store.record_hit(key)
             started = store.tick()
             await asyncio.gather(*started)
-            for request, now in sts.calls[seen:]:
-                first.setdefault(keys.index(request), now)  # not a second-round renewal
+            for call in sts.calls[seen:]:
+                first.setdefault(keys.index(call.request), call.now)  # not a second-round renewal
             seen = len(sts.calls)
         return sorted(first.values())
     finally:

@@ -69,8 +69,8 @@ async def simulate_day(seed: int = 20240601) -> Day:
         return next((e for e in store.entries() if e.request is keys[i]), None)
 
     def record_calls(before: int) -> list[int]:
-        made = [index[id(request)] for request, _ in sts.calls[before:]]
-        day.calls.extend((i, now) for i, (_, now) in zip(made, sts.calls[before:], strict=True))
+        made = [index[id(c.request)] for c in sts.calls[before:]]
+        day.calls.extend((i, c.now) for i, c in zip(made, sts.calls[before:], strict=True))
         for i, credentials in zip(made, sts.issued[before:], strict=True):
             day.issued[i].append(credentials)
         return made
@@ -258,9 +258,9 @@ async def test_clock_stepping_back_ten_minutes_delays_renewals_by_as_much() -> N
                 assert credentials.expiration - clock.now >= 900
             before = len(sts.calls)
             await asyncio.gather(*store.tick())
-            for request, now in sts.calls[before:]:
-                assert request not in renewed_at
-                renewed_at[request] = now
+            for call in sts.calls[before:]:
+                assert call.request not in renewed_at
+                renewed_at[call.request] = call.now
             assert clock.now < T0 + 2 * HOUR
         for key, at in renewed_at.items():
             assert planned[key] <= at < planned[key] + TICK
