@@ -25,8 +25,10 @@ from tests.imds_sentinel import (  # the IMDS sentinel's hooks and fixture, for 
 )
 from tests.strict_sts import StsProxy, sts_error_xml
 
-# pytester: the test that proves the IMDS sentinel fails a session runs one of its own.
-pytest_plugins = ["pytester"]
+# pytester: the test that proves the IMDS sentinel fails a session runs one of its own. The
+# kits' fixtures (the in-process endpoint rig, the real daemon with endpoints, the SDKs on
+# the host) are there by name for every test module.
+pytest_plugins = ["pytester", "tests.endpointkit", "tests.e2ekit", "tests.sdkkit"]
 
 __all__ = ["imds_sentinel", "pytest_configure", "pytest_unconfigure", "sts_error_xml"]
 
