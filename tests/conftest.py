@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +25,40 @@ from tests.imds_sentinel import (  # the IMDS sentinel's hooks and fixture, for 
 )
 from tests.strict_sts import StsProxy, sts_error_xml
 
-# pytester: the test that proves the IMDS sentinel fails a session runs one of its own.
-pytest_plugins = ["pytester"]
+# pytester: the test that proves the IMDS sentinel fails a session runs one of its own. The
+# kits' fixtures (the in-process endpoint rig, the real daemon with endpoints, the SDKs on
+# the host) are there by name for every test module.
+pytest_plugins = ["pytester", "tests.endpointkit", "tests.e2ekit", "tests.sdkkit"]
 
 __all__ = ["imds_sentinel", "pytest_configure", "pytest_unconfigure", "sts_error_xml"]
 
 BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the counts tests recorded with record_property (how many fuzz cases ran, how many
+    STS calls a fault cost), with the sum of each count several tests record. Reports carry
+    their user_properties from xdist's workers, so this sees every test of the run."""
+    lines: list[str] = []
+    totals: Counter[str] = Counter()
+    recorded_by: Counter[str] = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                lines.append(f"{report.nodeid}: {name}: {value}")
+                if isinstance(value, int):
+                    totals[name] += value
+                    recorded_by[name] += 1
+    if not lines:
+        return
+    terminalreporter.section("recorded counts")
+    for line in sorted(lines):
+        terminalreporter.write_line(line)
+    for name in sorted(n for n, tests in recorded_by.items() if tests > 1):
+        terminalreporter.write_line(f"{name}, all tests: {totals[name]}")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The test kit: fakes and helpers shared across the suite. A settable clock and the sleep
-that moves it, a scriptable STS that counts calls per key and in flight, and HTTP/1.1 over
-the daemon's Unix socket."""
+that moves it, a scriptable STS (with STS's own MFA and signing rules) that records its calls,
+and raw HTTP/1.1 to the daemon's Unix socket and its TCP listeners."""
 
 import asyncio
 import contextlib
@@ -8,15 +8,15 @@ import json
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rolecached.cache import Credentials
 from rolecached.errors import StsFailure
-from rolecached.request import RoleRequest
+from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCallFailed
 
 T0 = 1_700_000_000.0
@@ -26,6 +26,8 @@ UNAVAILABLE = StsFailure("ServiceUnavailable", "Service is unavailable", retryab
 DENIED = StsFailure("AccessDenied", "not authorized to perform: sts:AssumeRole", retryable=False)
 # Marks every secret the fakes issue, so a test can grep any output for a leak.
 SECRET_MARK = "fakesecret"
+# pytest's record_property fixture: a count a test reports (the run's summary lists them).
+RecordProperty = Callable[[str, object], None]
 
 
 def role(name: str = "app", duration: int = 3600, session: str = "faults") -> RoleRequest:
@@ -35,6 +37,12 @@ def role(name: str = "app", duration: int = 3600, session: str = "faults") -> Ro
         role_session_name=session,
         duration_seconds=duration,
     )
+
+
+def assumed_arn(role_arn: str, session: str) -> str:
+    """The ARN STS gives the session of `role_arn` named `session`."""
+    account, name = role_arn.split(":")[4], role_arn.rsplit("/", 1)[1]
+    return f"arn:aws:sts::{account}:assumed-role/{name}/{session}"
 
 
 class FakeClock:
@@ -62,42 +70,80 @@ class FakeSleep:
         self.clock.advance(seconds)
 
 
-class FakeSts:
-    """AssumeRole stand-in, called in the store's worker threads.
+# -- the fake STS ------------------------------------------------------------------------
 
-    Each call fails with `failures[role ARN]`, else `failure`, else what `fail(request,
-    now)` says (None: credentials). `gate`, when set, holds every call until it opens;
-    `hold` makes each call take that much real time. Counts calls overall and per key, and
-    the most calls in flight at once.
+# Device codes the fake STS accepts, each once, as a real MFA device's would be.
+MFA_CODES = ("123456", "234567", "345678", "456789")
+MFA_REJECTED = "MultiFactorAuthentication failed with invalid MFA one time pass code. "
+_SCRIPT_DONE = object()  # no scripted outcome left for this call
+
+
+@dataclass
+class Call:
+    """One call the fake STS took: the action, for what, when, signed by what credentials
+    (None: the long-term keys) and with which device code; what it issued or why it refused."""
+
+    action: str  # "AssumeRole", or "GetSessionToken" for an MFA session
+    request: RoleRequest | MfaSession
+    now: float
+    signer: Credentials | None
+    token_code: str | None
+    issued: Credentials | None = None
+    refused: StsFailure | None = None
+
+
+class FakeSts:
+    """AssumeRole and GetSessionToken stand-in, `(request, now, signer, token_code) ->
+    Credentials`, called in the store's worker threads.
+
+    What a test injects decides first: the next outcomes in `script` (a failure, or None for
+    an answer), then `failures[role ARN]`, `failure`, and what `fail(request, now)` says.
+    Then what real STS checks: a device code (GetSessionToken, or AssumeRole of a role that
+    carries its code) must be one of `codes`, and works once; AssumeRole must be signed by
+    the newest credentials issued for its previous hop or its MFA session (the long-term keys
+    when it has neither), a signer that expired is refused, and a chained call may not ask
+    for more than an hour.
+
+    `gate`, when set, holds every call until it opens; `hold` makes each call take that much
+    real time. Records every call, counts them per key, and the most in flight at once.
     """
 
-    def __init__(self, failure: StsFailure | None = None) -> None:
+    def __init__(
+        self, failure: StsFailure | None = None, script: Iterable[StsFailure | None] = ()
+    ) -> None:
         self.lock = threading.Lock()
-        self.calls: list[tuple[RoleRequest, float]] = []
-        self.per_key: Counter[RoleRequest] = Counter()
+        self.calls: list[Call] = []
+        self.per_key: Counter[RoleRequest | MfaSession] = Counter()
+        self.script: deque[StsFailure | None] = deque(script)
         self.failure = failure
         self.failures: dict[str, StsFailure] = {}
         self.fail: Callable[[RoleRequest, float], StsFailure | None] = lambda r, now: None
+        self.codes = set(MFA_CODES)
+        self.latest: dict[RoleRequest | MfaSession, Credentials] = {}
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
         self.hold = 0.0
         self.running = 0
         self.max_running = 0
-        self._running_per_key: Counter[RoleRequest] = Counter()
+        self._running_per_key: Counter[RoleRequest | MfaSession] = Counter()
         self.max_running_per_key = 0
         self.issued: list[Credentials] = []
 
     def __call__(
         self,
-        request: RoleRequest,
+        request: RoleRequest | MfaSession,
         now: float,
         signer: Credentials | None = None,
         token_code: str | None = None,
     ) -> Credentials:
+        action = "GetSessionToken" if isinstance(request, MfaSession) else "AssumeRole"
+        call = Call(action, request, now, signer, token_code)
         with self.lock:
-            self.calls.append((request, now))
+            self.calls.append(call)
             self.per_key[request] += 1
             number = len(self.calls)
+            # The script is read in the order calls arrive, before any gate holds them.
+            scripted = self.script.popleft() if self.script else _SCRIPT_DONE
             self.running += 1
             self.max_running = max(self.max_running, self.running)
             self._running_per_key[request] += 1
@@ -108,25 +154,13 @@ class FakeSts:
                 raise AssertionError("the test never opened the gate")
             if self.hold:
                 time.sleep(self.hold)
-            failure = (
-                self.failures.get(request.role_arn) or self.failure or self.fail(request, now)
-            )
-            if failure is not None:
-                raise StsCallFailed(failure)
-            credentials = Credentials(
-                access_key_id=f"ASIAFAKE{number:012d}",
-                # 40 characters of [A-Za-z0-9/+=], as STS issues them
-                secret_access_key=f"{SECRET_MARK}{number:08d}wJalrXUtnFEMIK7MDENGbP",
-                session_token=f"IQoJb3JpZ2luX2VjEJr{SECRET_MARK}{number:08d}" + "Zm9v" * 20,
-                expiration=now + request.duration_seconds,
-                issued_at=now,
-                assumed_role_arn=f"arn:aws:sts::{ACCOUNT}:assumed-role/"
-                f"{request.role_arn.rsplit('/', 1)[1]}/{request.role_session_name}",
-                expiration_text=time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + request.duration_seconds)
-                ),
-            )
             with self.lock:
+                refusal = self._refusal(request, now, signer, token_code, scripted)
+                if refusal is not None:
+                    call.refused = refusal
+                    raise StsCallFailed(refusal)
+                credentials = issue(request, now, number)
+                call.issued = self.latest[request] = credentials
                 self.issued.append(credentials)
             return credentials
         finally:
@@ -134,8 +168,87 @@ class FakeSts:
                 self.running -= 1
                 self._running_per_key[request] -= 1
 
+    def _refusal(
+        self,
+        request: RoleRequest | MfaSession,
+        now: float,
+        signer: Credentials | None,
+        token_code: str | None,
+        scripted: object,
+    ) -> StsFailure | None:
+        """Why this call is refused, if it is: the test's injected failure, else STS's own
+        checks (called with the lock held)."""
+        if scripted is not _SCRIPT_DONE:
+            return scripted  # type: ignore[return-value]
+        role_arn = getattr(request, "role_arn", "")
+        injected = self.failures.get(role_arn) or self.failure
+        if injected is None and isinstance(request, RoleRequest):
+            injected = self.fail(request, now)
+        if injected is not None:
+            return injected
+        if isinstance(request, MfaSession):
+            assert signer is None, "GetSessionToken must be signed by the long-term keys"
+            return self._spend(token_code)
+        if request.direct_mfa and (rejected := self._spend(token_code)):
+            return rejected
+        if signer is not None and request.duration_seconds > 3600:
+            return StsFailure("ValidationError", "role chaining caps the session at 1 hour", False)
+        hop = request.source_role or request.mfa_session
+        expected = None if hop is None else self.latest.get(hop)
+        assert signer is expected, f"{role_arn} signed by {signer!r}"
+        if signer is not None and signer.expiration <= now:
+            return StsFailure("ExpiredToken", "The security token included expired", False)
+        return None
 
-# -- HTTP/1.1 over the Unix socket -------------------------------------------------------
+    def _spend(self, token_code: str | None) -> StsFailure | None:
+        """Use up a device code; a wrong or reused one is refused, as STS refuses it."""
+        if token_code not in self.codes:
+            return StsFailure("AccessDenied", MFA_REJECTED, False)
+        self.codes.discard(token_code)
+        return None
+
+    def actions(self) -> list[str]:
+        """The action of every call so far, in order."""
+        with self.lock:
+            return [c.action for c in self.calls]
+
+    def count(self, action: str, request: RoleRequest | MfaSession | None = None) -> int:
+        """How many `action` calls were made (for `request` only, when given)."""
+        with self.lock:
+            return sum(
+                1
+                for c in self.calls
+                if c.action == action and (request is None or c.request == request)
+            )
+
+
+def issue(request: RoleRequest | MfaSession, now: float, number: int) -> Credentials:
+    """The `number`th credentials the fake STS issues, shaped as STS's, secrets marked."""
+    expiration = now + request.duration_seconds
+    if isinstance(request, MfaSession):
+        role = ""  # GetSessionToken names no role
+    else:
+        role = assumed_arn(request.role_arn, request.role_session_name)
+    return Credentials(
+        access_key_id=f"ASIAFAKE{number:012d}",
+        # 40 characters of [A-Za-z0-9/+=], as STS issues them
+        secret_access_key=f"{SECRET_MARK}{number:08d}wJalrXUtnFEMIK7MDENGbP",
+        session_token=f"IQoJb3JpZ2luX2VjEJr{SECRET_MARK}{number:08d}" + "Zm9v" * 20,
+        expiration=expiration,
+        issued_at=now,
+        assumed_role_arn=role,
+        expiration_text=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiration)),
+    )
+
+
+async def no_sleep(_: float) -> None:
+    """The store's back-off sleep, skipped: retries happen at once."""
+
+
+# -- raw HTTP/1.1: the socket API (a Unix socket path) or a TCP listener (a port) ---------
+
+TIMEOUT = 10.0  # a guard against hanging, never a wait: every exchange ends on its own
+Where = Path | str | int  # a Unix socket's path, or a port on `address`
 
 
 @dataclass
@@ -163,28 +276,34 @@ class Reply:
         assert set(doc) == {"error"}, doc
         return doc["error"]
 
+    def has_no_credentials(self) -> bool:
+        """True when nothing in the body looks like a credential the fake STS issued."""
+        return b"AccessKeyId" not in self.body and SECRET_MARK.encode() not in self.body
+
 
 def http_request(
-    method: str, target: str, body: bytes | dict[str, Any] | None = None, length: bool = True
+    method: str,
+    target: str,
+    body: bytes | dict[str, Any] | None = None,
+    *,
+    headers: dict[str, str | None] | None = None,
+    length: bool = True,
 ) -> bytes:
-    """A complete HTTP/1.1 request for the socket API with Connection: close; `body` dicts
-    are sent as JSON, with a Content-Length unless `length` is false."""
+    """A complete HTTP/1.1 request: the socket API's headers (Host: rolecache, Connection:
+    close, Content-Type: application/json with a body), changed by `headers` (a None value
+    drops one); a dict `body` is sent as JSON. A body gets a Content-Length unless `length`
+    is false or `headers` bring their own Content-Length or Transfer-Encoding."""
     payload = json.dumps(body).encode() if isinstance(body, dict) else body
-    head = [f"{method} {target} HTTP/1.1", "Host: rolecache", "Connection: close"]
+    fields: dict[str, str | None] = {"Host": "rolecache", "Connection": "close"}
     if payload is not None:
-        head.append("Content-Type: application/json")
-        if length:
-            head.append(f"Content-Length: {len(payload)}")
+        fields["Content-Type"] = "application/json"
+    fields.update(headers or {})
+    if payload is not None and length and not {"Content-Length", "Transfer-Encoding"} & set(fields):
+        fields["Content-Length"] = str(len(payload))
+    head = [f"{method} {target} HTTP/1.1"] + [
+        f"{k}: {v}" for k, v in fields.items() if v is not None
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + (payload or b"")
-
-
-def credentials_request(body: dict[str, Any] | bytes, target: str = "/v1/credentials") -> bytes:
-    """A complete POST for the socket API, with Content-Length and Connection: close."""
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return (
-        f"POST {target} HTTP/1.1\r\nHost: rolecache\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    ).encode() + data
 
 
 def parse_reply(raw: bytes) -> Reply:
@@ -204,12 +323,22 @@ def parse_reply(raw: bytes) -> Reply:
 
 
 def exchange(
-    path: Path | str, raw: bytes, timeout: float = 10.0, half_close: bool = False
+    where: Where,
+    raw: bytes,
+    timeout: float = TIMEOUT,
+    half_close: bool = False,
+    address: str = "127.0.0.1",
 ) -> bytes:
-    """Send `raw` on a fresh connection and read until the daemon closes it (blocking)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    """Send `raw` on a fresh connection and read until the other side closes it (blocking);
+    `half_close` shuts our side after sending."""
+    if isinstance(where, int):
+        sock = socket.create_connection((address, where), timeout=timeout)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
-        sock.connect(str(path))
+    with sock:
+        if not isinstance(where, int):
+            sock.connect(str(where))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(raw)
             if half_close:
@@ -221,9 +350,14 @@ def exchange(
         return b"".join(chunks)
 
 
-async def async_exchange(path: Path | str, raw: bytes, timeout: float = 30.0) -> bytes:
+async def async_exchange(
+    where: Where, raw: bytes, timeout: float = TIMEOUT, address: str = "127.0.0.1"
+) -> bytes:
     """`exchange` on the event loop, for many concurrent callers."""
-    reader, writer = await asyncio.open_unix_connection(str(path))
+    if isinstance(where, int):
+        reader, writer = await asyncio.open_connection(address, where)
+    else:
+        reader, writer = await asyncio.open_unix_connection(str(where))
     try:
         writer.write(raw)
         await writer.drain()
@@ -232,3 +366,23 @@ async def async_exchange(path: Path | str, raw: bytes, timeout: float = 30.0) ->
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+async def http(
+    where: Where,
+    method: str,
+    target: str,
+    body: bytes | dict[str, Any] | None = None,
+    *,
+    headers: dict[str, str | None] | None = None,
+    length: bool = True,
+    address: str = "127.0.0.1",
+    timeout: float = TIMEOUT,
+) -> Reply:
+    """One HTTP/1.1 exchange on a fresh connection, parsed. To a socket path: the socket
+    API's request (see http_request). To a port: Host 127.0.0.1:PORT and no Content-Type,
+    as a container's SDK asks the endpoints, unless `headers` say otherwise."""
+    if isinstance(where, int):
+        headers = {"Host": f"127.0.0.1:{where}", "Content-Type": None, **(headers or {})}
+    raw = http_request(method, target, body, headers=headers, length=length)
+    return parse_reply(await async_exchange(where, raw, timeout, address))

@@ -17,41 +17,13 @@ import pytest
 from rolecache import __version__
 from rolecached import service
 from rolecached.api import MAX_BODY
-from rolecached.errors import StsFailure
 from rolecached.store import Store
-from tests.kit import FakeSts, Reply, async_exchange, http_request, parse_reply
+from tests.kit import ACCOUNT, DENIED, THROTTLED, TIMEOUT, FakeSts, Reply, http, no_sleep
 
-ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/deploy"
 DENIED_ROLE = f"arn:aws:iam::{ACCOUNT}:role/forbidden"
 GOOD = {"role_arn": ROLE, "role_session_name": "alice"}
-DENIED = StsFailure("AccessDenied", "not allowed", False)
-THROTTLED = StsFailure("Throttling", "Rate exceeded", True)
-TIMEOUT = 10.0  # a guard against hanging, never a wait: every exchange is event-driven
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
-
-# -- the fake STS ------------------------------------------------------------------------
-
-
-async def no_sleep(_: float) -> None:
-    """The store's back-off sleep, skipped: retries happen at once."""
-
-
-# -- talking HTTP/1.1 over the socket ----------------------------------------------------
-
-
-async def http(
-    sock: Path,
-    method: str,
-    target: str,
-    body: bytes | dict[str, Any] | None = None,
-    *,
-    length: bool = True,
-) -> Reply:
-    """One HTTP/1.1 exchange on a fresh connection; `body` dicts are sent as JSON."""
-    raw = await async_exchange(sock, http_request(method, target, body, length), TIMEOUT)
-    return parse_reply(raw)
 
 
 # -- the daemon --------------------------------------------------------------------------
@@ -348,7 +320,7 @@ async def test_wrong_method_is_405(daemon: Daemon, method: str, path: str) -> No
 async def test_permanent_sts_error_is_502_with_stss_code_and_message(start: Start) -> None:
     """STS's AccessDenied is a 502 with code AccessDenied and STS's message, after one call."""
     daemon = await start(FakeSts(failure=DENIED))
-    error = assert_error(await daemon.credentials(), 502, "AccessDenied", "not allowed")
+    error = assert_error(await daemon.credentials(), 502, "AccessDenied", DENIED.message)
     assert ROLE in error["message"]
     assert len(daemon.sts.calls) == 1  # a permanent error is not retried
     daemon.sts.failure = None
@@ -392,7 +364,7 @@ async def test_sessions_list_shows_state_but_no_secret(daemon: Daemon) -> None:
     assert re.fullmatch(r"[0-9a-f]{16}", good["id"])
 
     bad = sessions[DENIED_ROLE]
-    assert bad["last_error"] == "AccessDenied: not allowed"
+    assert bad["last_error"] == f"AccessDenied: {DENIED.message}"
     assert bad["expiration"] is None and bad["access_key_id"] is None
 
     assert issued.secret_access_key not in reply.text

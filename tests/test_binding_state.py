@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daemon, Moto, base_env, start_daemon, unique_role
-from tests.test_endpoints_e2e import PROBE, add, assumed
+from tests.e2ekit import PROBE, add
+from tests.kit import assumed_arn
 
 CONFIG = "[endpoints]\nport = 0\n"
 
@@ -62,7 +63,7 @@ def test_runtime_binding_survives_a_restart(tmp_path: Path, moto: Moto, how: str
         role = unique_role()
         assert add(d, "dev", role).returncode == 0
         container, imds = handed(d), handed(d, "--imds")
-        assert probe(container)["arn"] == assumed(role, "dev")
+        assert probe(container)["arn"] == assumed_arn(role, "dev")
         listed = urls(d)
         if how == "SIGKILL":
             d.process.send_signal(signal.SIGKILL)
@@ -75,10 +76,10 @@ def test_runtime_binding_survives_a_restart(tmp_path: Path, moto: Moto, how: str
         assert urls(d) == listed
         for handed_env, method in ((container, "container-role"), (imds, "iam-role")):
             report = probe(handed_env)
-            assert report["arn"] == assumed(role, "dev") and report["method"] == method
+            assert report["arn"] == assumed_arn(role, "dev") and report["method"] == method
         # The variable alone (SDKs from before late 2023) works after the restart too.
         alone = {k: v for k, v in container.items() if not k.endswith("TOKEN_FILE")}
-        assert probe(alone)["arn"] == assumed(role, "dev")
+        assert probe(alone)["arn"] == assumed_arn(role, "dev")
     finally:
         d.stop()
     state = Path(env["XDG_STATE_HOME"]) / "rolecache" / "rolecache-endpoints.json"

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, unique_role
 from tests.dockerkit import GATEWAY, docker_unavailable, run_container, shared_network
-from tests.test_endpoints_e2e import add, assumed, edaemon, unique_role
-from tests.test_sdk_generations import JS_PROBE, js_sdk
-
-__all__ = ["edaemon", "js_sdk"]  # fixtures, used by name
+from tests.e2ekit import add
+from tests.kit import assumed_arn
+from tests.sdkkit import JS_PROBE, debian_aws_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_PYTHON = str(Path(sys.executable).parent / "python")
@@ -73,7 +72,7 @@ def test_botocore_in_a_container(edaemon: Daemon, network: str, moto_at_gateway:
     result = run_container(network, env, [VENV_PYTHON, "-c", PROBE])
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
-    assert report == {"arn": assumed(role, "dev"), "method": "container-role"}
+    assert report == {"arn": assumed_arn(role, "dev"), "method": "container-role"}
 
 
 def test_js_sdk_v3_in_a_container(
@@ -90,7 +89,7 @@ def test_js_sdk_v3_in_a_container(
     }
     result = run_container(network, env, ["/usr/bin/node", "-e", JS_PROBE])
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
+    assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
 
 
 # Raw requests from a container: (case, status, whether credentials came back) per line.
@@ -182,7 +181,7 @@ def test_readme_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: 
         network, sts_env(moto_at_gateway), [VENV_PYTHON, "-c", PROBE], extra=tuple(flags)
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
+    assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
 
 
 def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
@@ -228,7 +227,7 @@ def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: 
         subprocess.run([*base, "down"], cwd=folder, capture_output=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if '"arn"' in line)
-    assert json.loads(line.split("|", 1)[1])["arn"] == assumed(role, "dev")
+    assert json.loads(line.split("|", 1)[1])["arn"] == assumed_arn(role, "dev")
 
 
 # Fetches every second, printing each outcome with the key id served, until stopped (120 max).
@@ -297,7 +296,6 @@ def test_aws_cli_v2_29_in_a_container(edaemon: Daemon, network: str, moto_at_gat
     """Debian's AWS CLI v2 2.9 (from before late 2023: it reads only the token variable) in a
     container gets the role with what `endpoint env --docker` prints: its botocore accepts
     169.254.170.2 with a port in FULL_URI."""
-    from tests.test_sdk_generations import debian_aws_cli
 
     aws = debian_aws_cli()
     role = unique_role()
@@ -306,7 +304,7 @@ def test_aws_cli_v2_29_in_a_container(edaemon: Daemon, network: str, moto_at_gat
     command = [str(aws), "sts", "get-caller-identity", "--output", "json"]
     result = run_container(network, env, [*command, "--endpoint-url", moto_at_gateway])
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["Arn"] == assumed(role, "dev")
+    assert json.loads(result.stdout)["Arn"] == assumed_arn(role, "dev")
 
 
 # Through the redirect, as old SDKs ask: port 80, Host without a port. (case: status, creds)
@@ -341,7 +339,6 @@ def test_relative_uri_through_the_port_80_redirect(
     no token gets nothing; the capability is in no log; `--remove --apply` takes the rule
     out."""
     from tests.dockerkit import port_80_held
-    from tests.test_sdk_generations import debian_aws_cli
 
     role = unique_role()
     assert add(edaemon, "dev", role).returncode == 0
@@ -361,7 +358,7 @@ def test_relative_uri_through_the_port_80_redirect(
                 network, {**env, **sts_env(moto_at_gateway)}, [VENV_PYTHON, "-c", PROBE]
             )
             assert probe.returncode == 0, probe.stderr
-            assert json.loads(probe.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
+            assert json.loads(probe.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
             js_env = {
                 **env,
                 **sts_env(moto_at_gateway),
@@ -370,12 +367,12 @@ def test_relative_uri_through_the_port_80_redirect(
             }
             js = run_container(network, js_env, ["/usr/bin/node", "-e", JS_PROBE])
             assert js.returncode == 0, js.stderr
-            assert json.loads(js.stdout.splitlines()[-1])["arn"] == assumed(role, "dev")
+            assert json.loads(js.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
             cli_env = {**env, "AWS_DEFAULT_REGION": "us-east-1", "HOME": "/tmp"}
             command = [str(debian_aws_cli()), "sts", "get-caller-identity", "--output", "json"]
             cli = run_container(network, cli_env, [*command, "--endpoint-url", moto_at_gateway])
             assert cli.returncode == 0, cli.stderr
-            assert json.loads(cli.stdout)["Arn"] == assumed(role, "dev")
+            assert json.loads(cli.stdout)["Arn"] == assumed_arn(role, "dev")
             token = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
             raw = run_container(network, env, [VENV_PYTHON, "-c", PORT_80, token])
             assert raw.returncode == 0, raw.stderr

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, unique_role
 from tests.dockerkit import GATEWAY, gateway_address
-from tests.test_endpoints import Reply, Rig, http, rig
-from tests.test_endpoints_e2e import PROBE, add, assumed, edaemon, unique_role
-
-__all__ = ["edaemon", "rig"]  # fixtures, used by name
+from tests.e2ekit import PROBE, add
+from tests.endpointkit import Rig
+from tests.kit import Reply, assumed_arn, http
 
 
 async def at_gateway(rig: Rig, token: str | None, **headers: str | None) -> Reply:
@@ -25,7 +24,7 @@ async def at_gateway(rig: Rig, token: str | None, **headers: str | None) -> Repl
     port = rig.ecs_port
     sent: dict[str, str | None] = {"Host": f"{GATEWAY}:{port}", "Authorization": token}
     sent.update(headers)
-    return await http(port, "GET", "/v1/credentials/dev", sent, address=GATEWAY)
+    return await http(port, "GET", "/v1/credentials/dev", headers=sent, address=GATEWAY)
 
 
 async def test_gateway_serves_once_the_address_appears(rig: Rig) -> None:
@@ -111,7 +110,7 @@ def test_docker_handoff_works_with_botocore(edaemon: Daemon) -> None:
         )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
-    assert report["arn"] == assumed(role, "dev") and report["method"] == "container-role"
+    assert report["arn"] == assumed_arn(role, "dev") and report["method"] == "container-role"
 
 
 # One request to 169.254.170.2 with the token read from stdin; prints what came back.

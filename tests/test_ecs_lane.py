@@ -16,9 +16,8 @@ import pytest
 
 from rolecached import ecslane, httphead
 from rolecached.bindings import ECS_MIN_TTL
-from tests.test_endpoints import THROTTLED, TIMEOUT, Reply, Rig, http, new_manager, rig
-
-__all__ = ["rig"]  # the fixture, imported for pytest
+from tests.endpointkit import Rig, new_manager
+from tests.kit import THROTTLED, TIMEOUT, Reply, http
 
 PATH = "/v1/credentials/dev"
 
@@ -30,9 +29,8 @@ def by_lane(reply: Reply) -> bool:
 async def via_aiohttp(rig: Rig, name: str = "dev") -> Reply:
     """A request aiohttp answers 200 but the lane does not take (its path has a query)."""
     token = rig.manager.get(name).ring.current
-    return await http(
-        rig.ecs_port, "GET", f"/v1/credentials/{name}?via=aiohttp", {"Authorization": token}
-    )
+    path = f"/v1/credentials/{name}?via=aiohttp"
+    return await http(rig.ecs_port, "GET", path, headers={"Authorization": token})
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -225,7 +223,7 @@ async def test_refusals_get_aiohttps_answer(rig: Rig, case: str, status: int) ->
     }
     headers, body = requests[case]
     path = "/v1/credentials/nope" if case == "unknown binding" else PATH
-    reply = await http(port, "GET", path, headers, body)
+    reply = await http(port, "GET", path, body or None, headers=headers)
     assert reply.status == status, reply.body
     assert not by_lane(reply) and reply.has_no_credentials()
 

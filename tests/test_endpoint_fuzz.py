@@ -3,11 +3,10 @@ mutated bytes, then random requests to the real container and IMDS listeners (fr
 fast lane, aiohttp) served in-process on loopback with a fake STS. Nothing may crash or answer
 5xx, and no answer may hold credentials unless the request carried a valid token (the
 binding's token or container token on the container listener; a valid IMDSv2 session token on
-the IMDS listener). Each test prints how many cases it ran; together well over 5,000."""
+the IMDS listener). Each test records how many cases it ran (listed at the end of the run);
+together well over 5,000."""
 
 import asyncio
-import contextlib
-import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -21,11 +20,11 @@ from hypothesis import strategies as st
 
 from rolecached import ecslane, httphead
 from rolecached import endpoints as ep
-from rolecached.bindings import EndpointSettings, parse_spec, resolve
+from rolecached.bindings import parse_spec, resolve
 from rolecached.request import parse_request
 from rolecached.store import Settings, Store
-from tests.kit import FakeClock
-from tests.test_endpoints import ROLE, T0, FakeSts, no_sleep
+from tests.endpointkit import ROLE, T0, endpoint_manager
+from tests.kit import SECRET_MARK, FakeClock, FakeSts, RecordProperty, exchange, no_sleep
 
 CASES: Counter[str] = Counter()
 FUZZ = settings(
@@ -33,7 +32,7 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-CREDENTIAL_MARKERS = (b"AccessKeyId", b"secret-", b"SecretAccessKey")
+CREDENTIAL_MARKERS = (b"AccessKeyId", SECRET_MARK.encode(), b"SecretAccessKey")
 
 
 # -- the lane's parser -----------------------------------------------------------------------
@@ -49,7 +48,9 @@ def mutate(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     return raw
 
 
-def test_lane_parser_never_crashes_and_takes_only_strict_requests() -> None:
+def test_lane_parser_never_crashes_and_takes_only_strict_requests(
+    record_property: RecordProperty,
+) -> None:
     """The front layer's parser and the lane's ask_of on 3,000 random and mutated byte
     strings never raise; whatever the lane takes is a complete GET of a credentials path
     with exactly one Host and one Authorization, no Origin or body, nothing after the
@@ -107,7 +108,7 @@ def test_lane_parser_never_crashes_and_takes_only_strict_requests() -> None:
 
     check()
     assert CASES["lane parser"] >= 3000
-    print(f"lane parser: {CASES['lane parser']} cases")
+    record_property("fuzz cases", CASES["lane parser"])
 
 
 # -- the listeners -----------------------------------------------------------------------------
@@ -137,12 +138,10 @@ def listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listeners]:
     tokens_dir: Path = tmp_path_factory.mktemp("tokens")
     clock = FakeClock(T0)
     store = Store(FakeSts(), Settings(idle_ttl=600), clock=clock, sleep=no_sleep)
-    endpoint_settings = EndpointSettings(
-        port=0, wait=0.5, idle_timeout=2.0, rate_limit=1e9, rate_burst=10**9
-    )
 
     async def start() -> ep.EndpointManager:
-        manager = ep.EndpointManager(store, endpoint_settings, tokens_dir, clock=clock)
+        # No rate limit: the fuzz sends thousands of requests a second.
+        manager = endpoint_manager(store, tokens_dir, clock, rate_limit=1e9, rate_burst=10**9)
         for name in ("dev", "other"):
             body = {"role_arn": ROLE, "role_session_name": name}
             await manager.add(resolve(parse_spec(name, body), parse_request))
@@ -163,19 +162,6 @@ def listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listeners]:
     asyncio.run_coroutine_threadsafe(manager.close(), loop).result(30)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
-
-
-def exchange(port: int, raw: bytes) -> bytes:
-    """Send `raw` to 127.0.0.1:`port`, half-close, and read until the listener closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(raw)
-            sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        with contextlib.suppress(ConnectionResetError, TimeoutError):
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def judge(raw: bytes, token_ok: bool, kind: str) -> None:
@@ -225,7 +211,7 @@ IMDS_PATHS = st.one_of(
 
 
 def test_container_listener_gives_credentials_only_for_a_valid_token(
-    listeners: Listeners,
+    listeners: Listeners, record_property: RecordProperty
 ) -> None:
     """2,500 random methods, paths, Hosts, tokens and headers (in random order) at the
     container listener (fast lane and aiohttp): never a 5xx, and credentials only when the
@@ -268,21 +254,21 @@ def test_container_listener_gives_credentials_only_for_a_valid_token(
         headers += extra
         order = data.draw(st.permutations(range(len(headers))))
         headers = [headers[i] for i in order]
-        raw = exchange(port, request(method, path, headers))
+        raw = exchange(port, request(method, path, headers), half_close=True)
         # aiohttp reads the first Authorization (the lane takes none of two): it decides.
         first = next((v for k, v in headers if k == "Authorization"), None)
         judge(raw, first in (*listeners.tokens, listeners.other_token), "container listener")
 
     check()
     assert CASES["container listener"] >= 2500
-    print(f"container listener: {CASES['container listener']} cases")
+    record_property("fuzz cases", CASES["container listener"])
     good = [("Host", f"127.0.0.1:{port}"), ("Authorization", listeners.tokens[1])]
-    answer = exchange(port, request("GET", "/v1/credentials/dev", good))
+    answer = exchange(port, request("GET", "/v1/credentials/dev", good), half_close=True)
     assert answer.startswith(b"HTTP/1.1 200") and b"AccessKeyId" in answer
 
 
 def test_imds_listener_gives_credentials_only_for_a_valid_session_token(
-    listeners: Listeners,
+    listeners: Listeners, record_property: RecordProperty
 ) -> None:
     """1,500 random requests at an IMDS listener (v2 only): never a 5xx, and credentials
     only with a valid session token."""
@@ -307,9 +293,9 @@ def test_imds_listener_gives_credentials_only_for_a_valid_session_token(
     def check(method: str, path: str, token: str, extra: list[tuple[str, str]]) -> None:
         headers = [("Host", f"127.0.0.1:{port}")]
         headers += [("X-aws-ec2-metadata-token", v) for v in values[token]]
-        raw = exchange(port, request(method, path, [*headers, *extra]))
+        raw = exchange(port, request(method, path, [*headers, *extra]), half_close=True)
         judge(raw, token in ("valid", "then junk"), "IMDS listener")
 
     check()
     assert CASES["IMDS listener"] >= 1500
-    print(f"IMDS listener: {CASES['IMDS listener']} cases")
+    record_property("fuzz cases", CASES["IMDS listener"])

@@ -3,8 +3,6 @@ clock, and a fake STS; spoken to in raw HTTP/1.1 so every header is under the te
 The last tests put real botocore (container and IMDS providers) in front of them."""
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import re
@@ -26,7 +24,6 @@ from rolecached.bindings import (
     IMDS_MIN_TTL,
     Binding,
     BindingExists,
-    EndpointSettings,
     parse_spec,
     resolve,
 )
@@ -35,168 +32,21 @@ from rolecached.errors import InvalidRequest, StsFailure
 from rolecached.request import RoleRequest, parse_request
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed
-from tests.kit import FakeClock
+from tests.endpointkit import ROLE, Rig, endpoint_manager, new_manager, settings
+from tests.kit import (
+    ACCOUNT,
+    DENIED,
+    SECRET_MARK,
+    THROTTLED,
+    TIMEOUT,
+    FakeClock,
+    FakeSts,
+    Reply,
+    http,
+    no_sleep,
+)
 
-T0 = 1_800_000_000.0
-ACCOUNT = "123456789012"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-THROTTLED = StsFailure("Throttling", "Rate exceeded", True)
-DENIED = StsFailure("AccessDenied", "not allowed", False)
-TIMEOUT = 10.0  # a guard against hanging, never a wait
-
-
-class FakeSts:
-    """AssumeRole stand-in: issues credentials for `duration_seconds` from the store's `now`,
-    or raises `failure`; `gate` (when set) holds every call until released."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.failure: StsFailure | None = None
-        self.gate: threading.Event | None = None
-        self._lock = threading.Lock()
-
-    def __call__(
-        self, request: RoleRequest, now: float, signer: Any = None, code: Any = None
-    ) -> Credentials:
-        if self.gate is not None:
-            self.gate.wait(TIMEOUT)
-        with self._lock:
-            self.calls += 1
-            n = self.calls
-        if self.failure is not None:
-            raise StsCallFailed(self.failure)
-        return Credentials(
-            access_key_id=f"ASIAFAKE{n:012d}",
-            secret_access_key=f"secret-{n:033d}",
-            session_token=f"token-{n}-" + "x" * 200,
-            expiration=now + request.duration_seconds,
-            issued_at=now,
-            assumed_role_arn=f"arn:aws:sts::{ACCOUNT}:assumed-role/app/{request.role_session_name}",
-        )
-
-
-async def no_sleep(_: float) -> None:
-    """The store's back-off sleep, skipped."""
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def has_no_credentials(self) -> bool:
-        return b"AccessKeyId" not in self.body and b"secret-" not in self.body
-
-
-async def http(
-    port: int,
-    method: str,
-    path: str,
-    headers: dict[str, str | None] | None = None,
-    body: bytes = b"",
-    address: str = "127.0.0.1",
-) -> Reply:
-    """One HTTP/1.1 exchange; Host defaults to 127.0.0.1:PORT, a None value drops a header."""
-    all_headers: dict[str, str | None] = {"Host": f"127.0.0.1:{port}", "Connection": "close"}
-    all_headers.update(headers or {})
-    if body and "Content-Length" not in all_headers and "Transfer-Encoding" not in all_headers:
-        all_headers["Content-Length"] = str(len(body))
-    head = [f"{method} {path} HTTP/1.1"] + [
-        f"{k}: {v}" for k, v in all_headers.items() if v is not None
-    ]
-    reader, writer = await asyncio.open_connection(address, port)
-    try:
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), TIMEOUT)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-    head_text, _, data = raw.partition(b"\r\n\r\n")
-    status_line, *lines = head_text.decode("latin-1").split("\r\n")
-    parsed = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        parsed[name.strip().lower()] = value.strip()
-    return Reply(int(status_line.split()[1]), parsed, data)
-
-
-@dataclass
-class Rig:
-    """A store and an endpoint manager on the fake clock, serving on loopback."""
-
-    clock: FakeClock
-    sts: FakeSts
-    store: Store
-    manager: ep.EndpointManager
-    tokens_dir: Path
-    extra: list[ep.EndpointManager] = field(default_factory=list)
-
-    async def add(self, name: str = "dev", replace: bool = False, **fields: Any) -> ep.Served:
-        body = {"role_arn": ROLE, "role_session_name": name, **fields}
-        binding = resolve(parse_spec(name, body), parse_request)
-        return await self.manager.add(binding, replace=replace)
-
-    @property
-    def ecs_port(self) -> int:
-        assert self.manager.ecs_port is not None
-        return self.manager.ecs_port
-
-    async def ecs(self, name: str = "dev", token: str | None = "", **headers: str | None) -> Reply:
-        """GET the container endpoint; token "" means the binding's own token."""
-        if token == "":
-            token = self.manager.get(name).ring.current
-        return await http(
-            self.ecs_port, "GET", f"/v1/credentials/{name}", {"Authorization": token, **headers}
-        )
-
-    async def imds_token(self, name: str = "dev", ttl: str = "21600") -> str:
-        port = self.manager.get(name).imds.port  # type: ignore[union-attr]
-        reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, {ep.IMDS_TTL_HEADER: ttl})
-        assert reply.status == 200, reply.body
-        return reply.body.decode()
-
-    async def imds(self, path: str, name: str = "dev", token: str | None = "") -> Reply:
-        """GET from the binding's IMDS listener; token "" means a fresh valid one."""
-        if token == "":
-            token = await self.imds_token(name)
-        port = self.manager.get(name).imds.port  # type: ignore[union-attr]
-        return await http(port, "GET", path, {ep.IMDS_TOKEN_HEADER: token})
-
-
-def settings(**changes: Any) -> EndpointSettings:
-    """Listener settings for tests: any free port, short waits."""
-    return replace(EndpointSettings(port=0, wait=0.5, idle_timeout=2.0), **changes)
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    """A fresh store and manager; closed after the test."""
-    clock, sts = FakeClock(T0), FakeSts()
-    store = Store(sts, Settings(idle_ttl=600), clock=clock, sleep=no_sleep)
-    tokens = tmp_path / "tokens"
-    tokens.mkdir(mode=0o700)
-    manager = ep.EndpointManager(store, settings(), tokens, clock=clock)
-    r = Rig(clock, sts, store, manager, tokens)
-    yield r
-    for m in [manager, *r.extra]:
-        await m.close()
-    if sts.gate is not None:
-        sts.gate.set()
-    await store.close()
-
-
-async def new_manager(rig: Rig, **changes: Any) -> ep.EndpointManager:
-    """A second manager over the same store, with other settings."""
-    manager = ep.EndpointManager(rig.store, settings(**changes), rig.tokens_dir, clock=rig.clock)
-    rig.extra.append(manager)
-    return manager
 
 
 # -- container endpoint ----------------------------------------------------------------------
@@ -220,7 +70,7 @@ async def test_ecs_answer_is_exactly_what_sdks_expect(rig: Rig) -> None:
     ]
     assert ISO.fullmatch(doc["Expiration"])
     assert doc["AccountId"] == ACCOUNT and doc["RoleArn"] == ROLE
-    assert doc["Token"].startswith("token-")
+    assert doc["Token"] == rig.sts.issued[-1].session_token
     assert not [h for h in reply.headers if h.startswith("access-control-")]
     assert reply.headers["cache-control"] == "no-store"
 
@@ -269,7 +119,7 @@ async def test_ecs_refusals(rig: Rig, case: str, status: int) -> None:
     headers, body = requests[case]
     if case == "unknown binding":
         path = "/v1/credentials/nope"
-    reply = await http(port, "GET", path, headers, body)
+    reply = await http(port, "GET", path, body or None, headers=headers)
     assert reply.status == status, reply.body
     assert reply.has_no_credentials()
     if case != "two Hosts":
@@ -366,7 +216,7 @@ async def test_imds_url_ends_in_a_slash_that_old_botocore_joins_onto(rig: Rig) -
     assert joined.path == ep.IMDS_TOKEN_PATH
     port = joined.port
     assert port is not None
-    reply = await http(port, "PUT", joined.path, {ep.IMDS_TTL_HEADER: "60"})
+    reply = await http(port, "PUT", joined.path, headers={ep.IMDS_TTL_HEADER: "60"})
     assert reply.status == 200 and reply.body
 
 
@@ -480,13 +330,13 @@ async def test_bindings_are_kept_warm_without_requests(rig: Rig) -> None:
     await rig.add()
     plain = parse_request({"role_arn": ROLE, "role_session_name": "plain"})[0]
     await rig.store.get(plain, 300)
-    calls = rig.sts.calls
+    calls = len(rig.sts.calls)
     for _ in range(8):  # four hours in 30 min steps
         rig.clock.advance(30 * 60)
         await asyncio.gather(*rig.store.tick())
     entries = {e.request.role_session_name: e for e in rig.store.entries()}
     assert entries["dev"].keep_warm
-    assert rig.sts.calls - calls >= 4  # only the binding renewed, at each half hour or so
+    assert len(rig.sts.calls) - calls >= 4  # only the binding renewed, at each half hour or so
     assert "plain" not in entries  # idle and expired: dropped
     creds = entries["dev"].credentials
     assert creds is not None and creds.expiration - rig.clock.now >= IMDS_MIN_TTL
@@ -497,12 +347,12 @@ async def test_tick_warms_a_binding_that_lost_its_credentials(rig: Rig) -> None:
     credentials again without waiting for a request."""
     await rig.add()
     rig.store.forget()
-    calls = rig.sts.calls
+    calls = len(rig.sts.calls)
     rig.manager.tick()
     task = rig.manager.get("dev").warm_task
     assert task is not None
     await task
-    assert rig.sts.calls == calls + 1
+    assert len(rig.sts.calls) == calls + 1
     assert rig.store.entries()[0].keep_warm
 
 
@@ -562,7 +412,7 @@ async def test_imds_v2_flow(rig: Rig) -> None:
     credentials document with the exact fields and time format, and the -extended one."""
     await rig.add()
     port = rig.manager.get("dev").imds.port  # type: ignore[union-attr]
-    put = await http(port, "PUT", ep.IMDS_TOKEN_PATH, {ep.IMDS_TTL_HEADER: "21600"})
+    put = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers={ep.IMDS_TTL_HEADER: "21600"})
     assert put.status == 200 and put.headers["content-type"].startswith("text/plain")
     token = put.body.decode()
     assert "\n" not in token
@@ -610,7 +460,7 @@ async def test_imds_token_put_refusals(rig: Rig, case: str, status: int) -> None
         "Origin on PUT": {ep.IMDS_TTL_HEADER: "60", "Origin": "http://evil.example"},
         "bad Host on PUT": {ep.IMDS_TTL_HEADER: "60", "Host": f"169.254.169.254:{port}"},
     }[case]
-    reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers)
+    reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers=headers)
     assert reply.status == status, reply.body
     assert set(reply.json()) == {"Code", "Message"}
 
@@ -650,7 +500,7 @@ async def test_imds_flood_gets_429(rig: Rig) -> None:
     port = served.imds.port  # type: ignore[union-attr]
     statuses = []
     for _ in range(4):
-        reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, {ep.IMDS_TTL_HEADER: "60"})
+        reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers={ep.IMDS_TTL_HEADER: "60"})
         statuses.append(reply.status)
     assert statuses == [200, 200, 429, 429]
 
@@ -689,7 +539,7 @@ async def test_ipv6_loopback_when_asked(rig: Rig) -> None:
         rig.ecs_port,
         "GET",
         "/v1/credentials/dev",
-        {"Authorization": token, "Host": f"[::1]:{rig.ecs_port}"},
+        headers={"Authorization": token, "Host": f"[::1]:{rig.ecs_port}"},
         address="::1",
     )
     assert reply.status == 200
@@ -801,7 +651,7 @@ async def sdk_rig(
     store = Store(sts, Settings(idle_ttl=600), clock=clock, sleep=no_sleep)
     tokens = tmp_path / "tokens"
     tokens.mkdir(mode=0o700)
-    manager = ep.EndpointManager(store, settings(), tokens, clock=clock)
+    manager = endpoint_manager(store, tokens, clock)
     sdk = SdkRig(Rig(clock, FakeSts(), store, manager, tokens), sts, moto.url)
 
     # botocore's clocks, moved with ours: the refresh decisions (15/10 min) and the IMDS
@@ -937,7 +787,7 @@ async def test_forget_drops_the_rendered_container_answer(rig: Rig) -> None:
     secret inside) is no longer held; the next request renders fresh credentials."""
     served = await rig.add()
     first = await rig.ecs()
-    assert served.rendered is not None and b"secret-" in served.rendered[1]
+    assert served.rendered is not None and SECRET_MARK.encode() in served.rendered[1]
     rig.store.forget()
     assert served.rendered is None
     again = await rig.ecs()
@@ -1016,7 +866,7 @@ async def test_container_and_imds_hand_outs_are_audited_and_counted(
     assert entry.hits == hits + 3
     assert entry.last_requester is not None and "via IMDS dev" in entry.last_requester
     token = rig.manager.get("dev").ring.current
-    assert all(token not in line and "secret-" not in line for line in lines)
+    assert all(token not in line and SECRET_MARK not in line for line in lines)
 
 
 # -- bindings that last -----------------------------------------------------------------------

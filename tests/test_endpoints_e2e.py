@@ -8,50 +8,15 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, Moto, base_env, start_daemon, unique_role
+from tests.conftest import BIN, Daemon, unique_role
+from tests.e2ekit import CONFIG_ROLE, PROBE, add, loaded_modules
+from tests.kit import assumed_arn
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG_ROLE = "arn:aws:iam::123456789012:role/from-config"
-
-# A program that knows nothing of rolecache: boto3's default chain, environment only.
-PROBE = """
-import boto3, json, os
-session = boto3.Session()
-arn = session.client("sts").get_caller_identity()["Arn"]
-print(json.dumps({"arn": arn, "method": session.get_credentials().method,
-                  "env": sorted(k for k in os.environ if k.startswith("AWS_"))}))
-"""
-
-
-@pytest.fixture
-def edaemon(tmp_path: Path, moto: Moto) -> Iterator[Daemon]:
-    """The real daemon with a config that binds one endpoint and uses a free port."""
-    config = tmp_path / "config.toml"
-    config.write_text(
-        "[endpoints]\nport = 0\n\n[endpoints.cfg]\n"
-        f'role_arn = "{CONFIG_ROLE}"\nrole_session_name = "cfg-session"\n'
-    )
-    env = base_env(tmp_path, moto.url)
-    env["ROLECACHE_NO_AUTOSTART"] = "1"
-    d = start_daemon(tmp_path, env, "--config", str(config))
-    yield d
-    d.stop()
-
-
-def add(d: Daemon, name: str, role: str, *extra: str) -> subprocess.CompletedProcess:
-    """`rolecache endpoint add NAME --role-arn ROLE --role-session-name NAME ...`."""
-    return d.client(
-        "endpoint", "add", name, "--role-arn", role, "--role-session-name", name, *extra
-    )
-
-
-def assumed(role: str, session: str) -> str:
-    return f"arn:aws:sts::123456789012:assumed-role/{role.rsplit('/', 1)[1]}/{session}"
 
 
 def info(d: Daemon, name: str) -> dict:
@@ -103,7 +68,7 @@ def test_exec_endpoint_container_with_boto3(edaemon: Daemon) -> None:
     assert add(edaemon, "dev", role).returncode == 0
     edaemon.env["AWS_PROFILE"] = "someone-else"  # would win over the endpoint if kept
     report = run_probe(edaemon, str(BIN / "rolecache"), "exec", "--endpoint", "dev", "--")
-    assert report["arn"] == assumed(role, "dev")
+    assert report["arn"] == assumed_arn(role, "dev")
     assert report["method"] == "container-role"
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         assert name not in report["env"]
@@ -137,7 +102,7 @@ def test_exec_endpoint_imds_with_boto3(edaemon: Daemon) -> None:
     role = unique_role()
     assert add(edaemon, "dev", role).returncode == 0
     report = run_probe(edaemon, str(BIN / "rolecache"), "exec", "--endpoint", "dev", "--imds", "--")
-    assert report["arn"] == assumed(role, "dev")
+    assert report["arn"] == assumed_arn(role, "dev")
     assert report["method"] == "iam-role"
     assert "AWS_EC2_METADATA_SERVICE_ENDPOINT" in report["env"]
 
@@ -145,7 +110,7 @@ def test_exec_endpoint_imds_with_boto3(edaemon: Daemon) -> None:
 def test_config_file_binding_serves(edaemon: Daemon) -> None:
     """A binding from [endpoints.cfg] in config.toml serves its role from start-up."""
     report = run_probe(edaemon, str(BIN / "rolecache"), "exec", "--endpoint", "cfg", "--")
-    assert report["arn"] == assumed(CONFIG_ROLE, "cfg-session")
+    assert report["arn"] == assumed_arn(CONFIG_ROLE, "cfg-session")
 
 
 @pytest.mark.parametrize("imds", [False, True])
@@ -166,7 +131,7 @@ def test_aws_cli_through_endpoint_env(edaemon: Daemon, imds: bool) -> None:
         ["bash", "-c", script], env=edaemon.env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["Arn"] == assumed(role, "dev")
+    assert json.loads(result.stdout)["Arn"] == assumed_arn(role, "dev")
 
 
 def test_env_file_and_token_file(edaemon: Daemon) -> None:
@@ -247,8 +212,6 @@ def test_daemon_listens_on_loopback_only(edaemon: Daemon) -> None:
 
 def test_endpoint_commands_use_only_the_standard_library(edaemon: Daemon) -> None:
     """`endpoint env` and `exec --endpoint` import nothing outside the standard library."""
-    from tests.test_client_imports import loaded_modules
-
     allowed = set(sys.stdlib_module_names) | {"rolecache"}
     for args in (["endpoint", "env", "cfg"], ["exec", "--endpoint", "cfg", "--", "true"]):
         status, modules = loaded_modules(edaemon, *args)
@@ -287,6 +250,6 @@ def test_profile_binding(edaemon: Daemon) -> None:
     assert added.returncode == 0, added.stderr
     assert info(edaemon, "prof")["profile"] == "app"
     report = run_probe(edaemon, str(BIN / "rolecache"), "exec", "--endpoint", "prof", "--")
-    assert report["arn"].startswith(assumed(role, ""))
+    assert report["arn"].startswith(assumed_arn(role, ""))
     brief = edaemon.client("endpoint", "add", "brief", "--profile", "brief")
     assert brief.returncode == 2 and "from profile 'brief'" in brief.stderr

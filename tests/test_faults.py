@@ -26,9 +26,10 @@ from tests.kit import (
     FakeClock,
     FakeSleep,
     FakeSts,
+    RecordProperty,
     async_exchange,
-    credentials_request,
     exchange,
+    http_request,
     parse_reply,
     role,
 )
@@ -68,7 +69,7 @@ def ask(daemon: Daemon, role_arn: str, fmt: str = "json", **fields: object):
     """One raw HTTP credentials request to the daemon's socket; the parsed reply."""
     body = {"role_arn": role_arn, "role_session_name": SESSION, **fields}
     return parse_reply(
-        exchange(daemon.socket, credentials_request(body, f"/v1/credentials?format={fmt}"))
+        exchange(daemon.socket, http_request("POST", f"/v1/credentials?format={fmt}", body))
     )
 
 
@@ -228,14 +229,16 @@ def test_cold_start_with_sts_never_answering_gives_504_within_request_timeout(
 
 
 def test_access_denied_flood_costs_one_sts_call_per_negative_window(
-    faulty: Daemon, sts_proxy: StsProxy
+    faulty: Daemon, sts_proxy: StsProxy, record_property: RecordProperty
 ) -> None:
     """1,000 requests in a burst for a denied role make at most one STS call per 10 s
     negative-cache window, and every caller gets the 502 AccessDenied with STS's message."""
     denied = unique_role("denied")
     message = f"User: arn:aws:iam::123456789012:user/me is not authorized to assume {denied}"
     sts_proxy.rules.append(for_role(denied, (403, sts_error_xml("AccessDenied", message))))
-    request = credentials_request({"role_arn": denied, "role_session_name": SESSION})
+    request = http_request(
+        "POST", "/v1/credentials", {"role_arn": denied, "role_session_name": SESSION}
+    )
 
     async def flood() -> list[bytes]:
         gate = asyncio.Semaphore(100)
@@ -258,8 +261,7 @@ def test_access_denied_flood_costs_one_sts_call_per_negative_window(
         assert_no_credentials(reply)
     windows = 1 + int(elapsed // 10)
     assert 1 <= calls_for(sts_proxy, denied) <= windows, (calls_for(sts_proxy, denied), elapsed)
-    print(f"AccessDenied flood: 1000 requests in {elapsed:.2f} s, "
-          f"{calls_for(sts_proxy, denied)} STS call(s)")  # fmt: skip
+    record_property("STS calls for 1000 denied requests", calls_for(sts_proxy, denied))
 
 
 def test_malformed_and_refusing_sts_answers_give_clear_errors(
@@ -323,7 +325,9 @@ def entry_of(store: Store, key):
     return entry
 
 
-async def test_long_throttling_is_invisible_to_clients_and_backs_off_to_the_cap() -> None:
+async def test_long_throttling_is_invisible_to_clients_and_backs_off_to_the_cap(
+    record_property: RecordProperty,
+) -> None:
     """STS throttling from the renewal time until the credentials fall under min_ttl (about
     25 simulated minutes of 5 s ticks): every request gets the held credentials, each failed
     renewal waits a full-jitter exponential back-off bounded by min(60 s, 2**n), the waits
@@ -365,8 +369,8 @@ async def test_long_throttling_is_invisible_to_clients_and_backs_off_to_the_cap(
         assert max(late) > cache.BACKOFF_CAP / 2  # reaches the cap's range ...
         assert len({round(w, 6) for _, w in waits}) == len(waits)  # ... with jitter
         assert sts.max_running_per_key == 1
-        print(f"throttled for {outage / 60:.1f} simulated min: {ticks * 3} requests, "
-              f"0 errors, {calls} STS calls")  # fmt: skip
+        record_property("STS calls while throttled", calls)
+        record_property("requests served while throttled", served)
     finally:
         await store.close()
 
@@ -472,12 +476,14 @@ async def test_access_denied_flood_at_store_level_costs_one_call_per_window() ->
             if _ % 50 == 0:
                 store.tick()
         assert len(sts.calls) == 3  # windows starting at 0, 10 and 20 s
-        assert [round(now - T0) for _, now in sts.calls] == [0, 10, 20]
+        assert [round(c.now - T0) for c in sts.calls] == [0, 10, 20]
     finally:
         await store.close()
 
 
-async def test_500_roles_created_at_once_spread_renewals_and_respect_the_sts_cap() -> None:
+async def test_500_roles_created_at_once_spread_renewals_and_respect_the_sts_cap(
+    record_property: RecordProperty,
+) -> None:
     """500 roles assumed in the same instant: their renewals over three simulated hours never
     put more than 10 % of them in one 10 s window, and concurrent STS calls never exceed
     max_concurrent_sts (nor one per key)."""
@@ -507,8 +513,8 @@ async def test_500_roles_created_at_once_spread_renewals_and_respect_the_sts_cap
         assert busiest <= 50, busiest
         assert sts.max_running <= 8
         assert sts.max_running_per_key == 1
-        print(f"500 roles: {len(renewals)} renewals in 3 h, busiest 10 s window {busiest}, "
-              f"max STS calls in flight {sts.max_running}")  # fmt: skip
+        record_property("renewals of 500 roles in 3 h", len(renewals))
+        record_property("busiest 10 s window of renewals", busiest)
     finally:
         await store.close()
 

@@ -3,7 +3,7 @@ methods, sizes and encodings, then raw random bytes and truncated requests, all 
 real listener (peer guard, fast lane, aiohttp app) served in-process on a Unix socket with a
 fake STS. The daemon must never crash, never answer 5xx for a client's mistake, never hand
 out a credential for an invalid request, and keep serving a good request after each batch.
-Each test prints how many cases it ran."""
+Each test records how many cases it ran (listed at the end of the run)."""
 
 import asyncio
 import contextlib
@@ -28,7 +28,16 @@ from hypothesis import strategies as st
 from rolecached import service
 from rolecached.api import MAX_BODY
 from rolecached.store import Store
-from tests.kit import ACCOUNT, SECRET_MARK, FakeSts, Reply, exchange, parse_reply
+from tests.kit import (
+    ACCOUNT,
+    SECRET_MARK,
+    FakeSts,
+    RecordProperty,
+    Reply,
+    exchange,
+    no_sleep,
+    parse_reply,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/fuzzed"
 GOOD = {"role_arn": ROLE, "role_session_name": "fuzz-session"}
@@ -151,9 +160,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         box["loop"] = asyncio.get_running_loop()
         box["stop"] = asyncio.Event()
 
-        async def no_sleep(_: float) -> None:
-            pass
-
         await service.serve(
             listener, Store(sts, sleep=no_sleep), stop=box["stop"], on_ready=ready.set
         )
@@ -173,7 +179,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     os.close(listener.lock_fd)
     for logger in loggers:
         logger.removeHandler(errors)
-    print(f"fuzz cases run: {sum(CASES.values())} {dict(CASES)}")
 
 
 # -- building and judging requests -------------------------------------------------------
@@ -469,7 +474,7 @@ special_headers = st.tuples(
 # -- the properties ----------------------------------------------------------------------
 
 
-def test_random_json_bodies(served: Served) -> None:
+def test_random_json_bodies(served: Served, record_property: RecordProperty) -> None:
     """Random JSON documents, and objects of API fields with random or edge-case values,
     never crash the daemon, never get a 5xx, and get credentials only when valid."""
 
@@ -483,10 +488,10 @@ def test_random_json_bodies(served: Served) -> None:
     check()
     served.assert_alive()
     assert CASES["json bodies"] >= 200
-    print(f"random JSON bodies: {CASES['json bodies']} cases")
+    record_property("fuzz cases", CASES["json bodies"])
 
 
-def test_mutated_good_requests(served: Served) -> None:
+def test_mutated_good_requests(served: Served, record_property: RecordProperty) -> None:
     """A good request with one field replaced, dropped or added, its bytes flipped, cut or
     repeated, deep nesting, or another text encoding: no 5xx, no credential unless the
     mutated request is still a valid one."""
@@ -504,10 +509,10 @@ def test_mutated_good_requests(served: Served) -> None:
     check()
     served.assert_alive()
     assert CASES["mutated"] >= 200
-    print(f"mutated requests: {CASES['mutated']} cases")
+    record_property("fuzz cases", CASES["mutated"])
 
 
-def test_random_methods_paths_and_headers(served: Served) -> None:
+def test_random_methods_paths_and_headers(served: Served, record_property: RecordProperty) -> None:
     """Any method on any path with random and meaningful headers (encodings, chunking,
     Expect, Upgrade, bogus lengths) around a good or bad body gets a well-formed non-5xx
     answer (or a closed connection) and credentials only for a valid credentials POST."""
@@ -547,10 +552,10 @@ def test_random_methods_paths_and_headers(served: Served) -> None:
     check()
     served.assert_alive()
     assert CASES["methods, paths, headers"] >= 200
-    print(f"methods, paths and headers: {CASES['methods, paths, headers']} cases")
+    record_property("fuzz cases", CASES["methods, paths, headers"])
 
 
-def test_body_sizes_and_content_encodings(served: Served) -> None:
+def test_body_sizes_and_content_encodings(served: Served, record_property: RecordProperty) -> None:
     """Bodies of every size up to well past the 64 KiB limit, sent plain, gzip or deflate
     compressed (correctly or not) or chunked, get 200 or a 4xx (413 above the limit), never
     a 5xx, and credentials only when the decoded request is valid."""
@@ -598,10 +603,10 @@ def test_body_sizes_and_content_encodings(served: Served) -> None:
     check()
     served.assert_alive()
     assert CASES["sizes and encodings"] >= 200
-    print(f"sizes and encodings: {CASES['sizes and encodings']} cases")
+    record_property("fuzz cases", CASES["sizes and encodings"])
 
 
-def test_raw_random_bytes(served: Served) -> None:
+def test_raw_random_bytes(served: Served, record_property: RecordProperty) -> None:
     """Random bytes (alone, after a plausible request line, or ended like a request head)
     get a 4xx or a closed connection, never a 5xx or a credential, and the daemon keeps
     serving."""
@@ -621,10 +626,10 @@ def test_raw_random_bytes(served: Served) -> None:
     check()
     served.assert_alive()
     assert CASES["raw bytes"] >= 200
-    print(f"raw random bytes: {CASES['raw bytes']} cases")
+    record_property("fuzz cases", CASES["raw bytes"])
 
 
-def test_truncated_requests(served: Served) -> None:
+def test_truncated_requests(served: Served, record_property: RecordProperty) -> None:
     """A good request (once new, once a repeat the fast lane knows) cut at any byte, then
     the connection half-closed or dropped, never yields a credential or a 5xx, and the
     daemon keeps serving."""
@@ -645,14 +650,13 @@ def test_truncated_requests(served: Served) -> None:
     check()
     served.assert_alive()
     assert CASES["truncated"] >= 200
-    print(f"truncated requests: {CASES['truncated']} cases")
+    record_property("fuzz cases", CASES["truncated"])
 
 
 def test_the_fuzzed_daemon_survived_every_case(served: Served) -> None:
     """After everything above (in this worker), the daemon still answers and logged no
-    internal error; the cases run so far are printed."""
+    internal error."""
     served.assert_alive()
     assert served.sts.issued  # good requests did reach the fake STS
     for marker in (b"Traceback",):
         assert not any(marker.decode() in record for record in served.errors.records)
-    print(f"fuzz cases so far in this process: {sum(CASES.values())} {dict(CASES)}")

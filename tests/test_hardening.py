@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from rolecached import service
-from rolecached.cache import Credentials
 from rolecached.errors import StsFailure
 from rolecached.gate import Caps, Gate
 from rolecached.request import RoleRequest
 from rolecached.store import Settings, Store
-from rolecached.sts import StsCallFailed
 from tests.conftest import (
     BIN,
     Daemon,
@@ -31,28 +29,9 @@ from tests.conftest import (
     sts_error_xml,
     unique_role,
 )
+from tests.kit import FakeSts
 
 ROLE = "arn:aws:iam::123456789012:role/hard"
-
-
-class FakeSts:
-    """Fresh hour-long credentials per call; fails with the queued errors first."""
-
-    def __init__(self, *failures: StsFailure) -> None:
-        self.failures = list(failures)
-        self.calls = 0
-
-    def __call__(self, request: RoleRequest, now: float, *_: object) -> Credentials:
-        self.calls += 1
-        if self.failures:
-            raise StsCallFailed(self.failures.pop(0))
-        return Credentials(
-            access_key_id=f"ASIAHARD{self.calls:012d}",
-            secret_access_key="s",
-            session_token="t",
-            expiration=now + 3600,
-            issued_at=now,
-        )
 
 
 async def test_refused_source_credentials_are_reloaded_once(
@@ -62,13 +41,17 @@ async def test_refused_source_credentials_are_reloaded_once(
     once, saying so in the log, before reporting anything."""
     reloads: list[int] = []
     sts = FakeSts(
-        StsFailure("ExpiredToken", "The security token included in the request is expired", False)
+        script=[
+            StsFailure(
+                "ExpiredToken", "The security token included in the request is expired", False
+            )
+        ]
     )
     store = Store(sts, reload_sources=lambda: reloads.append(1))
     with caplog.at_level(logging.WARNING):
         creds = await store.get(RoleRequest(ROLE, "s1"), 300)
-    assert creds.access_key_id.startswith("ASIAHARD")
-    assert reloads == [1] and sts.calls == 2
+    assert creds is sts.issued[0]
+    assert reloads == [1] and len(sts.calls) == 2
     assert "reloading them from their chain" in caplog.text
     await store.close()
 
@@ -77,7 +60,7 @@ async def test_source_refused_twice_is_reported_after_one_reload() -> None:
     """If the reloaded credentials are refused too, the caller gets STS's error; one reload."""
     reloads: list[int] = []
     refused = StsFailure("InvalidClientTokenId", "The security token is invalid", False)
-    store = Store(FakeSts(refused, refused, refused), reload_sources=lambda: reloads.append(1))
+    store = Store(FakeSts(script=[refused] * 3), reload_sources=lambda: reloads.append(1))
     with pytest.raises(Exception, match="InvalidClientTokenId"):
         await store.get(RoleRequest(ROLE, "s2"), 300)
     assert reloads == [1]
@@ -124,16 +107,11 @@ def test_every_hand_out_is_audited_with_its_requester(daemon: Daemon) -> None:
     assert "LAST REQUESTER" in table and "(rolecache, from deploy.sh pid" in table
 
 
-class FakeCreds:
-    def __call__(self, request: RoleRequest, now: float, *_: object) -> Credentials:
-        return Credentials("ASIAFAKE000000000001", "s", "t", now + 3600, now)
-
-
 @pytest.fixture
 async def socket_api(tmp_path: Path) -> AsyncIterator[tuple[Path, Gate]]:
     """The real listener in-process, with tight connection limits."""
     gate = Gate(os.getuid(), Caps(unix=250, tcp_total=64, per_listener=32, per_peer=16))
-    store = Store(FakeCreds())
+    store = Store(FakeSts())
     listener = service.open_listener(tmp_path / "run" / "s.sock")
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(

@@ -5,10 +5,9 @@ its own schedule. Nothing sleeps: the clock moves when a test says so."""
 
 import asyncio
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
@@ -20,19 +19,24 @@ from rolecached.errors import (
     MfaCodeRejected,
     MfaRequired,
     StsError,
-    StsFailure,
     TemporarySource,
 )
 from rolecached.request import MfaSession, RoleRequest
 from rolecached.store import Settings, Store
-from rolecached.sts import StsCallFailed
-from tests.kit import T0, FakeClock, FakeSleep
+from tests.kit import (
+    ACCOUNT,
+    MFA_REJECTED,
+    T0,
+    THROTTLED,
+    FakeClock,
+    FakeSleep,
+    FakeSts,
+    assumed_arn,
+)
 
 MIN_TTL = 300.0
-ACCOUNT = "123456789012"
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
 OTHER_MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice-backup"
-REJECTED_MESSAGE = "MultiFactorAuthentication failed with invalid MFA one time pass code. "
 GUARD = 5.0  # real seconds a test waits for something that should take milliseconds
 
 Key = RoleRequest | MfaSession
@@ -69,99 +73,6 @@ def hop(name: str, duration: int, source_role: RoleRequest | None = None, **extr
         source_role=source_role,
         **extra,
     )
-
-
-@dataclass
-class Call:
-    """One call the fake STS answered (or refused)."""
-
-    action: str  # "GetSessionToken" or "AssumeRole"
-    request: Key
-    now: float
-    signer: Credentials | None
-    token_code: str | None
-    issued: Credentials | None = None
-
-
-@dataclass
-class FakeSts:
-    """GetSessionToken for MFA sessions and AssumeRole for roles, `(request, now, signer,
-    token_code) -> Credentials`, checking what real STS would check.
-
-    A device code works once (STS refuses a reused code). AssumeRole must be signed by the
-    newest credentials issued for the previous hop, or for the role's MFA session, or by the
-    long-term keys (signer None) when the role has neither; a signer that expired is refused.
-    """
-
-    codes: set[str] = field(default_factory=lambda: {"123456", "234567", "345678", "456789"})
-    calls: list[Call] = field(default_factory=list)
-    throttle: int = 0  # this many calls are throttled before any is answered
-    latest: dict[Key, Credentials] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(
-        self,
-        request: Key,
-        now: float,
-        signer: Credentials | None = None,
-        token_code: str | None = None,
-    ) -> Credentials:
-        with self.lock:
-            if self.throttle:
-                self.throttle -= 1
-                self.calls.append(Call("Throttled", request, now, signer, token_code))
-                raise StsCallFailed(StsFailure("Throttling", "Rate exceeded", True))
-            if isinstance(request, MfaSession):
-                call = Call("GetSessionToken", request, now, signer, token_code)
-                self.calls.append(call)
-                assert signer is None, "GetSessionToken must be signed by the long-term keys"
-                if token_code not in self.codes:
-                    raise StsCallFailed(StsFailure("AccessDenied", REJECTED_MESSAGE, False))
-                self.codes.discard(token_code)
-            else:
-                call = Call("AssumeRole", request, now, signer, token_code)
-                self.calls.append(call)
-                if request.direct_mfa:  # the code travels in AssumeRole itself
-                    if token_code not in self.codes:
-                        raise StsCallFailed(StsFailure("AccessDenied", REJECTED_MESSAGE, False))
-                    self.codes.discard(token_code)
-                if signer is not None and request.duration_seconds > 3600:
-                    raise StsCallFailed(StsFailure("ValidationError", "role chaining", False))
-                if request.source_role is not None:
-                    expected = self.latest.get(request.source_role)
-                elif request.mfa_session is not None:
-                    expected = self.latest.get(request.mfa_session)
-                else:
-                    expected = None
-                assert signer is expected, f"{request.role_arn} signed by {signer!r}"
-                if signer is not None and signer.expiration <= now:
-                    raise StsCallFailed(
-                        StsFailure("ExpiredToken", "The security token included expired", False)
-                    )
-            number = len(self.calls)
-            credentials = Credentials(
-                access_key_id=f"ASIA{number:016d}",
-                secret_access_key=f"secret-{number}",
-                session_token=f"token-{number}",
-                expiration=now + request.duration_seconds,
-                issued_at=now,
-                assumed_role_arn=getattr(request, "role_arn", ""),
-            )
-            call.issued = credentials
-            self.latest[request] = credentials
-            return credentials
-
-    def actions(self) -> list[str]:
-        with self.lock:
-            return [c.action for c in self.calls]
-
-    def count(self, action: str, request: Key | None = None) -> int:
-        with self.lock:
-            return sum(
-                1
-                for c in self.calls
-                if c.action == action and (request is None or c.request == request)
-            )
 
 
 @dataclass
@@ -272,7 +183,7 @@ async def test_second_role_behind_the_same_device_needs_no_code(make_rig):
     other = await rig.get(mfa_role("billing"))
     assert rig.sts.actions() == ["GetSessionToken", "AssumeRole", "AssumeRole"]
     assert rig.sts.calls[-1].signer is session
-    assert other.assumed_role_arn == arn("billing")
+    assert other.assumed_role_arn == assumed_arn(arn("billing"), "alice@mfa")
     # A code sent although the session is open is not spent on a new session.
     await rig.get(mfa_role("ops"), "234567")
     assert rig.sts.count("GetSessionToken") == 1
@@ -376,7 +287,7 @@ async def test_wrong_code_is_rejected_with_stss_message_and_nothing_is_cached(ma
         await rig.get(mfa_role(), "999999")
     error = caught.value
     assert error.code == "MfaCodeRejected" and error.status == 403
-    assert REJECTED_MESSAGE.strip() in error.message
+    assert MFA_REJECTED.strip() in error.message
     assert MFA in error.message
     assert rig.sts.actions() == ["GetSessionToken"]  # not retried, no role call
     assert rig.entry(mfa_role()).credentials is None
@@ -624,11 +535,11 @@ async def test_a_call_carrying_a_code_is_never_repeated(make_rig, request_):
     """A throttled call that carried an MFA code is not retried with the same code: the
     caller hears of the throttling, and the next code is tried afresh."""
     rig = make_rig()
-    rig.sts.throttle = 1
+    rig.sts.script.append(THROTTLED)
     with pytest.raises(StsError) as caught:
         await rig.get(request_, "123456")
     assert caught.value.code == "Throttling"
-    assert [(c.action, c.token_code) for c in rig.sts.calls] == [("Throttled", "123456")]
+    assert [(c.token_code, c.refused) for c in rig.sts.calls] == [("123456", THROTTLED)]
     rig.clock.advance(120)  # past the back-off window
     await rig.get(request_, "234567")
     codes = [c.token_code for c in rig.sts.calls if c.token_code is not None]
@@ -642,7 +553,7 @@ async def test_a_refused_code_for_a_long_role_asks_for_another(make_rig):
     role = mfa_role("long", duration=LONG)
     with pytest.raises(MfaCodeRejected) as caught:
         await rig.get(role, "999999")
-    assert REJECTED_MESSAGE.strip() in caught.value.message
+    assert MFA_REJECTED.strip() in caught.value.message
     assert await rig.get(role, "123456")
     assert [c.token_code for c in rig.sts.calls] == ["999999", "123456"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ACCOUNT, Daemon, StsProxy, base_env, start_daemon, unique_role
-from tests.test_profiles_e2e import on_terminal, role_profile, write_config
+from tests.profilekit import on_terminal, role_profile, write_config
 
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
 PROMPT = "MFA code for"

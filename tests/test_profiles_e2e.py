@@ -3,11 +3,9 @@ the real daemon and client against moto (behind a fault-injecting proxy where a 
 STS to say no), compared with the real AWS CLI v1."""
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,26 +22,11 @@ from tests.conftest import (
     sts_error_xml,
     unique_role,
 )
+from tests.kit import assumed_arn
+from tests.profilekit import on_terminal, role_profile, write_config
 
 ACCOUNT = "123456789012"
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
-CREDENTIALS = """\
-[base]
-aws_access_key_id = AKIABASEPROFILE00001
-aws_secret_access_key = base-profile-secret
-"""
-
-
-def write_config(env: dict[str, str], text: str) -> None:
-    """Write the AWS config and credentials files the client in `env` uses."""
-    Path(env["AWS_CONFIG_FILE"]).write_text(text)
-    Path(env["AWS_SHARED_CREDENTIALS_FILE"]).write_text(CREDENTIALS)
-
-
-def role_profile(name: str, role: str, source: str, **extra: str) -> str:
-    lines = [f"[profile {name}]", f"role_arn = {role}", f"source_profile = {source}"]
-    lines += [f"{k} = {v}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
 
 
 def caller_arn_of(env_lines: str, moto_url: str) -> str:
@@ -59,10 +42,6 @@ def caller_arn_of(env_lines: str, moto_url: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
-
-
-def assumed(role: str, session: str) -> str:
-    return f"arn:aws:sts::{ACCOUNT}:assumed-role/{role.split('/')[-1]}/{session}"
 
 
 @pytest.fixture
@@ -84,7 +63,7 @@ def test_three_hop_chain_is_assumed_hop_by_hop(daemon: Daemon, moto: Moto, chain
     first = daemon.client("env", "--profile", "c")
     assert first.returncode == 0, first.stderr
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-    assert caller_arn_of(first.stdout, moto.url) == assumed(chain["c"], f"{user}@c")
+    assert caller_arn_of(first.stdout, moto.url) == assumed_arn(chain["c"], f"{user}@c")
     assert daemon.client("env", "--profile", "c").stdout == first.stdout
     assert [moto.assume_role_calls(chain[n]) for n in "abc"] == [1, 1, 1]
     sessions = json.loads(daemon.client("list", "--json").stdout)["sessions"]
@@ -98,7 +77,7 @@ def test_flags_override_the_profile(daemon: Daemon, moto: Moto, chain: dict) -> 
     """A flag next to --profile wins over the profile's own value."""
     result = daemon.client("env", "--profile", "b", "--role-session-name", "override")
     assert result.returncode == 0, result.stderr
-    assert caller_arn_of(result.stdout, moto.url) == assumed(chain["b"], "override")
+    assert caller_arn_of(result.stdout, moto.url) == assumed_arn(chain["b"], "override")
 
 
 def test_exec_and_credential_process_take_a_profile(
@@ -112,7 +91,7 @@ def test_exec_and_credential_process_take_a_profile(
     result = daemon.client("exec", "--profile", "a", "--", sys.executable, "-c", script)
     assert result.returncode == 0, result.stderr
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-    assert result.stdout.strip() == assumed(chain["a"], f"{user}@a")
+    assert result.stdout.strip() == assumed_arn(chain["a"], f"{user}@a")
 
     config = Path(daemon.env["AWS_CONFIG_FILE"])
     config.write_text(
@@ -129,7 +108,7 @@ def test_exec_and_credential_process_take_a_profile(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == assumed(chain["b"], "bee")
+    assert result.stdout.strip() == assumed_arn(chain["b"], "bee")
 
 
 def test_edited_config_is_read_again(daemon: Daemon, moto: Moto, chain: dict) -> None:
@@ -140,7 +119,7 @@ def test_edited_config_is_read_again(daemon: Daemon, moto: Moto, chain: dict) ->
     config.write_text(config.read_text().replace(chain["a"], other))
     result = daemon.client("env", "--profile", "a")
     assert result.returncode == 0, result.stderr
-    assert caller_arn_of(result.stdout, moto.url).startswith(assumed(other, "")[:-1])
+    assert caller_arn_of(result.stdout, moto.url).startswith(assumed_arn(other, "")[:-1])
     assert moto.assume_role_calls(other) == 1
 
 
@@ -292,7 +271,7 @@ aws sts get-caller-identity --query Arn --output text
         ["bash", "-c", script], env=cli_env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == assumed(role, "idiom")
+    assert result.stdout.strip() == assumed_arn(role, "idiom")
     assert moto.assume_role_calls(role) == 1
 
 
@@ -344,37 +323,6 @@ def mfa_daemon(tmp_path: Path, sts_proxy: StsProxy) -> Iterator[Daemon]:
     )
     yield d
     d.stop()
-
-
-def on_terminal(env: dict[str, str], args: list[str], answers: list[str]) -> tuple[int, str, str]:
-    """Run rolecache with a pseudo-terminal as its controlling terminal (stdout to a pipe, as
-    under eval "$(...)"); answer each MFA prompt in turn; return status, stdout, terminal text."""
-    import pty
-
-    out_r, out_w = os.pipe()
-    pid, master = pty.fork()
-    if pid == 0:  # the child: a new session whose controlling terminal is the pty
-        os.dup2(out_w, 1)
-        os.execve(str(BIN / "rolecache"), [str(BIN / "rolecache"), *args], env)
-    os.close(out_w)
-    screen = b""
-    pending = list(answers)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(master, 1024)
-        except OSError:
-            break  # the child closed the terminal: it is done
-        if not chunk:
-            break
-        screen += chunk
-        if screen.count(b"MFA code for") > len(answers) - len(pending) and pending:
-            os.write(master, pending.pop(0).encode() + b"\n")
-    _, status = os.waitpid(pid, 0)
-    with os.fdopen(out_r) as out:
-        stdout = out.read()
-    os.close(master)
-    return os.waitstatus_to_exitcode(status), stdout, screen.decode(errors="replace")
 
 
 def test_mfa_prompt_on_the_terminal_then_no_more_prompts(

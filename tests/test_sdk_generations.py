@@ -4,7 +4,6 @@ AWS CLI v2 2.9 (which reads only the variable, and joins paths onto the IMDS URL
 slash). Each proves its credentials with GetCallerIdentity against moto."""
 
 import json
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -13,43 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, Daemon, unique_role
-from tests.test_endpoints_e2e import add, assumed, edaemon
-
-__all__ = ["edaemon"]  # the fixture, used by name
-
-ROOT = Path(__file__).resolve().parent.parent
-# The JS SDK is installed once, here, by the tests themselves (npm; not a project dependency).
-JS_SDK = ROOT / ".cache" / "js-sdk"
-JS_PACKAGES = ("@aws-sdk/credential-providers", "@aws-sdk/client-sts")
-# The default provider chain, as an application gets it, and STS at moto.
-JS_PROBE = """
-const { STSClient, GetCallerIdentityCommand } = require("@aws-sdk/client-sts");
-const client = new STSClient({ region: "us-east-1", endpoint: process.env.MOTO_URL });
-client.send(new GetCallerIdentityCommand({})).then(
-  (out) => console.log(JSON.stringify({ arn: out.Arn })),
-  (err) => { console.error(String(err)); process.exit(1); },
-);
-"""
-DEBIAN_AWS = Path("/usr/bin/aws")
-
-
-@pytest.fixture(scope="session")
-def js_sdk() -> Path:
-    """A folder with the JS SDK v3's node_modules, installed with npm on first use."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the JS SDK v3 tests")
-    if not (JS_SDK / "node_modules" / "@aws-sdk" / "client-sts").is_dir():
-        JS_SDK.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(JS_SDK), *JS_PACKAGES],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"npm could not install the JS SDK v3: {result.stderr[-500:]}")
-    (JS_SDK / "probe.js").write_text(JS_PROBE)
-    return JS_SDK
+from tests.e2ekit import add
+from tests.kit import assumed_arn
+from tests.sdkkit import debian_aws_cli
 
 
 def handed_env(d: Daemon, name: str, *flags: str) -> dict[str, str]:
@@ -103,13 +68,13 @@ def test_js_sdk_v3_with_the_token_variables_across_rotations(
     moto_url = edaemon.env["AWS_ENDPOINT_URL_STS"]
     first = run_js(js_sdk, env, moto_url)
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["arn"] == assumed(role, "dev")
+    assert json.loads(first.stdout)["arn"] == assumed_arn(role, "dev")
     for _ in range(2):  # the ring keeps one previous token: two rotations end the first
         assert edaemon.client("endpoint", "rotate", "dev").returncode == 0
     assert refused(env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], first_file_token)
     later = run_js(js_sdk, env, moto_url)
     assert later.returncode == 0, later.stderr
-    assert json.loads(later.stdout)["arn"] == assumed(role, "dev")
+    assert json.loads(later.stdout)["arn"] == assumed_arn(role, "dev")
 
 
 def test_rotate_containers_cuts_off_the_variables_holders(edaemon: Daemon, js_sdk: Path) -> None:
@@ -133,18 +98,6 @@ def test_rotate_containers_cuts_off_the_variables_holders(edaemon: Daemon, js_sd
     assert fresh.returncode == 0, fresh.stderr
 
 
-def debian_aws_cli() -> Path:
-    """Debian's AWS CLI v2 (2.9), or skip."""
-    if not DEBIAN_AWS.exists():
-        pytest.skip("Debian's awscli package (AWS CLI v2 2.9) is not installed")
-    version = subprocess.run(
-        [str(DEBIAN_AWS), "--version"], capture_output=True, text=True, timeout=60
-    ).stdout
-    if not version.startswith("aws-cli/2."):
-        pytest.skip(f"{DEBIAN_AWS} is not the AWS CLI v2: {version.strip()}")
-    return DEBIAN_AWS
-
-
 @pytest.mark.parametrize("imds", [False, True])
 def test_aws_cli_v2_29_through_endpoint_env(edaemon: Daemon, imds: bool) -> None:
     """Debian's AWS CLI v2 2.9, which reads AWS_CONTAINER_AUTHORIZATION_TOKEN but not the
@@ -164,7 +117,7 @@ def test_aws_cli_v2_29_through_endpoint_env(edaemon: Daemon, imds: bool) -> None
         ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["Arn"] == assumed(role, "dev")
+    assert json.loads(result.stdout)["Arn"] == assumed_arn(role, "dev")
 
 
 def test_aws_cli_v2_29_keeps_its_environment_across_rotations(edaemon: Daemon) -> None:
@@ -186,4 +139,4 @@ def test_aws_cli_v2_29_keeps_its_environment_across_rotations(edaemon: Daemon) -
         timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["Arn"] == assumed(role, "dev")
+    assert json.loads(result.stdout)["Arn"] == assumed_arn(role, "dev")

@@ -13,7 +13,7 @@ import pytest
 
 from rolecached.cache import Credentials
 from rolecached.store import Settings, Store
-from tests.kit import T0, FakeClock, FakeSleep, FakeSts, role
+from tests.kit import T0, FakeClock, FakeSleep, FakeSts, RecordProperty, role
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -69,8 +69,8 @@ async def simulate_day(seed: int = 20240601) -> Day:
         return next((e for e in store.entries() if e.request is keys[i]), None)
 
     def record_calls(before: int) -> list[int]:
-        made = [index[id(request)] for request, _ in sts.calls[before:]]
-        day.calls.extend((i, now) for i, (_, now) in zip(made, sts.calls[before:], strict=True))
+        made = [index[id(c.request)] for c in sts.calls[before:]]
+        day.calls.extend((i, c.now) for i, c in zip(made, sts.calls[before:], strict=True))
         for i, credentials in zip(made, sts.issued[before:], strict=True):
             day.issued[i].append(credentials)
         return made
@@ -149,7 +149,9 @@ def day() -> Day:
     return asyncio.run(simulate_day())
 
 
-def test_a_simulated_day_serves_enough_life_and_calls_sts_only_when_needed(day: Day) -> None:
+def test_a_simulated_day_serves_enough_life_and_calls_sts_only_when_needed(
+    day: Day, record_property: RecordProperty
+) -> None:
     """24 simulated hours, 50 keys, 1 h sessions, random requests, 5 s ticks, a 3 h suspend
     and a 10 min step back: every credential served had its min_ttl left and every STS call
     was one the model predicted (first use, a renewal due, expiry while suspended), so the
@@ -168,8 +170,8 @@ def test_a_simulated_day_serves_enough_life_and_calls_sts_only_when_needed(day: 
     # No busy loop: each tick starts at most a few renewals.
     assert max(day.started_per_tick) <= 8, day.started_per_tick
     assert day.max_running_per_key == 1
-    print(f"simulated day: {day.served} credentials served, {len(day.calls)} STS calls "
-          f"({day.on_demand} on demand, {day.renewals} renewals)")  # fmt: skip
+    record_property("credentials served in a simulated day", day.served)
+    record_property("STS calls in a simulated day", len(day.calls))
 
 
 def test_after_the_suspend_each_key_in_use_is_fetched_once_then_renews_on_schedule(
@@ -256,9 +258,9 @@ async def test_clock_stepping_back_ten_minutes_delays_renewals_by_as_much() -> N
                 assert credentials.expiration - clock.now >= 900
             before = len(sts.calls)
             await asyncio.gather(*store.tick())
-            for request, now in sts.calls[before:]:
-                assert request not in renewed_at
-                renewed_at[request] = now
+            for call in sts.calls[before:]:
+                assert call.request not in renewed_at
+                renewed_at[call.request] = call.now
             assert clock.now < T0 + 2 * HOUR
         for key, at in renewed_at.items():
             assert planned[key] <= at < planned[key] + TICK

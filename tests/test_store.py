@@ -7,96 +7,19 @@ import logging
 import random
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
 
 from rolecached.cache import Credentials, Entry
-from rolecached.errors import RolecacheError, StsError, StsFailure, StsTimeout
+from rolecached.errors import RolecacheError, StsError, StsTimeout
 from rolecached.request import RoleRequest
 from rolecached.store import Settings, Store
-from rolecached.sts import StsCallFailed
-from tests.kit import FakeClock, FakeSleep
+from tests.kit import DENIED, T0, THROTTLED, UNAVAILABLE, FakeClock, FakeSleep, FakeSts, role
 
-T0 = 1_700_000_000.0
 HOUR = 3600.0
 MIN_TTL = 300.0
-THROTTLED = StsFailure("Throttling", "Rate exceeded", retryable=True)
-UNAVAILABLE = StsFailure("ServiceUnavailable", "Service is unavailable", retryable=True)
-DENIED = StsFailure(
-    "AccessDenied",
-    "User: arn:aws:iam::123456789012:user/me is not authorized to perform: sts:AssumeRole",
-    retryable=False,
-)
-
-
-def role(name: str = "app", duration: int = 3600) -> RoleRequest:
-    return RoleRequest(
-        role_arn=f"arn:aws:iam::123456789012:role/{name}",
-        role_session_name="rolecache-test",
-        duration_seconds=duration,
-    )
-
-
-class FakeSts:
-    """A stand-in for AssumeRole: `(request, now) -> Credentials`, or StsCallFailed.
-
-    It runs in the store's worker threads, so its counters sit behind a lock. `script` holds
-    outcomes for the next calls (a failure or None for success); after it, `failure` rules.
-    `gate`, when set, makes every call wait for it; `entered` is set when a call starts.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.calls = 0
-        self.calls_by_role: Counter[str] = Counter()
-        self.failure: StsFailure | None = None
-        self.script: deque[StsFailure | None] = deque()
-        self.gate: threading.Event | None = None
-        self.entered = threading.Event()
-        self.hold = 0.0  # seconds of real time each call takes
-        self.running = 0
-        self.max_running = 0
-        self.issued: list[Credentials] = []
-
-    def __call__(
-        self,
-        request: RoleRequest,
-        now: float,
-        signer: Credentials | None = None,
-        token_code: str | None = None,
-    ) -> Credentials:
-        with self.lock:
-            self.calls += 1
-            number = self.calls
-            self.calls_by_role[request.role_arn] += 1
-            self.running += 1
-            self.max_running = max(self.max_running, self.running)
-            outcome = self.script.popleft() if self.script else self.failure
-        try:
-            self.entered.set()
-            if self.gate is not None and not self.gate.wait(timeout=10):
-                raise AssertionError("the test never opened the gate")
-            if self.hold:
-                time.sleep(self.hold)
-            if outcome is not None:
-                raise StsCallFailed(outcome)
-            credentials = Credentials(
-                access_key_id=f"ASIA{number:016d}",
-                secret_access_key=f"secret-{number}-wJalrXUtnFEMIK7MDENGbPxRfiCY",
-                session_token=f"token-{number}-FwoGZXIvYXdzEJr//////////wEaDM",
-                expiration=now + request.duration_seconds,
-                issued_at=now,
-                assumed_role_arn=f"{request.role_arn}/{request.role_session_name}",
-            )
-            with self.lock:
-                self.issued.append(credentials)
-            return credentials
-        finally:
-            with self.lock:
-                self.running -= 1
 
 
 @dataclass
@@ -155,12 +78,12 @@ async def test_first_get_calls_sts_then_second_is_served_from_memory(make_rig):
     """The first request assumes the role once; the next one is a memory hit, no STS call."""
     rig = make_rig()
     first = await rig.store.get(role(), MIN_TTL)
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
     assert first.expiration == T0 + HOUR
     rig.clock.advance(60)
     second = await rig.store.get(role(), MIN_TTL)
     assert second is first
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
     assert rig.store.sts_calls == 1
     entry = rig.entry(role())
     assert entry.hits == 1
@@ -175,7 +98,7 @@ async def test_different_requests_never_share_credentials(make_rig):
     two_hours = await rig.store.get(role(duration=7200), MIN_TTL)
     assert one_hour.access_key_id != two_hours.access_key_id
     assert two_hours.expiration == T0 + 7200
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
     assert len(rig.store.entries()) == 2
 
 
@@ -195,10 +118,10 @@ async def test_200_concurrent_cold_requests_make_one_sts_call(make_rig):
     for _ in range(3):  # let every caller run to where a second STS call would start
         await asyncio.sleep(0)
     assert not any(task.done() for task in tasks)
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
     rig.sts.gate.set()
     results = await asyncio.gather(*tasks)
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
     assert all(credentials is results[0] for credentials in results)
     assert rig.entry(role()).sts_calls == 1
 
@@ -209,7 +132,7 @@ async def test_concurrent_sts_calls_are_capped(make_rig):
     rig.sts.hold = 0.03
     keys = [role(f"app{i}") for i in range(10)]
     results = await asyncio.gather(*(rig.store.get(key, MIN_TTL) for key in keys))
-    assert rig.sts.calls == 10
+    assert len(rig.sts.calls) == 10
     assert len({c.access_key_id for c in results}) == 10
     assert rig.sts.max_running <= 2
     assert rig.sts.max_running == 2  # the cap allows parallelism; it is not a global lock
@@ -231,7 +154,7 @@ async def test_requests_are_served_while_a_renewal_is_in_flight(make_rig):
     rig.sts.gate.set()
     (renewed,) = await asyncio.gather(*tasks)
     assert await rig.store.get(role(), MIN_TTL) is renewed
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
 
 
 # -- background renewal -----------------------------------------------------------------
@@ -246,7 +169,7 @@ async def test_tick_before_renewal_time_starts_nothing(make_rig):
     for now in (T0, T0 + 600, renew_at - 1):
         rig.clock.now = now
         assert rig.store.tick() == []
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
     assert rig.entry(role()).renew_at == renew_at
 
 
@@ -259,12 +182,12 @@ async def test_tick_after_renewal_time_renews_once_and_serves_new_credentials(ma
     assert len(tasks) == 1
     assert rig.store.tick() == []  # in flight: not started again
     (new,) = await asyncio.gather(*tasks)
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
     assert new.access_key_id != old.access_key_id
     assert new.expiration == rig.clock.now + HOUR
     assert await rig.store.get(role(), MIN_TTL) is new
     assert await rig.tick() == []  # the next renewal is half an hour away again
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
     assert rig.entry(role()).renew_at > rig.clock.now + 1500
 
 
@@ -295,7 +218,7 @@ async def test_throttled_renewal_keeps_serving_and_backs_off_until_sts_recovers(
         assert rig.store.tick() == []  # no retry before the back-off has passed
         previous_retry = entry.renew_at
         rig.clock.now = entry.renew_at + 0.001
-    assert rig.sts.calls == 1 + 8
+    assert len(rig.sts.calls) == 1 + 8
     # Full jitter, but the bound doubles: later waits exceed what the first bound allowed.
     assert max(delays[3:]) > 2.0
     assert sum(delays[4:]) > sum(delays[:4])
@@ -322,7 +245,7 @@ async def test_sts_down_across_expiry_gives_503_once_below_min_ttl(make_rig):
         last_served = rig.clock.now
         rig.clock.advance(5)
     assert last_served is not None and current.expiration - last_served < MIN_TTL + 10
-    renewal_attempts = rig.sts.calls - 1
+    renewal_attempts = len(rig.sts.calls) - 1
     assert renewal_attempts >= 10  # it kept trying in the background
 
     rig.clock.now = current.expiration - MIN_TTL + 1
@@ -343,13 +266,13 @@ async def test_failed_renewals_after_expiry_still_back_off(make_rig):
     current = await rig.store.get(role(), MIN_TTL)
     rig.sts.failure = THROTTLED
     rig.clock.now = current.expiration + 1
-    calls_before = rig.sts.calls
+    calls_before = len(rig.sts.calls)
     ticks = 0
     while rig.clock.now < current.expiration + 1 + 1200:  # 20 minutes of 5 s ticks
         await rig.tick()
         ticks += 1
         rig.clock.advance(5)
-    retries = rig.sts.calls - calls_before
+    retries = len(rig.sts.calls) - calls_before
     assert retries >= 10  # still retrying ...
     assert retries < ticks / 2  # ... but not on every tick
 
@@ -366,7 +289,7 @@ async def test_permanent_error_is_reported_and_negatively_cached(make_rig):
     assert error.code == "AccessDenied"
     assert DENIED.message in error.message
     assert error.failure == DENIED
-    assert rig.sts.calls == 1  # permanent: no retries
+    assert len(rig.sts.calls) == 1  # permanent: no retries
     assert rig.sleep.delays == []
 
     for _ in range(1000):
@@ -374,12 +297,12 @@ async def test_permanent_error_is_reported_and_negatively_cached(make_rig):
         with pytest.raises(StsError) as again:
             await rig.store.get(role(), MIN_TTL)
         assert again.value.status == 502 and again.value.code == "AccessDenied"
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
 
     rig.clock.now = T0 + 10.0
     with pytest.raises(StsError):
         await rig.store.get(role(), MIN_TTL)
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
 
 
 async def test_permanent_error_during_renewal_evicts_the_credentials(make_rig):
@@ -395,7 +318,7 @@ async def test_permanent_error_during_renewal_evicts_the_credentials(make_rig):
     with pytest.raises(StsError) as caught:
         await rig.store.get(role(), MIN_TTL)
     assert caught.value.code == "AccessDenied"
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
 
 
 async def test_cold_start_retries_cold_attempts_times_with_injected_sleep(make_rig):
@@ -407,7 +330,7 @@ async def test_cold_start_retries_cold_attempts_times_with_injected_sleep(make_r
     assert len(rig.sleep.delays) == 3  # between the four tries, on the fake sleep
     assert caught.value.status == 503
     assert caught.value.code == "Throttling"
-    assert rig.sts.calls == 4
+    assert len(rig.sts.calls) == 4
     assert len(rig.sleep.delays) == 3
     for attempt, delay in enumerate(rig.sleep.delays):
         assert 0 <= delay <= min(2.0, 0.25 * 2**attempt)
@@ -420,7 +343,7 @@ async def test_cold_start_recovers_when_a_retry_succeeds(make_rig):
     rig = make_rig()
     rig.sts.script.extend([THROTTLED, None])
     credentials = await rig.store.get(role(), MIN_TTL)
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
     assert len(rig.sleep.delays) == 1
     assert credentials.expiration - rig.clock.now >= MIN_TTL
     assert rig.entry(role()).last_error is None
@@ -432,7 +355,7 @@ async def test_sts_issuing_too_short_a_lifetime_is_reported(make_rig):
     with pytest.raises(RolecacheError) as caught:
         await rig.store.get(role(duration=900), 1000)
     assert caught.value.code == "LifetimeTooShort"
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
 
 
 # -- idleness ---------------------------------------------------------------------------
@@ -456,10 +379,10 @@ async def test_idle_entries_stop_renewing_and_are_dropped_while_warm_ones_renew(
         assert warm_key in present
         warm = rig.entry(warm_key)
         assert warm.credentials.expiration - rig.clock.now > 1500  # always fresh
-    assert rig.sts.calls_by_role[idle_key.role_arn] == 1  # never renewed
+    assert rig.sts.per_key[idle_key] == 1  # never renewed
     assert dropped_at is not None
     assert idle_credentials.expiration <= dropped_at < idle_credentials.expiration + 5
-    assert rig.sts.calls_by_role[warm_key.role_arn] >= 6  # every ~30 minutes for 3 hours
+    assert rig.sts.per_key[warm_key] >= 6  # every ~30 minutes for 3 hours
 
 
 async def test_idle_entry_is_kept_until_expiry(make_rig):
@@ -483,7 +406,7 @@ async def test_clock_jumping_past_expiry_never_serves_expired_credentials(make_r
     fresh = await rig.store.get(role(), MIN_TTL)
     assert fresh is not old
     assert fresh.expiration - rig.clock.now >= MIN_TTL
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
     assert await rig.store.get(role(), 0) is fresh
 
 
@@ -497,7 +420,7 @@ async def test_clock_jumping_past_expiry_then_tick_renews_at_once(make_rig):
     served = await rig.store.get(role(), MIN_TTL)
     assert served is not old
     assert served.expiration > rig.clock.now
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
 
 
 async def test_clock_jumping_backward_breaks_nothing(make_rig):
@@ -509,13 +432,13 @@ async def test_clock_jumping_backward_breaks_nothing(make_rig):
     assert await rig.store.get(role(), MIN_TTL) is credentials
     assert await rig.tick() == []
     assert rig.store.entries() != []
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
     # Time then runs forward as usual: exactly one renewal at the planned time.
     rig.clock.now = renew_at - 1
     assert await rig.tick() == []
     rig.clock.now = renew_at
     assert len(await rig.tick()) == 1
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
 
 
 # -- min_ttl, timeouts, forgetting ------------------------------------------------------
@@ -527,11 +450,11 @@ async def test_min_ttl_larger_than_remaining_life_triggers_a_fetch(make_rig):
     old = await rig.store.get(role(), MIN_TTL)
     rig.clock.advance(3000)  # 600 s left
     assert await rig.store.get(role(), MIN_TTL) is old
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
     fresh = await rig.store.get(role(), 900)
     assert fresh is not old
     assert fresh.expiration - rig.clock.now >= 900
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
     assert await rig.store.get(role(), MIN_TTL) is fresh
 
 
@@ -547,7 +470,7 @@ async def test_request_timeout_gives_504_and_the_late_answer_is_kept(make_rig):
     rig.sts.gate.set()
     await wait_until(lambda: rig.entry(role()).credentials is not None)
     assert await rig.store.get(role(), MIN_TTL) is rig.sts.issued[0]
-    assert rig.sts.calls == 1
+    assert len(rig.sts.calls) == 1
 
 
 async def test_forget_one_key_drops_only_that_entry(make_rig):
@@ -561,7 +484,7 @@ async def test_forget_one_key_drops_only_that_entry(make_rig):
     assert [e.request for e in rig.store.entries()] == [role("b")]
     assert await rig.store.get(role("b"), MIN_TTL) is other
     assert await rig.store.get(role("a"), MIN_TTL) is not first
-    assert rig.sts.calls == 3
+    assert len(rig.sts.calls) == 3
 
 
 async def test_forget_all_drops_every_entry(make_rig):
@@ -573,7 +496,7 @@ async def test_forget_all_drops_every_entry(make_rig):
     assert rig.store.entries() == []
     assert rig.store.forget() == 0
     await rig.store.get(role("a"), MIN_TTL)
-    assert rig.sts.calls == 4
+    assert len(rig.sts.calls) == 4
 
 
 async def test_forget_during_a_fetch_answers_waiters_but_keeps_nothing(make_rig):
@@ -582,16 +505,16 @@ async def test_forget_during_a_fetch_answers_waiters_but_keeps_nothing(make_rig)
     rig = make_rig()
     rig.sts.gate = threading.Event()
     before = asyncio.create_task(rig.store.get(role(), MIN_TTL))
-    await wait_until(lambda: rig.sts.calls == 1)
+    await wait_until(lambda: len(rig.sts.calls) == 1)
     assert rig.store.forget(role()) == 1
     after = asyncio.create_task(rig.store.get(role(), MIN_TTL))
-    await wait_until(lambda: rig.sts.calls == 2)  # a call of its own, not the forgotten one
+    await wait_until(lambda: len(rig.sts.calls) == 2)  # a call of its own, not the forgotten one
     rig.sts.gate.set()
     forgotten, fresh = await asyncio.gather(before, after)
     assert fresh is not forgotten
     assert rig.entry(role()).credentials is fresh
     assert await rig.store.get(role(), MIN_TTL) is fresh
-    assert rig.sts.calls == 2
+    assert len(rig.sts.calls) == 2
 
 
 # -- secrets ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The shape of the code, held by tests: no import cycles inside the client or the daemon,
-and no module reaching into another's private names."""
+no module reaching into another's private names, and no test module importing another."""
 
 import ast
 from pathlib import Path
@@ -93,3 +93,35 @@ def private_uses(package: str) -> list[str]:
 def test_no_private_names_across_modules(package: str) -> None:
     """No module imports or reads another module's private (underscore) names."""
     assert private_uses(package) == []
+
+
+def imported_test_modules(path: Path) -> set[str]:
+    """The test modules (tests/test_*.py) that the module at `path` imports, by name."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+            if node.level == 0 and parts[0] != "tests":  # absolute, outside the suite
+                continue
+            inside = [p for p in parts if p and p != "tests"]
+            found |= {p for p in inside[:1] if p.startswith("test_")}
+            if not inside:  # from tests import test_x / from . import test_x
+                found |= {a.name for a in node.names if a.name.startswith("test_")}
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "tests" and len(parts) > 1 and parts[1].startswith("test_"):
+                    found.add(parts[1])
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared fixtures and helpers live in the kits (kit, endpointkit, e2ekit, sdkkit,
+    profilekit, dockerkit) or conftest, never in a test module another one imports: a test
+    module is run by pytest, not used as a library."""
+    found = {
+        f"{path.stem} imports {', '.join(sorted(names))}"
+        for path in sorted((ROOT / "tests").glob("*.py"))
+        if (names := imported_test_modules(path) - {path.stem})
+    }
+    assert found == set()

@@ -64,7 +64,7 @@ async def test_entries_idle_for_10_awake_hours_are_dropped() -> None:
         assert store.entries() == []
         # Renewed while in use, then no more once idle_ttl (8 h) of awake time had passed.
         assert 1 < len(sts.calls) <= 1 + (8 * HOUR) // 1620 + 1
-        assert all(now <= T0 + 8 * HOUR + 300 for _, now in sts.calls)
+        assert all(c.now <= T0 + 8 * HOUR + 300 for c in sts.calls)
     finally:
         await store.close()
 
