@@ -159,17 +159,16 @@ class EcsLane:
         hosts: Callable[[], frozenset[str]],
         limiter: RateLimiter,
         clock: Callable[[], float],
-        held: Callable[[Binding, float], Credentials | None],
+        held: Callable[[Binding, float, Peer, str | None, Callable[[], bool]], Credentials | None],
         render: Callable[[Served, Credentials], tuple[bytes, bytes]],
-        handed_out: Callable[[Served, Credentials, Peer, str | None], None],
     ) -> None:
-        self._served = served  # the manager's own mapping: adds and removes show at once
+        self._served = served  # the handler's own mapping: adds and removes show at once
         self._hosts = hosts
         self._limiter = limiter
         self._clock = clock
-        self._held = held  # the handler's own source (EndpointManager.held)
+        # The handler's own source (Handout.held): it counts and audits what it returns.
+        self._held = held
         self._render = render  # -> http_responses(), cached per credentials object
-        self._handed_out = handed_out  # the handler's own count and audit line
 
     def answer(self, raw: bytes, peer: Peer) -> Reply | NeedMore | None:
         """The Reply to `raw` from `peer` (with the binding, the rate-limit key); NEED_MORE
@@ -182,11 +181,13 @@ class EcsLane:
         if served is None or not admissible(ask, self._hosts(), served, now):
             return None
         # What the handler would serve without waiting; else aiohttp fetches, waits or refuses.
-        credentials = self._held(served.binding, ECS_MIN_TTL)
+        # The limiter is asked only once credentials are held (a refusal is aiohttp's to
+        # answer 429, asking it again), and only what it lets through is counted.
+        key = f"{peer_key(peer)} {ask.name}"
+        credentials = self._held(
+            served.binding, ECS_MIN_TTL, peer, ask.agent, lambda: not self._limiter.wait(key, now)
+        )
         if credentials is None:
             return None
-        if self._limiter.wait(f"{peer_key(peer)} {ask.name}", now):
-            return None  # aiohttp asks the limiter again and answers 429
         closing, keeping = self._render(served, credentials)
-        self._handed_out(served, credentials, peer, ask.agent)
         return Reply(closing, False) if ask.close else Reply(keeping, True)
