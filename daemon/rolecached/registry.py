@@ -134,7 +134,7 @@ class Registry:
     # -- token files ------------------------------------------------------------------------
 
     def token_path(self, name: str) -> Path:
-        """A binding's token file, alone in a folder of their own: a container is given
+        """A binding's token file, alone in a folder of its own: a container is given
         exactly one binding's token by mounting that folder."""
         return self.tokens_dir / name / TOKEN_FILE
 
