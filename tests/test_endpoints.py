@@ -682,13 +682,13 @@ async def sdk_rig(
 
     # Every answer the endpoints give (the handler's, the lane's, IMDS's: each is counted by
     # handed_out), as seconds of life left at the simulated time.
-    count = manager.handed_out
+    count = manager.handout.handed_out
 
     def recorded(served: ep.Served, creds: Credentials, *args: Any, **kwargs: Any) -> None:
         sdk.served_left.append(creds.expiration - clock())
         count(served, creds, *args, **kwargs)
 
-    monkeypatch.setattr(manager, "handed_out", recorded)
+    monkeypatch.setattr(manager.handout, "handed_out", recorded)
     yield sdk
     await manager.close()
     await store.close()

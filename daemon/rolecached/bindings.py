@@ -14,6 +14,9 @@ from rolecache.protocol import BINDING_NAME_RULE, valid_binding_name
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError
 from rolecached.request import RoleRequest
 
+# Where the container endpoint serves a binding (its RELATIVE_URI form appends a capability).
+ECS_PATH = "/v1/credentials/{name}"
+
 # Remaining lifetimes the SDKs need: botocore
 # refreshes container credentials under 15 min and extends IMDS ones under 15 + 2..10 min.
 ECS_MIN_TTL = 15 * 60

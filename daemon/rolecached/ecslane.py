@@ -3,12 +3,12 @@
 SDKs refresh through the ECS-style endpoint with one connection per request, and aiohttp
 spends about 240 µs of CPU setting up each one, which caps the listener near 3,500 requests a
 second on two cores (bench B5). The socket API met the same limit with fastlane.py; this is
-its counterpart for the container listener. The listener's front guard (front.py) offers the
-request bytes of each admitted connection to `EcsLane.answer` first. The lane answers
-only a complete `GET /v1/credentials/NAME` that aiohttp would answer 200 from memory:
+its counterpart for the container listener. The listener's front guard (front.py) parses
+each admitted connection's request strictly (httphead.py) and offers it to `EcsLane.answer`
+first. The lane answers only a `GET /v1/credentials/NAME` that aiohttp would answer 200 from
+memory:
 
-- one Host in the listener's allow-list, no Origin, no body (Content-Length,
-  Transfer-Encoding), nothing after the head, a strict head aiohttp parses the same way;
+- one Host in the listener's allow-list, no Origin, no body, no query;
 - an Authorization value the binding's `TokenRing.valid` accepts (constant time, grace);
 - the binding's credentials held with the container floor (`ECS_MIN_TTL`) left;
 - a request the listener's rate limiter (the middleware's own instance, keyed by peer and
@@ -16,8 +16,8 @@ only a complete `GET /v1/credentials/NAME` that aiohttp would answer 200 from me
   twice.
 
 Its answer is the handler's JSON body with the headers the middleware adds (Cache-Control,
-the sandbox marker), rendered once per credentials object by the manager; the hand-out is
-counted and audited by the manager's `handed_out`, as the handler's are. Everything else,
+the sandbox marker), rendered once per credentials object (endpoint_apps.render_ecs); the
+hand-out is counted and audited by `Handout.held`, as the handler's are. Everything else,
 every refusal included, is handed to aiohttp unchanged (from that request on, the connection
 is aiohttp's), so the lane never decides anything aiohttp would not. A kept-alive connection
 stays open for the next request, unless the client said `Connection: close`.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rolecache.protocol import SANDBOX_HEADER, valid_binding_name
-from rolecached.bindings import ECS_MIN_TTL, Binding
+from rolecached.bindings import ECS_MIN_TTL, ECS_PATH, Binding
 from rolecached.cache import Credentials
 from rolecached.errors import endpoint_error_document
 from rolecached.front import Reply
@@ -41,14 +41,14 @@ from rolecached.tokens import TokenRing
 
 
 class Served(Protocol):
-    """What the lane reads of a served binding (endpoints.Served is one): it needs no more,
-    and endpoints.py imports this module, not the other way round."""
+    """What the lane reads of a served binding (registry.Served is one): it needs no more,
+    and endpoint_apps.py imports this module, not the other way round."""
 
     binding: Binding
     ring: TokenRing
 
 
-_PREFIX = b"/v1/credentials/"
+_PREFIX = ECS_PATH.removesuffix("{name}").encode()
 # Headers that change how aiohttp reads or answers the request: theirs to handle.
 _HAND_OVER = (b"origin", b"content-length", b"content-type")
 
@@ -130,17 +130,16 @@ class EcsLane:
         hosts: Callable[[], frozenset[str]],
         limiter: RateLimiter,
         clock: Callable[[], float],
-        held: Callable[[Binding, float], Credentials | None],
+        held: Callable[[Binding, float, Peer, str | None, Callable[[], bool]], Credentials | None],
         render: Callable[[Served, Credentials], tuple[bytes, bytes]],
-        handed_out: Callable[[Served, Credentials, Peer, str | None], None],
     ) -> None:
-        self._served = served  # the manager's own mapping: adds and removes show at once
+        self._served = served  # the handler's own mapping: adds and removes show at once
         self._hosts = hosts
         self._limiter = limiter
         self._clock = clock
-        self._held = held  # the handler's own source (EndpointManager.held)
+        # The handler's own source (Handout.held): it counts and audits what it returns.
+        self._held = held
         self._render = render  # -> http_responses(), cached per credentials object
-        self._handed_out = handed_out  # the handler's own count and audit line
 
     def answer(self, head: Head, peer: Peer) -> Reply | None:
         """The Reply to `head` from `peer` (with the binding, the rate-limit key), or None to
@@ -153,11 +152,13 @@ class EcsLane:
         if served is None or not admissible(ask, self._hosts(), served, now):
             return None
         # What the handler would serve without waiting; else aiohttp fetches, waits or refuses.
-        credentials = self._held(served.binding, ECS_MIN_TTL)
+        # The limiter is asked only once credentials are held (a refusal is aiohttp's to
+        # answer 429, asking it again), and only what it lets through is counted.
+        key = f"{peer_key(peer)} {ask.name}"
+        credentials = self._held(
+            served.binding, ECS_MIN_TTL, peer, ask.agent, lambda: not self._limiter.wait(key, now)
+        )
         if credentials is None:
             return None
-        if self._limiter.wait(f"{peer_key(peer)} {ask.name}", now):
-            return None  # aiohttp asks the limiter again and answers 429
         closing, keeping = self._render(served, credentials)
-        self._handed_out(served, credentials, peer, ask.agent)
         return Reply(closing, False) if ask.close else Reply(keeping, True)

@@ -102,6 +102,13 @@ class StsError(RolecacheError):
         self.status = 503 if failure.retryable else 502
 
 
+class ListenError(RolecacheError):
+    """A container endpoint's listener could not bind its address."""
+
+    status = 503
+    code = "EndpointUnavailable"
+
+
 # -- the container endpoints' refusals -----------------------------------------------------
 # Rendered as {"Code", "Message"}, the shape SDKs surface, by the endpoints' one middleware.
 

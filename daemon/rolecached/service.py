@@ -23,7 +23,8 @@ from rolecache.protocol import socket_path, socket_path_problem
 from rolecached import bindingstate, config, endpoint_api, host, logsink, profiles
 from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
-from rolecached.endpoints import EndpointManager, ListenError
+from rolecached.endpoints import EndpointManager
+from rolecached.errors import ListenError
 from rolecached.fastlane import MAX_REQUEST
 from rolecached.front import Door, FrontSite, Lane, Reply
 from rolecached.gate import Caps, Gate, raise_fd_limit
