@@ -164,9 +164,10 @@ def listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listeners]:
     thread.join(10)
 
 
-def judge(raw: bytes, token_ok: bool, kind: str) -> None:
+def judge(raw: bytes, token_ok: bool, kind: str, sent: bytes) -> None:
     """A well-formed non-5xx answer (or a closed connection), with credentials only when the
-    request carried a valid token."""
+    request carried a valid token. A marker the request itself carried proves nothing (an
+    error page may quote the request back), so only the others are looked for."""
     CASES[kind] += 1
     if not raw:
         return
@@ -175,7 +176,8 @@ def judge(raw: bytes, token_ok: bool, kind: str) -> None:
     status = int(status_line.split(b" ")[1])
     assert status < 500, raw[:300]
     if not token_ok:
-        assert not any(marker in raw for marker in CREDENTIAL_MARKERS), raw[:300]
+        markers = [marker for marker in CREDENTIAL_MARKERS if marker not in sent]
+        assert not any(marker in raw for marker in markers), raw[:300]
 
 
 METHODS = st.sampled_from(
@@ -254,10 +256,12 @@ def test_container_listener_gives_credentials_only_for_a_valid_token(
         headers += extra
         order = data.draw(st.permutations(range(len(headers))))
         headers = [headers[i] for i in order]
-        raw = exchange(port, request(method, path, headers), half_close=True)
+        sent = request(method, path, headers)
+        raw = exchange(port, sent, half_close=True)
         # aiohttp reads the first Authorization (the lane takes none of two): it decides.
         first = next((v for k, v in headers if k == "Authorization"), None)
-        judge(raw, first in (*listeners.tokens, listeners.other_token), "container listener")
+        valid = first in (*listeners.tokens, listeners.other_token)
+        judge(raw, valid, "container listener", sent)
 
     check()
     assert CASES["container listener"] >= 2500
@@ -293,8 +297,9 @@ def test_imds_listener_gives_credentials_only_for_a_valid_session_token(
     def check(method: str, path: str, token: str, extra: list[tuple[str, str]]) -> None:
         headers = [("Host", f"127.0.0.1:{port}")]
         headers += [("X-aws-ec2-metadata-token", v) for v in values[token]]
-        raw = exchange(port, request(method, path, [*headers, *extra]), half_close=True)
-        judge(raw, token in ("valid", "then junk"), "IMDS listener")
+        sent = request(method, path, [*headers, *extra])
+        raw = exchange(port, sent, half_close=True)
+        judge(raw, token in ("valid", "then junk"), "IMDS listener", sent)
 
     check()
     assert CASES["IMDS listener"] >= 1500

