@@ -10,6 +10,8 @@ cache. Which CLI it copies, v1 or v2, is ROLECACHE_CLI_VERSION, else the daemon'
 import os
 import sys
 
+from rolecache.cmdline import option_value
+
 
 class Codes:
     """One AWS CLI generation's exit codes, as it really exits (the tests compare with it)."""
@@ -116,11 +118,8 @@ def translate(args: list[str], version: int = 1) -> Parsed:
         elif name == "--no-verify-ssl" and not eq:
             parsed.fields["verify_ssl"] = False
         elif name in VALUED:
-            if eq:
-                value = inline
-            elif i < len(args):
-                value, i = args[i], i + 1
-            else:
+            value, i = option_value(args, i, eq, inline)
+            if value is None:
                 raise CliUsage(f"argument {name}: expected one argument")
             if name == "--output":
                 parsed.output = value

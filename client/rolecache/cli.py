@@ -13,6 +13,7 @@ from rolecache.cmdline import (
     COMMAND_FLAGS,
     UsageError,
     build_request,
+    exec_command,
     parse_options,
     print_table,
 )
@@ -111,13 +112,7 @@ def cmd_exec(args: list[str], sandbox: bool) -> int:
     env["AWS_SECRET_ACCESS_KEY"] = doc["SecretAccessKey"]
     env["AWS_SESSION_TOKEN"] = doc["SessionToken"]
     env["AWS_CREDENTIAL_EXPIRATION"] = doc["Expiration"]
-    sys.stdout.flush()
-    try:
-        os.execvpe(command[0], command, env)
-    except OSError as exc:
-        sys.stderr.write(f"rolecache: cannot run {command[0]!r}: {exc.strerror}\n")
-        return 127 if isinstance(exc, FileNotFoundError) else 126
-    return 0  # not reached: execvpe does not return
+    return exec_command(command, env)
 
 
 def _duration(seconds: int | None) -> str:
@@ -127,6 +122,24 @@ def _duration(seconds: int | None) -> str:
         return "expired"
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _session_row(s: dict) -> tuple[str, ...]:
+    if s.get("needs_mfa_code"):
+        renews = "needs MFA code"
+    elif s["renews_in"] is None or s["renews_in"] > 0:
+        renews = _duration(s["renews_in"])
+    else:
+        renews = "now"
+    return (
+        s["role_arn"],
+        s["role_session_name"],
+        _duration(s["expires_in"]),
+        renews,
+        str(s["hits"]),
+        s.get("last_requester") or "",
+        s["last_error"] or "",
+    )
 
 
 def cmd_list(args: list[str], sandbox: bool) -> int:
@@ -140,24 +153,8 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
     if not sessions:
         print("no cached sessions")
         return protocol.EXIT_OK
-    rows = [("ROLE", "SESSION", "EXPIRES IN", "RENEWS IN", "HITS", "LAST REQUESTER", "LAST ERROR")]
-    for s in sessions:
-        rows.append(
-            (
-                s["role_arn"],
-                s["role_session_name"],
-                _duration(s["expires_in"]),
-                "needs MFA code"
-                if s.get("needs_mfa_code")
-                else _duration(s["renews_in"])
-                if s["renews_in"] is None or s["renews_in"] > 0
-                else "now",
-                str(s["hits"]),
-                s.get("last_requester") or "",
-                s["last_error"] or "",
-            )
-        )
-    print_table(rows)
+    header = ("ROLE", "SESSION", "EXPIRES IN", "RENEWS IN", "HITS", "LAST REQUESTER", "LAST ERROR")
+    print_table(header, [_session_row(s) for s in sessions])
     return protocol.EXIT_OK
 
 

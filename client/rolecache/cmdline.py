@@ -1,10 +1,11 @@
 """The command line's conventions, shared by every rolecache command: the selector options
 and their parser (by hand from a table: argparse pulls in `re` and friends, too slow for a
-cache hit), the request they build, and the table listings print.
+cache hit), the request they build, the table listings print, and running a command.
 
 Imports nothing of rolecache but `protocol`, so every command can use it without a cycle.
 """
 
+import os
 import sys
 
 from rolecache import protocol
@@ -90,6 +91,16 @@ def _policy(text: str) -> str:
         raise UsageError(f"--policy {text}: {exc.strerror}") from None
 
 
+def option_value(args: list[str], i: int, eq: str, inline: str) -> tuple[str | None, int]:
+    """An option's value (after its `=`, else the next argument; None when there is none)
+    and the index of the argument after it."""
+    if eq:
+        return inline, i
+    if i < len(args):
+        return args[i], i + 1
+    return None, i
+
+
 def parse_options(
     args: list[str], allowed: dict[str, str]
 ) -> tuple[dict[str, object], dict[str, object], list[str]]:
@@ -115,11 +126,8 @@ def parse_options(
                     raise UsageError(f"{name} needs at least one value")
                 fields[field] = values
                 continue
-            if eq:
-                value = inline
-            elif i < len(args):
-                value, i = args[i], i + 1
-            else:
+            value, i = option_value(args, i, eq, inline)
+            if value is None:
                 raise UsageError(f"{name} needs a value")
             if kind == "int":
                 number = protocol.whole_number(value)
@@ -174,9 +182,21 @@ def _token_code_from_stdin() -> str:
     return code
 
 
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    """Print rows as left-aligned columns, the first row being the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+def print_table(header: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
+    """Print the header and rows as left-aligned columns."""
+    rows = [header, *body]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
+
+def exec_command(command: list[str], env: dict[str, str]) -> int:
+    """Replace this process with `command` in `env`; if it cannot run, say why and return
+    the shell's exit code for it (127 not found, 126 not runnable)."""
+    sys.stdout.flush()
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as exc:
+        sys.stderr.write(f"rolecache: cannot run {command[0]!r}: {exc.strerror}\n")
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+    return 0  # not reached: execvpe does not return

@@ -180,6 +180,18 @@ def cmd_add(args: list[str], sandbox: bool) -> int:
     return protocol.EXIT_OK
 
 
+def _endpoint_row(e: dict) -> tuple[str, ...]:
+    return (
+        e["name"],
+        e["role_arn"],
+        e["role_session_name"],
+        e["ecs_url"],
+        e["imds_url"] or "-",
+        e["origin"],
+        e["last_error"] or "",
+    )
+
+
 def cmd_list(args: list[str], sandbox: bool) -> int:
     """A table of bindings, or their JSON with --json."""
     _, flags, _ = cmdline.parse_options(args, cmdline.ENDPOINT_FLAGS["list"])
@@ -194,20 +206,8 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
     if not endpoints:
         print("no endpoints")
         return protocol.EXIT_OK
-    rows = [("NAME", "ROLE", "SESSION", "CONTAINER URL", "IMDS URL", "FROM", "LAST ERROR")]
-    for e in endpoints:
-        rows.append(
-            (
-                e["name"],
-                e["role_arn"],
-                e["role_session_name"],
-                e["ecs_url"],
-                e["imds_url"] or "-",
-                e["origin"],
-                e["last_error"] or "",
-            )
-        )
-    cmdline.print_table(rows)
+    header = ("NAME", "ROLE", "SESSION", "CONTAINER URL", "IMDS URL", "FROM", "LAST ERROR")
+    cmdline.print_table(header, [_endpoint_row(e) for e in endpoints])
     return protocol.EXIT_OK
 
 
@@ -269,13 +269,7 @@ def exec_endpoint(name: str, imds: bool, command: list[str], sandbox: bool) -> i
     variables, unset = handoff(_info(name, sandbox), imds, os.environ)
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(variables)
-    sys.stdout.flush()
-    try:
-        os.execvpe(command[0], command, env)
-    except OSError as exc:
-        sys.stderr.write(f"rolecache: cannot run {command[0]!r}: {exc.strerror}\n")
-        return 127 if isinstance(exc, FileNotFoundError) else 126
-    return 0  # not reached
+    return cmdline.exec_command(command, env)
 
 
 def run(args: list[str], sandbox: bool) -> int:
