@@ -90,7 +90,7 @@ def docker_handoff(info: dict[str, object]) -> dict[str, str]:
     where = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": str(url)}
     if info.get("port_80"):
         # Port 80 of 169.254.170.2 reaches the daemon: the path every SDK generation takes.
-        path = f"/v1/credentials/{info['name']}/{read_secret(info, 'capability_file')}"
+        path = f"{info['ecs_path']}/{read_secret(info, 'capability_file')}"
         where = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": path}
     return {
         **where,

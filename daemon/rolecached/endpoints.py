@@ -375,6 +375,8 @@ class EndpointManager:
             "role_session_name": binding.request.role_session_name,
             "duration_seconds": binding.request.duration_seconds,
             "ecs_url": f"http://{host}:{self.ecs_port}{path}",
+            # A RELATIVE_URI is this path, "/", and the secret in capability_file.
+            "ecs_path": path,
             # What a container on the docker network is handed (`endpoint env --docker`).
             "docker_url": f"http://{DOCKER_GATEWAY}:{self.ecs_port}{path}"
             if self.settings.docker
