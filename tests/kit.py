@@ -1,19 +1,22 @@
 """The test kit: fakes and helpers shared across the suite. A settable clock and the sleep
 that moves it, a scriptable STS (with STS's own MFA and signing rules) that records its calls,
-and raw HTTP/1.1 to the daemon's Unix socket and its TCP listeners."""
+the daemon's socket API served in-process, and raw HTTP/1.1 to the daemon's Unix socket and
+its TCP listeners."""
 
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rolecached import service
 from rolecached.cache import Credentials
 from rolecached.errors import StsFailure
 from rolecached.request import MfaSession, RoleRequest
@@ -243,6 +246,33 @@ def issue(request: RoleRequest | MfaSession, now: float, number: int) -> Credent
 
 async def no_sleep(_: float) -> None:
     """The store's back-off sleep, skipped: retries happen at once."""
+
+
+# -- the socket API, in-process -----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving(path: Path, store: Any, **options: Any) -> AsyncIterator[Path]:
+    """`service.serve` (front guard, fast lane, aiohttp app) for `store` on a Unix socket at
+    `path`, in the running loop: yields the socket's path once it serves (raising serve's
+    own error if it failed first), and stops it after. `options` go to service.serve."""
+    listener = service.open_listener(path)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        service.serve(listener, store, stop=stop, on_ready=ready.set, **options)
+    )
+    try:
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()  # serve failed: show why
+        assert ready.is_set(), "serve did not become ready"
+        yield listener.path
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, TIMEOUT)
+        os.close(listener.lock_fd)
 
 
 # -- raw HTTP/1.1: the socket API (a Unix socket path) or a TCP listener (a port) ---------

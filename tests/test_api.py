@@ -3,6 +3,7 @@ Unix socket, spoken to in raw HTTP/1.1, with a counting fake STS behind the stor
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -15,10 +16,9 @@ from typing import Any
 import pytest
 
 from rolecache import __version__
-from rolecached import service
 from rolecached.api import MAX_BODY
 from rolecached.store import Store
-from tests.kit import ACCOUNT, DENIED, THROTTLED, TIMEOUT, FakeSts, Reply, http, no_sleep
+from tests.kit import ACCOUNT, DENIED, THROTTLED, TIMEOUT, FakeSts, Reply, http, no_sleep, serving
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/deploy"
 DENIED_ROLE = f"arn:aws:iam::{ACCOUNT}:role/forbidden"
@@ -57,38 +57,21 @@ Start = Callable[..., Awaitable[Daemon]]
 @pytest.fixture
 async def start(tmp_path: Path) -> AsyncIterator[Start]:
     """Start `service.serve` on a fresh socket in tmp_path; stopped after the test."""
-    stops: list[tuple[asyncio.Event, asyncio.Task[None], service.Listener]] = []
+    numbers = itertools.count()
+    async with contextlib.AsyncExitStack() as running:
 
-    async def _start(
-        sts: FakeSts | None = None, *, sandbox: bool = False, allowed_uid: int | None = None
-    ) -> Daemon:
-        listener = service.open_listener(tmp_path / f"d{len(stops)}" / "s.sock")
-        sts = sts or FakeSts()
-        store = Store(sts, sleep=no_sleep)
-        stop, ready = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(
-            service.serve(
-                listener,
-                store,
-                sandbox=sandbox,
-                allowed_uid=allowed_uid,
-                stop=stop,
-                on_ready=ready.set,
+        async def _start(
+            sts: FakeSts | None = None, *, sandbox: bool = False, allowed_uid: int | None = None
+        ) -> Daemon:
+            sts = sts or FakeSts()
+            store = Store(sts, sleep=no_sleep)
+            path = tmp_path / f"d{next(numbers)}" / "s.sock"
+            path = await running.enter_async_context(
+                serving(path, store, sandbox=sandbox, allowed_uid=allowed_uid)
             )
-        )
-        stops.append((stop, task, listener))
-        waiter = asyncio.create_task(ready.wait())
-        await asyncio.wait({task, waiter}, timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()  # serve failed: show why
-        assert ready.is_set(), "serve did not become ready"
-        return Daemon(listener.path, store, sts)
+            return Daemon(path, store, sts)
 
-    yield _start
-    for stop, task, listener in stops:
-        stop.set()
-        await asyncio.wait_for(task, TIMEOUT)
-        os.close(listener.lock_fd)
+        yield _start
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rolecached import fastlane, service
+from rolecached import fastlane
 from rolecached.fastlane import MAX_REQUEST, takes
 from rolecached.httphead import NEED_MORE, Head, parse
 from rolecached.request import RoleRequest
 from rolecached.store import Store
-from tests.kit import FakeClock, FakeSts
+from tests.kit import FakeClock, FakeSts, serving
 
 ROLE = "arn:aws:iam::123456789012:role/lane"
 
@@ -56,17 +56,8 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     clock = FakeClock(time.time())
     sts = FakeSts()
     store = Store(sts, clock=clock)
-    listener = service.open_listener(tmp_path / "run" / "s.sock")
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.serve(listener, store, stop=stop))
-    for _ in range(100):
-        if listener.path.exists():
-            break
-        await asyncio.sleep(0.01)
-    yield Daemon(listener.path, sts, clock, store)
-    stop.set()
-    await task
-    os.close(listener.lock_fd)
+    async with serving(tmp_path / "run" / "s.sock", store) as path:
+        yield Daemon(path, sts, clock, store)
 
 
 async def test_a_repeat_is_answered_by_the_lane_with_the_same_body(daemon: Daemon) -> None:

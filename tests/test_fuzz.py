@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import socket
 import string
@@ -37,6 +36,7 @@ from tests.kit import (
     exchange,
     no_sleep,
     parse_reply,
+    serving,
 )
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/fuzzed"
@@ -147,7 +147,6 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`service.serve` on its own event loop in a thread, for the whole module."""
     path = tmp_path_factory.mktemp("fuzz") / "run" / "s.sock"
-    listener = service.open_listener(path)
     sts = FakeSts()
     errors = ErrorLog()
     loggers = [logging.getLogger(name) for name in ("rolecached", "aiohttp")]
@@ -160,9 +159,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         box["loop"] = asyncio.get_running_loop()
         box["stop"] = asyncio.Event()
 
-        await service.serve(
-            listener, Store(sts, sleep=no_sleep), stop=box["stop"], on_ready=ready.set
-        )
+        async with serving(path, Store(sts, sleep=no_sleep)) as served:
+            box["path"] = served
+            ready.set()
+            await box["stop"].wait()
 
     factory = service.event_loop_factory()  # uvloop, as the daemon runs, when installed
 
@@ -173,10 +173,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     thread = threading.Thread(target=run, name="fuzzed-daemon", daemon=True)
     thread.start()
     assert ready.wait(10), "the daemon did not become ready"
-    yield Served(listener.path, sts, errors, thread)
+    yield Served(box["path"], sts, errors, thread)
     box["loop"].call_soon_threadsafe(box["stop"].set)
     thread.join(10)
-    os.close(listener.lock_fd)
     for logger in loggers:
         logger.removeHandler(errors)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from rolecached import service
 from rolecached.errors import StsFailure
 from rolecached.gate import Caps, Gate
 from rolecached.request import RoleRequest
@@ -29,7 +28,7 @@ from tests.conftest import (
     sts_error_xml,
     unique_role,
 )
-from tests.kit import FakeSts
+from tests.kit import FakeSts, serving
 
 ROLE = "arn:aws:iam::123456789012:role/hard"
 
@@ -112,23 +111,9 @@ async def socket_api(tmp_path: Path) -> AsyncIterator[tuple[Path, Gate]]:
     """The real listener in-process, with tight connection limits."""
     gate = Gate(os.getuid(), Caps(unix=250, tcp_total=64, per_listener=32, per_peer=16))
     store = Store(FakeSts())
-    listener = service.open_listener(tmp_path / "run" / "s.sock")
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        service.serve(
-            listener,
-            store,
-            stop=stop,
-            on_ready=ready.set,
-            gate=gate,
-            request_timeout=REQUEST_TIMEOUT,
-        )
-    )
-    await asyncio.wait_for(ready.wait(), 10)
-    yield listener.path, gate
-    stop.set()
-    await task
-    os.close(listener.lock_fd)
+    path = tmp_path / "run" / "s.sock"
+    async with serving(path, store, gate=gate, request_timeout=REQUEST_TIMEOUT) as path:
+        yield path, gate
 
 
 REQUEST_TIMEOUT = 1.0
