@@ -12,7 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -233,3 +233,26 @@ def run_container(
 def port_80_held() -> "contextlib.AbstractContextManager[None]":
     """Hold port 80 of the test network for one test (see _locked)."""
     return _locked("port-80")
+
+
+@contextlib.contextmanager
+def port_80_redirect(
+    client: Callable[..., subprocess.CompletedProcess], network: str
+) -> Iterator[subprocess.CompletedProcess]:
+    """`rolecache docker setup --network NETWORK --port-80 --apply` run by `client` (a daemon's
+    client method) for the duration, holding port 80 of the test network, and `--remove
+    --apply` afterwards; yields what the set-up printed."""
+    setup = ["docker", "setup", "--network", network]
+    with port_80_held():
+        applied = client(*setup, "--port-80", "--apply")
+        assert applied.returncode == 0, applied.stderr
+        try:
+            yield applied
+        finally:
+            removed = client(*setup, "--remove", "--apply")
+        assert removed.returncode == 0, removed.stderr
+
+
+def loopback_80_held() -> "contextlib.AbstractContextManager[None]":
+    """Hold port 80 of 127.0.0.1 for one test (see _locked): a test listening there."""
+    return _locked("loopback-80")
