@@ -28,7 +28,13 @@ from tests.strict_sts import StsProxy, sts_error_xml
 # pytester: the test that proves the IMDS sentinel fails a session runs one of its own. The
 # kits' fixtures (the in-process endpoint rig, the real daemon with endpoints, the SDKs on
 # the host) are there by name for every test module.
-pytest_plugins = ["pytester", "tests.endpointkit", "tests.e2ekit", "tests.sdkkit"]
+pytest_plugins = [
+    "pytester",
+    "tests.endpointkit",
+    "tests.e2ekit",
+    "tests.sdkkit",
+    "tests.containerkit",
+]
 
 __all__ = ["imds_sentinel", "pytest_configure", "pytest_unconfigure", "sts_error_xml"]
 

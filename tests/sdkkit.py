@@ -3,6 +3,8 @@ npm on first use) and Debian's AWS CLI v2 2.9; each skips the test when it canno
 
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,13 @@ def debian_aws_cli() -> Path:
     if not version.startswith("aws-cli/2."):
         pytest.skip(f"{DEBIAN_AWS} is not the AWS CLI v2: {version.strip()}")
     return DEBIAN_AWS
+
+
+def refused(url: str, token: str) -> bool:
+    """True when the container endpoint refuses `token` with 403."""
+    request = urllib.request.Request(url, headers={"Authorization": token})
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        return exc.code == 403
+    return False

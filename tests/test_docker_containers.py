@@ -7,13 +7,13 @@ anywhere but loopback and that network. Skipped, saying why, when dockerd cannot
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Daemon, unique_role
-from tests.dockerkit import GATEWAY, docker_unavailable, run_container, shared_network
+from tests.containerkit import docker_env
+from tests.dockerkit import run_container
 from tests.e2ekit import add
 from tests.kit import assumed_arn
 from tests.sdkkit import JS_PROBE, debian_aws_cli
@@ -27,35 +27,6 @@ session = boto3.Session()
 arn = session.client("sts").get_caller_identity()["Arn"]
 print(json.dumps({"arn": arn, "method": session.get_credentials().method}))
 """
-
-
-@pytest.fixture(scope="session")
-def network() -> str:
-    """The shared test network, once dockerd is known to answer (else the tests skip)."""
-    reason = docker_unavailable()
-    if reason:
-        pytest.skip(reason)
-    return shared_network()
-
-
-@pytest.fixture(scope="session")
-def moto_at_gateway(network: str) -> Iterator[str]:
-    """moto's STS on 169.254.170.2, for containers; it shares the in-process backend with the
-    loopback moto the daemon calls, so it knows the credentials the daemon hands out."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address=GATEWAY, port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-def docker_env(d: Daemon, name: str = "dev") -> dict[str, str]:
-    """What `rolecache endpoint env NAME --docker --env-file` prints, as a mapping."""
-    out = d.client("endpoint", "env", name, "--docker", "--env-file")
-    assert out.returncode == 0, out.stderr
-    return dict(line.split("=", 1) for line in out.stdout.splitlines())
 
 
 def sts_env(moto_url: str) -> dict[str, str]:

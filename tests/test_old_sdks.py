@@ -27,12 +27,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, Daemon, unique_role
+from tests.containerkit import docker_env
 from tests.dockerkit import loopback_80_held, port_80_redirect, run_container
-from tests.test_docker_containers import docker_env, moto_at_gateway, network
-from tests.test_endpoints_e2e import add, assumed, edaemon
-from tests.test_sdk_generations import refused
-
-__all__ = ["edaemon", "moto_at_gateway", "network"]  # fixtures, used by name
+from tests.e2ekit import add
+from tests.kit import assumed_arn as assumed
+from tests.sdkkit import refused
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_SDK = ROOT / ".cache" / "go-sdk"  # the probe's source, build cache and binary

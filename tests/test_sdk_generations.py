@@ -5,8 +5,6 @@ slash). Each proves its credentials with GetCallerIdentity against moto."""
 
 import json
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from tests.conftest import BIN, Daemon, unique_role
 from tests.e2ekit import add
 from tests.kit import assumed_arn
-from tests.sdkkit import debian_aws_cli
+from tests.sdkkit import debian_aws_cli, refused
 
 
 def handed_env(d: Daemon, name: str, *flags: str) -> dict[str, str]:
@@ -27,16 +25,6 @@ def handed_env(d: Daemon, name: str, *flags: str) -> dict[str, str]:
     }
     env.update(line.split("=", 1) for line in out.stdout.splitlines())
     return env
-
-
-def refused(url: str, token: str) -> bool:
-    """True when the container endpoint refuses `token` with 403."""
-    request = urllib.request.Request(url, headers={"Authorization": token})
-    try:
-        urllib.request.urlopen(request, timeout=10).close()
-    except urllib.error.HTTPError as exc:
-        return exc.code == 403
-    return False
 
 
 def run_js(sdk: Path, env: dict[str, str], moto_url: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,39 @@
+"""Fixtures for tests that run real containers: the shared --internal test network (skipping
+with dockerd's reason when it does not answer), moto's STS at its gateway for the containers,
+and the docker hand-off as a mapping. Loaded as a plugin by conftest.py."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Daemon
+from tests.dockerkit import GATEWAY, docker_unavailable, shared_network
+
+
+@pytest.fixture(scope="session")
+def network() -> str:
+    """The shared test network, once dockerd is known to answer (else the tests skip)."""
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(reason)
+    return shared_network()
+
+
+@pytest.fixture(scope="session")
+def moto_at_gateway(network: str) -> Iterator[str]:
+    """moto's STS on 169.254.170.2, for containers; it shares the in-process backend with the
+    loopback moto the daemon calls, so it knows the credentials the daemon hands out."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=GATEWAY, port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def docker_env(d: Daemon, name: str = "dev") -> dict[str, str]:
+    """What `rolecache endpoint env NAME --docker --env-file` prints, as a mapping."""
+    out = d.client("endpoint", "env", name, "--docker", "--env-file")
+    assert out.returncode == 0, out.stderr
+    return dict(line.split("=", 1) for line in out.stdout.splitlines())
