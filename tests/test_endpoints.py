@@ -595,6 +595,21 @@ async def test_errors_never_contain_secrets(rig: Rig, caplog: pytest.LogCaptureF
     assert token not in repr(rig.manager.get("dev"))
 
 
+async def test_requests_without_a_token_are_logged_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A container request with no token gets 401 naming the variables that carry it, and the
+    daemon's log says so once (a flood adds no lines), so an SDK that sends none is found."""
+    await rig.add()
+    with caplog.at_level(logging.WARNING, logger="rolecached"):
+        for _ in range(5):
+            reply = await rig.ecs(token=None)
+            assert reply.status == 401 and reply.has_no_credentials()
+    assert "AWS_CONTAINER_AUTHORIZATION_TOKEN" in reply.json()["Message"]
+    lines = [r.getMessage() for r in caplog.records if "without a token" in r.getMessage()]
+    assert lines == [f"refused container requests without a token from uid {os.getuid()}"]
+
+
 # -- real botocore in front of the endpoints, for a simulated day ----------------------------
 
 

@@ -65,12 +65,17 @@ def make_ecs_app(serving: Mapping[str, Served], handout: Handout, guard: Guard) 
     async def credentials(request: web.Request) -> web.Response:
         """GET /v1/credentials/{name} with the binding's token as Authorization."""
         token = request.headers.get("Authorization")
+        peer = gate.peer_of(request.transport)
         if not token:
-            raise Unauthorized("the Authorization header must carry the endpoint's token")
+            # Logged (once per interval): an SDK that sends no token is otherwise hard to spot.
+            gate.refusals.refused(f"container requests without a token from {host_peer_text(peer)}")
+            raise Unauthorized(
+                "the Authorization header must carry the endpoint's token "
+                "(AWS_CONTAINER_AUTHORIZATION_TOKEN or its _FILE)"
+            )
         name = request.match_info["name"]
         served = serving.get(name)
         capability = request.match_info.get("capability")
-        peer = gate.peer_of(request.transport)
         # An unknown name gets the wrong token's answer: names are not for probing. The
         # RELATIVE_URI path needs both its capability and the token.
         if (
