@@ -155,6 +155,42 @@ def test_readme_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: 
     assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
 
 
+def test_readme_host_network_recipe(edaemon: Daemon, network: str) -> None:
+    """The README's `--network host` recipe, run as written (a botocore program in place of
+    the AWS CLI image): the env file `endpoint env dev --env-file` writes and the binding's
+    token folder mounted read-only at its own path get the role from the loopback listener."""
+    import shlex
+
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    block = readme_block("sh", "--network host")
+    lines = [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    assert lines[1].startswith("rolecache endpoint env dev --env-file > dev.env")
+    env_file = edaemon.tmp / "dev.env"
+    env_out = edaemon.client(*shlex.split(lines[1].split(">")[0])[1:])
+    assert env_out.returncode == 0, env_out.stderr
+    env_file.write_text(env_out.stdout)
+    script = "\n".join([lines[2], "printf %s \"$tokens\""])
+    tokens = subprocess.run(
+        ["sh", "-c", script], cwd=edaemon.tmp, capture_output=True, text=True, check=True
+    ).stdout
+    assert Path(tokens).name == "dev"  # the binding's own folder, holding its token alone
+    words = shlex.split(lines[3].replace('"$tokens:$tokens:ro"', f"{tokens}:{tokens}:ro"))
+    image = words.index("amazon/aws-cli")
+    assert words[:image] == [
+        "docker", "run", "--rm", "--network", "host", "--env-file", "dev.env",
+        "-v", f"{tokens}:{tokens}:ro",
+    ]  # fmt: skip
+    sts = sts_env(edaemon.env["AWS_ENDPOINT_URL_STS"])
+    flags = ("--env-file", str(env_file), "-v", f"{tokens}:{tokens}:ro")
+    result = run_container("host", sts, [VENV_PYTHON, "-c", PROBE], extra=flags)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "arn": assumed_arn(role, "dev"),
+        "method": "container-role",
+    }
+
+
 def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
     """The README's compose.yaml (external network, env_file) under docker-compose 1.29 with
     `-f compose.yaml`, the test network and image swapped in, gets the role in its service."""
