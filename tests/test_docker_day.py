@@ -8,9 +8,10 @@ Every process that decides anything about expiry shares one wall-clock offset (l
 tests/fakeday.py): the daemon, a moto server of this test's own that issues Expiration and
 refuses expired credentials as STS does, and the SDKs in the containers. The test moves the
 offset, then waits for each container's next result. Skipped, saying why, without dockerd,
-docker-compose, the AWS CLI v2 2.9 or libfaketime."""
+docker-compose, the AWS CLI v2 2.9, libfaketime or gcc."""
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -36,10 +37,11 @@ from tests.test_sdk_generations import debian_aws_cli
 __all__ = ["network"]  # the fixture, used by name
 
 DAY = 24 * 3600
-# Simulated minutes per step, in turn: 20 leaves held credentials alone, 35 passes the
-# daemon's renewal time (30 min before expiry, minus jitter) with the old ones still over the
-# floor, 50 leaves an hour's credentials under it. About 41 steps make the day.
-STEP_MINUTES = (20, 35, 50)
+# Simulated minutes per step, in turn: 35 passes the daemon's renewal time (30 min before
+# expiry, minus jitter) with the old credentials still over the floor, so either may be served;
+# 50 leaves an hour's credentials under the floor and botocore's own refresh windows. 34 steps
+# make the day, about as many AWS CLI runs (a second or more each) as the test can afford.
+STEP_MINUTES = (35, 50)
 # Where a container sees the offset's folder and the compose service its loop.
 DAY_MOUNT = Path("/day")
 LOOP_MOUNT = Path("/loop")
@@ -108,7 +110,9 @@ def day_rig(tmp_path: Path, network: str) -> Iterator[DayRig]:
     with moto_on(day, GATEWAY) as moto_url:
         proxy, stop_proxy = strict_sts.serve(moto_url)
         config = tmp_path / "config.toml"
-        config.write_text("[endpoints]\nport = 0\n")
+        # The renewer looks at the clock every 0.5 s (5 s by default), so that waiting for a
+        # renewal it is due to make costs a step little real time.
+        config.write_text("[daemon]\ntick = 0.5\n\n[endpoints]\nport = 0\n")
         env = {**base_env(tmp_path, proxy.url), **day.env(), "ROLECACHE_NO_AUTOSTART": "1"}
         daemon = start_daemon(tmp_path, env, "--config", str(config))
         try:
@@ -153,10 +157,10 @@ def not_handed(container: str, handed: dict[str, str]) -> list[str]:
     return [k for k, v in handed.items() if f"{k}={v}" not in env]
 
 
-def wait_for_log(daemon: Daemon, text: str, timeout: float = 60) -> None:
-    """Block until the daemon's log has a line containing `text`."""
+def wait_for_log(daemon: Daemon, text: str, times: int = 1, timeout: float = 60) -> None:
+    """Block until the daemon's log has `text` at least `times` times."""
     deadline = time.monotonic() + timeout
-    while text not in daemon.log.read_text():
+    while daemon.log.read_text().count(text) < times:
         assert time.monotonic() < deadline, f"the daemon never logged {text!r}"
         time.sleep(0.1)
 
@@ -225,6 +229,7 @@ def test_containers_keep_calling_sts_for_a_simulated_day(day_rig: DayRig, networ
     rig, d = day_rig, day_rig.daemon
     role = unique_role("day")
     assert add(d, "dev", role).returncode == 0
+    renewed = f"renewed {role} as dev:"  # the store's line for each renewal of the session
     handed = docker_env(d)
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in handed  # the README's default hand-off
     env_file = d.tmp / "dev.env"
@@ -278,6 +283,10 @@ def test_containers_keep_calling_sts_for_a_simulated_day(day_rig: DayRig, networ
         steps = day_steps()
         for number, seconds in enumerate(steps, start=1):
             rig.day.advance(seconds)
+            if seconds == STEP_MINUTES[0] * 60:
+                # Due, and still over the floor: the renewer renews before anyone asks. After
+                # a 50-minute step the containers ask at once, racing it.
+                wait_for_log(d, renewed, times=number)
             call(number)
         assert rig.day.seconds == DAY
         wait_for_log(d, "rotated the token of endpoint dev")  # due a day after the add
@@ -303,9 +312,15 @@ def test_containers_keep_calling_sts_for_a_simulated_day(day_rig: DayRig, networ
     assert failed == []
     assert [r["step"] for r in reports] == list(range(len(steps) + 2))
     assert {(r["pid"], r["env"]) for r in reports} == {(reports[0]["pid"], reports[0]["env"])}
-    # botocore refreshed in-process: a day of one-hour credentials is at least 24 keys, and it
-    # never called with credentials inside its own last-ten-minutes window.
-    assert len({r["key"] for r in reports}) >= 24
+    # botocore refreshed in-process: no key of an hour's session served it for calls an hour
+    # or more apart on the shared clock, and it never called with credentials inside its own
+    # last-ten-minutes window.
+    offsets = [0, *itertools.accumulate(steps), DAY]  # the offset at each call
+    spans: dict[str, list[int]] = {}
+    for report in reports:
+        spans.setdefault(report["key"], []).append(offsets[report["step"]])
+    assert len(spans) > 1
+    assert max(max(at) - min(at) for at in spans.values()) < 3600
     assert min(r["left"] for r in reports) > 600
     cli_failed = [(n, status, out) for n, status, out in cli_results if status != 0]
     assert cli_failed == []
@@ -317,13 +332,15 @@ def test_containers_keep_calling_sts_for_a_simulated_day(day_rig: DayRig, networ
     assert lacking == [[], []]
     # Underneath: the daemon assumed the role over and over, and every hand-out to a
     # container had at least the endpoint's floor left on the shared clock.
+    # Each step leaves the held credentials due (35 min) or under the floor (50 min), so each
+    # one renewed the session, on the renewer's tick or for the asking container.
     assume_calls = [f for f in rig.proxy.forms if f.get("Action") == "AssumeRole"]
-    assert len([f for f in assume_calls if f.get("RoleArn") == role]) >= 24
+    assert len([f for f in assume_calls if f.get("RoleArn") == role]) >= len(steps) + 1
     log = d.log.read_text()
-    assert log.count(f"renewed {role} as dev:") >= 23  # renewals of the one session
+    assert log.count(renewed) >= len(steps)
     served = [SERVED.search(line) for line in log.splitlines()]
     to_containers = [m for m in served if m and "via container endpoint dev" in m.group(3)]
     by_cli = [m for m in to_containers if m.group(3).startswith(f"{service_at} ")]
     by_modern = [m for m in to_containers if m.group(3).startswith(f"{modern_at} ")]
-    assert len(by_cli) >= len(cli_results) and len(by_modern) >= 24
+    assert len(by_cli) >= len(cli_results) and len(by_modern) >= len(spans)
     assert min(int(m.group(2)) for m in to_containers) >= ECS_MIN_TTL
