@@ -2,13 +2,18 @@
 with dockerd's reason when it does not answer), moto's STS at its gateway for the containers,
 and the docker hand-off as a mapping. Loaded as a plugin by conftest.py."""
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import Daemon
 from tests.dockerkit import GATEWAY, docker_unavailable, shared_network
 
+ROOT = Path(__file__).resolve().parent.parent
+# The test venv's interpreter, mounted read-only into containers (tests/dockerkit.py).
+VENV_PYTHON = str(Path(sys.executable).parent / "python")
 
 @pytest.fixture(scope="session")
 def network() -> str:
@@ -37,3 +42,13 @@ def docker_env(d: Daemon, name: str = "dev") -> dict[str, str]:
     out = d.client("endpoint", "env", name, "--docker", "--env-file")
     assert out.returncode == 0, out.stderr
     return dict(line.split("=", 1) for line in out.stdout.splitlines())
+
+
+def readme_block(language: str, marker: str) -> str:
+    """The README's fenced `language` block that contains `marker`."""
+    text = (ROOT / "README.md").read_text()
+    for block in text.split(f"```{language}\n")[1:]:
+        body = block.split("```", 1)[0]
+        if marker in body:
+            return body
+    raise AssertionError(f"no {language} block with {marker!r} in README.md")

@@ -6,20 +6,17 @@ anywhere but loopback and that network. Skipped, saying why, when dockerd cannot
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Daemon, unique_role
-from tests.containerkit import docker_env
+from tests.containerkit import VENV_PYTHON, docker_env, readme_block
 from tests.dockerkit import run_container
 from tests.e2ekit import add
 from tests.kit import assumed_arn
 from tests.sdkkit import JS_PROBE, debian_aws_cli
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_PYTHON = str(Path(sys.executable).parent / "python")
 # botocore's default chain, as an application in a container has it; STS from the environment.
 PROBE = """
 import boto3, json
@@ -117,16 +114,6 @@ def test_refusals_from_a_container(edaemon: Daemon, network: str) -> None:
         "bad Host": [403, False],
         "unknown binding": [403, False],
     }
-
-
-def readme_block(language: str, marker: str) -> str:
-    """The README's fenced `language` block that contains `marker`."""
-    text = (ROOT / "README.md").read_text()
-    for block in text.split(f"```{language}\n")[1:]:
-        body = block.split("```", 1)[0]
-        if marker in body:
-            return body
-    raise AssertionError(f"no {language} block with {marker!r} in README.md")
 
 
 def test_readme_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:

@@ -28,13 +28,12 @@ import yaml
 from rolecached.bindings import ECS_MIN_TTL
 from tests import strict_sts
 from tests.conftest import Daemon, base_env, start_daemon, unique_role
+from tests.containerkit import VENV_PYTHON, docker_env, readme_block
 from tests.dockerkit import GATEWAY, base_image, python_mounts
+from tests.e2ekit import add
 from tests.fakeday import FakeDay, Lines, fake_day, moto_on
-from tests.test_docker_containers import VENV_PYTHON, docker_env, network, readme_block
-from tests.test_endpoints_e2e import add, assumed
-from tests.test_sdk_generations import debian_aws_cli
-
-__all__ = ["network"]  # the fixture, used by name
+from tests.kit import assumed_arn as assumed
+from tests.sdkkit import debian_aws_cli
 
 DAY = 24 * 3600
 # Simulated minutes per step, in turn: 35 passes the daemon's renewal time (30 min before

@@ -112,12 +112,13 @@ class FastLane:
         route = self._routes.get(key)
         if route is None or any(self.stamp(path) != stamp for path, stamp in route.files):
             return None  # unknown, or a profile whose files changed: aiohttp resolves it
-        credentials = self._store.peek(route.request, route.min_ttl)
+        now = self._store.now()  # one instant for the decision and the audit line's life left
+        credentials = self._store.peek(route.request, route.min_ttl, now)
         if credentials is None:
             return None
         who = requester()
         self._store.record_hit(route.request, who)
-        audit.served(route.request.describe(), credentials, who, self._store.now())
+        audit.served(route.request.describe(), credentials, who, now)
         if credentials is not route.credentials:  # renewed since: render once more
             media_type, body = route.render(credentials)
             route.credentials = credentials

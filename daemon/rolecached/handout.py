@@ -47,10 +47,11 @@ class Handout:
     ) -> Credentials | None:
         """`binding`'s credentials with at least `floor` seconds left if memory holds them
         (and `permit`, asked only then, allows), counted and audited; else None."""
-        creds = self.store.peek(binding.request, floor)
+        now = self.clock()  # one instant for the decision and the audit line's life left
+        creds = self.store.peek(binding.request, floor, now)
         if creds is None or (permit is not None and not permit()):
             return None
-        self.handed_out(binding, creds, peer, agent, via)
+        self.handed_out(binding, creds, peer, agent, via, now)
         return creds
 
     async def credentials(
@@ -83,7 +84,7 @@ class Handout:
             raise Unavailable(exc.message, code=exc.code) from None
         except RolecacheError as exc:
             raise Unavailable(exc.message, code=exc.code) from None
-        self.handed_out(binding, creds, peer, agent, via)
+        self.handed_out(binding, creds, peer, agent, via, self.clock())
         return creds
 
     def handed_out(
@@ -93,9 +94,11 @@ class Handout:
         peer: Peer | None,
         agent: str | None,
         via: str,
+        now: float,
     ) -> None:
-        """Count one hand-out of `binding`'s credentials and write its audit line."""
+        """Count one hand-out of `binding`'s credentials, decided at `now`, and write its
+        audit line."""
         who = audit.endpoint_requester(peer, f"{via} {binding.name}", agent)
         self.store.record_hit(binding.request, who)
         if audit.log.isEnabledFor(logging.INFO):  # describe() only when it is written
-            audit.served(binding.request.describe(), creds, who, self.clock())
+            audit.served(binding.request.describe(), creds, who, now)

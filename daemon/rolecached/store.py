@@ -205,10 +205,12 @@ class Store:
             self._clock() - victim.last_used,
         )
 
-    def peek(self, request: Key, min_ttl: float) -> Credentials | None:
-        """The held credentials if they have `min_ttl` left, else None; never calls STS."""
+    def peek(self, request: Key, min_ttl: float, now: float | None = None) -> Credentials | None:
+        """The held credentials if they have `min_ttl` left at `now` (default: the store's
+        clock), else None; never calls STS."""
+        now = self._clock() if now is None else now
         entry = self._entries.get(request)
-        if entry is None or not cache.servable(entry.credentials, self._clock(), min_ttl):
+        if entry is None or not cache.servable(entry.credentials, now, min_ttl):
             return None
         return entry.credentials
 
