@@ -15,6 +15,7 @@ text and never pass through the middlewares).
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Well inside aiohttp's limits on a head (4 KiB lines, 32 fields, set in endpoints.py and by
 # aiohttp's defaults on the socket): anything bigger is aiohttp's to refuse. Real requests
@@ -34,8 +35,9 @@ class NeedMore:
 NEED_MORE = NeedMore()  # the request is not complete yet: wait for more bytes
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[\x21-\x7e]*) HTTP/1\.1")
-_FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_FIELD_VALUE = re.compile(rb"[\x20-\x7e\t]*")
+_HEAD_CHARS = re.compile(rb"[\x20-\x7e\t\r\n]*")
+# A field line: a name of token characters, the colon at once, the value.
+_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):(.*)")
 # Fields that change how a request is read or answered, beyond what a lane does: aiohttp's.
 _HAND_OVER = frozenset({b"transfer-encoding", b"content-encoding", b"expect", b"upgrade"})
 # Fields a request has once; a repeat leaves aiohttp to decide which one counts.
@@ -43,11 +45,10 @@ _ONCE = frozenset({b"host", b"authorization"})
 _LENGTH_DIGITS = 10  # int() of thousands of digits raises; ten are plenty
 
 
-@dataclass(frozen=True)
-class Head:
+class Head(NamedTuple):
     """A complete request the lanes may read: its line, fields (lower-case names, values
     stripped, repeats joined with ", ") and body. Its repr shows no field value: the
-    Authorization field holds a token."""
+    Authorization field holds a token. (A tuple: one is made per request.)"""
 
     method: bytes
     target: bytes
@@ -73,8 +74,9 @@ def parse(raw: bytes, max_body: int = 0) -> Head | Malformed | NeedMore | None:
     `max_body` bytes, or anything after the request (see the module doc)."""
     head, sep, rest = raw.partition(b"\r\n\r\n")
     # A CR or LF that is not part of a CRLF (a last CR may be the start of one).
-    loose = (head[:-1] if not sep and head.endswith(b"\r") else head).replace(b"\r\n", b"")
-    if b"\r" in loose or b"\n" in loose:
+    ends = head[:-1] if not sep and head.endswith(b"\r") else head
+    pairs = ends.count(b"\r\n")
+    if ends.count(b"\r") != pairs or ends.count(b"\n") != pairs:
         return Malformed("lines of an HTTP request end in CR LF")
     if not sep:
         return NEED_MORE if len(raw) < MAX_HEAD else None
@@ -82,29 +84,25 @@ def parse(raw: bytes, max_body: int = 0) -> Head | Malformed | NeedMore | None:
     if len(head) > MAX_HEAD or len(lines) - 1 > MAX_HEADERS:
         return None
     fields: dict[bytes, bytes] = {}
-    strict = True
+    # Visible ASCII, space and tab only (control characters, obs-text): one pass for the head.
+    strict = _HEAD_CHARS.fullmatch(head) is not None
     for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        name = name.lower()
-        value = value.strip(b" \t")
-        if name == b"content-length" and colon:
+        field = _FIELD.fullmatch(line)
+        if field is None:  # obs-fold, a space before the colon, no colon...
+            strict = False
+            continue
+        name, value = field[1].lower(), field[2].strip(b" \t")
+        if name == b"content-length":
             if not value.isdigit() or len(value) > _LENGTH_DIGITS:
                 return Malformed("Content-Length must be a number of bytes")
             if name in fields:
                 return Malformed("a request has one Content-Length")
-        elif not (
-            colon
-            and len(line) <= MAX_LINE
-            and _FIELD_NAME.fullmatch(name)
-            and _FIELD_VALUE.fullmatch(value)
-        ):
-            strict = False  # obs-fold, a space before the colon, a control character...
-            continue
-        elif name in _HAND_OVER or (name in _ONCE and name in fields):
+        elif len(line) > MAX_LINE or name in _HAND_OVER or (name in _ONCE and name in fields):
             strict = False
         fields[name] = fields[name] + b", " + value if name in fields else value
     request_line = _REQUEST_LINE.fullmatch(lines[0])
-    connection = {o.strip(b" \t") for o in fields.get(b"connection", b"").lower().split(b",")}
+    options = fields.get(b"connection")
+    connection = {o.strip(b" \t") for o in options.lower().split(b",")} if options else set()
     if not strict or request_line is None or b"upgrade" in connection:
         return None
     length = int(fields.get(b"content-length", b"0"))
