@@ -2,6 +2,7 @@
 with dockerd's reason when it does not answer), moto's STS at its gateway for the containers,
 and the docker hand-off as a mapping. Loaded as a plugin by conftest.py."""
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daemon
-from tests.dockerkit import GATEWAY, docker_unavailable, shared_network
+from tests.dockerkit import GATEWAY, docker_unavailable, run_container, shared_network
+from tests.sdkkit import JS_PROBE
 
 ROOT = Path(__file__).resolve().parent.parent
 # The test venv's interpreter, mounted read-only into containers (tests/dockerkit.py).
@@ -52,3 +54,18 @@ def readme_block(language: str, marker: str) -> str:
         if marker in body:
             return body
     raise AssertionError(f"no {language} block with {marker!r} in README.md")
+
+
+def sts_env(moto_url: str) -> dict[str, str]:
+    """STS at moto on the gateway, and a region: what a container's app would configure."""
+    return {"AWS_ENDPOINT_URL_STS": moto_url, "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def js_sdk_in_container(
+    network: str, env: dict[str, str], moto_url: str, js_sdk: Path
+) -> subprocess.CompletedProcess:
+    """The JS SDK v3 probe (its default chain, then GetCallerIdentity at `moto_url`) in a
+    container on `network` with the hand-off `env`."""
+    js_env = {**env, **sts_env(moto_url), "MOTO_URL": moto_url}
+    js_env["NODE_PATH"] = str(js_sdk / "node_modules")
+    return run_container(network, js_env, ["/usr/bin/node", "-e", JS_PROBE])

@@ -8,11 +8,13 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +248,36 @@ def issue(request: RoleRequest | MfaSession, now: float, number: int) -> Credent
 
 async def no_sleep(_: float) -> None:
     """The store's back-off sleep, skipped: retries happen at once."""
+
+
+# -- an STS stand-in over HTTP, for tests that script STS's bytes ------------------------------
+
+
+def sts_stand_in(
+    answer: Callable[[str, str], tuple[int, str]], tls: "ssl.SSLContext | None" = None
+) -> ThreadingHTTPServer:
+    """An STS on 127.0.0.1 (over TLS with `tls`) that answers each POST with `answer(form
+    body, Authorization header)`, a (status, XML) pair; `.shutdown()` stops it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            status, text = answer(body, self.headers.get("Authorization", ""))
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    return server
 
 
 # -- the socket API, in-process -----------------------------------------------------------

@@ -11,11 +11,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daemon, unique_role
-from tests.containerkit import VENV_PYTHON, docker_env, readme_block
+from tests.containerkit import (
+    VENV_PYTHON,
+    docker_env,
+    js_sdk_in_container,
+    readme_block,
+    sts_env,
+)
 from tests.dockerkit import run_container
 from tests.e2ekit import add
 from tests.kit import assumed_arn
-from tests.sdkkit import JS_PROBE, debian_aws_cli
+from tests.sdkkit import debian_aws_cli
 
 # botocore's default chain, as an application in a container has it; STS from the environment.
 PROBE = """
@@ -24,11 +30,6 @@ session = boto3.Session()
 arn = session.client("sts").get_caller_identity()["Arn"]
 print(json.dumps({"arn": arn, "method": session.get_credentials().method}))
 """
-
-
-def sts_env(moto_url: str) -> dict[str, str]:
-    """STS at moto on the gateway, and a region: what a container's app would configure."""
-    return {"AWS_ENDPOINT_URL_STS": moto_url, "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def test_botocore_in_a_container(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
@@ -49,13 +50,7 @@ def test_js_sdk_v3_in_a_container(
     """The JS SDK v3's default chain in a container does the same."""
     role = unique_role()
     assert add(edaemon, "dev", role).returncode == 0
-    env = {
-        **docker_env(edaemon),
-        **sts_env(moto_at_gateway),
-        "MOTO_URL": moto_at_gateway,
-        "NODE_PATH": str(js_sdk / "node_modules"),
-    }
-    result = run_container(network, env, ["/usr/bin/node", "-e", JS_PROBE])
+    result = js_sdk_in_container(network, docker_env(edaemon), moto_at_gateway, js_sdk)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
 
@@ -353,13 +348,7 @@ def test_relative_uri_through_the_port_80_redirect(
             )
             assert probe.returncode == 0, probe.stderr
             assert json.loads(probe.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
-            js_env = {
-                **env,
-                **sts_env(moto_at_gateway),
-                "MOTO_URL": moto_at_gateway,
-                "NODE_PATH": str(js_sdk / "node_modules"),
-            }
-            js = run_container(network, js_env, ["/usr/bin/node", "-e", JS_PROBE])
+            js = js_sdk_in_container(network, env, moto_at_gateway, js_sdk)
             assert js.returncode == 0, js.stderr
             assert json.loads(js.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
             cli_env = {**env, "AWS_DEFAULT_REGION": "us-east-1", "HOME": "/tmp"}

@@ -12,7 +12,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, Daemon, base_env, start_daemon
+from tests.kit import sts_stand_in
 
 V2 = Path("/usr/bin/aws")  # Debian's awscli package: AWS CLI v2
 ROLE = "arn:aws:iam::123456789012:role/dropin"
@@ -82,30 +82,13 @@ def fixed_sts(key: str, tls: ssl.SSLContext | None = None) -> http.server.Thread
     """An STS stand-in on loopback whose every AssumeRole issues access key `key` (and
     AccessDenied for roles named *denied*); over TLS with `tls`."""
 
-    class Sts(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-            form = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
-            status, text = (
-                (403, DENIED)
-                if "denied" in form.get("RoleArn", "")
-                else (200, FIXED.format(key=key, session=form.get("RoleSessionName", "")))
-            )
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(body: str, _authorization: str) -> tuple[int, str]:
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
+        if "denied" in form.get("RoleArn", ""):
+            return 403, DENIED
+        return 200, FIXED.format(key=key, session=form.get("RoleSessionName", ""))
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sts)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    return server
+    return sts_stand_in(answer, tls)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,7 @@
 """sts.py against real HTTP: boto3 talks to a stub STS on loopback that answers what a test
 tells it to, so error mapping, source credentials and endpoints are proven on the wire."""
 
-import http.server
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +13,7 @@ import pytest
 from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCaller, StsCallFailed
 from tests.conftest import Moto, sts_error_xml
+from tests.kit import sts_stand_in
 
 REQUEST = RoleRequest("arn:aws:iam::123456789012:role/stub", "stub-session")
 
@@ -42,24 +41,12 @@ def stub() -> Iterator[StubSts]:
     """A stub STS server on 127.0.0.1 for one test."""
     state = StubSts()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-            state.seen.append({"auth": self.headers.get("Authorization", ""), "body": body})
-            status, text = state.answers.pop(0) if state.answers else (200, SUCCESS)
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(body: str, authorization: str) -> tuple[int, str]:
+        state.seen.append({"auth": authorization, "body": body})
+        return state.answers.pop(0) if state.answers else (200, SUCCESS)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = sts_stand_in(answer)
     state.url = f"http://127.0.0.1:{server.server_port}"
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
     yield state
     server.shutdown()
 
