@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-# Well inside aiohttp's limits on a head (4 KiB lines, 32 fields, set in endpoints.py and by
+# Within aiohttp's limits on a head (4 KiB lines, 32 fields: endpoint_listeners.HEAD_LIMITS, and
 # aiohttp's defaults on the socket): anything bigger is aiohttp's to refuse. Real requests
 # are a few hundred bytes.
 MAX_HEAD = 8192
