@@ -261,16 +261,19 @@ def alternated(
     return rps, p99, int(sum(r["errors"] for rs in runs.values() for r in rs))
 
 
-# The daemon with its audit cache off (a test hook), at the default log level: every request
-# then costs what a new pid's does (two /proc reads and an audit line), as a shell loop's
-# requests do, each from a new `rolecache` process. Benchmarks only.
-NEW_PID_DAEMON = """
-import sys
-from rolecached import audit
-audit.CACHE_DESCRIPTIONS = False
-from rolecached.service import main
-sys.exit(main(sys.argv[1:]))
-"""
+def hooked_daemon(module: str, hook: str) -> str:
+    """`python -c` code that starts the daemon with test hook `module.hook` set to False:
+    how a benchmark measures a cost against its absence (no setting turns these off)."""
+    return (
+        f"import sys\nfrom rolecached import {module}\n{module}.{hook} = False\n"
+        "from rolecached.service import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+
+
+# The daemon with its audit cache off, at the default log level: every request then costs
+# what a new pid's does (a /proc read and an audit line), as a shell loop's requests do, each
+# from a new `rolecache` process.
+NEW_PID_DAEMON = hooked_daemon("audit", "CACHE_DESCRIPTIONS")
 
 
 def bench_new_pids(
@@ -414,15 +417,8 @@ def bench_ecs_endpoint(loadgen: Path, env: dict[str, str], total: int, tmp: Path
     )
 
 
-# The daemon with its test hook set: no netlink lookup of TCP peers. Benchmarks only; no
-# setting or variable of the daemon turns the check off.
-UNCHECKED_DAEMON = """
-import sys
-from rolecached import host
-host.CHECK_TCP_PEERS = False
-from rolecached.service import main
-sys.exit(main(sys.argv[1:]))
-"""
+# The daemon without the netlink lookup of TCP peers.
+UNCHECKED_DAEMON = hooked_daemon("host", "CHECK_TCP_PEERS")
 
 
 def bench_peer_check(
