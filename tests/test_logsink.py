@@ -1,5 +1,6 @@
 """The daemon's log sink: lines of one loop turn in one write, in order, in logging's format;
-lines from other threads at once; the audit's lines without a LogRecord but the same text."""
+lines soon after a write wait out the window together; lines from other threads at once; the
+audit's lines without a LogRecord but the same text."""
 
 import asyncio
 import logging
@@ -10,6 +11,7 @@ import pytest
 
 from rolecached import audit, logsink
 from rolecached.cache import Credentials
+from tests.kit import FakeClock
 
 
 class Recorder:
@@ -17,9 +19,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.writes: list[str] = []
+        self.written = asyncio.Event()
 
     def write(self, text: str) -> int:
         self.writes.append(text)
+        self.written.set()
         return len(text)
 
     def flush(self) -> None:
@@ -58,6 +62,36 @@ async def test_one_loop_turn_is_one_write_in_order(sink: tuple[logsink.LineSink,
         "INFO rolecached.endpoints: rotated\n"
     ]
     assert "secret" not in stream.writes[0]
+
+
+async def turn_ends() -> None:
+    """Let the current loop turn end, and the next one too."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+async def test_lines_soon_after_a_write_wait_out_the_window_together() -> None:
+    """Under load a loop turn answers one request: lines within the window of the last write
+    are held to one write when it ends, not one write per turn; after a quiet window a line
+    goes out at its turn's end again."""
+    stream, clock = Recorder(), FakeClock(100.0)
+    sink = logsink.LineSink(stream, window=0.05, clock=clock)  # type: ignore[arg-type]
+    sink.write("first")
+    await turn_ends()
+    assert stream.writes == ["first\n"]  # nothing written lately: out at the turn's end
+    clock.advance(0.01)
+    stream.written.clear()
+    sink.write("second")
+    await turn_ends()
+    sink.write("third")
+    await turn_ends()
+    assert stream.writes == ["first\n"]  # 10 ms after a write: held
+    await asyncio.wait_for(stream.written.wait(), 5)  # the window's timer, in loop time
+    assert stream.writes == ["first\n", "second\nthird\n"]
+    clock.advance(0.06)
+    sink.write("fourth")
+    await turn_ends()
+    assert stream.writes[-1] == "fourth\n"
 
 
 async def test_a_line_from_another_thread_is_written_at_once(

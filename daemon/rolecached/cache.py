@@ -4,6 +4,7 @@ Pure: every function takes the time (wall-clock seconds) and randomness as argum
 rules test without a clock, a network or an event loop. `store.py` does the I/O around them.
 """
 
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -47,7 +48,7 @@ class Credentials:
     source_identity: str | None = None
     expiration_text: str = ""  # as STS sent it, for byte-exact `sts assume-role` output
 
-    @property
+    @functools.cached_property  # an audit line names it with every hand-out
     def masked_key_id(self) -> str:
         return mask_key_id(self.access_key_id)
 

@@ -210,7 +210,7 @@ def process_stat(pid: int) -> tuple[str, int, int] | None:
     # The name is in parentheses and may itself hold spaces and parentheses: the fields
     # after it start at the last ")". Then: state, ppid, ... starttime (field 22).
     opened, closed = data.find(b"("), data.rfind(b")")
-    fields = data[closed + 2 :].split()
+    fields = data[closed + 2 :].split(maxsplit=20)  # starttime is the 20th after the name
     if opened < 0 or closed < opened or len(fields) < 20:
         return None
     name = data[opened + 1 : closed].decode(errors="replace")
