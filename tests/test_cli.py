@@ -60,6 +60,23 @@ def test_list_options_take_values_up_to_the_next_option() -> None:
     assert body["transitive_tag_keys"] == ["team"]
 
 
+def test_a_profile_request_names_and_stamps_this_shells_config_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--profile sends the AWS config files this shell would read, each with its stamp
+    (mtime_ns, size, inode) or null when it does not exist."""
+    config = tmp_path / "config"
+    config.write_text("[profile p]\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing"))
+    body = build_request(parse_options(["--profile", "p"], {})[0])
+    info = config.stat()
+    assert body["config_file"] == str(config)
+    assert body["credentials_file"] == str(tmp_path / "missing")
+    assert body["file_stamps"] == [[info.st_mtime_ns, info.st_size, info.st_ino], None]
+    assert "file_stamps" not in build_request(parse_options(ROLE, {})[0])
+
+
 def test_everything_after_double_dash_is_the_command() -> None:
     """Arguments after -- are returned untouched, even ones that look like options."""
     _, _, rest = parse_options([*ROLE, "--", "aws", "--role-arn", "x"], {})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rolecache.protocol import file_stamp
 from rolecached import fastlane
 from rolecached.fastlane import MAX_REQUEST, takes
 from rolecached.httphead import NEED_MORE, Head, parse
@@ -117,6 +118,66 @@ async def test_profile_requests_take_the_lane_while_their_files_are_unchanged(
     after = split(await daemon.send(post(body)))
     assert "server" in after[0]
     assert [e.request.role_arn for e in daemon.store.entries()] == [ROLE, ROLE[:-1] + "X"]
+
+
+async def test_a_caller_that_stamps_its_files_is_answered_without_a_stat(
+    daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile request carrying its files' stamps, as the daemon sees them too, is repeated
+    by the lane with no stat(); once the file is edited the caller's new stamps make new bytes,
+    which aiohttp resolves afresh."""
+    config = tmp_path / "config"
+    config.write_text(f"[profile p]\nrole_arn = {ROLE}\ncredential_source = Environment\n")
+    paths = {"config_file": str(config), "credentials_file": str(tmp_path / "c")}
+
+    def stamped() -> dict:
+        stamps = [file_stamp(paths["config_file"]), file_stamp(paths["credentials_file"])]
+        return {"profile": "p", **paths, "file_stamps": [list(s) if s else None for s in stamps]}
+
+    first = split(await daemon.send(post(stamped())))
+    checked: list[str] = []
+    monkeypatch.setattr(fastlane, "file_stamp", lambda path: checked.append(path))
+    repeat = split(await daemon.send(post(stamped())))
+    assert "server" in first[0] and "server" not in repeat[0] and repeat[1] == first[1]
+    assert checked == []
+    config.write_text(f"[profile p]\nrole_arn = {ROLE}-edited\ncredential_source = Environment\n")
+    after = split(await daemon.send(post(stamped())))
+    assert "server" in after[0]
+    assert [e.request.role_arn for e in daemon.store.entries()] == [ROLE, ROLE + "-edited"]
+
+
+async def test_stamps_the_daemon_does_not_see_leave_the_checks_to_it(
+    daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claimed stamps that are not the files' own (stale, or made up) are no promise: the
+    lane still checks each file before answering a repeat."""
+    config = tmp_path / "config"
+    config.write_text(f"[profile p]\nrole_arn = {ROLE}\ncredential_source = Environment\n")
+    body = {
+        "profile": "p",
+        "config_file": str(config),
+        "credentials_file": str(tmp_path / "c"),
+        "file_stamps": [[1, 2, 3], None],
+    }
+    await daemon.send(post(body))
+    checked: list[str] = []
+    real = fastlane.file_stamp
+    monkeypatch.setattr(fastlane, "file_stamp", lambda path: checked.append(path) or real(path))
+    repeat = split(await daemon.send(post(body)))
+    assert "server" not in repeat[0]
+    assert checked == [str(config), str(tmp_path / "c")]
+
+
+@pytest.mark.parametrize(
+    "stamps", ["x", [[1, 2]], [[1, 2, "3"]], [[1, 2, -3]], [[1, 2, True]], [{"a": 1}]]
+)
+async def test_malformed_file_stamps_are_a_clear_400(daemon: Daemon, stamps: object) -> None:
+    """file_stamps that are not a list of [mtime_ns, size, inode] or null get a 400 naming
+    the field."""
+    body = {"role_arn": ROLE, "role_session_name": "s", "file_stamps": stamps}
+    answer = await daemon.send(post(body))
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert "file_stamps" in json.loads(split(answer)[1])["error"]["message"]
 
 
 async def test_errors_and_other_paths_go_through_aiohttp(daemon: Daemon) -> None:

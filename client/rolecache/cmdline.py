@@ -161,7 +161,7 @@ def build_request(fields: dict[str, object]) -> dict[str, object]:
         )
     body = dict(fields)
     if "profile" in body or "source_profile" in body:
-        body.update(protocol.aws_config_paths())  # this shell's files, for the daemon
+        body = protocol.with_file_stamps(body)  # this shell's files, for the daemon
     if "tags" in body:
         body["tags"] = [_tag(t) for t in body["tags"]]  # type: ignore[attr-defined]
     if "policy_arns" in body:

@@ -24,6 +24,7 @@ REQUEST_FIELDS = (
     "profile",
     "config_file",
     "credentials_file",
+    "file_stamps",
     "mfa_serial",
     "token_code",
     "query",
@@ -139,6 +140,28 @@ def aws_config_paths() -> dict[str, str]:
         "config_file": os.path.abspath(os.path.expanduser(config)),
         "credentials_file": os.path.abspath(os.path.expanduser(creds)),
     }
+
+
+Stamp = tuple[int, int, int]
+
+
+def file_stamp(path: str | None) -> Stamp | None:
+    """What tells an edited file from the one read before, from one stat(): its mtime (ns),
+    size and inode (an editor that writes a new file and renames it changes the inode).
+    None for no file."""
+    try:
+        info = os.stat(path) if path else None
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino) if info else None
+
+
+def with_file_stamps(body: dict[str, object]) -> dict[str, object]:
+    """`body` naming this shell's AWS config files, and their stamps as the caller sees them:
+    the daemon's fast lane then answers a repeat without a stat() of its own."""
+    paths = aws_config_paths()
+    stamps = [file_stamp(paths["config_file"]), file_stamp(paths["credentials_file"])]
+    return {**body, **paths, "file_stamps": [list(s) if s else None for s in stamps]}
 
 
 def whole_number(text: str) -> int | None:

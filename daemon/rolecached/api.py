@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from rolecache import __version__
-from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS
+from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS, Stamp, file_stamp
 from rolecached import audit, fastlane, host, profiles
 from rolecached.cache import Entry
 from rolecached.errors import InvalidRequest, NotFound, RolecacheError, error_document
@@ -146,6 +146,7 @@ async def get_credentials(request: web.Request) -> web.Response:
     query = body.pop("query", None) if isinstance(body, dict) else None
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
+    claimed = _claimed_stamps(body.pop("file_stamps", None)) if isinstance(body, dict) else None
     # Stamped before they are read: an edit in between makes the route stale, never wrong.
     files = _profile_files(body)
     role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
@@ -162,18 +163,41 @@ async def get_credentials(request: web.Request) -> web.Response:
         version = f"HTTP/{request.version.major}.{request.version.minor}"
         line = f"{request.method} {request.raw_path} {version}".encode()
         key = fastlane.request_key(line, await request.read())
+        # A caller that stamped the files itself, as the daemon sees them now, sends other
+        # bytes once they change: its repeats need no stat() here (bench B9).
+        if claimed is not None and claimed == [stamp for _, stamp in files]:
+            files = ()
         route = fastlane.Route(role_request, min_ttl, render, files=files)
         request.app[LANE].remember(key, route)
     return web.Response(body=text, content_type=content_type, charset="utf-8")
 
 
-def _profile_files(body: Any) -> tuple[tuple[str, profiles.Stamp | None], ...]:
+def _claimed_stamps(value: object) -> list[Stamp | None] | None:
+    """`file_stamps` as the client sent it: one [mtime_ns, size, inode] or null per file."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        stamp is None
+        or (
+            isinstance(stamp, list)
+            and len(stamp) == 3
+            and all(type(n) is int and n >= 0 for n in stamp)
+        )
+        for stamp in value
+    ):
+        raise InvalidRequest(
+            "file_stamps must be a list holding, per config file, [mtime_ns, size, inode] or null"
+        )
+    return [tuple(stamp) if stamp is not None else None for stamp in value]  # type: ignore[misc]
+
+
+def _profile_files(body: Any) -> tuple[tuple[str, Stamp | None], ...]:
     """The config files a profile request resolves from, with their stamps (none for a
     request without a profile)."""
     if not isinstance(body, dict) or not {"profile", "source_profile"} & set(body):
         return ()
     paths = [path for path in profiles.files_of(body) if isinstance(path, str)]
-    return tuple((path, profiles.file_stamp(path)) for path in paths)
+    return tuple((path, file_stamp(path)) for path in paths)
 
 
 def _cli_options(request: web.Request, default_version: int) -> tuple[int, int]:

@@ -18,14 +18,14 @@ import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from rolecache.protocol import Stamp, file_stamp
 from rolecached import audit
 from rolecached.cache import Credentials
 from rolecached.errors import error_document
 from rolecached.front import Reply
 from rolecached.httphead import Head, response
-from rolecached.profiles import Stamp, file_stamp
 from rolecached.request import RoleRequest
 from rolecached.store import Store
 
@@ -44,6 +44,10 @@ class Route:
     response: bytes = b""
     # Files the request was resolved from (a profile's), and their stamps then.
     files: tuple[tuple[str, Stamp | None], ...] = ()
+    what: str = field(init=False)  # how the audit line names the request
+
+    def __post_init__(self) -> None:
+        self.what = self.request.describe()
 
 
 def request_key(request_line: bytes, body: bytes) -> bytes:
@@ -118,7 +122,7 @@ class FastLane:
             return None
         who = requester()
         self._store.record_hit(route.request, who)
-        audit.served(route.request.describe(), credentials, who, now)
+        audit.served(route.what, credentials, who, now)
         if credentials is not route.credentials:  # renewed since: render once more
             media_type, body = route.render(credentials)
             route.credentials = credentials

@@ -17,7 +17,7 @@ from typing import Any
 
 import botocore.configloader
 
-from rolecache.protocol import aws_config_paths
+from rolecache.protocol import aws_config_paths, file_stamp
 from rolecached.errors import InvalidRequest
 from rolecached.request import CONFIG_ONLY_FIELDS, RoleRequest, parse_request
 
@@ -179,20 +179,6 @@ def role_chain(name: str, config: AwsConfig) -> list[dict[str, Any]]:
         if top_region and "region" not in hop:
             hop["region"] = top_region
     return hops
-
-
-Stamp = tuple[int, int, int]
-
-
-def file_stamp(path: str | None) -> Stamp | None:
-    """What tells an edited file from the one read before, from one stat(): its mtime (ns),
-    size and inode (an editor that writes a new file and renames it changes the inode).
-    None for no file."""
-    try:
-        info = os.stat(path) if path else None
-    except (OSError, ValueError):  # ValueError: a NUL byte in the path
-        return None
-    return (info.st_mtime_ns, info.st_size, info.st_ino) if info else None
 
 
 class ConfigFiles:

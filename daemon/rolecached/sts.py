@@ -20,9 +20,9 @@ import botocore.exceptions
 import botocore.parsers
 import botocore.session
 
+from rolecache.protocol import file_stamp
 from rolecached.cache import Credentials
 from rolecached.errors import StsFailure, TemporarySource
-from rolecached.profiles import file_stamp
 from rolecached.request import CHAINED_MAX_DURATION, MfaSession, RoleRequest
 
 log = logging.getLogger(__name__)
