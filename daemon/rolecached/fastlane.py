@@ -9,7 +9,8 @@ credentials are in memory with enough life left gets the same answer straight aw
 A request that names a profile is remembered with the stamps of the config files it was
 resolved from, and answered only while one stat() of each says they are unchanged (one per
 loop turn: requests read in the same turn arrived together, and an edit among them is as
-new to each). Anything
+new to each). When the client sent the files' stamps itself and they matched, the route has
+no files to check: an edit changes the client's stamps, so its bytes miss (api.py). Anything
 else (a new request, a miss, an edited config file, an error) goes through aiohttp as
 before, so the lane never decides anything aiohttp would not.
 """
