@@ -583,8 +583,20 @@ def write_markdown(results: list[Result], out: Path, quick: bool) -> str:
     return text
 
 
-def write_chart(chart: dict[str, float], out: Path) -> None:
-    """A bar chart of client latency medians (log scale), or nothing without matplotlib."""
+# The chart's ticks, in ms: a 1-3-10 ladder, as a log axis reads best.
+LOG_TICKS = [m * 10.0**e for e in range(-1, 6) for m in (1, 3)]
+
+
+def chart_axis(values: list[float]) -> tuple[float, float]:
+    """The chart's axis limits in ms: from the ladder's tick below the smallest value (so a
+    fast machine's shortest bar still shows) to three times the largest (room for labels)."""
+    low = max((t for t in LOG_TICKS if t < min(values) / 1.5), default=LOG_TICKS[0])
+    return low, max(values) * 3
+
+
+def write_chart(chart: dict[str, float], out: Path) -> tuple[float, float] | None:
+    """A bar chart of client latency medians (log scale); returns its axis' limits in ms, or
+    None (no chart) without matplotlib."""
     try:
         import matplotlib
 
@@ -593,13 +605,15 @@ def write_chart(chart: dict[str, float], out: Path) -> None:
         import matplotlib.ticker
     except ImportError:
         print("matplotlib is not installed: no chart (pip install 'rolecache[bench]')")
-        return
+        return None
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = list(chart)
     bars = ax.barh(names, [chart[n] for n in names], color=["#999", "#2a7", "#2a7", "#c44"])
     ax.set_xscale("log")
-    ax.set_xlim(10, max(chart.values()) * 3)
-    ax.set_xticks([10, 30, 100, 300, 1000], labels=["10", "30", "100", "300", "1000"])
+    low, high = chart_axis(list(chart.values()))
+    ticks = [t for t in LOG_TICKS if low <= t <= high]
+    ax.set_xlim(low, high)
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("median wall time per command, ms (log scale)")
     ax.bar_label(bars, labels=[f"{chart[n]:.0f} ms" for n in names], padding=3)
@@ -607,6 +621,9 @@ def write_chart(chart: dict[str, float], out: Path) -> None:
     ax.set_title("Client latency on a cache hit (same run)")
     fig.tight_layout()
     fig.savefig(out / "client-latency.png", dpi=120)
+    low, high = ax.get_xlim()
+    plt.close(fig)
+    return low, high
 
 
 def main(argv: list[str] | None = None) -> int:

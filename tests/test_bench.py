@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,4 +27,18 @@ def test_bench_suite_runs_and_writes_its_results(tmp_path: Path) -> None:
     results = {r["name"]: r for r in json.loads((tmp_path / "results.json").read_text())}
     assert results["B6"]["details"]["sts_calls"] == 1
     assert results["B6"]["met"] is True
+    assert (tmp_path / "client-latency.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_chart_axis_starts_below_the_fastest_bar(tmp_path: Path) -> None:
+    """The chart's log axis starts below its smallest median, so that no bar is hidden (a fast
+    machine runs `python -c pass` in under 10 ms)."""
+    pytest.importorskip("matplotlib", reason="the chart needs matplotlib (the test extra)")
+    from bench.run import write_chart
+
+    chart = {"python -c pass": 6.2, "rolecache env": 7.9, "sts --query": 9.4, "aws": 640.0}
+    limits = write_chart(chart, tmp_path)
+    assert limits is not None
+    low, high = limits
+    assert low < min(chart.values()) and high > max(chart.values()), limits
     assert (tmp_path / "client-latency.png").read_bytes().startswith(b"\x89PNG")
