@@ -32,6 +32,7 @@ BIN = Path(sys.executable).parent
 ROLE = "arn:aws:iam::123456789012:role/bench"
 sys.path.insert(0, str(ROOT))
 
+from bench.isolation import isolated_env  # noqa: E402
 from bench.throughput import Target, load  # noqa: E402
 
 
@@ -41,11 +42,8 @@ def start_daemon(tmp: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     run.mkdir(mode=0o700)
     config = tmp / "config.toml"
     config.write_text("[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROLECACHE_"))}
+    env = isolated_env(tmp, run)
     env.update(
-        HOME=str(tmp),
-        XDG_RUNTIME_DIR=str(run),
-        XDG_STATE_HOME=str(tmp / "state"),
         ROLECACHE_SANDBOX="1",
         ROLECACHE_NO_AUTOSTART="1",
     )

@@ -15,7 +15,6 @@ These machines are noisy: only ratios from one run mean much.
 import argparse
 import json
 import logging
-import os
 import signal
 import statistics
 import subprocess
@@ -26,6 +25,10 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as `python bench/latency.py` too
+
+from bench.isolation import isolated_env  # noqa: E402
+
 ROLE = "arn:aws:iam::123456789012:role/bench"
 QUERY = "Credentials.[AccessKeyId,SecretAccessKey,SessionToken]"
 
@@ -73,7 +76,7 @@ def start_world(tmp: Path) -> tuple[dict[str, str], subprocess.Popen, object]:
     (tmp / "credentials").write_text(
         "[base]\naws_access_key_id = AKIABENCH00000000001\naws_secret_access_key = bench\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROLECACHE_"))}
+    env = isolated_env(tmp, run)
     env.update(
         ROLECACHE_SOCKET=str(run / "rolecache.sock"),
         ROLECACHE_NO_AUTOSTART="1",
@@ -82,8 +85,6 @@ def start_world(tmp: Path) -> tuple[dict[str, str], subprocess.Popen, object]:
         AWS_SHARED_CREDENTIALS_FILE=str(tmp / "credentials"),
         AWS_DEFAULT_REGION="us-east-1",
         AWS_PROFILE="base",
-        # The daemons' state (runtime bindings outlive a daemon there) stays in this run.
-        XDG_STATE_HOME=str(tmp / "state"),
     )
     # Every load client is 127.0.0.1: lift the endpoints' per-client rate limit for B5, and let
     # the system pick the port so runs never collide.
