@@ -11,6 +11,7 @@ import ipaddress
 import os
 import shutil
 import socket
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,6 +135,11 @@ def docker_unavailable() -> str | None:
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no answer"])[-1]
+        if "permission denied" in last.lower():
+            return (
+                f"docker tests skipped: uid {os.getuid()} may not use dockerd's socket"
+                f" (run as root or as a member of the docker group): {last}"
+            )
         return f"docker tests skipped: dockerd is not reachable ({last})"
     return None
 
@@ -145,13 +151,30 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def lock_folder(parent: Path = Path("/tmp")) -> Path:
+    """This uid's folder for the tests' lock files, PARENT/rolecache-tests-UID (0700): per uid,
+    so another user's earlier run cannot leave files this one cannot open, and checked, so
+    nobody else can put a folder or a symlink of their own in its place."""
+    folder = parent / f"rolecache-tests-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    found = folder.lstat()  # lstat: a symlink is refused, never followed
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise AssertionError(
+            f"{folder} is not a 0700 folder of uid {os.getuid()}: remove it and run again"
+        )
+    return folder
+
+
 @contextlib.contextmanager
 def _locked(what: str = "setup") -> Iterator[None]:
     """One test process at a time does `what` (sets up the shared image and network; holds
     port 80 of the test network, which can redirect to one daemon only)."""
     import fcntl
 
-    with open(f"/tmp/rolecache-docker-tests-{what}.lock", "w") as lock:
+    path = lock_folder() / f"docker-{what}.lock"
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(descriptor, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
