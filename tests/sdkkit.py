@@ -1,6 +1,8 @@
-"""The SDKs on the host that tests run against the endpoints: the JS SDK v3 (installed with
-npm on first use) and Debian's AWS CLI v2 2.9; each skips the test when it cannot be had."""
+"""The SDKs on the host that tests run against the endpoints: the JS SDK v3 (installed before
+the run by .ci/js-sdk, never during it) and Debian's AWS CLI v2 2.9; each skips the test when it
+is missing."""
 
+import json
 import shutil
 import subprocess
 import urllib.error
@@ -10,9 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# The JS SDK is installed once, here, by the tests themselves (npm; not a project dependency).
+# The JS SDK v3 at the versions tests/js-sdk pins, installed into JS_SDK by .ci/js-sdk before
+# a run (a test run fetches nothing from the network).
 JS_SDK = ROOT / ".cache" / "js-sdk"
-JS_PACKAGES = ("@aws-sdk/credential-providers", "@aws-sdk/client-sts")
+JS_PINS = ROOT / "tests" / "js-sdk" / "package.json"
 # The default provider chain, as an application gets it, and STS at moto.
 JS_PROBE = """
 const { STSClient, GetCallerIdentityCommand } = require("@aws-sdk/client-sts");
@@ -25,21 +28,28 @@ client.send(new GetCallerIdentityCommand({})).then(
 DEBIAN_AWS = Path("/usr/bin/aws")
 
 
+def js_sdk_missing(folder: Path, pins: Path = JS_PINS) -> str | None:
+    """Why the JS SDK v3 in `folder` cannot be used (absent, or not the pinned versions), or
+    None when it can."""
+    fix = "run .ci/js-sdk to install it (npm, before the test run)"
+    if shutil.which("node") is None:
+        return "node is needed for the JS SDK v3 tests (.ci/run installs Debian's nodejs)"
+    for package, pinned in json.loads(pins.read_text())["dependencies"].items():
+        manifest = folder / "node_modules" / package / "package.json"
+        if not manifest.is_file():
+            return f"{package} is not installed in {folder}: {fix}"
+        found = json.loads(manifest.read_text()).get("version")
+        if found != pinned:
+            return f"{package} in {folder} is {found}, not the pinned {pinned}: {fix}"
+    return None
+
+
 @pytest.fixture(scope="session")
 def js_sdk() -> Path:
-    """A folder with the JS SDK v3's node_modules, installed with npm on first use."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the JS SDK v3 tests")
-    if not (JS_SDK / "node_modules" / "@aws-sdk" / "client-sts").is_dir():
-        JS_SDK.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(JS_SDK), *JS_PACKAGES],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"npm could not install the JS SDK v3: {result.stderr[-500:]}")
+    """The folder with the pinned JS SDK v3's node_modules (and the probe), or skip."""
+    reason = js_sdk_missing(JS_SDK)
+    if reason is not None:
+        pytest.skip(reason)
     (JS_SDK / "probe.js").write_text(JS_PROBE)
     return JS_SDK
 
