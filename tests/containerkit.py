@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The test venv's interpreter, mounted read-only into containers (tests/dockerkit.py).
 VENV_PYTHON = str(Path(sys.executable).parent / "python")
 
+
 @pytest.fixture(scope="session")
 def network() -> str:
     """The shared test network, once dockerd is known to answer (else the tests skip)."""
@@ -30,13 +31,10 @@ def network() -> str:
 def moto_at_gateway(network: str) -> Iterator[str]:
     """moto's STS on 169.254.170.2, for containers; it shares the in-process backend with the
     loopback moto the daemon calls, so it knows the credentials the daemon hands out."""
-    from moto.server import ThreadedMotoServer
+    from tests.motokit import moto_at
 
-    server = ThreadedMotoServer(ip_address=GATEWAY, port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_at(GATEWAY) as url:
+        yield url
 
 
 def docker_env(d: Daemon, name: str = "dev") -> dict[str, str]:

@@ -31,6 +31,7 @@ LIBFAKETIME = next(
 OFFSET_NAME = "offset"
 SHIM_SOURCE = Path(__file__).resolve().parent / "monotonic_sleep.c"
 SHIM_NAME = "monotonic_sleep.so"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def libfaketime_missing() -> str | None:
@@ -101,11 +102,12 @@ def fake_day(folder: Path) -> FakeDay:
 # Expiration by. Like real STS, it refuses a call signed with assumed-role credentials past
 # their Expiration (moto would answer it): a caller that held on to expired credentials fails.
 MOTO_SCRIPT = """
-import sys, time
+import sys, threading, time
+sys.path.insert(0, sys.argv[2])  # the checkout, for tests.motokit
 from moto.core.utils import utcnow
 from moto.sts.exceptions import STSClientError
 from moto.sts.models import STSBackend
-from moto.server import ThreadedMotoServer
+from tests.motokit import moto_server
 
 class ExpiredToken(STSClientError):
     code = "ExpiredToken"
@@ -120,11 +122,11 @@ def get_caller_identity(self, access_key_id, region):
     return identity(self, access_key_id, region)
 
 STSBackend.get_caller_identity = get_caller_identity
-server = ThreadedMotoServer(ip_address=sys.argv[1], port=0, verbose=False)
-server.start()
-print("http://%s:%d" % server.get_host_and_port(), flush=True)
+server = moto_server(sys.argv[1])
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print("http://%s:%d" % server.server_address[:2], flush=True)
 sys.stdin.read()  # until the test closes stdin
-server.stop()
+server.shutdown()
 """
 
 
@@ -135,7 +137,7 @@ def moto_on(day: FakeDay, address: str) -> Iterator[str]:
     from tests.conftest import outside_env  # no AWS settings, but the hermetic variables
 
     process = subprocess.Popen(
-        [sys.executable, "-c", MOTO_SCRIPT, address],
+        [sys.executable, "-c", MOTO_SCRIPT, address, str(ROOT)],
         env={**outside_env(), **day.env()},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
