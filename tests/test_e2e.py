@@ -325,6 +325,31 @@ def test_sandbox_prints_working_labelled_credentials(tmp_path: Path) -> None:
         stop_autostarted_daemon(env)
 
 
+# The daemon as started where moto is not installed (pipx or uv tool without the extra).
+NO_MOTO_DAEMON = """
+import sys
+sys.modules["moto"] = None  # as if not installed: importing it raises ImportError
+from rolecached.service import main
+sys.exit(main())
+"""
+
+
+def test_sandbox_without_moto_says_how_to_install_it(tmp_path: Path) -> None:
+    """`rolecached --sandbox` where moto is missing exits with a message that gives the
+    install commands that work where pip --user does not (PEP 668): pipx and uv tool."""
+    env = base_env(tmp_path, "http://127.0.0.1:9")
+    result = subprocess.run(
+        [sys.executable, "-c", NO_MOTO_DAEMON, "--sandbox"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "pipx install --force '.[sandbox]'" in result.stderr, result.stderr
+    assert "uv tool install --force '.[sandbox]'" in result.stderr, result.stderr
+
+
 def test_status_without_a_daemon_says_not_running_and_starts_none(
     tmp_path: Path, moto: Moto
 ) -> None:

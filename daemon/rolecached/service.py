@@ -215,7 +215,11 @@ def start_sandbox() -> StsCaller:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
-        raise StartupError("--sandbox needs moto: pip install 'rolecache[sandbox]'") from None
+        raise StartupError(
+            "--sandbox needs moto, the [sandbox] extra, in rolecache's own environment: from a"
+            " checkout, pipx install --force '.[sandbox]' or uv tool install --force"
+            " '.[sandbox]' (in a venv: pip install -e '.[sandbox]')"
+        ) from None
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
