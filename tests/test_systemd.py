@@ -146,3 +146,12 @@ def test_service_exposure_is_at_most_five_as_a_user_unit(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     level = exposure(result.stdout)
     assert level <= MOST_EXPOSURE, result.stdout
+
+
+def test_bounding_set_is_emptied_only_inside_a_user_namespace() -> None:
+    """A user manager has no CAP_SETPCAP: it can empty the bounding set only in a user
+    namespace of the unit's own, so CapabilityBoundingSet= comes with PrivateUsers=yes (else
+    the daemon fails at step CAPABILITIES and never starts)."""
+    service = unit_settings(UNITS / "rolecached.service")["Service"]
+    assert service["CapabilityBoundingSet"] == [""]
+    assert service["PrivateUsers"] == ["yes"]
