@@ -146,6 +146,9 @@ def test_root_is_refused_unless_the_readme_drop_in_turns_the_namespace_off(
     client(machine, "endpoint", "add", "root", "--role-arn", ROLE, "--role-session-name", "rt")
     refused = fetch_as_root(machine, "root")
     assert refused.returncode != 0 and "Expiration" not in refused.stdout, refused.stdout
+    # Refused for who it is: root, seen from the daemon's user namespace, is nobody.
+    why = machine.root("journalctl --no-pager _SYSTEMD_USER_UNIT=rolecached.service")
+    assert "refused connections on the container endpoint from uid 65534" in why.stdout
     drop_in = readme_block("ini", "PrivateUsers=no")
     path = drop_in.splitlines()[0].removeprefix("# ").replace("~", "/home/dev", 1)
     restarted = machine.dev(
@@ -165,8 +168,31 @@ def test_root_is_refused_unless_the_readme_drop_in_turns_the_namespace_off(
         )
 
 
+def test_enabled_service_starts_with_the_user_manager(machine: Machine) -> None:
+    """Enabled, the service starts when the user manager does (login, or boot with linger),
+    before anything connects: endpoints are up without a rolecache command."""
+    enabled = machine.dev("systemctl --user enable rolecached.service")
+    assert enabled.returncode == 0, enabled.stderr
+    restarted = machine.root(f"systemctl restart user@{DEV_UID}.service")
+    assert restarted.returncode == 0, restarted.stderr
+    # Nothing connects to the socket here: only default.target can start it.
+    machine.wait_until("systemctl --user is-active --quiet rolecached.service")
+
+
 def test_security_exposure_under_the_user_manager(machine: Machine) -> None:
-    """`systemd-analyze security --user` rates the loaded service at most 5.0."""
+    """`systemd-analyze security --user` rates the loaded service at most 5.0, and the kernel
+    shows the sandbox applied to the running daemon (no new privileges, a seccomp filter,
+    an empty bounding set), not only written in the unit."""
     result = machine.dev("systemd-analyze security --user --no-pager rolecached.service")
     assert result.returncode == 0, result.stderr
     assert exposure(result.stdout) <= MOST_EXPOSURE, result.stdout
+    started = machine.dev(
+        "systemctl --user enable --now rolecached.socket && "
+        "systemctl --user start rolecached.service"
+    )
+    assert started.returncode == 0, started.stderr + machine.journal()
+    pid = service(machine, "MainPID")["MainPID"]
+    status = machine.root(f"cat /proc/{pid}/status").stdout
+    fields = dict(line.split(":", 1) for line in status.splitlines())
+    applied = {name: fields[name].strip() for name in ("NoNewPrivs", "Seccomp", "CapBnd")}
+    assert applied == {"NoNewPrivs": "1", "Seccomp": "2", "CapBnd": "0000000000000000"}
