@@ -16,8 +16,8 @@ from tests.systemdkit import (
     UNITS,
     Machine,
     exposure,
-    systemd_image_missing,
     systemd_machine,
+    systemd_machine_unavailable,
 )
 
 ROLE = "arn:aws:iam::123456789012:role/deploy"
@@ -40,7 +40,7 @@ FETCH = (
 @pytest.fixture(scope="module")
 def machine() -> Iterator[Machine]:
     """A booted systemd container with dev's units installed and dev lingering."""
-    reason = systemd_image_missing()
+    reason = systemd_machine_unavailable()
     if reason:
         pytest.skip(reason)
     with systemd_machine() as machine:
