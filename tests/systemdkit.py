@@ -1,5 +1,6 @@
-"""Test helpers for the shipped systemd units: their settings as systemd reads them, and
-`systemd-analyze security`'s overall exposure score."""
+"""Test helpers for the shipped systemd units: their settings as systemd reads them,
+`systemd-analyze security`'s overall exposure score, and a container with systemd as PID 1
+to run them under a real user manager."""
 
 import contextlib
 import os
@@ -12,6 +13,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.dockerkit import docker_unavailable, python_mounts
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
@@ -90,8 +93,6 @@ SYSTEMD_RUN = (
 def systemd_machine_unavailable() -> str | None:
     """Why the systemd container cannot run here (no dockerd, no image, a cgroup tree it
     must not be given), or None."""
-    from tests.dockerkit import docker_unavailable
-
     reason = docker_unavailable()
     if reason:
         return reason
@@ -162,8 +163,6 @@ class Machine:
 def systemd_machine() -> Iterator[Machine]:
     """A container of SYSTEMD_IMAGE booted to its default target, with no network (only
     loopback), removed afterwards."""
-    from tests.dockerkit import python_mounts
-
     name = f"rolecache-systemd-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     # The image's own /usr holds systemd (and Debian's Python, for a venv made from it).
     mounts = python_mounts(host_usr=False)
