@@ -225,13 +225,16 @@ def shared_network() -> str:
     return TEST_NETWORK
 
 
-def python_mounts() -> list[str]:
-    """Read-only mounts that give a container this host's Python, node, AWS CLI and worktree."""
+def python_mounts(host_usr: bool = True) -> list[str]:
+    """Read-only mounts that give a container this host's Python, node, AWS CLI and worktree
+    (without the host's /usr when `host_usr` is false: an image with its own, e.g. systemd's)."""
     import sys
 
     prefix = Path(sys.base_prefix)  # the interpreter the venv was made from
-    mounts = ["-v", "/usr:/usr:ro", "-v", f"{prefix}:{prefix}:ro", "-v", f"{ROOT}:{ROOT}:ro"]
-    return mounts
+    mounts = ["-v", "/usr:/usr:ro"] if host_usr else []
+    if host_usr or not prefix.is_relative_to("/usr"):
+        mounts += ["-v", f"{prefix}:{prefix}:ro"]
+    return [*mounts, "-v", f"{ROOT}:{ROOT}:ro"]
 
 
 def run_container(

@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, Moto, base_env, unique_role
+from tests.systemdkit import (
+    MOST_EXPOSURE,
+    UNITS,
+    exposure,
+    offline_security,
+    offline_security_unavailable,
+    unit_settings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,3 +116,42 @@ def test_an_unsupported_platform_is_refused_at_start(tmp_path: Path, moto: Moto)
     )
     assert result.returncode == 1
     assert "only on Linux" in result.stderr
+
+
+def test_service_comes_back_after_a_crash_and_can_start_at_login() -> None:
+    """The service restarts after a crash (so endpoints come back) and can be enabled on its
+    own at login (default.target), bringing its socket along."""
+    service = unit_settings(UNITS / "rolecached.service")
+    assert service["Service"]["Restart"] == ["on-failure"]
+    assert service["Install"]["WantedBy"] == ["default.target"]
+    assert service["Install"]["Also"] == ["rolecached.socket"]
+    socket_unit = unit_settings(UNITS / "rolecached.socket")
+    assert socket_unit["Install"]["WantedBy"] == ["sockets.target"]
+
+
+def test_service_allows_only_the_address_families_it_uses() -> None:
+    """Unix, IPv4/IPv6 and netlink (sock_diag peer lookups): nothing else, so the hardening
+    cannot silently lose a family the daemon needs or gain one it does not."""
+    service = unit_settings(UNITS / "rolecached.service")["Service"]
+    families = " ".join(service["RestrictAddressFamilies"]).split()
+    assert sorted(families) == ["AF_INET", "AF_INET6", "AF_NETLINK", "AF_UNIX"]
+
+
+def test_service_exposure_is_at_most_five_as_a_user_unit(tmp_path: Path) -> None:
+    """`systemd-analyze security --offline=yes --user` rates the shipped service at most 5.0."""
+    reason = offline_security_unavailable()
+    if reason:
+        pytest.skip(reason)
+    result = offline_security(UNITS / "rolecached.service", tmp_path / "runtime")
+    assert result.returncode == 0, result.stderr
+    level = exposure(result.stdout)
+    assert level <= MOST_EXPOSURE, result.stdout
+
+
+def test_bounding_set_is_emptied_only_inside_a_user_namespace() -> None:
+    """A user manager has no CAP_SETPCAP: it can empty the bounding set only in a user
+    namespace of the unit's own, so CapabilityBoundingSet= comes with PrivateUsers=yes (else
+    the daemon fails at step CAPABILITIES and never starts)."""
+    service = unit_settings(UNITS / "rolecached.service")["Service"]
+    assert service["CapabilityBoundingSet"] == [""]
+    assert service["PrivateUsers"] == ["yes"]
