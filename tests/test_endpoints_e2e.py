@@ -147,6 +147,7 @@ def test_env_file_and_token_file(edaemon: Daemon) -> None:
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_SHARED_CREDENTIALS_FILE",
     }
     assert variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
     token_file = Path(variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"])

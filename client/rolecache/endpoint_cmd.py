@@ -41,7 +41,14 @@ STATIC = (
     "AWS_CREDENTIAL_EXPIRATION",
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
 )
+# Every SDK reads the shared credentials file before the container and IMDS providers, so a
+# [default] profile there would win: the program gets an empty one instead (an empty file is
+# valid for botocore, the AWS CLI v1 and v2, the JS SDK v3 and the Go SDK v2). The config
+# file stays: it holds the region and the rest of the program's settings.
+NO_CREDENTIALS_FILE = {"AWS_SHARED_CREDENTIALS_FILE": os.devnull}
 # The container variables: RELATIVE_URI wins over FULL_URI in every SDK, so it is unset
 # whenever FULL_URI is set.
 CONTAINER = (
@@ -120,6 +127,7 @@ def handoff(
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": url,
             "NO_PROXY": merged,
             "no_proxy": merged,  # urllib lets the lower-case name win: set both
+            **NO_CREDENTIALS_FILE,
         }
         return variables, (*STATIC, *CONTAINER, "AWS_EC2_METADATA_DISABLED")
     variables = {
@@ -130,6 +138,7 @@ def handoff(
         # to the file). A process's environment cannot be updated, so it is the container
         # token, which rotation leaves valid: both variables always hold a valid token.
         "AWS_CONTAINER_AUTHORIZATION_TOKEN": container_token(info),
+        **NO_CREDENTIALS_FILE,
     }
     return variables, (*STATIC, *CONTAINER[:1])
 
