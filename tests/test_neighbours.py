@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, Daemon, Moto, base_env, start_daemon, unique_role
+from tests.containerkit import VENV_PYTHON, docker_env
+from tests.dockerkit import run_container
+from tests.e2ekit import add
 
 NOBODY = 65534
 pytestmark = pytest.mark.skipif(
@@ -147,6 +150,36 @@ s.bind(("127.0.0.1", 0))
 s.listen()
 print(s.getsockname()[1], flush=True)
 sys.stdin.read()
+"""
+
+# Listens on every address at a port the kernel picks: the port a container's connection
+# will come from, so the kernel has a LISTEN socket of this uid for the container's ip:port.
+LISTEN_ANYWHERE = """
+import socket, sys
+s = socket.socket()
+s.bind(("0.0.0.0", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+# In a container: one request to the container URL from source port argv[3]; the status.
+FROM_PORT = """
+import json, socket, sys, urllib.parse
+url, token, port = urllib.parse.urlsplit(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket()
+s.bind(("0.0.0.0", port))
+s.settimeout(10)
+s.connect((url.hostname, url.port))
+s.sendall(("GET %s HTTP/1.1\\r\\nHost: %s\\r\\nAuthorization: %s\\r\\n"
+           "Connection: close\\r\\n\\r\\n" % (url.path, url.netloc, token)).encode())
+data = b""
+try:
+    while chunk := s.recv(65536):
+        data += chunk
+except OSError:
+    pass
+print(json.dumps({"status": data.split(b" ", 2)[1].decode() if data else None}))
 """
 
 
@@ -340,3 +373,24 @@ def test_a_squatted_container_port_names_the_squatter(tmp_path: Path, moto: Moto
         squatter.communicate("", timeout=30)
     assert result.returncode == 1
     assert f"port {port}" in result.stderr and f"uid {NOBODY} holds it" in result.stderr
+
+
+def test_another_uids_listener_on_a_containers_port_does_not_shut_it_out(
+    edaemon: Daemon, network: str
+) -> None:
+    """A container whose connection comes from a port another uid listens on (on every host
+    address) still gets the binding's credentials: only the container's own socket could
+    say who it is, and no socket of this host is that."""
+    assert add(edaemon, "dev", unique_role()).returncode == 0
+    env = docker_env(edaemon)
+    url = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+    token = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    listener = as_nobody(LISTEN_ANYWHERE)
+    try:
+        assert listener.stdout is not None
+        port = listener.stdout.readline().strip()
+        result = run_container(network, {}, [VENV_PYTHON, "-c", FROM_PORT, url, token, port])
+    finally:
+        listener.communicate("", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {"status": "200"}
