@@ -202,13 +202,15 @@ def _listening(pid: int) -> list[str]:
 
 
 def test_daemon_listens_on_loopback_only(edaemon: Daemon) -> None:
-    """Every TCP socket the daemon listens on (container and IMDS listeners) is 127.0.0.1,
-    but one: the container listener on the docker network's gateway, 169.254.170.2."""
+    """Every TCP socket the daemon listens on (container and IMDS listeners) is on loopback,
+    127.0.0.1 and ::1 (where localhost may resolve) on the same port, but one: the container
+    listener on the docker network's gateway, 169.254.170.2."""
     assert add(edaemon, "dev", unique_role()).returncode == 0
     addresses = _listening(edaemon.process.pid)
-    assert len(addresses) >= 4  # the container listener (twice) and two IMDS listeners
-    assert sorted(set(addresses)) == ["127.0.0.1", "169.254.170.2"]
+    assert len(addresses) >= 7  # the container listener (three times), two IMDS listeners (twice)
+    assert sorted(set(addresses)) == ["127.0.0.1", "169.254.170.2", "::1"]
     assert addresses.count("169.254.170.2") == 1
+    assert addresses.count("::1") == addresses.count("127.0.0.1")
 
 
 def test_endpoint_commands_use_only_the_standard_library(edaemon: Daemon) -> None:

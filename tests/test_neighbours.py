@@ -6,6 +6,7 @@ Each test also shows the owner's side of the same request working, so a refusal 
 daemon's decision and not a broken rig.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -150,6 +151,29 @@ s.bind(("127.0.0.1", 0))
 s.listen()
 print(s.getsockname()[1], flush=True)
 sys.stdin.read()
+"""
+
+# The same on [::1], where Debian's /etc/hosts sends `localhost` first.
+SQUAT_IPV6_LOOPBACK = SQUAT.replace("socket.socket()", "socket.socket(socket.AF_INET6)").replace(
+    '"127.0.0.1"', '"::1"'
+)
+
+# Tries to listen on [::1] at each port given, as a squatter would (SO_REUSEADDR and
+# SO_REUSEPORT on); what each attempt got.
+LISTEN_IPV6_LOOPBACK = """
+import errno, json, socket, sys
+out = {}
+for port in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET6)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        s.bind(("::1", int(port)))
+        s.listen()
+        out[port] = "listening"
+    except OSError as exc:
+        out[port] = errno.errorcode[exc.errno]
+print(json.dumps(out))
 """
 
 # Listens on every address at a port the kernel picks: the port a container's connection
@@ -394,3 +418,37 @@ def test_another_uids_listener_on_a_containers_port_does_not_shut_it_out(
         listener.communicate("", timeout=30)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == {"status": "200"}
+
+
+def test_another_uid_cannot_listen_where_localhost_urls_go(served: Served) -> None:
+    """Requests to localhost:PORT go to [::1]:PORT first (Debian's /etc/hosts): another uid
+    cannot listen there on the container or IMDS port, because the daemon holds it, and the
+    owner's request to [::1] gets credentials from the daemon."""
+    ports = [str(served.ecs_port), str(served.imds_port)]
+    attempts = run_as_nobody(LISTEN_IPV6_LOOPBACK, *ports)
+    assert attempts == {port: "EADDRINUSE" for port in ports}
+    url = served.info["ecs_url"].replace("127.0.0.1", "[::1]")
+    status, answer = fetch(dataclasses.replace(served, info={**served.info, "ecs_url": url}))
+    assert status == 200 and "AccessKeyId" in answer
+
+
+def test_a_squatted_ipv6_loopback_port_names_the_squatter(tmp_path: Path, moto: Moto) -> None:
+    """When another uid already listens on [::1] at this user's container port, the daemon
+    refuses to start and says which uid holds it."""
+    squatter = as_nobody(SQUAT_IPV6_LOOPBACK)
+    try:
+        assert squatter.stdout is not None
+        port = int(squatter.stdout.readline())
+        env = base_env(tmp_path, moto.url)
+        config = endpoint_config(tmp_path / "c.toml", port=f"port = {port}\n")
+        result = subprocess.run(
+            [str(BIN / "rolecached"), "--config", str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        squatter.communicate("", timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert f"::1 port {port}" in result.stderr and f"uid {NOBODY} holds it" in result.stderr
