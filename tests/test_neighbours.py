@@ -9,6 +9,7 @@ daemon's decision and not a broken rig.
 import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -435,3 +436,37 @@ def test_another_uid_cannot_listen_where_localhost_urls_go(served: Served) -> No
     status, answer = fetch(dataclasses.replace(served, info={**served.info, "ecs_url": url}))
     assert status == 200 and "AccessKeyId" in answer
 
+
+
+SANDBOX_PROBE = (
+    EXCHANGE
+    + """
+port, count = int(sys.argv[1]), int(sys.argv[2])
+host = b"Host: 127.0.0.1:%d\\r\\nConnection: close\\r\\n\\r\\n" % port
+listing = exchange(port, b"GET /moto-api/data.json HTTP/1.1\\r\\n" + host)
+bad = sum(1 for _ in range(count) if exchange(port, b"NOT HTTP AT ALL\\r\\n\\r\\n"))
+print(json.dumps({"listing": listing.decode("latin-1"), "answered_bad": bad}))
+"""
+)
+
+
+def test_the_sandbox_fake_sts_serves_its_owner_alone(tmp_path: Path, moto: Moto) -> None:
+    """The embedded moto of `rolecached --sandbox` gives another uid nothing: no listing of
+    the credentials it issued, no answer to 200 bad requests, and at most two log lines for
+    them all; the owner's own client gets sandbox credentials through it."""
+    env = base_env(tmp_path, moto.url)
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    daemon = start_daemon(tmp_path, env, "--sandbox")
+    try:
+        role = ("--role-arn", unique_role(), "--role-session-name", "sandbox")
+        assert daemon.client("env", *role).returncode == 0
+        found = re.search(r"embedded fake STS at http://127\.0\.0\.1:(\d+)", daemon.log.read_text())
+        assert found is not None
+        before = len(daemon.log.read_text().splitlines())
+        attack = run_as_nobody(SANDBOX_PROBE, found[1], "200")
+        after = daemon.log.read_text().splitlines()[before:]
+    finally:
+        daemon.stop()
+    assert attack == {"listing": "", "answered_bad": 0}
+    assert 1 <= len([line for line in after if "fake STS" in line]) <= 2
+    assert len(after) <= 2, after
