@@ -189,3 +189,36 @@ def test_a_default_profile_in_the_credentials_file_does_not_win(
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer.get("Arn", answer.get("arn")) == assumed_arn(role, "dev")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        "aws_access_key_id = AKIADEFAULTPROFILE01\naws_secret_access_key = default-secret\n",
+        "credential_process = /bin/false\n",
+        "role_arn = arn:aws:iam::123456789012:role/default\nsource_profile = base\n",
+    ],
+    ids=["keys", "credential_process", "role_arn"],
+)
+def test_credentials_in_the_config_files_default_profile_are_refused(
+    edaemon: Daemon, settings: str
+) -> None:
+    """When ~/.aws/config's [default] profile has credentials of its own (which every SDK
+    takes before the endpoint), `exec --endpoint` runs nothing and `endpoint env` prints
+    nothing: both exit 2 naming the file and the settings; a [default] with only a region
+    is used as it is."""
+    config = Path(edaemon.env["AWS_CONFIG_FILE"])
+    config.write_text("[default]\nregion = us-east-1\n" + settings)
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    env = {**edaemon.env, "MOTO_URL": edaemon.env["AWS_ENDPOINT_URL_STS"]}
+    probe = ("exec", "--endpoint", "dev", "--", sys.executable, "-c", BOTOCORE_PROBE)
+    ran = edaemon.client(*probe, env=env)
+    printed = edaemon.client("endpoint", "env", "dev")
+    for result in (ran, printed):
+        assert result.returncode == 2 and result.stdout == ""
+        assert f"[default] profile of {config} sets {settings.split()[0]}" in result.stderr
+    config.write_text("[default]\nregion = us-east-1\n")
+    fine = edaemon.client(*probe, env=env)
+    assert fine.returncode == 0, fine.stderr
+    assert json.loads(fine.stdout)["arn"] == assumed_arn(role, "dev")
