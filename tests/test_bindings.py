@@ -291,6 +291,7 @@ def test_container_handoff_variables(tmp_path: Path) -> None:
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": INFO["ecs_url"],
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": INFO["token_file"],
         "AWS_CONTAINER_AUTHORIZATION_TOKEN": "the-container-token",
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
     for name in (
         "AWS_ACCESS_KEY_ID",

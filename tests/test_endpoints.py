@@ -507,17 +507,29 @@ async def test_imds_flood_gets_429(rig: Rig) -> None:
 
 
 async def test_listeners_bind_loopback_only(rig: Rig) -> None:
-    """The IMDS listeners are bound to 127.0.0.1 and nothing else; the container listener to
-    127.0.0.1 and the docker network's gateway, 169.254.170.2 (none with docker = false)."""
+    """The IMDS listeners are bound to 127.0.0.1 and ::1 (where localhost may resolve) and
+    nothing else; the container listener to those and the docker network's gateway,
+    169.254.170.2 (none with docker = false)."""
+    loopback = ["127.0.0.1", *(["::1"] if has_ipv6_loopback() else [])]
     served = await rig.add()
     assert rig.manager.ecs_listener is not None
-    assert [a for a, _ in rig.manager.ecs_listener.addresses()] == ["127.0.0.1", "169.254.170.2"]
+    assert [a for a, _ in rig.manager.ecs_listener.addresses()] == [*loopback, "169.254.170.2"]
     assert served.imds is not None
-    assert [a for a, _ in served.imds.addresses()] == ["127.0.0.1"]
+    assert [a for a, _ in served.imds.addresses()] == loopback
     rig.manager = await new_manager(rig, docker=False)
     await rig.add()
     assert rig.manager.ecs_listener is not None
-    assert [a for a, _ in rig.manager.ecs_listener.addresses()] == ["127.0.0.1"]
+    assert [a for a, _ in rig.manager.ecs_listener.addresses()] == loopback
+
+
+def has_ipv6_loopback() -> bool:
+    """True when this host has ::1 (IPv6 is on)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 async def test_ipv6_loopback_when_asked(rig: Rig) -> None:

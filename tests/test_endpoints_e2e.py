@@ -4,6 +4,7 @@ only environment variables, the AWS CLI v1, bash)."""
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, unique_role
+from tests.conftest import BIN, Daemon, base_env, run_client, unique_role, wait_for_socket
 from tests.e2ekit import CONFIG_ROLE, PROBE, add, loaded_modules
 from tests.kit import assumed_arn
 
@@ -147,6 +148,7 @@ def test_env_file_and_token_file(edaemon: Daemon) -> None:
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_SHARED_CREDENTIALS_FILE",
     }
     assert variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
     token_file = Path(variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"])
@@ -205,13 +207,52 @@ def _listening(pid: int) -> list[str]:
 
 
 def test_daemon_listens_on_loopback_only(edaemon: Daemon) -> None:
-    """Every TCP socket the daemon listens on (container and IMDS listeners) is 127.0.0.1,
-    but one: the container listener on the docker network's gateway, 169.254.170.2."""
+    """Every TCP socket the daemon listens on (container and IMDS listeners) is on loopback,
+    127.0.0.1 and ::1 (where localhost may resolve) on the same port, but one: the container
+    listener on the docker network's gateway, 169.254.170.2."""
     assert add(edaemon, "dev", unique_role()).returncode == 0
     addresses = _listening(edaemon.process.pid)
-    assert len(addresses) >= 4  # the container listener (twice) and two IMDS listeners
-    assert sorted(set(addresses)) == ["127.0.0.1", "169.254.170.2"]
+    assert len(addresses) >= 7  # the container listener (three times), two IMDS listeners (twice)
+    assert sorted(set(addresses)) == ["127.0.0.1", "169.254.170.2", "::1"]
     assert addresses.count("169.254.170.2") == 1
+    assert addresses.count("::1") == addresses.count("127.0.0.1")
+
+
+# A network namespace whose loopback has no IPv6 (a host booted with IPv6 off), then the
+# command given: the daemon in it, reachable through its Unix socket only.
+NO_IPV6 = 'ip link set lo up && sysctl -q -w net.ipv6.conf.lo.disable_ipv6=1 && exec "$0" "$@"'
+
+
+@pytest.mark.skipif(
+    os.getuid() != 0 or not all(shutil.which(t) for t in ("unshare", "ip", "sysctl")),
+    reason="a network namespace without IPv6 needs root, unshare, ip and sysctl",
+)
+def test_a_host_without_ipv6_serves_on_127_0_0_1(tmp_path: Path) -> None:
+    """Where the loopback has no ::1, the daemon still starts and serves its bindings on
+    127.0.0.1 (and the docker gateway): the [::1] listener is left out, since nobody can
+    listen there either."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[endpoints]\nport = 0\n\n[endpoints.cfg]\n"
+        f'role_arn = "{CONFIG_ROLE}"\nrole_session_name = "cfg-session"\n'
+    )
+    # No STS is reachable in the namespace; this address refuses at once.
+    env = base_env(tmp_path, "http://127.0.0.1:9")
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    command = [str(BIN / "rolecached"), "--config", str(config)]
+    with open(tmp_path / "daemon.log", "wb") as log:
+        process = subprocess.Popen(
+            ["unshare", "-n", "sh", "-c", NO_IPV6, *command], env=env, stdout=log, stderr=log
+        )
+    try:
+        wait_for_socket(Path(env["ROLECACHE_SOCKET"]), process=process)
+        listed = run_client(env, "endpoint", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [e["name"] for e in json.loads(listed.stdout)["endpoints"]] == ["cfg"]
+        assert sorted(set(_listening(process.pid))) == ["127.0.0.1", "169.254.170.2"]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def test_endpoint_commands_use_only_the_standard_library(edaemon: Daemon) -> None:

@@ -6,8 +6,10 @@ Each test also shows the owner's side of the same request working, so a refusal 
 daemon's decision and not a broken rig.
 """
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, Daemon, Moto, base_env, start_daemon, unique_role
+from tests.containerkit import VENV_PYTHON, docker_env
+from tests.dockerkit import run_container
+from tests.e2ekit import add
 
 NOBODY = 65534
 pytestmark = pytest.mark.skipif(
@@ -147,6 +152,59 @@ s.bind(("127.0.0.1", 0))
 s.listen()
 print(s.getsockname()[1], flush=True)
 sys.stdin.read()
+"""
+
+# The same on [::1], where Debian's /etc/hosts sends `localhost` first.
+SQUAT_IPV6_LOOPBACK = SQUAT.replace("socket.socket()", "socket.socket(socket.AF_INET6)").replace(
+    '"127.0.0.1"', '"::1"'
+)
+
+# Tries to listen on [::1] at each port given, as a squatter would (SO_REUSEADDR and
+# SO_REUSEPORT on); what each attempt got.
+LISTEN_IPV6_LOOPBACK = """
+import errno, json, socket, sys
+out = {}
+for port in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET6)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        s.bind(("::1", int(port)))
+        s.listen()
+        out[port] = "listening"
+    except OSError as exc:
+        out[port] = errno.errorcode[exc.errno]
+print(json.dumps(out))
+"""
+
+# Listens on every address at a port the kernel picks: the port a container's connection
+# will come from, so the kernel has a LISTEN socket of this uid for the container's ip:port.
+LISTEN_ANYWHERE = """
+import socket, sys
+s = socket.socket()
+s.bind(("0.0.0.0", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+# In a container: one request to the container URL from source port argv[3]; the status.
+FROM_PORT = """
+import json, socket, sys, urllib.parse
+url, token, port = urllib.parse.urlsplit(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket()
+s.bind(("0.0.0.0", port))
+s.settimeout(10)
+s.connect((url.hostname, url.port))
+s.sendall(("GET %s HTTP/1.1\\r\\nHost: %s\\r\\nAuthorization: %s\\r\\n"
+           "Connection: close\\r\\n\\r\\n" % (url.path, url.netloc, token)).encode())
+data = b""
+try:
+    while chunk := s.recv(65536):
+        data += chunk
+except OSError:
+    pass
+print(json.dumps({"status": data.split(b" ", 2)[1].decode() if data else None}))
 """
 
 
@@ -318,12 +376,15 @@ def test_malformed_requests_leave_no_bearer_token_in_a_debug_log(served: Served)
     assert "malformed request" in log  # aiohttp's lines are there, stripped
 
 
-def test_a_squatted_container_port_names_the_squatter(tmp_path: Path, moto: Moto) -> None:
-    """When another uid already listens on this user's container port, the daemon refuses to
-    start and says which uid holds it. (The port is one the squatter got free from the
-    kernel and the config names, so parallel tests never hold it: the default port's rule is
-    test_bindings'.)"""
-    squatter = as_nobody(SQUAT)
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_a_squatted_container_port_names_the_squatter(
+    tmp_path: Path, moto: Moto, address: str
+) -> None:
+    """When another uid already listens on this user's container port, on 127.0.0.1 or on
+    [::1] (where localhost may resolve), the daemon refuses to start and says which uid holds
+    it. (The port is one the squatter got free from the kernel and the config names, so
+    parallel tests never hold it: the default port's rule is test_bindings'.)"""
+    squatter = as_nobody(SQUAT if address == "127.0.0.1" else SQUAT_IPV6_LOOPBACK)
     try:
         assert squatter.stdout is not None
         port = int(squatter.stdout.readline())
@@ -339,4 +400,73 @@ def test_a_squatted_container_port_names_the_squatter(tmp_path: Path, moto: Moto
     finally:
         squatter.communicate("", timeout=30)
     assert result.returncode == 1
-    assert f"port {port}" in result.stderr and f"uid {NOBODY} holds it" in result.stderr
+    assert f"{address} port {port}" in result.stderr
+    assert f"uid {NOBODY} holds it" in result.stderr
+
+
+def test_another_uids_listener_on_a_containers_port_does_not_shut_it_out(
+    edaemon: Daemon, network: str
+) -> None:
+    """A container whose connection comes from a port another uid listens on (on every host
+    address) still gets the binding's credentials: only the container's own socket could
+    say who it is, and no socket of this host is that."""
+    assert add(edaemon, "dev", unique_role()).returncode == 0
+    env = docker_env(edaemon)
+    url = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+    token = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    listener = as_nobody(LISTEN_ANYWHERE)
+    try:
+        assert listener.stdout is not None
+        port = listener.stdout.readline().strip()
+        result = run_container(network, {}, [VENV_PYTHON, "-c", FROM_PORT, url, token, port])
+    finally:
+        listener.communicate("", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {"status": "200"}
+
+
+def test_another_uid_cannot_listen_where_localhost_urls_go(served: Served) -> None:
+    """Requests to localhost:PORT go to [::1]:PORT first (Debian's /etc/hosts): another uid
+    cannot listen there on the container or IMDS port, because the daemon holds it, and the
+    owner's request to [::1] gets credentials from the daemon."""
+    ports = [str(served.ecs_port), str(served.imds_port)]
+    attempts = run_as_nobody(LISTEN_IPV6_LOOPBACK, *ports)
+    assert attempts == {port: "EADDRINUSE" for port in ports}
+    url = served.info["ecs_url"].replace("127.0.0.1", "[::1]")
+    status, answer = fetch(dataclasses.replace(served, info={**served.info, "ecs_url": url}))
+    assert status == 200 and "AccessKeyId" in answer
+
+
+
+SANDBOX_PROBE = (
+    EXCHANGE
+    + """
+port, count = int(sys.argv[1]), int(sys.argv[2])
+host = b"Host: 127.0.0.1:%d\\r\\nConnection: close\\r\\n\\r\\n" % port
+listing = exchange(port, b"GET /moto-api/data.json HTTP/1.1\\r\\n" + host)
+bad = sum(1 for _ in range(count) if exchange(port, b"NOT HTTP AT ALL\\r\\n\\r\\n"))
+print(json.dumps({"listing": listing.decode("latin-1"), "answered_bad": bad}))
+"""
+)
+
+
+def test_the_sandbox_fake_sts_serves_its_owner_alone(tmp_path: Path, moto: Moto) -> None:
+    """The embedded moto of `rolecached --sandbox` gives another uid nothing: no listing of
+    the credentials it issued, no answer to 200 bad requests, and at most two log lines for
+    them all; the owner's own client gets sandbox credentials through it."""
+    env = base_env(tmp_path, moto.url)
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    daemon = start_daemon(tmp_path, env, "--sandbox")
+    try:
+        role = ("--role-arn", unique_role(), "--role-session-name", "sandbox")
+        assert daemon.client("env", *role).returncode == 0
+        found = re.search(r"embedded fake STS at http://127\.0\.0\.1:(\d+)", daemon.log.read_text())
+        assert found is not None
+        before = len(daemon.log.read_text().splitlines())
+        attack = run_as_nobody(SANDBOX_PROBE, found[1], "200")
+        after = daemon.log.read_text().splitlines()[before:]
+    finally:
+        daemon.stop()
+    assert attack == {"listing": "", "answered_bad": 0}
+    assert 1 <= len([line for line in after if "fake STS" in line]) <= 2
+    assert len(after) <= 2, after

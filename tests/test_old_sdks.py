@@ -260,6 +260,34 @@ def test_go_sdk_v2_on_the_host_through_endpoint_env(
     )
 
 
+@pytest.mark.parametrize("imds", [False, True])
+def test_go_sdk_v2_on_the_host_ignores_a_default_profile(
+    edaemon: Daemon, go_probe: Path, imds: bool
+) -> None:
+    """With the base user's keys as [default] in ~/.aws/credentials (read before the
+    container and IMDS providers), the Go SDK v2 started by `exec --endpoint` or after
+    `endpoint env` calls STS as the binding's role, not as that user."""
+    Path(edaemon.env["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        "[default]\naws_access_key_id = AKIADEFAULTPROFILE01\n"
+        "aws_secret_access_key = default-profile-secret\n"
+    )
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    flags = ["--imds"] if imds else []
+    moto_url = edaemon.env["AWS_ENDPOINT_URL_STS"]
+    assert arn_of(run_go(go_probe, eval_env(edaemon, "dev", *flags), moto_url)) == assumed(
+        role, "dev"
+    )
+    execd = subprocess.run(
+        [str(BIN / "rolecache"), "exec", "--endpoint", "dev", *flags, "--", str(go_probe)],
+        env={**edaemon.env, "MOTO_URL": moto_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert arn_of(execd) == assumed(role, "dev")
+
+
 def test_go_sdk_v2_keeps_its_environment_across_rotations(edaemon: Daemon, go_probe: Path) -> None:
     """The Go SDK v2 1.17.1 started with an environment handed out before two rotations (which
     end the token file's first token) still gets the role: the variable it reads holds the

@@ -176,6 +176,42 @@ def test_chained_duration_over_an_hour_is_refused(daemon: Daemon, chain: dict) -
     assert "role chaining" in result.stderr and "3600" in result.stderr
 
 
+def hop_chain(daemon: Daemon, length: int) -> list[str]:
+    """A chain of `length` role profiles, r0 (sourced from base) to r{length-1}; its roles."""
+    roles = [unique_role(f"hop{i}") for i in range(length)]
+    sources = ["base", *(f"r{i}" for i in range(length - 1))]
+    profiles = (role_profile(f"r{i}", role, sources[i]) for i, role in enumerate(roles))
+    write_config(daemon.env, "".join(profiles))
+    return roles
+
+
+@pytest.mark.parametrize("length", [11, 300])
+def test_a_chain_longer_than_ten_roles_is_refused_before_any_call(
+    daemon: Daemon, moto: Moto, length: int
+) -> None:
+    """A source_profile chain of more than ten roles is refused with exit 2 and a message
+    naming the profile, before a single AssumeRole (from the profile or --source-profile)."""
+    roles = hop_chain(daemon, length)
+    top = f"r{length - 1}"
+    result = daemon.client("env", "--profile", top)
+    assert result.returncode == 2, result.stderr
+    assert f"profile {top!r}: its source_profile chain is longer than 10 roles" in result.stderr
+    via_source = daemon.client(
+        "env", "--role-arn", unique_role(), "--role-session-name", "s", "--source-profile", "r9"
+    )
+    assert via_source.returncode == 2, via_source.stderr
+    assert "longer than 10 roles" in via_source.stderr
+    assert sum(moto.assume_role_calls(r) for r in roles) == 0
+
+
+def test_a_chain_of_ten_roles_is_assumed(daemon: Daemon, moto: Moto) -> None:
+    """Ten roles, the most a chain may have, are assumed hop by hop, one call each."""
+    roles = hop_chain(daemon, 10)
+    result = daemon.client("env", "--profile", "r9")
+    assert result.returncode == 0, result.stderr
+    assert [moto.assume_role_calls(r) for r in roles] == [1] * 10
+
+
 # -- the drop-in `sts assume-role` -------------------------------------------------------
 
 SECRETS = [

@@ -4,7 +4,9 @@ AWS CLI v2 2.9 (which reads only the variable, and joins paths onto the IMDS URL
 slash). Each proves its credentials with GetCallerIdentity against moto."""
 
 import json
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,95 @@ def test_aws_cli_v2_29_keeps_its_environment_across_rotations(edaemon: Daemon) -
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["Arn"] == assumed_arn(role, "dev")
+
+
+# -- a [default] profile in ~/.aws/credentials ----------------------------------------------
+
+# The base user's keys where the README says the daemon's default source lives: every SDK's
+# chain reads this file before the container and IMDS providers.
+DEFAULT_PROFILE = (
+    "[default]\naws_access_key_id = AKIADEFAULTPROFILE01\n"
+    "aws_secret_access_key = default-profile-secret\n"
+)
+BOTOCORE_PROBE = (
+    "import boto3, json, os; print(json.dumps({'arn': boto3.client('sts', endpoint_url="
+    "os.environ['MOTO_URL']).get_caller_identity()['Arn']}))"
+)
+
+
+def consumer(request: pytest.FixtureRequest, name: str, moto_url: str) -> list[str]:
+    """The command that makes `name` call GetCallerIdentity at `moto_url` with its own
+    default chain; skips when that consumer is not installed."""
+    if name == "botocore":
+        return [sys.executable, "-c", BOTOCORE_PROBE]
+    if name == "js":
+        sdk = request.getfixturevalue("js_sdk")
+        return ["env", f"NODE_PATH={sdk / 'node_modules'}", "node", str(sdk / "probe.js")]
+    aws = str(BIN / "aws") if name == "aws-cli-v1" else str(debian_aws_cli())
+    return [aws, "sts", "get-caller-identity", "--output", "json", "--endpoint-url", moto_url]
+
+
+def after_eval(env: dict[str, str], *args: str) -> dict[str, str]:
+    """`env` after `eval "$(rolecache ARGS)"` in bash, as a program started there has it."""
+    script = f'eval "$({BIN}/rolecache {shlex.join(args)})" && env -0'
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return dict(item.split("=", 1) for item in result.stdout.split("\0") if item)
+
+
+@pytest.mark.parametrize("how", ["exec", "env", "env --imds"])
+@pytest.mark.parametrize("name", ["botocore", "aws-cli-v1", "aws-cli-v2", "js"])
+def test_a_default_profile_in_the_credentials_file_does_not_win(
+    edaemon: Daemon, request: pytest.FixtureRequest, name: str, how: str
+) -> None:
+    """With the base user's keys as [default] in ~/.aws/credentials, a program started by
+    `exec --endpoint` or after `eval "$(rolecache endpoint env NAME [--imds])"` calls STS as
+    the binding's role, not as that user, in every SDK on the host."""
+    moto_url = edaemon.env["AWS_ENDPOINT_URL_STS"]
+    command = consumer(request, name, moto_url)
+    Path(edaemon.env["AWS_SHARED_CREDENTIALS_FILE"]).write_text(DEFAULT_PROFILE)
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    env = {k: v for k, v in edaemon.env.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env["MOTO_URL"] = moto_url
+    if how == "exec":
+        command = [str(BIN / "rolecache"), "exec", "--endpoint", "dev", "--", *command]
+    else:
+        env = after_eval(env, "endpoint", *how.replace("env", "env dev").split())
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer.get("Arn", answer.get("arn")) == assumed_arn(role, "dev")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        "aws_access_key_id = AKIADEFAULTPROFILE01\naws_secret_access_key = default-secret\n",
+        "credential_process = /bin/false\n",
+        "role_arn = arn:aws:iam::123456789012:role/default\nsource_profile = base\n",
+    ],
+    ids=["keys", "credential_process", "role_arn"],
+)
+def test_credentials_in_the_config_files_default_profile_are_refused(
+    edaemon: Daemon, settings: str
+) -> None:
+    """When ~/.aws/config's [default] profile has credentials of its own (which every SDK
+    takes before the endpoint), `exec --endpoint` runs nothing and `endpoint env` prints
+    nothing: both exit 2 naming the file and the settings; a [default] with only a region
+    is used as it is."""
+    config = Path(edaemon.env["AWS_CONFIG_FILE"])
+    config.write_text("[default]\nregion = us-east-1\n" + settings)
+    role = unique_role()
+    assert add(edaemon, "dev", role).returncode == 0
+    env = {**edaemon.env, "MOTO_URL": edaemon.env["AWS_ENDPOINT_URL_STS"]}
+    probe = ("exec", "--endpoint", "dev", "--", sys.executable, "-c", BOTOCORE_PROBE)
+    ran = edaemon.client(*probe, env=env)
+    printed = edaemon.client("endpoint", "env", "dev")
+    for result in (ran, printed):
+        assert result.returncode == 2 and result.stdout == ""
+        assert f"[default] profile of {config} sets {settings.split()[0]}" in result.stderr
+    config.write_text("[default]\nregion = us-east-1\n")
+    fine = edaemon.client(*probe, env=env)
+    assert fine.returncode == 0, fine.stderr
+    assert json.loads(fine.stdout)["arn"] == assumed_arn(role, "dev")

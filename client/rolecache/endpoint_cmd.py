@@ -1,6 +1,7 @@
 """`rolecache endpoint ...` and `rolecache exec --endpoint`: manage container bindings and
 hand their endpoints to programs. Standard library only; not on any cache-hit path."""
 
+import configparser
 import os
 import sys
 
@@ -41,6 +42,24 @@ STATIC = (
     "AWS_CREDENTIAL_EXPIRATION",
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
+# Every SDK reads the shared credentials file before the container and IMDS providers, so a
+# [default] profile there would win: the program gets an empty one instead (an empty file is
+# valid for botocore, the AWS CLI v1 and v2, the JS SDK v3 and the Go SDK v2). The config
+# file stays: it holds the region and the rest of the program's settings.
+NO_CREDENTIALS_FILE = {"AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+# Settings of the config file's default profile that every SDK takes before the container and
+# IMDS providers: with one of them there, a program handed a binding would not use it.
+WINNING_KEYS = (
+    "aws_access_key_id",
+    "credential_process",
+    "role_arn",
+    "web_identity_token_file",
+    "sso_session",
+    "sso_start_url",
+    "sso_account_id",
 )
 # The container variables: RELATIVE_URI wins over FULL_URI in every SDK, so it is unset
 # whenever FULL_URI is set.
@@ -120,6 +139,7 @@ def handoff(
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": url,
             "NO_PROXY": merged,
             "no_proxy": merged,  # urllib lets the lower-case name win: set both
+            **NO_CREDENTIALS_FILE,
         }
         return variables, (*STATIC, *CONTAINER, "AWS_EC2_METADATA_DISABLED")
     variables = {
@@ -130,8 +150,37 @@ def handoff(
         # to the file). A process's environment cannot be updated, so it is the container
         # token, which rotation leaves valid: both variables always hold a valid token.
         "AWS_CONTAINER_AUTHORIZATION_TOKEN": container_token(info),
+        **NO_CREDENTIALS_FILE,
     }
     return variables, (*STATIC, *CONTAINER[:1])
+
+
+def winning_settings(config_file: str) -> list[str]:
+    """The settings of `config_file`'s default profile that would win over an endpoint in
+    the SDKs' chains (an unreadable or malformed file has none we can see)."""
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read(config_file, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return []
+    found: list[str] = []
+    for section in ("default", "profile default"):
+        if parser.has_section(section):
+            found += [k for k in WINNING_KEYS if parser.has_option(section, k) and k not in found]
+    return found
+
+
+def check_config(config_file: str) -> None:
+    """Refuse to hand a binding to a program whose SDK would take other credentials from
+    the config file's default profile, silently."""
+    found = winning_settings(config_file)
+    if found:
+        raise daemon.Failed(
+            f"the [default] profile of {config_file} sets {', '.join(found)}, which SDKs use "
+            "before the endpoint: the program would not run as the binding; move them to a "
+            "named profile",
+            protocol.EXIT_USAGE,
+        )
 
 
 def container_token(info: dict[str, object]) -> str:
@@ -259,6 +308,7 @@ def cmd_env(args: list[str], sandbox: bool) -> int:
     if flags.get("--env-file"):
         sys.stdout.write(shells.env_file_lines(variables))
     else:
+        check_config(protocol.aws_config_paths()["config_file"])
         sys.stdout.write(shells.export_lines(variables, unset, shell))
     return protocol.EXIT_OK
 
@@ -266,6 +316,7 @@ def cmd_env(args: list[str], sandbox: bool) -> int:
 def exec_endpoint(name: str, imds: bool, command: list[str], sandbox: bool) -> int:
     """Replace this process with CMD, pointed at the binding instead of static keys."""
     _name([name], "exec --endpoint NAME -- CMD")
+    check_config(protocol.aws_config_paths()["config_file"])
     variables, unset = handoff(_info(name, sandbox), imds, os.environ)
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(variables)

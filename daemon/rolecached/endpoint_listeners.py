@@ -1,6 +1,7 @@
 """The container endpoints' TCP listeners: one aiohttp app on one port over every configured
 address (and the docker gateway, bound before the network exists), behind the front guard."""
 
+import errno
 import ipaddress
 import os
 import socket
@@ -17,6 +18,14 @@ from rolecached.front import Door, FrontSite
 
 # aiohttp's limits on a request head; SDK requests are a few hundred bytes.
 HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
+# Debian's /etc/hosts (and others) map localhost to ::1 as well as 127.0.0.1, and clients try
+# ::1 first: a listener on 127.0.0.1 also holds [::1] on its port, so that no other user can
+# listen there and receive what is sent to localhost:PORT.
+LOCALHOST_TWINS = {"127.0.0.1": "::1"}
+# Errors that mean this host has no ::1 at all (IPv6 off): nobody can listen there either.
+NO_IPV6 = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+# A port the kernel picked for 127.0.0.1 can be in use on ::1: pick again, this many times.
+PICKS = 3
 # Linux's IP_FREEBIND (not in Python 3.11's socket module): bind an address no interface has
 # yet, so the daemon can listen on the docker network's gateway before the network exists.
 IP_FREEBIND = 15
@@ -75,27 +84,64 @@ async def listen(
         app, access_log=None, keepalive_timeout=settings.idle_timeout, **HEAD_LIMITS
     )
     await runner.setup()
-    sockets: list[socket.socket] = []
     try:
-        for address in (*settings.bind, *([gateway] if gateway else [])):
+        for pick in range(PICKS):
             try:
-                sock = open_tcp(address, port, freebind=address == gateway)
+                sockets = bound(addresses(settings.bind, gateway), port, what)
+                break
+            except ListenError:
+                if port != 0 or pick == PICKS - 1:
+                    raise
+        port = sockets[0][1].getsockname()[1]
+        try:
+            for address, sock in sockets:
+                await FrontSite(runner, sock, door(address)).start()
+        except BaseException:
+            for _, sock in sockets:
+                sock.close()
+            raise
+    except BaseException:
+        await runner.cleanup()
+        raise
+    app[GUARD].listening_on(port, (gateway,) if gateway else ())
+    return Listener(runner, port, [sock for _, sock in sockets])
+
+
+def addresses(bind: tuple[str, ...], gateway: str | None) -> list[tuple[str, str]]:
+    """(address, kind) for each socket a listener opens: "bind" for the configured ones,
+    "twin" for ::1 beside 127.0.0.1, "gateway" for the docker gateway."""
+    found = [(address, "bind") for address in bind]
+    for address in bind:
+        twin = LOCALHOST_TWINS.get(address)
+        if twin and twin not in bind:
+            found.append((twin, "twin"))
+    return found + ([(gateway, "gateway")] if gateway else [])
+
+
+def bound(wanted: list[tuple[str, str]], port: int, what: str) -> list[tuple[str, socket.socket]]:
+    """Listening sockets on every wanted address, all on one port (the first address picks
+    it when `port` is 0); a ListenError naming who holds the port when one cannot be had. A
+    twin is left out only when this host has no IPv6 loopback."""
+    sockets: list[tuple[str, socket.socket]] = []
+    try:
+        for address, kind in wanted:
+            try:
+                sock = open_tcp(address, port, freebind=kind == "gateway")
             except OSError as exc:
+                if kind == "twin" and exc.errno in NO_IPV6:
+                    continue
                 raise ListenError(
                     f"the {what} cannot listen on {address} port {port}: "
                     f"{exc.strerror or exc}{holder(port, address)}; choose another port in "
                     "[endpoints] of config.toml"
                 ) from None
-            sockets.append(sock)
+            sockets.append((address, sock))
             port = sock.getsockname()[1]
-            await FrontSite(runner, sock, door(address)).start()
     except BaseException:
-        for sock in sockets:
+        for _, sock in sockets:
             sock.close()
-        await runner.cleanup()
         raise
-    app[GUARD].listening_on(port, (gateway,) if gateway else ())
-    return Listener(runner, port, sockets)
+    return sockets
 
 
 def holder(port: int, address: str) -> str:

@@ -38,6 +38,11 @@ _NLM_F_DUMP = 0x300
 _NLMSG_ERROR = 2
 _NLMSG_DONE = 3
 _TCP_LISTEN = 10
+# The states of a full socket in a live connection (ESTABLISHED, FIN_WAIT1, FIN_WAIT2,
+# CLOSE_WAIT, LAST_ACK, CLOSING). Not LISTEN: when no socket has the exact addresses, the
+# kernel answers with whatever listens on the client's ip:port, which another uid may own.
+# Not TIME_WAIT or a request socket either: the kernel reports those as uid 0.
+_CONNECTED = frozenset({1, 4, 5, 8, 9, 11})
 _NOCOOKIE = 0xFFFFFFFF
 # struct nlmsghdr, then struct inet_diag_req_v2: family, protocol, ext, pad, states, and the
 # sockid (sport, dport big-endian; src, dst 16 bytes each; interface; cookie).
@@ -136,9 +141,8 @@ def tcp_peer_uid(ours: tuple[Any, ...], theirs: tuple[Any, ...], family: int) ->
     if not sys.platform.startswith("linux"):
         return None
     # The socket we ask about is the client's: its local end is `theirs`.
-    request = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF) + _sockid(
-        family, theirs, ours
-    )
+    sockid = _sockid(family, theirs, ours)
+    request = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF) + sockid
     try:
         messages = _DIAG.ask(request, dump=False)
     except OSError as exc:
@@ -146,7 +150,10 @@ def tcp_peer_uid(ours: tuple[Any, ...], theirs: tuple[Any, ...], family: int) ->
         return None
     for payload in messages:
         if len(payload) >= _MSG.size:
-            return _MSG.unpack_from(payload)[8]
+            _, state, _, _, found, _, _, _, uid, _ = _MSG.unpack_from(payload)
+            # Only the client's own socket counts: both addresses and ports, connected.
+            if state in _CONNECTED and found[: _SOCKID.size] == sockid[: _SOCKID.size]:
+                return uid
     return None
 
 

@@ -33,6 +33,9 @@ ROLE_KEYS = {
 }
 SUPPORTED_CREDENTIAL_SOURCES = ("Environment",)
 STATIC_KEYS = ("aws_access_key_id", "aws_secret_access_key")
+# Roles assumed one after another for one profile: real chains are two or three deep, and a
+# config with hundreds would cost as many STS calls per renewal.
+MAX_HOPS = 10
 # AWS config files are a few KB; anything far bigger is a mistake, and reading it would
 # stall every request that names a profile.
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -133,6 +136,8 @@ def role_chain(name: str, config: AwsConfig) -> list[dict[str, Any]]:
                 "profile (role_arn plus source_profile or credential_source)"
             )
         visited.append(current)
+        if len(visited) > MAX_HOPS:
+            raise ProfileError(too_many_hops(name))
         hop = _hop(current, profile, config)
         hops.append(hop)
         source = profile.get("source_profile")
@@ -179,6 +184,14 @@ def role_chain(name: str, config: AwsConfig) -> list[dict[str, Any]]:
         if top_region and "region" not in hop:
             hop["region"] = top_region
     return hops
+
+
+def too_many_hops(name: str) -> str:
+    """The refusal of a chain longer than MAX_HOPS, naming the profile asked for."""
+    return (
+        f"profile {name!r}: its source_profile chain is longer than {MAX_HOPS} roles; "
+        "point one of its profiles at a source with credentials"
+    )
 
 
 class ConfigFiles:
@@ -349,6 +362,8 @@ def select(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
         # --source-profile naming a role profile: assume that chain first, then this role.
         hops = [*role_chain(source, config), dict(overrides)]
         hops[-1].pop("source_profile")
+        if len(hops) > MAX_HOPS:
+            raise ProfileError(too_many_hops(source))
     else:
         hops = [dict(overrides)]
 

@@ -25,6 +25,7 @@ from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager
 from rolecached.errors import ListenError
+from rolecached.fake_sts import serve_fake_sts
 from rolecached.fastlane import MAX_REQUEST
 from rolecached.front import Door, FrontSite, Lane, Reply
 from rolecached.gate import Caps, Gate, raise_fd_limit
@@ -211,21 +212,19 @@ async def serve(
 
 
 def start_sandbox() -> StsCaller:
-    """An embedded moto STS on loopback and a caller that uses it with fixed fake keys."""
+    """An embedded moto STS on loopback, for this uid only, and a caller that uses it with
+    fixed fake keys."""
     try:
-        from moto.server import ThreadedMotoServer
+        url = serve_fake_sts()
     except ImportError:
         raise StartupError(
             "--sandbox needs moto, the [sandbox] extra, in rolecache's own environment: from a"
             " checkout, pipx install --force '.[sandbox]' or uv tool install --force"
             " '.[sandbox]' (in a venv: pip install -e '.[sandbox]')"
         ) from None
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    log.warning("SANDBOX: using an embedded fake STS at http://%s:%s, not AWS", host, port)
+    log.warning("SANDBOX: using an embedded fake STS at %s, not AWS", url)
     return StsCaller(
-        endpoint_url=f"http://{host}:{port}",
+        endpoint_url=url,
         static_source=StaticSource("AKIASANDBOXSOURCE000", "sandbox-source-secret"),
     )
 
