@@ -29,6 +29,7 @@ _ROLE_ARN = re.compile(
 _POLICY_TEXT = re.compile(r"[\t\n\r\u0020-\u00ff]*")
 _POLICY_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?:\d{12}|aws):policy/[\x21-\x7e]+", re.ASCII)
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_SESSION_CHARS = re.compile(r"[\w+=,.@-]*", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 _SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 # Tag keys and values: Unicode letters, digits, spaces and _.:/=+-@ (STS's pattern
@@ -172,6 +173,22 @@ def _shown(value: str, limit: int = 80) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
+def _as_sts_refuses(
+    refusal: InvalidRequest, member: str, value: str, constraints: list[str]
+) -> None:
+    """Add to `refusal` the ValidationError STS answers for the same value, so the drop-in
+    can say what the AWS CLI would print after the call."""
+    count = len(constraints)
+    refusal.details["sts_code"] = "ValidationError"
+    refusal.details["sts_message"] = (
+        f"{count} validation error{'s' if count > 1 else ''} detected: "
+        + "; ".join(
+            f"Value '{value}' at '{member}' failed to satisfy constraint: Member must {c}"
+            for c in constraints
+        )
+    )
+
+
 def _check_pattern(name: str, value: str, pattern: re.Pattern[str], allowed: str) -> None:
     if not pattern.fullmatch(value):
         raise InvalidRequest(f"{name} {_shown(value)} is not valid: {allowed}")
@@ -246,19 +263,45 @@ def parse_request(
             if len(session_name) > 64
             else "invalid"
         )
-        raise InvalidRequest(
+        refusal = InvalidRequest(
             f"role session name {_shown(session_name)} is {size}: "
             f"2 to 64 characters of {_CHARSET_SESSION}"
         )
+        if len(session_name) < 2:  # the CLI's parameter check refuses it before STS would
+            refusal.details["cli_message"] = (
+                "Parameter validation failed:\nInvalid length for parameter RoleSessionName, "
+                f"value: {len(session_name)}, valid min length: 2"
+            )
+        else:
+            constraints = []
+            if not _SESSION_CHARS.fullmatch(session_name):
+                constraints.append(r"satisfy regular expression pattern: [\w+=,.@-]*")
+            if len(session_name) > 64:
+                constraints.append("have length less than or equal to 64")
+            _as_sts_refuses(refusal, "roleSessionName", session_name, constraints)
+        raise refusal
 
     duration = _integer(body, "duration_seconds")
     if duration is None:
         duration = DEFAULT_DURATION
     if not MIN_DURATION <= duration <= MAX_DURATION:
-        raise InvalidRequest(
+        refusal = InvalidRequest(
             f"duration {duration} s is out of range: {MIN_DURATION} to {MAX_DURATION} seconds "
             "(15 minutes to 12 hours, and no more than the role's maximum)"
         )
+        if duration < MIN_DURATION:
+            refusal.details["cli_message"] = (
+                "Parameter validation failed:\nInvalid value for parameter DurationSeconds, "
+                f"value: {duration}, valid min value: {MIN_DURATION}"
+            )
+        else:
+            _as_sts_refuses(
+                refusal,
+                "durationSeconds",
+                str(duration),
+                [f"have value less than or equal to {MAX_DURATION}"],
+            )
+        raise refusal
     if source_role is not None and duration > CHAINED_MAX_DURATION:
         raise InvalidRequest(
             f"duration {duration} s is too long for {role_arn}: it is assumed with the "

@@ -373,7 +373,7 @@ def _translated(source: Source) -> Iterator[None]:
         raise StsCallFailed(StsFailure(code, message, is_retryable(code, status))) from None
     except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
         # Connection refused, reset, timed out: the network may come back.
-        raise StsCallFailed(StsFailure("NetworkError", str(exc), True)) from None
+        raise StsCallFailed(StsFailure("NetworkError", str(exc), True, local=True)) from None
     except botocore.exceptions.NoCredentialsError:
         if source.credential_source == "Environment":
             where = "the daemon's environment (credential_source = Environment)"
@@ -387,17 +387,13 @@ def _translated(source: Source) -> Iterator[None]:
                 f"no source credentials found in {where}; configure them with "
                 "`aws configure` or name a profile with --source-profile",
                 False,
+                local=True,
             )
         ) from None
-    except botocore.exceptions.ProfileNotFound:
-        raise StsCallFailed(
-            StsFailure(
-                "ProfileNotFound",
-                f"source profile {source.source_profile!r} is not in the AWS config "
-                "files; check `aws configure list-profiles`",
-                False,
-            )
-        ) from None
+    except botocore.exceptions.ProfileNotFound as exc:
+        # botocore's own words, which the AWS CLI prints: "The config profile (NAME) could
+        # not be found".
+        raise StsCallFailed(StsFailure("ProfileNotFound", str(exc), False, local=True)) from None
     except botocore.parsers.ResponseParserError:
         # Not XML (cut short, or not STS answering): another try may do. The exception's text
         # quotes the raw answer, which may hold credentials, so it is not repeated.
@@ -410,4 +406,4 @@ def _translated(source: Source) -> Iterator[None]:
         ) from None
     except botocore.exceptions.BotoCoreError as exc:
         # Partial keys, an expired SSO token, a failing credential_process: fix the source.
-        raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False)) from None
+        raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False, local=True)) from None
