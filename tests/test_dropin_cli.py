@@ -145,22 +145,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     server.shutdown()
 
 
-def aws(world: World, version: int, *args: str) -> subprocess.CompletedProcess:
-    """The real `aws sts assume-role ARGS` of CLI `version`, against the fixed STS."""
+def aws(
+    world: World, version: int, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """The real `aws sts assume-role ARGS` of CLI `version`, against the fixed STS, in the
+    world's environment with `env` added."""
     # CLI 2.9 predates AWS_ENDPOINT_URL_STS: it is told the endpoint on its command line.
     command = [str(BIN / "aws")] if version == 1 else [str(V2), "--endpoint-url", world.sts_url]
     return subprocess.run(
         [*command, "sts", "assume-role", *args],
-        env=world.env,
+        env={**world.env, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
     )
 
 
-def ours(world: World, version: int, *args: str) -> subprocess.CompletedProcess:
-    """`rolecache sts assume-role ARGS`, copying CLI `version`."""
-    env = {**world.env, "ROLECACHE_CLI_VERSION": str(version)}
+def ours(
+    world: World, version: int, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`rolecache sts assume-role ARGS`, copying CLI `version`, with `env` added."""
+    env = {**world.env, **(env or {}), "ROLECACHE_CLI_VERSION": str(version)}
     return subprocess.run(
         [str(BIN / "rolecache"), "sts", "assume-role", *args],
         env=env,
@@ -421,3 +426,40 @@ def test_json_forms_of_list_options_are_sent_as_the_cli_sends_them(
                 grouped.setdefault(number, {})[field] = value
         members.append({tuple(sorted(m.items())) for m in grouped.values()})  # order aside
     assert members[0] == members[1] != set()
+
+
+OUTPUT_CONFIG = """\
+[default]
+output = text
+
+[profile tables]
+output = table
+aws_access_key_id = AKIATABLESPROFILE001
+aws_secret_access_key = tables-profile-secret
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "starts"),
+    [
+        ([], {}, "6\talice-src\n"),  # [default]'s output: text
+        (["--profile", "tables"], {}, "---"),  # the named profile's: table
+        ([], {"AWS_PROFILE": "tables"}, "---"),
+        ([], {"AWS_DEFAULT_OUTPUT": "json"}, "{"),  # the environment over the profile
+        (["--output", "yaml"], {"AWS_DEFAULT_OUTPUT": "table"}, "AssumedRoleUser:"),
+    ],
+    ids=["default", "profile", "aws-profile", "env-over-profile", "option-over-env"],
+)
+def test_output_follows_the_config_as_in_the_cli(
+    world: World, tmp_path: Path, args: list[str], env: dict[str, str], starts: str
+) -> None:
+    """The output format comes from --output, else AWS_DEFAULT_OUTPUT, else the profile's
+    `output` in the config file, else json: the same bytes as the CLI in each case."""
+    config = tmp_path / "config"
+    config.write_text(OUTPUT_CONFIG)
+    env = {**env, "AWS_CONFIG_FILE": str(config)}
+    full = ["--role-arn", ROLE, "--role-session-name", "output", *args]
+    theirs, mine = aws(world, 2, *full, env=env), ours(world, 2, *full, env=env)
+    assert theirs.returncode == mine.returncode == 0, (theirs.stderr, mine.stderr)
+    assert mine.stdout == theirs.stdout
+    assert mine.stdout.startswith(starts)
