@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import botocore.config
+import botocore.credentials
 import botocore.exceptions
 import botocore.parsers
 import botocore.session
@@ -102,6 +103,20 @@ def _where(source: Source) -> str:
     return "the daemon's default credential chain"
 
 
+def _lend_own_credentials(session: botocore.session.Session, profile: str) -> None:
+    """Make a role profile, as a source, sign with its own credentials (keys, SSO, a
+    process), as botocore's source-profile chain does: the default chain would assume its
+    role first, a second AssumeRole (and role chaining) for a profile that is its own
+    source. Profiles without a role keep the default chain."""
+    if "role_arn" not in session.full_config.get("profiles", {}).get(profile, {}):
+        return
+    builder = botocore.credentials.ProfileProviderBuilder(session)
+    resolver = botocore.credentials.CredentialResolver(
+        builder.providers(profile_name=profile, disable_env_vars=True)
+    )
+    session.register_component("credential_provider", resolver)
+
+
 class StsCaller:
     """Makes AssumeRole and GetSessionToken calls. One botocore session per source (profile,
     config files, as they are on disk now) and one client per endpoint: building them costs
@@ -158,6 +173,7 @@ class StsCaller:
                 session.set_credentials(key_id, secret, os.environ.get("AWS_SESSION_TOKEN"))
             elif source.source_profile is not None:
                 session.set_config_variable("profile", source.source_profile)
+                _lend_own_credentials(session, source.source_profile)
             self._sessions[key] = session
         return session
 
