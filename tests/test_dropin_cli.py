@@ -463,3 +463,44 @@ def test_output_follows_the_config_as_in_the_cli(
     assert theirs.returncode == mine.returncode == 0, (theirs.stderr, mine.stderr)
     assert mine.stdout == theirs.stdout
     assert mine.stdout.startswith(starts)
+
+
+def readme_shim() -> str:
+    """The `aws` shell function the README gives, as a user copies it."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.DOTALL)
+    (shim,) = [b for b in blocks if b.startswith("aws() {")]
+    return shim
+
+
+def through_shim(world: World, *args: str) -> subprocess.CompletedProcess:
+    """`aws ARGS` in bash with the README's function defined, `rolecache` and the real
+    CLI v1 on PATH."""
+    env = {**world.env, "PATH": f"{BIN}:/usr/bin:/bin", "ROLECACHE_CLI_VERSION": "1"}
+    return subprocess.run(
+        ["bash", "-c", readme_shim() + '\naws "$@"', "shim", *args],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_readme_shim_serves_assume_role_after_global_options(world: World) -> None:
+    """Global options before `sts assume-role` still reach rolecache (a repeat calls no STS)
+    with the CLI's bytes; other commands and options only the CLI acts on go to it."""
+    args = ["--role-arn", ROLE, "--role-session-name", "shim", "--query", "Credentials"]
+    first = through_shim(
+        world, "--output", "text", "--region", "us-east-1", "sts", "assume-role", *args
+    )
+    assert first.returncode == 0, first.stderr
+    calls = len(world.forms)
+    again = through_shim(
+        world, "--output=text", "--no-cli-pager", "--region=us-east-1", "sts", "assume-role", *args
+    )
+    assert again.returncode == 0, again.stderr
+    assert len(world.forms) == calls  # served from rolecache's cache
+    assert again.stdout == first.stdout == aws(world, 1, "--output", "text", *args).stdout
+    calls = len(world.forms)
+    unsigned = through_shim(world, "--no-sign-request", "sts", "assume-role", *args)
+    assert len(world.forms) == calls + 1  # the real CLI called the STS itself
+    assert unsigned.stdout != "" and unsigned.returncode == 0, unsigned.stderr
+    version = through_shim(world, "--debug", "--version")
+    assert version.returncode == 0 and "aws-cli/1." in version.stdout + version.stderr

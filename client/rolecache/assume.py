@@ -66,6 +66,17 @@ REFUSED = {
     "--no-sign-request": "AssumeRole must be signed; rolecache's daemon always signs it",
 }
 
+# Global options the CLI takes before its command that the drop-in understands, with
+# whether each takes a value: `rolecache aws` reads past them to find the command.
+GLOBALS = {
+    **{name: True for name in VALUED},
+    **IGNORED,
+    "--profile": True,
+    "--region": True,
+    "--debug": False,
+    "--no-verify-ssl": False,
+}
+
 # The AWS CLI option -> rolecache option it means here.
 OPTIONS = {
     "--role-arn": "--role-arn",
@@ -322,3 +333,23 @@ def _failed(error: dict[str, str], text: str, debug: bool, generation: Generatio
     if "cli_message" in error:  # what botocore refused (a profile, an SSO token, no network)
         return _refuse(f"\n{error['cli_message']}\n", CLI_ERROR)
     return _refuse(f"rolecache: {text}\n", CLI_ERROR)
+
+
+def forward(args: list[str], sandbox: bool) -> int:
+    """`rolecache aws ARGS`, for an `aws` shell function: `sts assume-role` after any global
+    options the drop-in understands is served here; anything else (another command, an
+    option only the CLI can act on) runs the real `aws` on PATH with ARGS unchanged."""
+    i = 0
+    while i < len(args) and args[i].startswith("--"):
+        name, eq, _ = args[i].partition("=")
+        if name not in GLOBALS:
+            break
+        i += 2 if GLOBALS[name] and not eq else 1
+    rest = args[i + 2 :]
+    if args[i : i + 2] == ["sts", "assume-role"] and not any(
+        a.partition("=")[0] in REFUSED for a in rest
+    ):
+        return run(args[:i] + rest, sandbox)
+    from rolecache import cmdline
+
+    return cmdline.exec_command(["aws", *args], dict(os.environ))

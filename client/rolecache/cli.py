@@ -32,6 +32,8 @@ commands:
   forget   drop a cached session (same selector options), or --all
   status   show the daemon's version, uptime and counters
   sts assume-role ...     drop-in for `aws sts assume-role` (same options and output)
+  aws ARGS ...            for an `aws` shell function: sts assume-role (after the CLI's
+                          global options) is served as above, anything else runs `aws ARGS`
   shell-init bash|zsh|fish  shell functions (rolecache-assume PROFILE) and completion
   endpoint add|list|remove|rotate|env ...   serve a role to SDKs and containers on
            loopback (ECS- and IMDSv2-style); exec --endpoint NAME [--imds] -- CMD uses one
@@ -203,6 +205,10 @@ def run(argv: list[str]) -> int:
         from rolecache import assume
 
         return assume.run(args[1:], sandbox)
+    if command == "aws":
+        from rolecache import assume
+
+        return assume.forward(args, sandbox)
     if command == "shell-init":
         from rolecache import shellinit
 
