@@ -54,8 +54,15 @@ DOCKER_FLAGS: dict[str, str] = {
     "--remove": "flag",
     "--apply": "flag",
 }
-# Commands that parse their own arguments, and the flags every command takes.
-OTHER_COMMANDS = ("sts", "shell-init", "endpoint", "docker")
+# Commands that parse their own arguments, the words each takes next, and the flags every
+# command takes.
+OTHER_COMMANDS = ("sts", "shell-init", "endpoint", "docker", "aws")
+SUBCOMMANDS: dict[str, tuple[str, ...]] = {
+    "sts": ("assume-role",),
+    "shell-init": ("bash", "zsh", "fish"),
+    "endpoint": tuple(ENDPOINT_FLAGS),
+    "docker": ("setup",),
+}
 GLOBAL_FLAGS = ("--sandbox", "--help", "--version")
 
 
