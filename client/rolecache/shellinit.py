@@ -11,6 +11,17 @@ import sys
 
 from rolecache.cmdline import SUBCOMMANDS, completion_words
 
+USAGE = "usage: rolecache shell-init bash|zsh|fish\n"
+HELP = """
+Print shell functions and completion for your rc file:
+
+    eval "$(rolecache shell-init bash)"     # in ~/.bashrc (zsh: the same with zsh)
+    rolecache shell-init fish | source      # in ~/.config/fish/config.fish
+
+They give `rolecache-assume PROFILE [options]`, which exports a role profile's credentials
+into the current shell, and tab completion of commands, options and profile names.
+"""
+
 # From the parsers' own tables, so every command and option is offered.
 COMMANDS, OPTIONS = completion_words()
 # bash: the case arms that offer a command's own next words (`endpoint add`, `sts
@@ -129,8 +140,11 @@ def script(shell: str) -> str:
 
 def run(args: list[str]) -> int:
     """Print the snippet for the shell named in `args`; 2 for anything else."""
+    if args in (["--help"], ["-h"], ["help"]):
+        sys.stdout.write(USAGE + HELP)
+        return 0
     if len(args) != 1 or args[0] not in ("bash", "zsh", "fish"):
-        sys.stderr.write("usage: rolecache shell-init bash|zsh|fish\n")
+        sys.stderr.write(USAGE)
         return 2
     sys.stdout.write(script(args[0]))
     return 0
