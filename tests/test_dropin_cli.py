@@ -76,6 +76,7 @@ INVALID = """<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><E
 </Error><RequestId>invalid</RequestId></ErrorResponse>"""
 # STS's own checks of the values the AWS CLI sends unchecked (its pattern and maximums).
 SESSION_CHARS = re.compile(r"[\w+=,.@-]*", re.ASCII)
+EXTERNAL_ID_CHARS = re.compile(r"[\w+=,.@:/-]*", re.ASCII)
 
 
 @dataclass
@@ -90,7 +91,8 @@ class World:
 
 
 def sts_refusal(form: dict[str, str]) -> str | None:
-    """The ValidationError message STS answers for the form's session name or duration."""
+    """The ValidationError message STS answers for the form's session name, external id,
+    source identity or duration."""
     name, duration = form.get("RoleSessionName", ""), int(form.get("DurationSeconds", "3600"))
     value = "1 validation error detected: Value '{}' at '{}' failed to satisfy constraint: "
     if not SESSION_CHARS.fullmatch(name):
@@ -101,6 +103,16 @@ def sts_refusal(form: dict[str, str]) -> str | None:
         return (
             value.format(name, "roleSessionName")
             + "Member must have length less than or equal to 64"
+        )
+    external_id = form.get("ExternalId", "ok")
+    if not EXTERNAL_ID_CHARS.fullmatch(external_id):
+        return value.format(external_id, "externalId") + (
+            r"Member must satisfy regular expression pattern: [\w+=,.@:\/-]*"
+        )
+    identity = form.get("SourceIdentity", "ok")
+    if not SESSION_CHARS.fullmatch(identity):
+        return value.format(identity, "sourceIdentity") + (
+            r"Member must satisfy regular expression pattern: [\w+=,.@-]*"
         )
     if duration > 43200:
         return value.format(duration, "durationSeconds") + (
@@ -381,6 +393,9 @@ WORDED = {
     "short-duration": ["--role-session-name", "dur1", "--duration-seconds", "600"],
     "long-duration": ["--role-session-name", "dur2", "--duration-seconds", "50000"],
     "no-profile": ["--role-session-name", "prof1", "--profile", "nonexistent"],
+    "bad-external-id": ["--role-session-name", "ext1", "--external-id", "no spaces"],
+    "short-external-id": ["--role-session-name", "ext2", "--external-id", "x"],
+    "bad-source-identity": ["--role-session-name", "src1", "--source-identity", "a b"],
 }
 
 
