@@ -519,3 +519,20 @@ def test_readme_shim_serves_assume_role_after_global_options(world: World) -> No
     assert unsigned.stdout != "" and unsigned.returncode == 0, unsigned.stderr
     version = through_shim(world, "--debug", "--version")
     assert version.returncode == 0 and "aws-cli/1." in version.stdout + version.stderr
+
+
+def test_source_credentials_botocore_refuses_exit_as_the_cli(world: World, tmp_path: Path) -> None:
+    """A source profile whose credential_process fails is refused by botocore before any
+    call (as an expired SSO token is): the CLI's last line and exit status (255 in both
+    generations, not v2's 254 for STS), and no STS call."""
+    config = tmp_path / "config"
+    config.write_text("[profile broken]\ncredential_process = false\nregion = us-east-1\n")
+    env = {"AWS_CONFIG_FILE": str(config)}
+    args = ["--role-arn", ROLE, "--role-session-name", "proc1", "--profile", "broken"]
+    calls = len(world.forms)
+    for version in (1, 2):
+        theirs = aws(world, version, *args, env=env)
+        mine = ours(world, version, *args, env=env)
+        assert theirs.returncode == mine.returncode == 255, (theirs.stderr, mine.stderr)
+        assert last_line(mine.stderr) == last_line(theirs.stderr)
+    assert len(world.forms) == calls
