@@ -174,6 +174,7 @@ def bench_latency(env: dict[str, str], runs: int, tmp: Path) -> tuple[list[Resul
             "python -c pass": [sys.executable, "-c", "pass"],
             "rolecache env": env_cmd,
             "rolecache env, no checks": [str(unchecked), "env", *selector],
+            "rolecache sts assume-role --query": [str(BIN / "rolecache"), *sts_args],
         },
         env,
         runs,
@@ -194,6 +195,7 @@ def bench_latency(env: dict[str, str], runs: int, tmp: Path) -> tuple[list[Resul
     )
     r1 = b1["rolecache env"]["median"] / b1["python -c pass"]["median"]
     r1c = b1["rolecache env"]["median"] / b1["rolecache env, no checks"]["median"]
+    r3c = b1["rolecache sts assume-role --query"]["median"] / b1["rolecache env"]["median"]
     r2 = b2["aws sts assume-role"]["median"] / b2["rolecache env"]["median"]
     r3 = (
         b3["aws sts assume-role --query"]["median"]
@@ -216,6 +218,15 @@ def bench_latency(env: dict[str, str], runs: int, tmp: Path) -> tuple[list[Resul
             f"{r1c:.3f}x ({vs(b1, 'rolecache env', 'rolecache env, no checks')})",
             "<= 1.05x",
             r1c <= 1.05,
+            b1,
+        ),
+        Result(
+            "B3c",
+            "`rolecache sts assume-role --output text --query` cache hit, whole process",
+            "`rolecache env` cache hit (B1, same run)",
+            f"{r3c:.2f}x ({vs(b1, 'rolecache sts assume-role --query', 'rolecache env')})",
+            "<= 1.15x",
+            r3c <= 1.15,
             b1,
         ),
         Result(

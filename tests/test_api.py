@@ -85,9 +85,12 @@ def assert_error(reply: Reply, status: int, code: str, message: str = "") -> dic
     assert reply.status == status, reply.body
     doc = reply.json()
     assert set(doc) == {"error"}
-    # code and message always; STS errors add sts_message and MFA errors mfa_serial.
+    # code and message always; STS errors add sts_message, MFA errors mfa_serial, and what
+    # the AWS CLI would print instead sts_code and sts_message (STS would refuse it) or
+    # cli_message (the CLI or botocore refuses it).
     assert {"code", "message"} <= set(doc["error"])
-    assert set(doc["error"]) <= {"code", "message", "sts_message", "mfa_serial"}
+    allowed = {"code", "message", "sts_message", "sts_code", "cli_message", "mfa_serial"}
+    assert set(doc["error"]) <= allowed
     assert doc["error"]["code"] == code
     assert isinstance(doc["error"]["message"], str) and doc["error"]["message"]
     assert message in doc["error"]["message"]

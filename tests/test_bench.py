@@ -39,7 +39,7 @@ def test_bench_suite_runs_and_writes_its_results(tmp_path: Path, daemon: Daemon)
     )
     assert result.returncode == 0, result.stderr[-2000:]
     table = (out / "results.md").read_text()
-    for name in ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"):
+    for name in ("B1", "B1c", "B2", "B3", "B3c", "B4", "B5", "B6", "B7", "B8"):
         assert f"| {name} |" in table
     results = {r["name"]: r for r in json.loads((out / "results.json").read_text())}
     assert results["B6"]["details"]["sts_calls"] == 1

@@ -1,12 +1,15 @@
 """The client's hand-written option parser and request building, without a daemon."""
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from rolecache import protocol
 from rolecache.cmdline import UsageError, build_request, parse_options
+from tests.conftest import BIN
 
 ROLE = ["--role-arn", "arn:aws:iam::123456789012:role/r", "--role-session-name", "s1"]
 
@@ -198,3 +201,34 @@ def test_whole_numbers_are_plain_ascii() -> None:
     assert [protocol.whole_number(t) for t in ("0", "-5", "007", "42")] == [0, -5, 7, 42]
     for text in ("", "-", "--5", "²", "1.5", " 1", "1e3", "9" * 16):
         assert protocol.whole_number(text) is None, text
+
+
+def client(*args: str) -> subprocess.CompletedProcess:
+    """The rolecache command with no daemon to reach (help and usage need none)."""
+    env = {**os.environ, "ROLECACHE_NO_AUTOSTART": "1", "ROLECACHE_SOCKET": "/nonexistent/s"}
+    return subprocess.run(
+        [str(BIN / "rolecache"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["env", "process", "exec", "list", "forget", "status", "endpoint", "docker", "shell-init",
+     "sts"],
+)  # fmt: skip
+def test_each_command_has_its_own_help(command: str) -> None:
+    """`rolecache COMMAND --help` prints that command's usage on stdout, not the global one,
+    and exits 0."""
+    result = client(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: rolecache {command}")
+    assert "usage: rolecache COMMAND" not in result.stdout
+
+
+def test_sts_commands_other_than_assume_role_point_to_the_aws_cli() -> None:
+    """`rolecache sts get-caller-identity` says only assume-role is served and how to run
+    the real CLI, as a usage error."""
+    result = client("sts", "get-caller-identity")
+    assert result.returncode == protocol.EXIT_USAGE
+    assert "only `sts assume-role` is served" in result.stderr
+    assert "aws sts get-caller-identity" in result.stderr

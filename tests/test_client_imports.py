@@ -8,6 +8,16 @@ from tests.e2ekit import loaded_modules
 
 # What a cache hit may not import: each costs a visible share of the client's start-up.
 HEAVY = {"re", "json", "argparse", "socket", "subprocess", "http", "http.client", "email", "ssl"}
+# All that a cache hit of `rolecache env` loads.
+HIT_MODULES = {
+    "rolecache",
+    "rolecache.cli",
+    "rolecache.cmdline",
+    "rolecache.daemon",
+    "rolecache.protocol",
+    "rolecache.transport",
+    "_socket",
+}
 
 
 def test_client_imports_only_the_standard_library(daemon: Daemon) -> None:
@@ -35,12 +45,19 @@ def test_cache_hit_imports_nothing_heavy(daemon: Daemon) -> None:
     status, modules = loaded_modules(daemon, *args)
     assert status == 0
     assert modules & HEAVY == set()
-    assert modules <= {
-        "rolecache",
-        "rolecache.cli",
-        "rolecache.cmdline",
-        "rolecache.daemon",
-        "rolecache.protocol",
-        "rolecache.transport",
-        "_socket",
-    }
+    assert modules <= HIT_MODULES
+
+
+def test_drop_in_cache_hit_imports_nothing_heavy(daemon: Daemon) -> None:
+    """A cache hit of `rolecache sts assume-role --output text --query ...` (the shell
+    idiom) loads no json, re or argparse, asks the daemon nothing but the credentials (no
+    version lookup), and loads only the drop-in's own modules beyond `env`'s."""
+    role = unique_role()
+    args = ["sts", "assume-role", "--role-arn", role, "--role-session-name", "imports"]
+    args += ["--output", "text", "--query", "Credentials.AccessKeyId"]
+    status, _ = loaded_modules(daemon, *args)  # the miss: assumes the role
+    assert status == 0
+    status, modules = loaded_modules(daemon, *args)
+    assert status == 0
+    assert modules & HEAVY == set()
+    assert modules <= HIT_MODULES | {"rolecache.assume", "rolecache.awsconfig"}

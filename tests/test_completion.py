@@ -163,3 +163,54 @@ def test_bash_completion_offers_every_command_and_option(tmp_path: Path) -> None
     commands, options = result.stdout.split("@@\n")
     assert commands.split() == ["env", "endpoint"]
     assert options.split() == ["--imds", "--imds-port", "--imds-v1"]
+
+
+# Each runner sources the snippet ($1) and prints the candidates for `rolecache WORD ` ($2).
+NEXT_WORD = {
+    "bash": [
+        "bash", "--norc", "--noprofile", "-c",
+        'source "$1"; COMP_WORDS=(rolecache "$2" ""); COMP_CWORD=2; _rolecache_complete; '
+        'printf "%s\\n" "${COMPREPLY[@]}"',
+        "complete",
+    ],
+    "zsh": [
+        "zsh", "-f", "-c",
+        'source "$1"; words=(rolecache "$2" ""); CURRENT=3; '
+        'COMP_WORDS=(rolecache "$2" ""); COMP_CWORD=2; compgen -F _rolecache_complete -- ""',
+        "complete",
+    ],
+    "fish": ["fish", "--no-config", "-c", 'source $argv[1]; complete -C "rolecache $argv[2] "'],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("endpoint", ["add", "env", "list", "remove", "rotate"]),
+        ("sts", ["assume-role"]),
+        ("docker", ["setup"]),
+        ("shell-init", ["bash", "fish", "zsh"]),
+    ],
+)
+@pytest.mark.parametrize("shell", list(NEXT_WORD))
+def test_commands_complete_their_subcommands(
+    shell: str, command: str, words: list[str], tmp_path: Path
+) -> None:
+    """After a command that takes a subcommand, Tab offers its subcommands (bash and zsh:
+    only them; fish adds the options it offers everywhere)."""
+    runner = NEXT_WORD[shell]
+    if shutil.which(runner[0]) is None:
+        pytest.skip(f"{shell} is not installed")
+    snippet = tmp_path / f"init.{shell}"
+    snippet.write_text(shellinit.script(shell))
+    result = subprocess.run(
+        [*runner, str(snippet), command], capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    offered = sorted(line.split("\t")[0] for line in result.stdout.splitlines() if line)
+    if shell == "fish":
+        assert set(words) <= set(offered), offered
+        assert not {"process", "forget"} & set(offered)  # not the command list again
+    else:
+        assert offered == words

@@ -144,3 +144,29 @@ def test_a_path_with_a_nul_byte_is_refused_not_a_crash(tmp_path: Path) -> None:
     naming the reason, never an internal error."""
     with pytest.raises(ProfileError, match="NUL"):
         ConfigFiles().load(str(tmp_path / "config"), str(tmp_path / "cred\x00entials"))
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("[default]\nregion = us-east-1\nregion us-west-2\n", "line 3 is not a [section]"),
+        ("region = us-east-1\n[default]\n", "line 1 comes before any [section] header"),
+        ("[default]\n[profile a]\n[default]\n", "line 3 repeats the section [default]"),
+        ("[default]\nregion = a\nregion = b\n", "line 3 sets region a second time"),
+    ],
+    ids=["no-equals", "no-header", "two-sections", "two-settings"],
+)
+def test_a_malformed_file_is_refused_naming_the_line(tmp_path: Path, text: str, where: str) -> None:
+    """A config file botocore cannot parse is refused with its path, the line and why."""
+    config = tmp_path / "config"
+    config.write_text(text)
+    assert f"cannot parse {config}: {where}" in refused(config, tmp_path / "absent")
+
+
+def test_a_profile_without_a_config_file_says_there_is_none(tmp_path: Path) -> None:
+    """Asking for a profile when the config file does not exist says so, with its path."""
+    config = tmp_path / "no-such-config"
+    body = {"profile": "dev", "config_file": str(config), "credentials_file": str(config)}
+    with pytest.raises(ProfileError) as caught:
+        profiles.select(body, ConfigFiles())
+    assert f"there is no AWS config file at {config}" in caught.value.message

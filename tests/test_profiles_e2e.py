@@ -73,6 +73,31 @@ def test_three_hop_chain_is_assumed_hop_by_hop(daemon: Daemon, moto: Moto, chain
     assert by_role[chain["c"]]["duration_seconds"] == 900
 
 
+def test_profile_that_is_its_own_source_is_assumed_once(daemon: Daemon, moto: Moto) -> None:
+    """A role profile whose source_profile is itself signs with its own keys: one AssumeRole
+    of its role (as botocore and the CLI make), and none when it only signs the drop-in's."""
+    role, other = unique_role("selfish"), unique_role("other")
+    write_config(
+        daemon.env,
+        role_profile(
+            "selfish",
+            role,
+            "selfish",
+            aws_access_key_id="AKIASELFISHPROFILE01",
+            aws_secret_access_key="selfish-profile-secret",
+        ),
+    )
+    result = daemon.client("env", "--profile", "selfish")
+    assert result.returncode == 0, result.stderr
+    assert moto.assume_role_calls(role) == 1
+    dropin = daemon.client(
+        "sts", "assume-role", "--profile", "selfish", "--role-arn", other,
+        "--role-session-name", "signed-by-keys", "--output", "text",
+    )  # fmt: skip
+    assert dropin.returncode == 0, dropin.stderr
+    assert (moto.assume_role_calls(role), moto.assume_role_calls(other)) == (1, 1)
+
+
 def test_flags_override_the_profile(daemon: Daemon, moto: Moto, chain: dict) -> None:
     """A flag next to --profile wins over the profile's own value."""
     result = daemon.client("env", "--profile", "b", "--role-session-name", "override")

@@ -172,15 +172,17 @@ def test_source_profile_signs_with_that_profiles_keys(stub: StubSts, aws_env: Pa
 
 
 def test_unknown_source_profile_is_a_clear_permanent_error(aws_env: Path) -> None:
-    """A source profile missing from the config files names the profile and is permanent."""
+    """A source profile missing from the config files names the profile in botocore's
+    words (the AWS CLI's), is permanent, and is known to be refused before STS."""
     with pytest.raises(StsCallFailed) as caught:
         StsCaller().assume_role(
             RoleRequest(REQUEST.role_arn, REQUEST.role_session_name, source_profile="nope"),
             now=time.time(),
         )
     assert caught.value.failure.code == "ProfileNotFound"
-    assert "'nope'" in caught.value.failure.message
+    assert caught.value.failure.message == "The config profile (nope) could not be found"
     assert not caught.value.failure.retryable
+    assert caught.value.failure.local
 
 
 def test_no_source_credentials_is_a_clear_permanent_error(

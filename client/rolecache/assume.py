@@ -66,6 +66,17 @@ REFUSED = {
     "--no-sign-request": "AssumeRole must be signed; rolecache's daemon always signs it",
 }
 
+# Global options the CLI takes before its command that the drop-in understands, with
+# whether each takes a value: `rolecache aws` reads past them to find the command.
+GLOBALS = {
+    **{name: True for name in VALUED},
+    **IGNORED,
+    "--profile": True,
+    "--region": True,
+    "--debug": False,
+    "--no-verify-ssl": False,
+}
+
 # The AWS CLI option -> rolecache option it means here.
 OPTIONS = {
     "--role-arn": "--role-arn",
@@ -84,6 +95,11 @@ OPTIONS = {
 }
 
 
+# Options whose values run up to the next --option (the CLI's lists); every other option of
+# OPTIONS and VALUED takes one value.
+LISTS = ("--policy-arns", "--tags", "--transitive-tag-keys")
+
+
 class CliUsage(Exception):
     """A command line the AWS CLI refuses before calling anything; `kind` names the exit
     code in Codes: "usage" or "unknown"."""
@@ -93,25 +109,34 @@ class CliUsage(Exception):
         self.kind = kind
 
 
+class HelpAsked(Exception):
+    """The word `help` where the CLI reads a command or a positional, not an option's value."""
+
+
 class Parsed:
-    """An `sts assume-role` command line, read: rolecache selector options, the output and
-    query, --debug, and request fields of the CLI's global options (endpoint and TLS)."""
+    """An `sts assume-role` command line, read: rolecache selector options, the output (None:
+    not on the command line) and query, --debug, the caller's profile, and request fields of
+    the CLI's global options (endpoint and TLS)."""
 
     def __init__(self) -> None:
         self.selector: list[str] = []
-        self.output = os.environ.get("AWS_DEFAULT_OUTPUT") or "json"
+        self.output: str | None = None
         self.query: str | None = None
         self.debug = False
+        self.profile: str | None = None
         self.fields: dict[str, object] = {}
 
 
-def translate(args: list[str], version: int = 1) -> Parsed:
-    """Map CLI-style arguments onto rolecache's selector and request fields."""
+def translate(args: list[str]) -> Parsed:
+    """Map CLI-style arguments onto rolecache's selector and request fields; raises CliUsage,
+    or HelpAsked for a `help` that is not an option's value (as the CLI reads it)."""
     parsed = Parsed()
     out = parsed.selector
+    strays: list[str] = []
     i = 0
     while i < len(args):
-        name, eq, inline = args[i].partition("=")
+        arg = args[i]
+        name, eq, inline = arg.partition("=")
         i += 1
         if name == "--debug" and not eq:
             parsed.debug = True
@@ -138,39 +163,87 @@ def translate(args: list[str], version: int = 1) -> Parsed:
             raise CliUsage(f"{name} is not supported by rolecache: {REFUSED[name]}", "unknown")
         elif name in OPTIONS:
             out.append(OPTIONS[name] + (f"={inline}" if eq else ""))
-        elif name.startswith("--"):
-            raise CliUsage(f"Unknown options: {args[i - 1]}", "unknown")
+            if name in LISTS:
+                while i < len(args) and not args[i].startswith("--"):
+                    out.append(args[i])
+                    i += 1
+            elif not eq and i < len(args):
+                if name == "--profile":
+                    parsed.profile = args[i]
+                out.append(args[i])
+                i += 1
+            elif name == "--profile" and eq:
+                parsed.profile = inline
+        elif arg == "help":
+            raise HelpAsked()
+        elif arg.startswith("--"):
+            raise CliUsage(f"Unknown options: {arg}", "unknown")
         else:
-            out.append(args[i - 1])  # a value of the option before
-    choices = ("json", "text", "table") + (("yaml", "yaml-stream") if version == 2 else ())
-    if parsed.output not in choices:
-        raise CliUsage(
-            f"argument --output: Invalid choice {parsed.output!r}, valid choices are: "
-            + ", ".join(choices)
-        )
-    missing = [
-        o
-        for o in ("--role-arn", "--role-session-name")
-        if o not in {a.partition("=")[0] for a in args}
-    ]
+            strays.append(arg)  # no option takes it: the CLI refuses it, as rolecache does
+    if strays:
+        raise CliUsage(f"Unknown options: {', '.join(strays)}", "unknown")
+    given = {a.partition("=")[0] for a in args}
+    missing = [o for o in ("--role-arn", "--role-session-name") if o not in given]
     if missing:
         raise CliUsage(f"the following arguments are required: {', '.join(missing)}")
-    if "--profile" not in {a.partition("=")[0] for a in args} and os.environ.get("AWS_PROFILE"):
-        out += ["--source-profile", os.environ["AWS_PROFILE"]]
+    if parsed.profile is None and os.environ.get("AWS_PROFILE"):
+        parsed.profile = os.environ["AWS_PROFILE"]
+        out += ["--source-profile", parsed.profile]
     return parsed
 
 
-def cli_version(sandbox: bool) -> int:
-    """The CLI generation to copy: ROLECACHE_CLI_VERSION, else the daemon's setting."""
-    from rolecache import cmdline, daemon
+def output_choices(version: int) -> tuple[str, ...]:
+    """The --output values CLI `version` takes."""
+    return ("json", "text", "table") + (("yaml", "yaml-stream") if version == 2 else ())
 
-    chosen = os.environ.get("ROLECACHE_CLI_VERSION", "").strip()
-    if chosen in ("1", "2"):
-        return int(chosen)
-    if chosen:
-        raise cmdline.UsageError(f"ROLECACHE_CLI_VERSION must be 1 or 2, not {chosen!r}")
-    status = daemon.json_of(daemon.call("GET", "/v1/status", None, sandbox))
-    return int(status.get("cli_version", 1))
+
+def chosen_output(parsed: Parsed) -> str:
+    """The output format as the CLI picks it: --output, else AWS_DEFAULT_OUTPUT, else the
+    `output` of the caller's profile (--profile, AWS_PROFILE, else [default]), else json."""
+    if parsed.output is not None:
+        return parsed.output
+    if os.environ.get("AWS_DEFAULT_OUTPUT"):
+        return os.environ["AWS_DEFAULT_OUTPUT"]
+    from rolecache import awsconfig, protocol
+
+    path = protocol.aws_config_paths()["config_file"]
+    return awsconfig.profile_value(path, parsed.profile or "default", "output") or "json"
+
+
+class Generation:
+    """The CLI generation to copy, found out only when something depends on it:
+    ROLECACHE_CLI_VERSION, else the daemon's setting (one more request, so a cache hit in a
+    common format leaves the choice to the daemon)."""
+
+    def __init__(self, sandbox: bool) -> None:
+        self.sandbox = sandbox
+        self.version: int | None = None
+        chosen = os.environ.get("ROLECACHE_CLI_VERSION", "").strip()
+        if chosen in ("1", "2"):
+            self.version = int(chosen)
+        elif chosen:
+            from rolecache import cmdline
+
+            raise cmdline.UsageError(f"ROLECACHE_CLI_VERSION must be 1 or 2, not {chosen!r}")
+
+    def get(self) -> int:
+        """The version, asked of the daemon if the environment does not say."""
+        if self.version is None:
+            from rolecache import daemon
+
+            status = daemon.json_of(daemon.call("GET", "/v1/status", None, self.sandbox))
+            self.version = int(status.get("cli_version", 1))
+        return self.version
+
+    def codes(self) -> Codes:
+        """The exit codes of the version; v1's (the daemon's default) when the daemon cannot
+        say, for the daemon is then the failure being reported."""
+        from rolecache import daemon, transport
+
+        try:
+            return EXIT_CODES[self.get()]
+        except (daemon.Failed, transport.Unreachable):
+            return EXIT_CODES[1]
 
 
 def terminal_columns() -> int:
@@ -181,65 +254,102 @@ def terminal_columns() -> int:
         return 80
 
 
+def _refuse(text: str, code: int) -> int:
+    sys.stderr.write(text)
+    return code
+
+
 def run(args: list[str], sandbox: bool) -> int:
     """Run `sts assume-role ARGS`; return the AWS CLI's exit code for the outcome."""
     from rolecache import cmdline, daemon, transport
 
-    if "--help" in args or "help" in args:
-        sys.stdout.write(USAGE)
-        return 0
     try:
-        version = cli_version(sandbox)
-    except (daemon.Failed, cmdline.UsageError, transport.Unreachable) as exc:
-        sys.stderr.write(f"rolecache: {exc}\n")
-        return CLI_ERROR
-    codes = EXIT_CODES[version]
-    try:
-        parsed = translate(args, version)
-        fields, _, rest = cmdline.parse_options(parsed.selector, {})
-        if rest:
-            raise CliUsage(f"Unknown options: {' '.join(rest)}", "unknown")
+        generation = Generation(sandbox)
+        parsed = translate(args)
+        output = chosen_output(parsed)
+        if output not in output_choices(1) or parsed.debug:
+            generation.get()  # yaml is v2's alone; --debug names the version
+        version = generation.version
+        if output not in output_choices(version or 1):
+            choices = ", ".join(output_choices(version or 1))
+            raise CliUsage(
+                f"argument --output: Invalid choice {output!r}, valid choices are: {choices}"
+            )
+        fields, _, _ = cmdline.parse_options(parsed.selector, {})
         body = cmdline.build_request(fields)
         body.update(parsed.fields)
+    except HelpAsked:
+        sys.stdout.write(USAGE)
+        return 0
+    except (daemon.Failed, transport.Unreachable) as exc:  # asking the daemon its version
+        return _refuse(f"rolecache: {exc}\n", CLI_ERROR)
     except CliUsage as exc:
-        sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
-        return codes.unknown if exc.kind == "unknown" else codes.usage
+        codes = generation.codes()
+        if exc.kind == "unknown":  # the CLI's own check after argparse's, worded without aws:
+            return _refuse(f"{USAGE}\n{exc}\n", codes.unknown)
+        return _refuse(f"{USAGE}\naws: error: {exc}\n", codes.usage)
+    except cmdline.ParameterError as exc:  # worded as the CLI words it
+        return _refuse(f"\n{exc}\n", generation.codes().invalid)
     except cmdline.UsageError as exc:  # a malformed value, e.g. --duration-seconds 1h
-        sys.stderr.write(f"{USAGE}\naws: error: {exc}\n")
-        return CLI_ERROR
+        return _refuse(f"{USAGE}\naws: error: {exc}\n", CLI_ERROR)
     if parsed.query is not None:
         body["query"] = parsed.query
-    target = f"/v1/credentials?format=aws-{parsed.output}&cli={version}"
-    if parsed.output == "table":
+    target = f"/v1/credentials?format=aws-{output}"
+    if version is not None:
+        target += f"&cli={version}"
+    if output == "table":
         target += f"&columns={terminal_columns()}"
-    debug = parsed.debug
-    if debug:
+    if parsed.debug:
         shown = {k: v for k, v in body.items() if k != "token_code"}
         sys.stderr.write(f"rolecache: debug: AWS CLI v{version}, POST {target} {shown}\n")
     try:
         response = daemon.call("POST", target, body, sandbox)
     except daemon.Failed as exc:
-        code = exc.error.get("code", "")
-        if debug:
-            sys.stderr.write(f"rolecache: debug: the daemon answered {code}\n")
-        if code in ("BadQuery", "InvalidRequest", "ProfileError"):
-            sys.stderr.write(f"\n{exc.error.get('message')}\n")
-            return codes.invalid
-        if "sts_message" in exc.error:
-            sys.stderr.write(
-                f"\nAn error occurred ({code}) when calling the AssumeRole operation: "
-                f"{exc.error['sts_message']}\n"
-            )
-            return codes.service
-        sys.stderr.write(f"rolecache: {exc}\n")
-        return CLI_ERROR
+        return _failed(exc.error, str(exc), parsed.debug, generation)
     except transport.Unreachable as exc:
-        sys.stderr.write(f"rolecache: {exc}\n")
-        return CLI_ERROR
-    if debug:
-        sys.stderr.write(
-            f"rolecache: debug: served from the daemon ({len(response.body)} bytes)\n"
-        )
+        return _refuse(f"rolecache: {exc}\n", CLI_ERROR)
+    if parsed.debug:
+        sys.stderr.write(f"rolecache: debug: served from the daemon ({len(response.body)} bytes)\n")
     sys.stdout.buffer.write(response.body)
     sys.stdout.flush()
     return 0
+
+
+def _failed(error: dict[str, str], text: str, debug: bool, generation: Generation) -> int:
+    """Say what the daemon refused as the CLI would say it; the CLI's exit code for it."""
+    code = error.get("code", "")
+    if debug:
+        sys.stderr.write(f"rolecache: debug: the daemon answered {code}\n")
+    if "sts_message" in error:  # STS refused, or would have (the daemon checked first)
+        return _refuse(
+            f"\nAn error occurred ({error.get('sts_code', code)}) when calling the AssumeRole "
+            f"operation: {error['sts_message']}\n",
+            generation.codes().service,
+        )
+    if code in ("BadQuery", "InvalidRequest", "ProfileError"):  # the CLI's checks of values
+        return _refuse(
+            f"\n{error.get('cli_message', error.get('message'))}\n", generation.codes().invalid
+        )
+    if "cli_message" in error:  # what botocore refused (a profile, an SSO token, no network)
+        return _refuse(f"\n{error['cli_message']}\n", CLI_ERROR)
+    return _refuse(f"rolecache: {text}\n", CLI_ERROR)
+
+
+def forward(args: list[str], sandbox: bool) -> int:
+    """`rolecache aws ARGS`, for an `aws` shell function: `sts assume-role` after any global
+    options the drop-in understands is served here; anything else (another command, an
+    option only the CLI can act on) runs the real `aws` on PATH with ARGS unchanged."""
+    i = 0
+    while i < len(args) and args[i].startswith("--"):
+        name, eq, _ = args[i].partition("=")
+        if name not in GLOBALS:
+            break
+        i += 2 if GLOBALS[name] and not eq else 1
+    rest = args[i + 2 :]
+    if args[i : i + 2] == ["sts", "assume-role"] and not any(
+        a.partition("=")[0] in REFUSED for a in rest
+    ):
+        return run(args[:i] + rest, sandbox)
+    from rolecache import cmdline
+
+    return cmdline.exec_command(["aws", *args], dict(os.environ))

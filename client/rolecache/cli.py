@@ -19,7 +19,7 @@ from rolecache.cmdline import (
 )
 from rolecache.daemon import TOKEN_CODE_ENV, Failed, call, error_of, json_of, send
 
-USAGE = """\
+USAGE_HEAD = """\
 usage: rolecache COMMAND [OPTIONS]
 
 Assumed-role AWS credentials from the rolecached daemon's memory.
@@ -32,12 +32,16 @@ commands:
   forget   drop a cached session (same selector options), or --all
   status   show the daemon's version, uptime and counters
   sts assume-role ...     drop-in for `aws sts assume-role` (same options and output)
+  aws ARGS ...            for an `aws` shell function: sts assume-role (after the CLI's
+                          global options) is served as above, anything else runs `aws ARGS`
   shell-init bash|zsh|fish  shell functions (rolecache-assume PROFILE) and completion
   endpoint add|list|remove|rotate|env ...   serve a role to SDKs and containers on
            loopback (ECS- and IMDSv2-style); exec --endpoint NAME [--imds] -- CMD uses one
   docker setup [--network NAME] [--print]   the docker network (gateway 169.254.170.2)
            whose containers reach the container endpoint
 
+"""
+SELECTOR_HELP = """\
 selector options (env, process, exec, forget):
   --profile NAME               a role profile from ~/.aws/config (or AWS_CONFIG_FILE);
                                other options given with it override the profile's values
@@ -59,6 +63,8 @@ selector options (env, process, exec, forget):
                                (a code on the command line is visible to other users);
                                else you are asked on the terminal
 
+"""
+USAGE_TAIL = """\
 other options:
   --shell sh|bash|zsh|fish|powershell   export syntax for env (default bash)
   --sandbox                    talk to the sandbox daemon (fake STS); also ROLECACHE_SANDBOX=1
@@ -67,6 +73,42 @@ other options:
 exit status: 0 ok, 1 STS or daemon error, 2 bad usage or invalid request,
 3 daemon unreachable; exec exits with the command's status.
 """
+USAGE = USAGE_HEAD + SELECTOR_HELP + USAGE_TAIL
+
+# Each command's own help: its usage line, what it does, and whether the selector options
+# apply.
+COMMAND_HELP = {
+    "env": (
+        "rolecache env SELECTOR [--shell sh|bash|zsh|fish|powershell]",
+        'Print export lines for the role\'s credentials: eval "$(rolecache env ...)".',
+        True,
+    ),
+    "process": (
+        "rolecache process SELECTOR",
+        "Print credential_process JSON (credential_process = rolecache process --profile NAME).",
+        True,
+    ),
+    "exec": (
+        "rolecache exec SELECTOR -- CMD [ARG ...]\n"
+        "       rolecache exec --endpoint NAME [--imds] -- CMD [ARG ...]",
+        "Run CMD with the credentials (or an endpoint's variables) in its environment.",
+        True,
+    ),
+    "list": ("rolecache list [--json]", "Show the cached sessions; never a secret.", False),
+    "forget": ("rolecache forget SELECTOR | --all", "Drop a cached session, or all.", True),
+    "status": (
+        "rolecache status",
+        "Show the daemon's version, uptime and counters (exit 3 if it is not running).",
+        False,
+    ),
+}
+
+
+def command_help(command: str) -> str:
+    """`rolecache COMMAND --help`: that command's usage, and the selector options if it
+    takes them."""
+    usage, what, selector = COMMAND_HELP[command]
+    return f"usage: {usage}\n\n{what}\n" + (f"\n{SELECTOR_HELP}" if selector else "")
 
 
 # Variables that would override or confuse the credentials `exec` hands to its command.
@@ -203,6 +245,21 @@ def run(argv: list[str]) -> int:
         from rolecache import assume
 
         return assume.run(args[1:], sandbox)
+    if command == "sts":
+        if not args or args[0] in ("-h", "--help", "help"):
+            from rolecache import assume
+
+            sys.stdout.write(assume.USAGE)
+            return protocol.EXIT_OK
+        raise UsageError(
+            f"only `sts assume-role` is served here, from the cache; for `sts {args[0]}` run "
+            f"the AWS CLI: aws sts {args[0]} (`command aws sts {args[0]}` where an aws() "
+            "function forwards to rolecache)"
+        )
+    if command == "aws":
+        from rolecache import assume
+
+        return assume.forward(args, sandbox)
     if command == "shell-init":
         from rolecache import shellinit
 
@@ -215,8 +272,11 @@ def run(argv: list[str]) -> int:
         from rolecache import docker_cmd
 
         return docker_cmd.run(args, sandbox)
-    if "--help" in args[: args.index("--") if "--" in args else len(args)]:
-        sys.stdout.write(USAGE)
+    if (
+        command in COMMAND_HELP
+        and "--help" in args[: args.index("--") if "--" in args else len(args)]
+    ):
+        sys.stdout.write(command_help(command))
         return protocol.EXIT_OK
     if command in ("env", "process"):
         return cmd_credentials(command, args, sandbox)

@@ -54,8 +54,15 @@ DOCKER_FLAGS: dict[str, str] = {
     "--remove": "flag",
     "--apply": "flag",
 }
-# Commands that parse their own arguments, and the flags every command takes.
-OTHER_COMMANDS = ("sts", "shell-init", "endpoint", "docker")
+# Commands that parse their own arguments, the words each takes next, and the flags every
+# command takes.
+OTHER_COMMANDS = ("sts", "shell-init", "endpoint", "docker", "aws")
+SUBCOMMANDS: dict[str, tuple[str, ...]] = {
+    "sts": ("assume-role",),
+    "shell-init": ("bash", "zsh", "fish"),
+    "endpoint": tuple(ENDPOINT_FLAGS),
+    "docker": ("setup",),
+}
 GLOBAL_FLAGS = ("--sandbox", "--help", "--version")
 
 
@@ -73,12 +80,52 @@ class UsageError(Exception):
     """The command line is wrong; exit 2 with the message."""
 
 
-def _tag(text: str) -> dict[str, str]:
+class ParameterError(UsageError):
+    """An option's value the AWS CLI cannot parse either, worded as the CLI words it."""
+
+
+def _json_list(option: str, text: str) -> list[object]:
+    """An option's value in the CLI's JSON form, `[{...}, ...]`."""
+    import json  # only for this form, never on a cache hit's path
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ParameterError(f"Error parsing parameter '{option}': Invalid JSON: {exc}") from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ParameterError(
+            f"Error parsing parameter '{option}': expected a JSON list of objects, not {text!r}"
+        )
+    return value
+
+
+def _tags(text: str) -> list[dict[str, object]]:
+    """One --tags item: Key=K,Value=V, or the JSON form [{"Key": K, "Value": V}, ...]."""
     # Key=K,Value=V — the value may itself hold commas, so split at ",Value=" only.
+    if text.startswith("["):
+        return _json_list("--tags", text)  # type: ignore[return-value]  # the daemon checks each
     if not text.startswith("Key="):
         raise UsageError(f"--tags takes Key=K,Value=V items, not {text!r}")
     key, sep, value = text[4:].partition(",Value=")
-    return {"Key": key, "Value": value if sep else ""}
+    return [{"Key": key, "Value": value if sep else ""}]
+
+
+def _policy_arns(text: str) -> list[object]:
+    """One --policy-arns item: ARN, arn=ARN, or the JSON form [{"arn": ARN}, ...]."""
+    if text.startswith("["):
+        return [item.get("arn") for item in _json_list("--policy-arns", text)]  # type: ignore[union-attr]
+    if not text.startswith("arn="):
+        return [text]
+    second = text.find(",arn=", 4)
+    if second >= 0:
+        # One shorthand structure holds one arn: two in one argument is what the CLI refuses
+        # (each policy is its own argument, space-separated).
+        raise ParameterError(
+            f"Error parsing parameter '--policy-arns': Second instance of key \"arn\" "
+            f"encountered for input:\n{text}\n{' ' * (second + 1)}^\nThis is often because "
+            'there is a preceding "," instead of a space.'
+        )
+    return [text[4:]]
 
 
 def _policy(text: str) -> str:
@@ -88,7 +135,9 @@ def _policy(text: str) -> str:
         with open(text[7:], encoding="utf-8") as f:
             return f.read()
     except OSError as exc:
-        raise UsageError(f"--policy {text}: {exc.strerror}") from None
+        raise ParameterError(
+            f"Error parsing parameter '--policy': Unable to load paramfile {text}: {exc}"
+        ) from None
 
 
 def option_value(args: list[str], i: int, eq: str, inline: str) -> tuple[str | None, int]:
@@ -163,9 +212,9 @@ def build_request(fields: dict[str, object]) -> dict[str, object]:
     if "profile" in body or "source_profile" in body:
         body = protocol.with_file_stamps(body)  # this shell's files, for the daemon
     if "tags" in body:
-        body["tags"] = [_tag(t) for t in body["tags"]]  # type: ignore[attr-defined]
+        body["tags"] = [tag for t in body["tags"] for tag in _tags(t)]  # type: ignore[attr-defined]
     if "policy_arns" in body:
-        body["policy_arns"] = [a[4:] if a.startswith("arn=") else a for a in body["policy_arns"]]  # type: ignore[attr-defined]
+        body["policy_arns"] = [a for t in body["policy_arns"] for a in _policy_arns(t)]  # type: ignore[attr-defined]
     if "policy" in body:
         body["policy"] = _policy(str(body["policy"]))
     if body.get("token_code") == "-":

@@ -9,10 +9,32 @@ the current shell, and tab completion of commands, options and profile names.
 
 import sys
 
-from rolecache.cmdline import completion_words
+from rolecache.cmdline import SUBCOMMANDS, completion_words
+
+USAGE = "usage: rolecache shell-init bash|zsh|fish\n"
+HELP = """
+Print shell functions and completion for your rc file:
+
+    eval "$(rolecache shell-init bash)"     # in ~/.bashrc (zsh: the same with zsh)
+    rolecache shell-init fish | source      # in ~/.config/fish/config.fish
+
+They give `rolecache-assume PROFILE [options]`, which exports a role profile's credentials
+into the current shell, and tab completion of commands, options and profile names.
+"""
 
 # From the parsers' own tables, so every command and option is offered.
 COMMANDS, OPTIONS = completion_words()
+# bash: the case arms that offer a command's own next words (`endpoint add`, `sts
+# assume-role`) right after it; fish: one completion per command.
+BASH_SUBCOMMANDS = "\n".join(
+    f"            {command}) _rolecache_reply {' '.join(words)}; return ;;"
+    for command, words in SUBCOMMANDS.items()
+)
+FISH_SUBCOMMANDS = "\n".join(
+    f"complete -c rolecache -f -n '__fish_seen_subcommand_from {command}; and test (count "
+    f"(commandline -opc)) -eq 2' -a '{' '.join(words)}'"
+    for command, words in SUBCOMMANDS.items()
+)
 # Profile names from the config file the AWS CLI would read: [profile NAME] and [default].
 # Only names of plain characters are offered: a config file is not always the user's own
 # work (a shared or generated one), and a completion must never be a way to run what a
@@ -59,7 +81,14 @@ _rolecache_complete() {{
     prev="${{COMP_WORDS[COMP_CWORD-1]}}"
     if [ "$COMP_CWORD" -eq 1 ]; then
         _rolecache_reply {COMMANDS}
-    elif [ "$prev" = "--profile" ] || [ "$prev" = "--source-profile" ]; then
+        return 0
+    fi
+    if [ "$COMP_CWORD" -eq 2 ]; then
+        case "$prev" in
+{BASH_SUBCOMMANDS}
+        esac
+    fi
+    if [ "$prev" = "--profile" ] || [ "$prev" = "--source-profile" ]; then
         _rolecache_reply_profiles
     else
         _rolecache_reply {OPTIONS}
@@ -95,6 +124,7 @@ function __rolecache_profiles
     {SED_PROFILES} {FISH_CONFIG} 2>/dev/null
 end
 complete -c rolecache -f -n '__fish_use_subcommand' -a '{COMMANDS}'
+{FISH_SUBCOMMANDS}
 complete -c rolecache -f -l profile -l source-profile -r -a '(__rolecache_profiles)'
 complete -c rolecache -f -a '{OPTIONS}'
 complete -c rolecache-assume -f -a '(__rolecache_profiles)'
@@ -110,8 +140,11 @@ def script(shell: str) -> str:
 
 def run(args: list[str]) -> int:
     """Print the snippet for the shell named in `args`; 2 for anything else."""
+    if args in (["--help"], ["-h"], ["help"]):
+        sys.stdout.write(USAGE + HELP)
+        return 0
     if len(args) != 1 or args[0] not in ("bash", "zsh", "fish"):
-        sys.stderr.write("usage: rolecache shell-init bash|zsh|fish\n")
+        sys.stderr.write(USAGE)
         return 2
     sys.stdout.write(script(args[0]))
     return 0

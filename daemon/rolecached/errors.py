@@ -85,6 +85,9 @@ class StsFailure:
     code: str
     message: str
     retryable: bool
+    # Refused on this side of the network (botocore: no such profile, an expired SSO token,
+    # no connection) rather than answered by STS; the message is botocore's own.
+    local: bool = False
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -97,7 +100,7 @@ class StsError(RolecacheError):
         prefix = f"{context}: " if context else ""
         super().__init__(f"{prefix}STS {failure.code}: {failure.message}", code=failure.code)
         self.failure = failure
-        self.details["sts_message"] = failure.message
+        self.details["cli_message" if failure.local else "sts_message"] = failure.message
         # 503 while the failure may pass (throttling, outage), 502 when STS said no for good.
         self.status = 503 if failure.retryable else 502
 

@@ -280,14 +280,30 @@ def read_config_file(path: str) -> str | None:
         raise ProfileError(f"cannot parse {path}: it is not UTF-8 text") from None
 
 
+def parse_problem(exc: configparser.Error) -> str:
+    """Where and why configparser (and so botocore, and the AWS CLI) refuses a file."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno} comes before any [section] header"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno} repeats the section [{exc.section}]"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"line {exc.lineno} sets {exc.option} a second time in [{exc.section}]"
+    if isinstance(exc, configparser.ParsingError) and exc.errors:
+        return (
+            f"line {exc.errors[0][0]} is not a [section] header, a `key = value` setting, "
+            "an indented continuation or a comment"
+        )
+    return "it is not an INI file"
+
+
 def parse_ini(text: str, path: str) -> dict[str, dict[str, Any]]:
     """Sections of an AWS INI file, parsed as botocore's raw_config_parse parses a file
     (one level of indented sub-sections included), but from text already read."""
     parser = configparser.RawConfigParser()
     try:
         parser.read_string(text, source=path)
-    except configparser.Error:
-        raise ProfileError(f"cannot parse {path}") from None
+    except configparser.Error as exc:
+        raise ProfileError(f"cannot parse {path}: {parse_problem(exc)}") from None
     sections: dict[str, dict[str, Any]] = {}
     for section in parser.sections():
         values: dict[str, Any] = {}
@@ -348,6 +364,11 @@ def select(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
     if profile is not None:
         if not isinstance(profile, str):
             raise InvalidRequest("profile must be a string")
+        if profile not in config.profiles and file_stamp(config_file) is None:
+            raise ProfileError(
+                f"profile {profile!r}: there is no AWS config file at {config_file} (set "
+                "AWS_CONFIG_FILE, or create it: `aws configure --profile NAME` writes one)"
+            )
         hops = role_chain(profile, config)
         if "source_profile" in overrides:
             # Flags override the profile, the source included: the chain starts there.

@@ -29,6 +29,8 @@ _ROLE_ARN = re.compile(
 _POLICY_TEXT = re.compile(r"[\t\n\r\u0020-\u00ff]*")
 _POLICY_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?:\d{12}|aws):policy/[\x21-\x7e]+", re.ASCII)
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_SESSION_CHARS = re.compile(r"[\w+=,.@-]*", re.ASCII)
+_EXTERNAL_ID_CHARS = re.compile(r"[\w+=,.@:/-]*", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 _SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 # Tag keys and values: Unicode letters, digits, spaces and _.:/=+-@ (STS's pattern
@@ -172,6 +174,48 @@ def _shown(value: str, limit: int = 80) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
+def _as_sts_refuses(
+    refusal: InvalidRequest, member: str, value: str, constraints: list[str]
+) -> None:
+    """Add to `refusal` the ValidationError STS answers for the same value, so the drop-in
+    can say what the AWS CLI would print after the call."""
+    count = len(constraints)
+    refusal.details["sts_code"] = "ValidationError"
+    refusal.details["sts_message"] = (
+        f"{count} validation error{'s' if count > 1 else ''} detected: "
+        + "; ".join(
+            f"Value '{value}' at '{member}' failed to satisfy constraint: Member must {c}"
+            for c in constraints
+        )
+    )
+
+
+# A text parameter's rule as botocore and STS check it: (parameter, value, min and max
+# length, the characters, STS's pattern as its messages quote it).
+TextRule = tuple[str, str, int, int, re.Pattern[str], str]
+
+
+def _refused_text(message: str, rule: TextRule) -> InvalidRequest:
+    """The refusal of a text value, carrying what the AWS CLI would print: botocore's own
+    check refuses one that is too short; STS refuses other characters or too many."""
+    parameter, value, low, high, chars, pattern = rule
+    refusal = InvalidRequest(message)
+    if len(value) < low:
+        refusal.details["cli_message"] = (
+            f"Parameter validation failed:\nInvalid length for parameter {parameter}, "
+            f"value: {len(value)}, valid min length: {low}"
+        )
+        return refusal
+    constraints = []
+    if not chars.fullmatch(value):
+        constraints.append(f"satisfy regular expression pattern: {pattern}")
+    if len(value) > high:
+        constraints.append(f"have length less than or equal to {high}")
+    member = parameter[0].lower() + parameter[1:]  # STS names members in camelCase
+    _as_sts_refuses(refusal, member, value, constraints)
+    return refusal
+
+
 def _check_pattern(name: str, value: str, pattern: re.Pattern[str], allowed: str) -> None:
     if not pattern.fullmatch(value):
         raise InvalidRequest(f"{name} {_shown(value)} is not valid: {allowed}")
@@ -246,19 +290,33 @@ def parse_request(
             if len(session_name) > 64
             else "invalid"
         )
-        raise InvalidRequest(
+        raise _refused_text(
             f"role session name {_shown(session_name)} is {size}: "
-            f"2 to 64 characters of {_CHARSET_SESSION}"
+            f"2 to 64 characters of {_CHARSET_SESSION}",
+            ("RoleSessionName", session_name, 2, 64, _SESSION_CHARS, r"[\w+=,.@-]*"),
         )
 
     duration = _integer(body, "duration_seconds")
     if duration is None:
         duration = DEFAULT_DURATION
     if not MIN_DURATION <= duration <= MAX_DURATION:
-        raise InvalidRequest(
+        refusal = InvalidRequest(
             f"duration {duration} s is out of range: {MIN_DURATION} to {MAX_DURATION} seconds "
             "(15 minutes to 12 hours, and no more than the role's maximum)"
         )
+        if duration < MIN_DURATION:
+            refusal.details["cli_message"] = (
+                "Parameter validation failed:\nInvalid value for parameter DurationSeconds, "
+                f"value: {duration}, valid min value: {MIN_DURATION}"
+            )
+        else:
+            _as_sts_refuses(
+                refusal,
+                "durationSeconds",
+                str(duration),
+                [f"have value less than or equal to {MAX_DURATION}"],
+            )
+        raise refusal
     if source_role is not None and duration > CHAINED_MAX_DURATION:
         raise InvalidRequest(
             f"duration {duration} s is too long for {role_arn}: it is assumed with the "
@@ -267,9 +325,11 @@ def parse_request(
         )
 
     external_id = _string(body, "external_id")
-    if external_id is not None:
-        _check_pattern(
-            "external id", external_id, _EXTERNAL_ID, "2 to 1224 characters of [A-Za-z0-9_+=,.@:/-]"
+    if external_id is not None and not _EXTERNAL_ID.fullmatch(external_id):
+        raise _refused_text(
+            f"external id {_shown(external_id)} is not valid: 2 to 1224 characters of "
+            "[A-Za-z0-9_+=,.@:/-]",
+            ("ExternalId", external_id, 2, 1224, _EXTERNAL_ID_CHARS, r"[\w+=,.@:\/-]*"),
         )
 
     policy = _string(body, "policy")
@@ -305,12 +365,12 @@ def parse_request(
 
     source_identity = _string(body, "source_identity")
     if source_identity is not None:
-        _check_pattern(
-            "source identity",
-            source_identity,
-            _SOURCE_IDENTITY,
-            "2 to 64 characters of [A-Za-z0-9_+=,.@-]",
-        )
+        if not _SOURCE_IDENTITY.fullmatch(source_identity):
+            raise _refused_text(
+                f"source identity {_shown(source_identity)} is not valid: 2 to 64 characters "
+                "of [A-Za-z0-9_+=,.@-]",
+                ("SourceIdentity", source_identity, 2, 64, _SESSION_CHARS, r"[\w+=,.@-]*"),
+            )
         if source_identity.lower().startswith("aws:"):
             raise InvalidRequest("source identity must not start with 'aws:'")
 

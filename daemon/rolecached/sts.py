@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import botocore.config
+import botocore.credentials
 import botocore.exceptions
 import botocore.parsers
 import botocore.session
@@ -102,6 +103,20 @@ def _where(source: Source) -> str:
     return "the daemon's default credential chain"
 
 
+def _lend_own_credentials(session: botocore.session.Session, profile: str) -> None:
+    """Make a role profile, as a source, sign with its own credentials (keys, SSO, a
+    process), as botocore's source-profile chain does: the default chain would assume its
+    role first, a second AssumeRole (and role chaining) for a profile that is its own
+    source. Profiles without a role keep the default chain."""
+    if "role_arn" not in session.full_config.get("profiles", {}).get(profile, {}):
+        return
+    builder = botocore.credentials.ProfileProviderBuilder(session)
+    resolver = botocore.credentials.CredentialResolver(
+        builder.providers(profile_name=profile, disable_env_vars=True)
+    )
+    session.register_component("credential_provider", resolver)
+
+
 class StsCaller:
     """Makes AssumeRole and GetSessionToken calls. One botocore session per source (profile,
     config files, as they are on disk now) and one client per endpoint: building them costs
@@ -158,6 +173,7 @@ class StsCaller:
                 session.set_credentials(key_id, secret, os.environ.get("AWS_SESSION_TOKEN"))
             elif source.source_profile is not None:
                 session.set_config_variable("profile", source.source_profile)
+                _lend_own_credentials(session, source.source_profile)
             self._sessions[key] = session
         return session
 
@@ -373,7 +389,7 @@ def _translated(source: Source) -> Iterator[None]:
         raise StsCallFailed(StsFailure(code, message, is_retryable(code, status))) from None
     except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
         # Connection refused, reset, timed out: the network may come back.
-        raise StsCallFailed(StsFailure("NetworkError", str(exc), True)) from None
+        raise StsCallFailed(StsFailure("NetworkError", str(exc), True, local=True)) from None
     except botocore.exceptions.NoCredentialsError:
         if source.credential_source == "Environment":
             where = "the daemon's environment (credential_source = Environment)"
@@ -387,17 +403,13 @@ def _translated(source: Source) -> Iterator[None]:
                 f"no source credentials found in {where}; configure them with "
                 "`aws configure` or name a profile with --source-profile",
                 False,
+                local=True,
             )
         ) from None
-    except botocore.exceptions.ProfileNotFound:
-        raise StsCallFailed(
-            StsFailure(
-                "ProfileNotFound",
-                f"source profile {source.source_profile!r} is not in the AWS config "
-                "files; check `aws configure list-profiles`",
-                False,
-            )
-        ) from None
+    except botocore.exceptions.ProfileNotFound as exc:
+        # botocore's own words, which the AWS CLI prints: "The config profile (NAME) could
+        # not be found".
+        raise StsCallFailed(StsFailure("ProfileNotFound", str(exc), False, local=True)) from None
     except botocore.parsers.ResponseParserError:
         # Not XML (cut short, or not STS answering): another try may do. The exception's text
         # quotes the raw answer, which may hold credentials, so it is not repeated.
@@ -410,4 +422,4 @@ def _translated(source: Source) -> Iterator[None]:
         ) from None
     except botocore.exceptions.BotoCoreError as exc:
         # Partial keys, an expired SSO token, a failing credential_process: fix the source.
-        raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False)) from None
+        raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False, local=True)) from None
