@@ -205,3 +205,24 @@ def test_mfa_from_a_temporary_source_exits_2_without_calling_sts(
     assert result.returncode == 2, result.stderr
     assert "GetSessionToken" in result.stderr and "source profile 'src'" in result.stderr
     assert sts_proxy.calls == []
+
+
+@pytest.mark.parametrize("duration", ["3600", "43200"])
+def test_the_code_the_client_asked_for_is_used_at_once(
+    daemon: Daemon, sts_proxy: StsProxy, duration: str
+) -> None:
+    """With no terminal the client says to set ROLECACHE_TOKEN_CODE; doing so right away is
+    served at once (no wait for the prompt nobody could answer), the code sent to STS once."""
+    role = unique_role("noterm")
+    write_config(
+        daemon.env, role_profile("n", role, "base", mfa_serial=MFA, duration_seconds=duration)
+    )
+    first = daemon.client("env", "--profile", "n")
+    assert first.returncode == 1 and "ROLECACHE_TOKEN_CODE" in first.stderr, first.stderr
+    again = daemon.client(
+        "env", "--profile", "n", env={**daemon.env, "ROLECACHE_TOKEN_CODE": "444444"}
+    )
+    assert again.returncode == 0, again.stderr
+    action = "GetSessionToken" if duration == "3600" else "AssumeRole"
+    assert sent_codes(sts_proxy) == [(action, "444444")]
+    assert sts_proxy.refused == []

@@ -143,6 +143,8 @@ async def get_credentials(request: web.Request) -> web.Response:
     body = await _json_body(request)
     # The MFA code and the query shape this answer only: they are not part of the cache key.
     token_code = parse_token_code(body.pop("token_code", None)) if isinstance(body, dict) else None
+    # Sent by a client that was asked for a code but has no terminal to ask on.
+    cannot_prompt = body.pop("cannot_prompt", False) is True if isinstance(body, dict) else False
     query = body.pop("query", None) if isinstance(body, dict) else None
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
@@ -152,14 +154,16 @@ async def get_credentials(request: web.Request) -> web.Response:
     role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
     who = audit.describe_peer(host.unix_peer(request.transport))
-    credentials = await store.get(role_request, min_ttl, token_code, requester=who)
+    credentials = await store.get(
+        role_request, min_ttl, token_code, requester=who, can_prompt=not cannot_prompt
+    )
     audit.served(role_request.describe(), credentials, who, store.now())
     shape = Shape(fmt, shell, query, *_cli_options(request, store.settings.cli_version))
     render = renderer(role_request, shape, request.app[SANDBOX])
     content_type, text = render(credentials)
     # MFA codes are used once: a request with one is never answered again by the fast lane.
     # A profile's depends on its files, whose stamps the lane checks before answering.
-    if token_code is None:
+    if token_code is None and not cannot_prompt:
         version = f"HTTP/{request.version.major}.{request.version.minor}"
         line = f"{request.method} {request.raw_path} {version}".encode()
         key = fastlane.request_key(line, await request.read())

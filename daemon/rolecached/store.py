@@ -43,6 +43,10 @@ SIGNER_MIN_TTL = 60.0
 MFA_PROMPT_WAIT = 25.0
 # True inside renewals the renewer starts (no caller behind them to type an MFA code).
 _BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("background", default=False)
+# True inside a request whose caller said it cannot type a code (no terminal).
+_CANNOT_PROMPT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "cannot_prompt", default=False
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,19 @@ def needs_code(key: Key) -> bool:
     """True when the key's own STS call carries an MFA code (an MFA session, or a role with
     MFA over an hour): renewing it needs a new code, so only a caller can."""
     return isinstance(key, MfaSession) or key.direct_mfa
+
+
+def code_key(key: Key) -> Key | None:
+    """The key behind `key` whose STS call an MFA code is for: itself, or the MFA session at
+    the root of its chain; None when no code is involved."""
+    if needs_code(key):
+        return key
+    root = key
+    while isinstance(root, RoleRequest) and root.source_role is not None:
+        root = root.source_role
+    if isinstance(root, RoleRequest) and root.mfa_session is not None:
+        return root.mfa_session
+    return None
 
 
 class Store:
@@ -128,12 +145,30 @@ class Store:
         min_ttl: float,
         token_code: str | None = None,
         requester: str | None = None,
+        can_prompt: bool = True,
     ) -> Credentials:
         """Credentials with at least `min_ttl` seconds left, from memory or from STS.
 
         `token_code` is an MFA code for the MFA session behind the request, if it needs one;
-        `requester` says who asked, for the audit trail.
+        `requester` says who asked, for the audit trail. A caller that cannot type a code
+        (`can_prompt` false) gets MfaRequired at once and ends any prompt others wait for.
         """
+        if can_prompt:
+            return await self._get(request, min_ttl, token_code, requester)
+        pending = code_key(request)
+        if pending is not None:
+            # The caller who was asked for a code said it has no terminal: nobody is typing
+            # one, so those waiting for it are asked themselves, now.
+            self._end_prompt(pending)
+        marked = _CANNOT_PROMPT.set(True)  # seen by the fetches this request starts, too
+        try:
+            return await self._get(request, min_ttl, token_code, requester)
+        finally:
+            _CANNOT_PROMPT.reset(marked)
+
+    async def _get(
+        self, request: Key, min_ttl: float, token_code: str | None, requester: str | None
+    ) -> Credentials:
         held = self.peek(request, min_ttl)
         if held is not None:
             self.record_hit(request, requester)
@@ -157,11 +192,9 @@ class Store:
         if token_code is not None and request in self._inflight:
             # The fetch in flight may have started without a code and be waiting for the MFA
             # session this code opens: open it first instead of joining with the code unused.
-            root = request
-            while isinstance(root, RoleRequest) and root.source_role is not None:
-                root = root.source_role
-            if isinstance(root, RoleRequest) and root.mfa_session is not None:
-                await self.get(root.mfa_session, SIGNER_MIN_TTL, token_code)
+            session = code_key(request)
+            if isinstance(session, MfaSession):
+                await self.get(session, SIGNER_MIN_TTL, token_code)
 
         task = self._inflight.get(request) or self._start_fetch(
             entry, self.settings.cold_attempts, token_code
@@ -233,9 +266,10 @@ class Store:
         asked for one (MfaRequired); callers arriving while it is being typed wait instead."""
         key = entry.request
         serial = key.mfa_serial or ""
-        if _BACKGROUND.get():
-            # A renewal nobody asked for: no one will type a code, so claim no prompt (a
-            # caller's request in the next seconds would wait for it in vain).
+        if _BACKGROUND.get() or _CANNOT_PROMPT.get():
+            # A renewal nobody asked for, or a caller without a terminal: no one will type a
+            # code, so claim no prompt (a caller's request in the next seconds would wait
+            # for it in vain).
             raise MfaRequired(serial)
         pending = self._prompts.get(key)
         if pending is None or self._clock() >= pending[0]:
@@ -247,6 +281,12 @@ class Store:
             entry.hits += 1
             return entry.credentials  # type: ignore[return-value]
         raise MfaRequired(serial)
+
+    def _end_prompt(self, key: Key) -> None:
+        """Nobody types a code for `key` any more: wake those waiting for one."""
+        prompt = self._prompts.pop(key, None)
+        if prompt is not None:
+            prompt[1].set()
 
     def _start_fetch(
         self, entry: Entry, attempts: int, token_code: str | None = None, background: bool = False
@@ -382,9 +422,7 @@ class Store:
         entry.failures_in_a_row = 0
         if needs_code(entry.request):
             entry.renew_at = None  # renewing needs a new code: done on demand, not on a timer
-            prompt = self._prompts.pop(entry.request, None)
-            if prompt is not None:
-                prompt[1].set()  # callers waiting for this code's credentials go on
+            self._end_prompt(entry.request)  # callers waiting for this code's credentials go on
         if isinstance(entry.request, MfaSession):
             log.info(
                 "opened %s: expires in %.0f s",
