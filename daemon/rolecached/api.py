@@ -33,6 +33,8 @@ SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
 PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.ConfigFiles)
 LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
+# What the daemon could not set up but serves without (a config.toml binding gone bad).
+PROBLEMS: web.AppKey[list[str]] = web.AppKey("problems", list)
 
 # Statuses aiohttp raises itself, with the codes and messages we answer instead.
 _HTTP_ERRORS = {
@@ -258,6 +260,7 @@ async def status(request: web.Request) -> web.Response:
             "sts_calls": store.sts_calls,
             "sts_errors": store.sts_errors,
             "cli_version": store.settings.cli_version,
+            "config_errors": request.app[PROBLEMS],
         }
     )
 
@@ -269,6 +272,7 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()
     app[PROFILES] = profiles.ConfigFiles()
+    app[PROBLEMS] = []
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")
     store.on_drop(app[LANE].drop)  # a forgotten session leaves no rendered copy behind
     app.router.add_post("/v1/credentials", get_credentials)

@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings: Settings = config.load(args.config)
         endpoint_config = config.load_endpoints(args.config)
+        for problem in endpoint_config.skipped:
+            log.error("%s", problem)
         listener = open_listener(path)
     except (StartupError, config.ConfigError) as exc:
         log.error("%s", exc)
@@ -390,6 +392,7 @@ async def _run(
             # Runtime bindings outlive restarts, SIGKILL included (see bindingstate.py).
             state_file=bindingstate.default_path(listener.path.stem),
             resolver=endpoint_api.default_resolver(profiles.ConfigFiles()),
+            skipped=endpoint_config.skipped,
         )
     try:
         await serve(
