@@ -23,7 +23,7 @@ from tests.conftest import (
     unique_role,
 )
 from tests.kit import assumed_arn
-from tests.profilekit import on_terminal, role_profile, write_config
+from tests.profilekit import CREDENTIALS, on_terminal, role_profile, write_config
 
 ACCOUNT = "123456789012"
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
@@ -469,3 +469,20 @@ def test_sts_error_is_reported_as_the_aws_cli_does(tmp_path: Path, sts_proxy: St
         assert line + "User is not authorized" in ours.stderr
     finally:
         daemon.stop()
+
+
+def test_a_fixed_credentials_file_is_used_at_once_after_an_error(daemon: Daemon) -> None:
+    """The source profile's keys are broken (no secret), so the daemon fails and remembers
+    the error; once the credentials file is fixed the very next request is served, without
+    waiting out the error's window (the error was keyed by the file's stamp)."""
+    role = unique_role("fixed")
+    write_config(daemon.env, role_profile("p", role, "base"))
+    credentials = Path(daemon.env["AWS_SHARED_CREDENTIALS_FILE"])
+    credentials.write_text("[base]\naws_access_key_id = AKIABASEPROFILE00001\n")
+    for _ in range(2):  # the second is the remembered error
+        broken = daemon.client("env", "--profile", "p")
+        assert broken.returncode == 1 and "PartialCredentials" in broken.stderr, broken.stderr
+    credentials.write_text(CREDENTIALS)
+    fixed = daemon.client("env", "--profile", "p")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "export AWS_SESSION_TOKEN=" in fixed.stdout

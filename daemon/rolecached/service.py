@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from rolecache import __version__
 from rolecache.protocol import socket_path, socket_path_problem
-from rolecached import bindingstate, config, endpoint_api, host, logsink, profiles
+from rolecached import bindingstate, config, endpoint_api, host, logsink, profiles, sourcestamp
 from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager
@@ -351,7 +351,13 @@ async def _run(
         log.info("rolecached %s ready on %s (pid %d)", __version__, listener.path, os.getpid())
         host.notify("READY=1")
 
-    store = Store(caller.call, settings, reload_sources=caller.forget_sources)
+    source_files = profiles.ConfigFiles()
+    store = Store(
+        caller.call,
+        settings,
+        reload_sources=caller.forget_sources,
+        source_stamp=lambda key: sourcestamp.source_stamp(key, source_files),
+    )
 
     def reload() -> None:
         """SIGHUP: read the config file again and reload source credentials; the cache stays."""

@@ -103,8 +103,12 @@ class Store:
         reload_sources: Callable[[], None] = lambda: None,
         awake_clock: Callable[[], float] | None = None,
         mfa_prompt_wait: float = MFA_PROMPT_WAIT,
+        source_stamp: Callable[[Key], object] = lambda key: None,
     ) -> None:
         self.settings = settings or Settings()
+        # What the key's source credentials are read from, as it is now: a remembered
+        # error whose stamp no longer matches has lost its cause and is not repeated.
+        self._source_stamp = source_stamp
         self._mfa_prompt_wait = mfa_prompt_wait
         # Idleness is measured in awake seconds: time.monotonic is CLOCK_MONOTONIC on Linux,
         # which stops while the machine is suspended (CLOCK_BOOTTIME would not). A test that
@@ -185,8 +189,8 @@ class Store:
         entry.last_used_awake = self._awake()
         if requester is not None:
             entry.last_requester = requester
-        if entry.last_error and entry.error_until is not None and now < entry.error_until:
-            raise StsError(entry.last_error, describe(request))
+        if self._remembered(entry, now, token_code):
+            raise StsError(entry.last_error, describe(request))  # type: ignore[arg-type]
         if needs_code(request) and token_code is None and request not in self._inflight:
             return await self._await_mfa(entry, min_ttl)
         if token_code is not None and request in self._inflight:
@@ -260,6 +264,25 @@ class Store:
     def now(self) -> float:
         """The store's clock."""
         return self._clock()
+
+    def _remembered(self, entry: Entry, now: float, token_code: str | None) -> bool:
+        """True when a request must get the entry's last error again, without an STS call:
+        within its window, the source files unchanged since, and no MFA code given (a new
+        code is an explicit retry)."""
+        if not entry.last_error or entry.error_until is None or now >= entry.error_until:
+            return False
+        if token_code is not None:
+            return False
+        if self._source_stamp(entry.request) == entry.error_stamp:
+            return True
+        # The source changed (credentials file edited, a new SSO token): the error is
+        # forgotten, once, and the source read afresh by the call this request makes.
+        entry.error_until = None
+        log.info(
+            "source of %s changed since %s: trying again", describe(entry.request), entry.last_error
+        )
+        self._reload_sources()
+        return False
 
     async def _await_mfa(self, entry: Entry, min_ttl: float) -> Credentials:
         """No valid credentials for a key that needs a code, and no code: the first caller is
@@ -444,6 +467,7 @@ class Store:
     def _record_failure(self, entry: Entry, failure: StsFailure) -> None:
         now = self._clock()
         entry.last_error = failure
+        entry.error_stamp = self._source_stamp(entry.request)
         entry.failures_in_a_row += 1
         if failure.retryable:
             delay = cache.backoff_delay(entry.failures_in_a_row, self._rng)
