@@ -127,7 +127,6 @@ def test_edited_config_is_read_again(daemon: Daemon, moto: Moto, chain: dict) ->
     ("profile", "config", "message"),
     [
         ("nope", "", "profile 'nope' is not in the AWS config files"),
-        ("plain", "[profile plain]\nregion = us-east-1\n", "has no role_arn"),
         (
             "x",
             role_profile("x", f"arn:aws:iam::{ACCOUNT}:role/x", "y")
@@ -150,8 +149,8 @@ def test_edited_config_is_read_again(daemon: Daemon, moto: Moto, chain: dict) ->
 def test_profile_errors_name_the_profile_and_exit_2(
     daemon: Daemon, profile: str, config: str, message: str
 ) -> None:
-    """Unknown profiles, profiles without role_arn, loops, missing sources and unsupported
-    credential sources are refused with exit 2 and a message saying what to fix."""
+    """Unknown profiles, loops, missing sources and unsupported credential sources are
+    refused with exit 2 and a message saying what to fix."""
     write_config(daemon.env, config)
     result = daemon.client("env", "--profile", profile)
     assert result.returncode == 2
@@ -486,3 +485,54 @@ def test_a_fixed_credentials_file_is_used_at_once_after_an_error(daemon: Daemon)
     fixed = daemon.client("env", "--profile", "p")
     assert fixed.returncode == 0, fixed.stderr
     assert "export AWS_SESSION_TOKEN=" in fixed.stdout
+
+
+# A credential_process whose credentials are shaped like STS's, valid for an hour from now.
+HOUR_PROCESS = """import json, datetime
+end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+print(json.dumps({"Version": 1, "AccessKeyId": "ASIAPROCESSSOURCE001",
+"SecretAccessKey": "cHJvY2Vzcy1zZWNyZXQ=", "SessionToken": "cHJvY2Vzcy10b2tlbg==",
+"Expiration": end.strftime("%Y-%m-%dT%H:%M:%SZ")}))"""
+
+
+def test_a_keys_only_profile_is_served_as_a_session_token(
+    daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """`env` and `exec` for a profile with only long-term keys serve a GetSessionToken
+    session (one STS call, then memory), never the long-term keys themselves."""
+    write_config(daemon.env, "")
+    first = daemon.client("env", "--profile", "base")
+    assert first.returncode == 0, first.stderr
+    assert "export AWS_SESSION_TOKEN=" in first.stdout
+    assert "AKIABASEPROFILE00001" not in first.stdout
+    assert "base-profile-secret" not in first.stdout
+    shown = daemon.client(
+        "exec", "--profile", "base", "--", "sh", "-c", 'printf %s "$AWS_ACCESS_KEY_ID"'
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"export AWS_ACCESS_KEY_ID={shown.stdout}" in first.stdout.replace("'", "")
+    assert sts_proxy.calls == ["GetSessionToken"]
+    assert "TokenCode" not in sts_proxy.forms[0] and sts_proxy.temporary == [False]
+
+
+def test_a_credential_process_profile_is_served_its_own_credentials(
+    daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """A profile with only a credential_process gets the process's temporary credentials as
+    they are (STS refuses GetSessionToken for them), and STS hears nothing."""
+    script = daemon.tmp / "process.py"
+    script.write_text(HOUR_PROCESS)
+    write_config(daemon.env, f"[profile proc]\ncredential_process = {sys.executable} {script}\n")
+    result = daemon.client("env", "--profile", "proc")
+    assert result.returncode == 0, result.stderr
+    assert "ASIAPROCESSSOURCE001" in result.stdout
+    assert "cHJvY2Vzcy10b2tlbg==" in result.stdout
+    assert sts_proxy.calls == []
+
+
+def test_a_profile_without_credentials_says_so(daemon: Daemon) -> None:
+    """A profile with neither a role nor credentials of its own is reported by name."""
+    write_config(daemon.env, "[profile plain]\nregion = us-east-1\n")
+    result = daemon.client("env", "--profile", "plain")
+    assert result.returncode == 1
+    assert "no source credentials found in profile 'plain'" in result.stderr, result.stderr

@@ -25,12 +25,12 @@ from rolecached.errors import (
     StsTimeout,
     TemporarySource,
 )
-from rolecached.request import MfaSession, RoleRequest
+from rolecached.request import MfaSession, RoleRequest, SourceSession
 from rolecached.sts import StsCallFailed
 
 log = logging.getLogger(__name__)
 
-Key = RoleRequest | MfaSession
+Key = RoleRequest | MfaSession | SourceSession
 # (request, now, signing credentials or None, MFA code or None) -> credentials
 CallSts = Callable[[Key, float, Credentials | None, str | None], Credentials]
 Sleep = Callable[[float], Awaitable[None]]
@@ -73,7 +73,7 @@ def describe(request: Key) -> str:
 def needs_code(key: Key) -> bool:
     """True when the key's own STS call carries an MFA code (an MFA session, or a role with
     MFA over an hour): renewing it needs a new code, so only a caller can."""
-    return isinstance(key, MfaSession) or key.direct_mfa
+    return isinstance(key, MfaSession) or (isinstance(key, RoleRequest) and key.direct_mfa)
 
 
 def code_key(key: Key) -> Key | None:
@@ -335,7 +335,7 @@ class Store:
     async def _signer(self, request: Key, token_code: str | None) -> Credentials | None:
         """The credentials that sign this request's call: the previous hop of a role chain,
         or the MFA session behind the role; None when the source's own keys sign it."""
-        if isinstance(request, MfaSession):
+        if not isinstance(request, RoleRequest):
             return None
         if request.source_role is not None:
             return await self.get(request.source_role, SIGNER_MIN_TTL, token_code)
@@ -567,7 +567,7 @@ class Store:
         for k in keys:
             self._drop(k)
             self._inflight.pop(k, None)
-        return sum(isinstance(k, RoleRequest) for k in keys)
+        return sum(not isinstance(k, MfaSession) for k in keys)
 
     def on_drop(self, listener: Callable[[Key], None]) -> None:
         """Call `listener(key)` whenever an entry is dropped, for whatever reason."""
