@@ -24,6 +24,7 @@ from tests.conftest import (
 )
 from tests.kit import assumed_arn
 from tests.profilekit import CREDENTIALS, on_terminal, role_profile, write_config
+from tests.ssokit import ROLE_KEY_ID, ROLE_TOKEN, SsoPortal, sso_login, sso_profile
 
 ACCOUNT = "123456789012"
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
@@ -536,3 +537,29 @@ def test_a_profile_without_credentials_says_so(daemon: Daemon) -> None:
     result = daemon.client("env", "--profile", "plain")
     assert result.returncode == 1
     assert "no source credentials found in profile 'plain'" in result.stderr, result.stderr
+
+
+def test_an_sso_profile_is_served_at_once_after_sso_login(tmp_path: Path, moto: Moto) -> None:
+    """An SSO-only profile before `aws sso login` fails (and the error is remembered); right
+    after the login writes its token, the next request is served the portal's role
+    credentials, without waiting out the remembered error; STS hears nothing."""
+    portal = SsoPortal()
+    env = base_env(tmp_path, moto.url)
+    env.update(ROLECACHE_NO_AUTOSTART="1", AWS_ENDPOINT_URL_SSO=portal.url)
+    Path(env["AWS_CONFIG_FILE"]).write_text(sso_profile("dev"))
+    daemon = start_daemon(tmp_path, env)
+    try:
+        for _ in range(2):  # the second is the remembered error
+            before = daemon.client("env", "--profile", "dev")
+            assert before.returncode == 1 and "SSO" in before.stderr, before.stderr
+        portal.valid_tokens.add("fresh-login-token")
+        sso_login(Path(env["HOME"]), "fresh-login-token")
+        after = daemon.client("env", "--profile", "dev")
+        assert after.returncode == 0, after.stderr
+        assert ROLE_KEY_ID in after.stdout and ROLE_TOKEN in after.stdout
+        assert portal.calls == 1
+        assert moto.proxy.calls == []
+        assert "fresh-login-token" not in daemon.log.read_text()
+    finally:
+        daemon.stop()
+        portal.stop()
