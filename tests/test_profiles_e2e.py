@@ -563,3 +563,16 @@ def test_an_sso_profile_is_served_at_once_after_sso_login(tmp_path: Path, moto: 
     finally:
         daemon.stop()
         portal.stop()
+
+
+def test_a_credential_process_answering_shell_code_is_refused(daemon: Daemon) -> None:
+    """A credential_process whose secret is shell code is refused before anything is
+    rendered from it; the message names the field, never the value."""
+    script = daemon.tmp / "process.py"
+    script.write_text(HOUR_PROCESS.replace("cHJvY2Vzcy1zZWNyZXQ=", "$(touch pwned)"))
+    write_config(daemon.env, f"[profile proc]\ncredential_process = {sys.executable} {script}\n")
+    result = daemon.client("env", "--profile", "proc")
+    assert result.returncode == 1
+    assert "MalformedResponse" in result.stderr and "SecretAccessKey" in result.stderr
+    assert "touch" not in result.stderr and result.stdout == ""
+    assert "touch" not in daemon.log.read_text()
