@@ -500,7 +500,8 @@ def test_a_keys_only_profile_is_served_as_a_session_token(
     daemon: Daemon, sts_proxy: StsProxy
 ) -> None:
     """`env` and `exec` for a profile with only long-term keys serve a GetSessionToken
-    session (one STS call, then memory), never the long-term keys themselves."""
+    session (one STS call, then memory), never the long-term keys themselves; `forget`
+    drops it, so the next request opens a new one."""
     write_config(daemon.env, "")
     first = daemon.client("env", "--profile", "base")
     assert first.returncode == 0, first.stderr
@@ -514,6 +515,9 @@ def test_a_keys_only_profile_is_served_as_a_session_token(
     assert f"export AWS_ACCESS_KEY_ID={shown.stdout}" in first.stdout.replace("'", "")
     assert sts_proxy.calls == ["GetSessionToken"]
     assert "TokenCode" not in sts_proxy.forms[0] and sts_proxy.temporary == [False]
+    assert daemon.client("forget", "--profile", "base").stdout == "forgot 1 session\n"
+    assert daemon.client("env", "--profile", "base").returncode == 0
+    assert sts_proxy.calls == ["GetSessionToken"] * 2
 
 
 def test_a_credential_process_profile_is_served_its_own_credentials(
