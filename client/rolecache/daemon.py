@@ -59,6 +59,10 @@ def call(method: str, target: str, body: object, sandbox: bool) -> transport.Res
 
         try:
             token = prompt.ask_mfa_code(serial)
+        except KeyboardInterrupt:
+            # Ctrl-C at the prompt: nobody types this code either (see below).
+            send(method, target, {**body, "cannot_prompt": True}, sandbox)
+            raise
         except prompt.NoTerminal:
             # Say so: others may be waiting for this caller's code, which nobody will type.
             # Answered 200 when one of them typed a code meanwhile.
