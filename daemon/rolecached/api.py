@@ -146,7 +146,9 @@ async def get_credentials(request: web.Request) -> web.Response:
     # The MFA code and the query shape this answer only: they are not part of the cache key.
     token_code = parse_token_code(body.pop("token_code", None)) if isinstance(body, dict) else None
     # Sent by a client that was asked for a code but has no terminal to ask on.
-    cannot_prompt = body.pop("cannot_prompt", False) is True if isinstance(body, dict) else False
+    cannot_prompt = body.pop("cannot_prompt", False) if isinstance(body, dict) else False
+    if not isinstance(cannot_prompt, bool):
+        raise InvalidRequest("cannot_prompt must be true or false")
     query = body.pop("query", None) if isinstance(body, dict) else None
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
