@@ -22,17 +22,26 @@ print(json.dumps({"arn": arn, "method": session.get_credentials().method,
 """
 
 
+# config.toml of `edaemon`: a free port and one binding, cfg.
+CONFIG = (
+    "[endpoints]\nport = 0\n\n[endpoints.cfg]\n"
+    f'role_arn = "{CONFIG_ROLE}"\nrole_session_name = "cfg-session"\n'
+)
+
+
+def start_configured(tmp_path: Path, moto: Moto, config_text: str) -> Daemon:
+    """The real daemon with tmp_path/config.toml holding `config_text`, autostart off."""
+    config = tmp_path / "config.toml"
+    config.write_text(config_text)
+    env = base_env(tmp_path, moto.url)
+    env["ROLECACHE_NO_AUTOSTART"] = "1"
+    return start_daemon(tmp_path, env, "--config", str(config))
+
+
 @pytest.fixture
 def edaemon(tmp_path: Path, moto: Moto) -> Iterator[Daemon]:
     """The real daemon with a config that binds one endpoint and uses a free port."""
-    config = tmp_path / "config.toml"
-    config.write_text(
-        "[endpoints]\nport = 0\n\n[endpoints.cfg]\n"
-        f'role_arn = "{CONFIG_ROLE}"\nrole_session_name = "cfg-session"\n'
-    )
-    env = base_env(tmp_path, moto.url)
-    env["ROLECACHE_NO_AUTOSTART"] = "1"
-    d = start_daemon(tmp_path, env, "--config", str(config))
+    d = start_configured(tmp_path, moto, CONFIG)
     yield d
     d.stop()
 

@@ -220,6 +220,10 @@ BAD_BODIES = {
     "wrong type": (json.dumps({**GOOD, "duration_seconds": "3600"}).encode(), "integer"),
     "string ARN type": (json.dumps({**GOOD, "role_arn": 1}).encode(), "must be a string"),
     "rule broken": (json.dumps({**GOOD, "duration_seconds": 899}).encode(), "out of range"),
+    "cannot_prompt type": (
+        json.dumps({**GOOD, "cannot_prompt": "yes"}).encode(),
+        "cannot_prompt must be true or false",
+    ),
     "empty body": (b"", "needs a JSON object body"),
     "JSON list": (b"[]", "must be a JSON object"),
     "JSON null": (b"null", "must be a JSON object"),

@@ -91,8 +91,7 @@ def test_endpoints_table_settings_and_bindings() -> None:
         {"port": 9000, "bind": ["127.0.0.1", "::1"], "dev": dict(SELECTOR), "ci": dict(SELECTOR)}
     )
     assert settings.port == 9000 and settings.bind == ("127.0.0.1", "::1")
-    assert [s.name for s in specs] == ["dev", "ci"]
-    assert all(s.origin == "config" for s in specs)
+    assert specs == {"dev": SELECTOR, "ci": SELECTOR}
 
 
 def test_default_ports_are_per_user_and_fixed() -> None:
@@ -149,13 +148,23 @@ def test_config_file_bindings(tmp_path: Path) -> None:
     assert binding.request.tags == (("team", "infra"),)
 
 
-def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
-    """A binding that breaks a rule makes the config unusable, with file and endpoint named."""
+def test_a_bad_binding_is_skipped_naming_the_file(tmp_path: Path) -> None:
+    """A binding that breaks a rule is skipped, with file and endpoint named, and the other
+    bindings still load; a bad listener setting still makes the config unusable."""
     path = tmp_path / "config.toml"
-    path.write_text(f'[endpoints.dev]\nrole_arn = "{ROLE}"\nrole_session_name = "x"\n')
-    with pytest.raises(config.ConfigError) as info:
+    path.write_text(
+        f'[endpoints.dev]\nrole_arn = "{ROLE}"\nrole_session_name = "x"\n\n'
+        f'[endpoints.ok]\nrole_arn = "{ROLE}"\nrole_session_name = "ok"\n\n'
+        '[endpoints.gone]\nprofile = "renamed"\n'
+    )
+    loaded = config.load_endpoints(path)
+    assert [b.name for b in loaded.bindings] == ["ok"]
+    dev, gone = loaded.skipped
+    assert str(path) in dev and "endpoint 'dev'" in dev and "not served" in dev
+    assert "'renamed'" in gone and "endpoint 'gone'" in gone
+    path.write_text("[endpoints]\nport = 70000\n")
+    with pytest.raises(config.ConfigError, match="0-65535"):
         config.load_endpoints(path)
-    assert str(path) in str(info.value) and "endpoint 'dev'" in str(info.value)
 
 
 def test_config_without_endpoints(tmp_path: Path) -> None:

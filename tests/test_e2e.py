@@ -284,6 +284,22 @@ def test_autostart_with_racing_clients_starts_one_daemon(tmp_path: Path, moto: M
         stop_autostarted_daemon(env)
 
 
+def test_a_daemon_that_cannot_start_is_quoted_by_the_client(tmp_path: Path, moto: Moto) -> None:
+    """An autostarted daemon that exits at once (a broken config.toml) has its own reason
+    quoted by the client, which exits 3; an earlier run's lines in the log are not quoted."""
+    env = autostart_env(tmp_path, moto.url)
+    log = Path(env["XDG_STATE_HOME"]) / "rolecache" / "rolecached.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("ERROR rolecached.service: an older run's reason\n")
+    config = Path(env["XDG_CONFIG_HOME"]) / "rolecache" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("[daemon\n")
+    result = run_client(env, "env", "--role-arn", unique_role(), "--role-session-name", SESSION)
+    assert result.returncode == 3
+    assert f"rolecached did not start: config file {config} is not valid TOML" in result.stderr
+    assert "older run" not in result.stderr and str(log) in result.stderr
+
+
 def test_autostart_replaces_a_stale_socket(tmp_path: Path, moto: Moto) -> None:
     """A socket file left by a crashed daemon (connection refused) is replaced on autostart."""
     import socket

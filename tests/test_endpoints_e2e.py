@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, base_env, run_client, unique_role, wait_for_socket
-from tests.e2ekit import CONFIG_ROLE, PROBE, add, loaded_modules
+from tests.conftest import BIN, Daemon, Moto, base_env, run_client, unique_role, wait_for_socket
+from tests.e2ekit import CONFIG, CONFIG_ROLE, PROBE, add, loaded_modules, start_configured
 from tests.kit import assumed_arn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +112,30 @@ def test_config_file_binding_serves(edaemon: Daemon) -> None:
     """A binding from [endpoints.cfg] in config.toml serves its role from start-up."""
     report = run_probe(edaemon, str(BIN / "rolecache"), "exec", "--endpoint", "cfg", "--")
     assert report["arn"] == assumed_arn(CONFIG_ROLE, "cfg-session")
+
+
+def test_a_binding_gone_bad_is_skipped_and_the_rest_serves(tmp_path: Path, moto: Moto) -> None:
+    """[endpoints.old] names a profile since renamed: the daemon still starts and serves
+    [endpoints.cfg]; the log, `rolecache status` and `endpoint list` say why old is skipped."""
+    config = tmp_path / "config.toml"
+    d = start_configured(tmp_path, moto, CONFIG + '\n[endpoints.old]\nprofile = "renamed-since"\n')
+    try:
+        report = run_probe(d, str(BIN / "rolecache"), "exec", "--endpoint", "cfg", "--")
+        assert report["arn"] == assumed_arn(CONFIG_ROLE, "cfg-session")
+        why = "profile 'renamed-since' is not in the AWS config files"
+        errors = [line for line in d.log.read_text().splitlines() if " ERROR " in f" {line}"]
+        assert len(errors) == 1 and why in errors[0] and "'old'" in errors[0], errors
+        status = d.client("status")
+        assert status.returncode == 0
+        assert f"config_errors: {config}: endpoint 'old': {why}" in status.stdout
+        listing = d.client("endpoint", "list")
+        assert f"skipped: {config}: endpoint 'old': {why}" in listing.stdout
+        assert [
+            e["name"]
+            for e in json.loads(d.client("endpoint", "list", "--json").stdout)["endpoints"]
+        ] == ["cfg"]
+    finally:
+        d.stop()
 
 
 @pytest.mark.parametrize("imds", [False, True])

@@ -4,13 +4,17 @@ audit's lines without a LogRecord but the same text."""
 
 import asyncio
 import logging
+import os
+import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rolecached import audit, logsink
 from rolecached.cache import Credentials
+from tests.conftest import Moto, base_env, start_daemon
 from tests.kit import FakeClock
 
 
@@ -36,7 +40,7 @@ def sink() -> Iterator[tuple[logsink.LineSink, Recorder]]:
     stream = Recorder()
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    sink = logsink.install(stream, "info")  # type: ignore[arg-type]
+    sink = logsink.install(stream, "info", stamped=False)  # type: ignore[arg-type]
     yield sink, stream
     logsink.SINK = None
     root.handlers[:], _ = saved
@@ -128,3 +132,56 @@ async def test_shutdown_flushes_what_the_turn_buffered(
     logging.getLogger("rolecached").warning("last words")
     handler.flush()  # what logging.shutdown() calls for each handler
     assert stream.writes == ["WARNING rolecached: last words\n"]
+
+
+def test_journald_is_the_stream_journal_stream_names(tmp_path: Path) -> None:
+    """JOURNAL_STREAM names the journal's stream by device and inode: only a stream that is
+    that file counts, not one redirected elsewhere that inherited the variable."""
+    with open(tmp_path / "a", "w") as a, open(tmp_path / "b", "w") as b:
+        info = os.fstat(a.fileno())
+        names_a = {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        assert logsink.under_journald(a, names_a)
+        assert not logsink.under_journald(b, names_a)
+        assert not logsink.under_journald(a, {})
+        assert not logsink.under_journald(a, {"JOURNAL_STREAM": "garbage"})
+        assert not logsink.under_journald(Recorder(), names_a)  # type: ignore[arg-type]
+
+
+async def test_a_stamped_sink_starts_each_line_with_its_utc_time() -> None:
+    """Outside journald every line, logged or audited, starts with an ISO-8601 UTC time."""
+    stream, wall = Recorder(), FakeClock(1_800_000_000.25)
+    sink = logsink.LineSink(stream, stamped=True, wall=wall)  # type: ignore[arg-type]
+    sink.write_message("INFO", "rolecached.audit", "served")
+    wall.advance(1.5)
+    record = logging.LogRecord("rolecached.store", logging.ERROR, "", 0, "failed", (), None)
+    record.created = wall()
+    sink.emit(record)
+    sink.flush()
+    assert stream.writes == [
+        "2027-01-15T08:00:00.250Z INFO rolecached.audit: served\n"
+        "2027-01-15T08:00:01.750Z ERROR rolecached.store: failed\n"
+    ]
+
+
+STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR) ")
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_the_daemon_stamps_its_lines_unless_journald_does(
+    tmp_path: Path, moto: Moto, journal: bool
+) -> None:
+    """The real daemon logging to a file stamps every line with its time; told (by
+    JOURNAL_STREAM naming its stderr) that the journal is listening, it leaves that to it."""
+    env = base_env(tmp_path, moto.url)
+    env.pop("JOURNAL_STREAM", None)
+    log = tmp_path / "daemon.log"
+    log.touch()
+    if journal:
+        info = log.stat()
+        env["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
+    daemon = start_daemon(tmp_path, env)
+    assert daemon.stop() == 0
+    lines = log.read_text().splitlines()
+    assert lines
+    stamped = [bool(STAMPED.match(line)) for line in lines]
+    assert stamped == [not journal] * len(lines), lines

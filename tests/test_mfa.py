@@ -353,6 +353,29 @@ async def test_waiters_are_asked_themselves_when_the_prompt_is_abandoned(make_ri
     assert rig.sts.calls == []
 
 
+@pytest.mark.parametrize("duration", [3600, 43200])
+async def test_a_caller_without_a_terminal_ends_the_prompt_others_wait_for(make_rig, duration):
+    """The caller asked for a code says it has no terminal: the caller waiting for that code
+    is asked itself at once (no clock moves), and its code is used at once."""
+    rig = make_rig()
+    role = mfa_role(duration=duration)
+    with pytest.raises(MfaRequired):
+        await rig.get(role)
+    waiter = asyncio.create_task(rig.get(role))
+    await settle()
+    assert not waiter.done()
+    with pytest.raises(MfaRequired):
+        await guarded(rig.store.get(role, MIN_TTL, can_prompt=False))
+    await settle()
+    assert waiter.done()
+    with pytest.raises(MfaRequired):
+        waiter.result()
+    with pytest.raises(MfaRequired):  # this caller is asked, and claims the prompt again
+        await rig.get(role)
+    assert isinstance(await rig.get(role, "123456"), Credentials)
+    assert rig.sts.count("GetSessionToken" if duration == 3600 else "AssumeRole") == 1
+
+
 async def test_caller_after_the_prompt_window_is_asked_at_once(make_rig):
     """A caller arriving after the prompt window has passed on the clock is asked for a code
     itself instead of waiting for the first caller."""

@@ -205,3 +205,38 @@ def test_mfa_from_a_temporary_source_exits_2_without_calling_sts(
     assert result.returncode == 2, result.stderr
     assert "GetSessionToken" in result.stderr and "source profile 'src'" in result.stderr
     assert sts_proxy.calls == []
+
+
+@pytest.mark.parametrize("duration", ["3600", "43200"])
+def test_the_code_the_client_asked_for_is_used_at_once(
+    daemon: Daemon, sts_proxy: StsProxy, duration: str
+) -> None:
+    """With no terminal the client says to set ROLECACHE_TOKEN_CODE; doing so right away is
+    served at once (no wait for the prompt nobody could answer), the code sent to STS once."""
+    role = unique_role("noterm")
+    write_config(
+        daemon.env, role_profile("n", role, "base", mfa_serial=MFA, duration_seconds=duration)
+    )
+    first = daemon.client("env", "--profile", "n")
+    assert first.returncode == 1 and "ROLECACHE_TOKEN_CODE" in first.stderr, first.stderr
+    again = daemon.client(
+        "env", "--profile", "n", env={**daemon.env, "ROLECACHE_TOKEN_CODE": "444444"}
+    )
+    assert again.returncode == 0, again.stderr
+    action = "GetSessionToken" if duration == "3600" else "AssumeRole"
+    assert sent_codes(sts_proxy) == [(action, "444444")]
+    assert sts_proxy.refused == []
+
+
+def test_ctrl_c_at_the_prompt_leaves_no_one_waiting(daemon: Daemon, sts_proxy: StsProxy) -> None:
+    """Ctrl-C at the MFA prompt ends the prompt in the daemon too: the same command with
+    ROLECACHE_TOKEN_CODE right after is served at once, not after a 20 s StsTimeout."""
+    role = unique_role("interrupted")
+    write_config(daemon.env, role_profile("i", role, "base", mfa_serial=MFA))
+    status, stdout, screen = on_terminal(daemon.env, ["env", "--profile", "i"], ["\x03"])
+    assert status != 0 and stdout == "" and screen.count(PROMPT) == 1, screen
+    again = daemon.client(
+        "env", "--profile", "i", env={**daemon.env, "ROLECACHE_TOKEN_CODE": "555555"}
+    )
+    assert again.returncode == 0, again.stderr
+    assert sent_codes(sts_proxy) == [("GetSessionToken", "555555")]

@@ -23,7 +23,8 @@ from tests.conftest import (
     unique_role,
 )
 from tests.kit import assumed_arn
-from tests.profilekit import on_terminal, role_profile, write_config
+from tests.profilekit import CREDENTIALS, on_terminal, role_profile, write_config
+from tests.ssokit import ROLE_KEY_ID, ROLE_TOKEN, SsoPortal, sso_login, sso_profile
 
 ACCOUNT = "123456789012"
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
@@ -152,7 +153,6 @@ def test_edited_config_is_read_again(daemon: Daemon, moto: Moto, chain: dict) ->
     ("profile", "config", "message"),
     [
         ("nope", "", "profile 'nope' is not in the AWS config files"),
-        ("plain", "[profile plain]\nregion = us-east-1\n", "has no role_arn"),
         (
             "x",
             role_profile("x", f"arn:aws:iam::{ACCOUNT}:role/x", "y")
@@ -175,8 +175,8 @@ def test_edited_config_is_read_again(daemon: Daemon, moto: Moto, chain: dict) ->
 def test_profile_errors_name_the_profile_and_exit_2(
     daemon: Daemon, profile: str, config: str, message: str
 ) -> None:
-    """Unknown profiles, profiles without role_arn, loops, missing sources and unsupported
-    credential sources are refused with exit 2 and a message saying what to fix."""
+    """Unknown profiles, loops, missing sources and unsupported credential sources are
+    refused with exit 2 and a message saying what to fix."""
     write_config(daemon.env, config)
     result = daemon.client("env", "--profile", profile)
     assert result.returncode == 2
@@ -530,3 +530,114 @@ def test_sts_error_is_reported_as_the_aws_cli_does(tmp_path: Path, sts_proxy: St
         assert line + "User is not authorized" in ours.stderr
     finally:
         daemon.stop()
+
+
+def test_a_fixed_credentials_file_is_used_at_once_after_an_error(daemon: Daemon) -> None:
+    """The source profile's keys are broken (no secret), so the daemon fails and remembers
+    the error; once the credentials file is fixed the very next request is served, without
+    waiting out the error's window (the error was keyed by the file's stamp)."""
+    role = unique_role("fixed")
+    write_config(daemon.env, role_profile("p", role, "base"))
+    credentials = Path(daemon.env["AWS_SHARED_CREDENTIALS_FILE"])
+    credentials.write_text("[base]\naws_access_key_id = AKIABASEPROFILE00001\n")
+    for _ in range(2):  # the second is the remembered error
+        broken = daemon.client("env", "--profile", "p")
+        assert broken.returncode == 1 and "PartialCredentials" in broken.stderr, broken.stderr
+    credentials.write_text(CREDENTIALS)
+    fixed = daemon.client("env", "--profile", "p")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "export AWS_SESSION_TOKEN=" in fixed.stdout
+
+
+# A credential_process whose credentials are shaped like STS's, valid for an hour from now.
+HOUR_PROCESS = """import json, datetime
+end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+print(json.dumps({"Version": 1, "AccessKeyId": "ASIAPROCESSSOURCE001",
+"SecretAccessKey": "cHJvY2Vzcy1zZWNyZXQ=", "SessionToken": "cHJvY2Vzcy10b2tlbg==",
+"Expiration": end.strftime("%Y-%m-%dT%H:%M:%SZ")}))"""
+
+
+def test_a_keys_only_profile_is_served_as_a_session_token(
+    daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """`env` and `exec` for a profile with only long-term keys serve a GetSessionToken
+    session (one STS call, then memory), never the long-term keys themselves; `forget`
+    drops it, so the next request opens a new one."""
+    write_config(daemon.env, "")
+    first = daemon.client("env", "--profile", "base")
+    assert first.returncode == 0, first.stderr
+    assert "export AWS_SESSION_TOKEN=" in first.stdout
+    assert "AKIABASEPROFILE00001" not in first.stdout
+    assert "base-profile-secret" not in first.stdout
+    shown = daemon.client(
+        "exec", "--profile", "base", "--", "sh", "-c", 'printf %s "$AWS_ACCESS_KEY_ID"'
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"export AWS_ACCESS_KEY_ID={shown.stdout}" in first.stdout.replace("'", "")
+    assert sts_proxy.calls == ["GetSessionToken"]
+    assert "TokenCode" not in sts_proxy.forms[0] and sts_proxy.temporary == [False]
+    assert daemon.client("forget", "--profile", "base").stdout == "forgot 1 session\n"
+    assert daemon.client("env", "--profile", "base").returncode == 0
+    assert sts_proxy.calls == ["GetSessionToken"] * 2
+
+
+def test_a_credential_process_profile_is_served_its_own_credentials(
+    daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """A profile with only a credential_process gets the process's temporary credentials as
+    they are (STS refuses GetSessionToken for them), and STS hears nothing."""
+    script = daemon.tmp / "process.py"
+    script.write_text(HOUR_PROCESS)
+    write_config(daemon.env, f"[profile proc]\ncredential_process = {sys.executable} {script}\n")
+    result = daemon.client("env", "--profile", "proc")
+    assert result.returncode == 0, result.stderr
+    assert "ASIAPROCESSSOURCE001" in result.stdout
+    assert "cHJvY2Vzcy10b2tlbg==" in result.stdout
+    assert sts_proxy.calls == []
+
+
+def test_a_profile_without_credentials_says_so(daemon: Daemon) -> None:
+    """A profile with neither a role nor credentials of its own is reported by name."""
+    write_config(daemon.env, "[profile plain]\nregion = us-east-1\n")
+    result = daemon.client("env", "--profile", "plain")
+    assert result.returncode == 1
+    assert "no source credentials found in profile 'plain'" in result.stderr, result.stderr
+
+
+def test_an_sso_profile_is_served_at_once_after_sso_login(tmp_path: Path, moto: Moto) -> None:
+    """An SSO-only profile before `aws sso login` fails (and the error is remembered); right
+    after the login writes its token, the next request is served the portal's role
+    credentials, without waiting out the remembered error; STS hears nothing."""
+    portal = SsoPortal()
+    env = base_env(tmp_path, moto.url)
+    env.update(ROLECACHE_NO_AUTOSTART="1", AWS_ENDPOINT_URL_SSO=portal.url)
+    Path(env["AWS_CONFIG_FILE"]).write_text(sso_profile("dev"))
+    daemon = start_daemon(tmp_path, env)
+    try:
+        for _ in range(2):  # the second is the remembered error
+            before = daemon.client("env", "--profile", "dev")
+            assert before.returncode == 1 and "SSO" in before.stderr, before.stderr
+        portal.valid_tokens.add("fresh-login-token")
+        sso_login(Path(env["HOME"]), "fresh-login-token")
+        after = daemon.client("env", "--profile", "dev")
+        assert after.returncode == 0, after.stderr
+        assert ROLE_KEY_ID in after.stdout and ROLE_TOKEN in after.stdout
+        assert portal.calls == 1
+        assert moto.proxy.calls == []
+        assert "fresh-login-token" not in daemon.log.read_text()
+    finally:
+        daemon.stop()
+        portal.stop()
+
+
+def test_a_credential_process_answering_shell_code_is_refused(daemon: Daemon) -> None:
+    """A credential_process whose secret is shell code is refused before anything is
+    rendered from it; the message names the field, never the value."""
+    script = daemon.tmp / "process.py"
+    script.write_text(HOUR_PROCESS.replace("cHJvY2Vzcy1zZWNyZXQ=", "$(touch pwned)"))
+    write_config(daemon.env, f"[profile proc]\ncredential_process = {sys.executable} {script}\n")
+    result = daemon.client("env", "--profile", "proc")
+    assert result.returncode == 1
+    assert "MalformedResponse" in result.stderr and "SecretAccessKey" in result.stderr
+    assert "touch" not in result.stderr and result.stdout == ""
+    assert "touch" not in daemon.log.read_text()

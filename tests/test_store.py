@@ -305,6 +305,42 @@ async def test_permanent_error_is_reported_and_negatively_cached(make_rig):
     assert len(rig.sts.calls) == 2
 
 
+async def test_a_remembered_error_ends_when_its_source_changes_or_a_code_is_given():
+    """A permanent error is remembered while the source's stamp holds; once the stamp
+    changes (a fixed credentials file, a new SSO token) the next request calls STS at once,
+    the sources reloaded, and a request with an MFA code always does. No clock moves."""
+    clock = FakeClock()
+    stamp = ["before"]
+    reloads: list[int] = []
+    sts = FakeSts(failure=DENIED)
+    store = Store(
+        sts,
+        Settings(negative_ttl=10.0),
+        clock=clock,
+        sleep=FakeSleep(clock),
+        source_stamp=lambda key: stamp[0],
+        reload_sources=lambda: reloads.append(1),
+    )
+    try:
+        for _ in range(2):
+            with pytest.raises(StsError):
+                await store.get(role(), MIN_TTL)
+        assert len(sts.calls) == 1 and reloads == []
+        stamp[0] = "after"
+        sts.failure = None
+        assert isinstance(await store.get(role(), MIN_TTL), Credentials)
+        assert len(sts.calls) == 2 and reloads == [1]
+
+        sts.failure = DENIED
+        with pytest.raises(StsError):
+            await store.get(role("other"), MIN_TTL)
+        with pytest.raises(StsError):
+            await store.get(role("other"), MIN_TTL, token_code="123456")
+        assert len(sts.calls) == 4  # the code was an explicit retry
+    finally:
+        await store.close()
+
+
 async def test_permanent_error_during_renewal_evicts_the_credentials(make_rig):
     """A renewal answered with AccessDenied drops the held credentials instead of serving them."""
     rig = make_rig()

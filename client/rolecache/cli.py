@@ -223,7 +223,9 @@ def cmd_status(args: list[str], sandbox: bool) -> int:
         error = error_of(response)
         raise Failed(f"{error.get('message')} ({error.get('code')})", protocol.EXIT_ERROR)
     for key, value in json_of(response).items():
-        print(f"{key}: {value}")
+        # A list (config errors) is a line per item, and no line when it is empty.
+        for item in value if isinstance(value, list) else [value]:
+            print(f"{key}: {item}")
     return protocol.EXIT_OK
 
 

@@ -59,7 +59,16 @@ def call(method: str, target: str, body: object, sandbox: bool) -> transport.Res
 
         try:
             token = prompt.ask_mfa_code(serial)
+        except KeyboardInterrupt:
+            # Ctrl-C at the prompt: nobody types this code either (see below).
+            send(method, target, {**body, "cannot_prompt": True}, sandbox)
+            raise
         except prompt.NoTerminal:
+            # Say so: others may be waiting for this caller's code, which nobody will type.
+            # Answered 200 when one of them typed a code meanwhile.
+            response = send(method, target, {**body, "cannot_prompt": True}, sandbox)
+            if response.status == 200:
+                return response
             raise Failed(
                 f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
                 "run the command in a terminal, pass --token-code - with the code on stdin, "

@@ -254,9 +254,11 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
     print(f"container port: {listing.get('container_port')}")
     if not endpoints:
         print("no endpoints")
-        return protocol.EXIT_OK
-    header = ("NAME", "ROLE", "SESSION", "CONTAINER URL", "IMDS URL", "FROM", "LAST ERROR")
-    cmdline.print_table(header, [_endpoint_row(e) for e in endpoints])
+    else:
+        header = ("NAME", "ROLE", "SESSION", "CONTAINER URL", "IMDS URL", "FROM", "LAST ERROR")
+        cmdline.print_table(header, [_endpoint_row(e) for e in endpoints])
+    for problem in listing.get("skipped", ()):
+        print(f"skipped: {problem}")
     return protocol.EXIT_OK
 
 

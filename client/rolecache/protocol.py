@@ -27,6 +27,7 @@ REQUEST_FIELDS = (
     "file_stamps",
     "mfa_serial",
     "token_code",
+    "cannot_prompt",
     "query",
     "endpoint_url",
     "ca_bundle",

@@ -205,6 +205,7 @@ def start_daemon(path: str, sandbox: bool) -> None:
 
     log_path = _daemon_log(sandbox)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log_start = os.fstat(log_fd).st_size  # what this daemon writes comes after
     # -I: the current folder, PYTHONPATH and the user's site folder must not decide which
     # `rolecached` runs (a folder holding rolecached/__main__.py would otherwise be it);
     # site-packages and its .pth files, which editable installs use, still count.
@@ -235,7 +236,35 @@ def start_daemon(path: str, sandbox: bool) -> None:
             # It may have lost the race to another daemon; give that one a moment.
             deadline = min(deadline, time.monotonic() + 3)
         time.sleep(0.02)
-    raise Unreachable(f"rolecached did not start; its log is {log_path}")
+    reason = start_failure(log_path, log_start)
+    raise Unreachable(
+        f"rolecached did not start{': ' + reason if reason else ''}; its log is {log_path}"
+    )
+
+
+# How much of the end of the log is searched for the reason: a failed start writes a few lines.
+_REASON_WINDOW = 16384
+
+
+def start_failure(log_path: str, start: int) -> str | None:
+    """Why the daemon did not start, in its own words: the last ERROR (or CRITICAL) line it
+    wrote to its log after offset `start`, else its last line (a traceback's ends with the
+    exception); None when it wrote nothing."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(max(start, os.fstat(log.fileno()).st_size - _REASON_WINDOW))
+            text = log.read(_REASON_WINDOW).decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        for level in ("ERROR ", "CRITICAL "):
+            at = line.find(level)
+            # The level is the first word, after the time a stamped line starts with.
+            if at != -1 and " " not in line[:at].strip():
+                _, named, message = line[at + len(level) :].partition(": ")
+                return message if named else line[at + len(level) :]
+    return lines[-1] if lines else None
 
 
 def request(

@@ -33,6 +33,8 @@ SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
 PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.ConfigFiles)
 LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
+# What the daemon could not set up but serves without (a config.toml binding gone bad).
+PROBLEMS: web.AppKey[list[str]] = web.AppKey("problems", list)
 
 # Statuses aiohttp raises itself, with the codes and messages we answer instead.
 _HTTP_ERRORS = {
@@ -143,6 +145,10 @@ async def get_credentials(request: web.Request) -> web.Response:
     body = await _json_body(request)
     # The MFA code and the query shape this answer only: they are not part of the cache key.
     token_code = parse_token_code(body.pop("token_code", None)) if isinstance(body, dict) else None
+    # Sent by a client that was asked for a code but has no terminal to ask on.
+    cannot_prompt = body.pop("cannot_prompt", False) if isinstance(body, dict) else False
+    if not isinstance(cannot_prompt, bool):
+        raise InvalidRequest("cannot_prompt must be true or false")
     query = body.pop("query", None) if isinstance(body, dict) else None
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
@@ -152,14 +158,16 @@ async def get_credentials(request: web.Request) -> web.Response:
     role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
     who = audit.describe_peer(host.unix_peer(request.transport))
-    credentials = await store.get(role_request, min_ttl, token_code, requester=who)
+    credentials = await store.get(
+        role_request, min_ttl, token_code, requester=who, can_prompt=not cannot_prompt
+    )
     audit.served(role_request.describe(), credentials, who, store.now())
     shape = Shape(fmt, shell, query, *_cli_options(request, store.settings.cli_version))
     render = renderer(role_request, shape, request.app[SANDBOX])
     content_type, text = render(credentials)
     # MFA codes are used once: a request with one is never answered again by the fast lane.
     # A profile's depends on its files, whose stamps the lane checks before answering.
-    if token_code is None:
+    if token_code is None and not cannot_prompt:
         version = f"HTTP/{request.version.major}.{request.version.minor}"
         line = f"{request.method} {request.raw_path} {version}".encode()
         key = fastlane.request_key(line, await request.read())
@@ -254,6 +262,7 @@ async def status(request: web.Request) -> web.Response:
             "sts_calls": store.sts_calls,
             "sts_errors": store.sts_errors,
             "cli_version": store.settings.cli_version,
+            "config_errors": request.app[PROBLEMS],
         }
     )
 
@@ -265,6 +274,7 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()
     app[PROFILES] = profiles.ConfigFiles()
+    app[PROBLEMS] = []
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")
     store.on_drop(app[LANE].drop)  # a forgotten session leaves no rendered copy behind
     app.router.add_post("/v1/credentials", get_credentials)

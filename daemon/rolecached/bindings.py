@@ -213,14 +213,17 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def parse_endpoints_table(table: Mapping[str, Any]) -> tuple[EndpointSettings, list[BindingSpec]]:
+def parse_endpoints_table(
+    table: Mapping[str, Any],
+) -> tuple[EndpointSettings, dict[str, dict[str, Any]]]:
     """The [endpoints] table of config.toml: scalar keys are listener settings, sub-tables
-    ([endpoints.NAME]) are bindings. Raises InvalidRequest naming the key at fault."""
+    ([endpoints.NAME]) are bindings, returned by name unparsed (each is checked on its own,
+    with parse_spec). Raises InvalidRequest naming the setting at fault."""
     values: dict[str, Any] = {}
-    specs: list[BindingSpec] = []
+    specs: dict[str, dict[str, Any]] = {}
     for key, value in table.items():
         if isinstance(value, dict):
-            specs.append(parse_spec(key, value, origin="config"))
+            specs[key] = value
             continue
         kinds = _SETTING_TYPES.get(key)
         if kinds is None:

@@ -75,6 +75,8 @@ class Entry:
     # Until this time a request that finds no usable credentials gets `last_error` at once
     # instead of a new STS call: a flood of callers never becomes a flood of STS calls.
     error_until: float | None = None
+    # The source files' stamps when `last_error` came: once they differ it is not repeated.
+    error_stamp: object = None
     failures_in_a_row: int = 0
     # Entries behind a container binding are renewed whether or not anyone asks.
     keep_warm: bool = False

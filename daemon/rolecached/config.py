@@ -10,7 +10,7 @@ cli_version = 1           # the AWS CLI generation `rolecache sts assume-role` c
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,8 @@ class EndpointConfig:
 
     settings: bindings.EndpointSettings
     bindings: list[bindings.Binding]
+    # Why each binding that could not be served was skipped (the others serve).
+    skipped: list[str] = field(default_factory=list)
 
 
 def _aws_files(body: dict[str, Any]) -> dict[str, Any]:
@@ -105,8 +107,16 @@ def load_endpoints(
         files = profiles.ConfigFiles()
         resolver = lambda body: profiles.select(_aws_files(body), files)  # noqa: E731
     try:
-        settings, specs = bindings.parse_endpoints_table(table)
-        resolved = [bindings.resolve(spec, resolver) for spec in specs]
+        settings, tables = bindings.parse_endpoints_table(table)
     except InvalidRequest as exc:
         raise ConfigError(f"{path}: {exc.message}") from None
-    return EndpointConfig(settings, resolved)
+    resolved: list[bindings.Binding] = []
+    skipped: list[str] = []
+    for name, body in tables.items():
+        # One binding gone bad (its profile renamed, say) must not stop the others.
+        try:
+            spec = bindings.parse_spec(name, body, origin="config")
+            resolved.append(bindings.resolve(spec, resolver))
+        except InvalidRequest as exc:
+            skipped.append(f"{path}: {exc.message}; endpoint {name!r} is not served")
+    return EndpointConfig(settings, resolved, skipped)

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from rolecached import bindings, profiles
+from rolecached.api import PROBLEMS
 from rolecached.endpoints import EndpointManager
 from rolecached.errors import InvalidRequest
 from rolecached.request import parse_token_code
@@ -51,6 +52,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
         {
             "endpoints": [manager.summary(s) for s in manager.all()],
             "container_port": manager.container_port,
+            "skipped": manager.skipped,
         }
     )
 
@@ -107,6 +109,7 @@ def add_routes(
 ) -> None:
     """Mount the /v1/endpoints routes on the socket API `app`."""
     app[MANAGER] = manager
+    app[PROBLEMS].extend(manager.skipped)
     app[RESOLVER] = resolver or default_resolver(profiles.ConfigFiles())
     app.router.add_get("/v1/endpoints", list_endpoints)
     app.router.add_post("/v1/endpoints", add_endpoint)

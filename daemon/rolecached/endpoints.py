@@ -90,8 +90,11 @@ class EndpointManager:
         gate: Gate | None = None,
         state_file: Path | None = None,
         resolver: Resolve | None = None,
+        skipped: list[str] | tuple[str, ...] = (),
     ) -> None:
         self.store = store
+        # Why bindings of config.toml were not served, for `status` and `endpoint list`.
+        self.skipped = list(skipped)
         # Shared with the socket's listener in the daemon, so the caps hold over all of them.
         self.gate = gate or Gate(os.getuid(), Caps.for_fd_limit(raise_fd_limit()))
         self._initial = list(bindings)

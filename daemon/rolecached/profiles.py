@@ -19,7 +19,13 @@ import botocore.configloader
 
 from rolecache.protocol import aws_config_paths, file_stamp
 from rolecached.errors import InvalidRequest
-from rolecached.request import CONFIG_ONLY_FIELDS, RoleRequest, parse_request
+from rolecached.request import (
+    CONFIG_ONLY_FIELDS,
+    RoleRequest,
+    SourceSession,
+    parse_request,
+    parse_source_request,
+)
 
 # Profile keys honoured on a role profile, and the request field each becomes.
 ROLE_KEYS = {
@@ -333,13 +339,41 @@ def files_of(body: dict[str, Any]) -> tuple[object, object]:
     )
 
 
-async def select_async(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:
-    """`select`, with the config files read off the event loop when they changed."""
+async def select_async(body: object, files: ConfigFiles) -> tuple[RoleRequest | SourceSession, int]:
+    """`select_any`, with the config files read off the event loop when they changed."""
     if isinstance(body, dict) and ("profile" in body or "source_profile" in body):
         config_file, credentials_file = files_of(body)
         if isinstance(config_file, str) and isinstance(credentials_file, str):
             await files.refresh(config_file, credentials_file)
-    return select(body, files)
+    return select_any(body, files)
+
+
+def select_any(body: object, files: ConfigFiles) -> tuple[RoleRequest | SourceSession, int]:
+    """`select`, where a profile without a role (keys, SSO, a credential_process) gives its
+    own credentials: a source session, cached and renewed as any other."""
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("profile"), str)
+        or {"role_arn", "source_profile"} & set(body)
+    ):
+        return select(body, files)
+    name = body["profile"]
+    config_file, credentials_file = files_of(body)
+    if not isinstance(config_file, str) or not isinstance(credentials_file, str):
+        return select(body, files)
+    config = files.load(config_file, credentials_file)
+    profile = config.profiles.get(name)
+    if profile is None or _is_role_profile(profile):
+        return select(body, files)
+    # A role's own settings (role_session_name, mfa_serial...) mean nothing here.
+    kept = ("region", "sts_regional_endpoints", "duration_seconds", "endpoint_url")
+    fields = {k: v for k, v in _hop(name, profile, config).items() if k in kept}
+    fields.update({k: v for k, v in body.items() if k != "profile"})
+    fields.update(source_profile=name, config_file=config_file, credentials_file=credentials_file)
+    try:
+        return parse_source_request(fields)
+    except InvalidRequest as exc:
+        raise ProfileError(f"profile {name!r}: {exc.message}") from None
 
 
 def select(body: object, files: ConfigFiles) -> tuple[RoleRequest, int]:

@@ -67,6 +67,65 @@ class MfaSession:
 
 
 @dataclass(frozen=True)
+class SourceSession:
+    """The credentials of a profile that assumes no role (long-term keys, SSO, a
+    credential_process), served as they come: long-term keys become a GetSessionToken session
+    (the keys themselves never leave the daemon), temporary ones are handed out as they are."""
+
+    source_profile: str
+    duration_seconds: int = DEFAULT_DURATION  # of the GetSessionToken session
+    config_file: str | None = None
+    credentials_file: str | None = None
+    credential_source: str | None = None  # never set: a profile names it only with a role
+    region: str | None = None
+    endpoint_url: str | None = None
+    sts_regional_endpoints: str | None = None
+    ca_bundle: str | None = None
+    verify_ssl: bool = True
+
+    def describe(self) -> str:
+        return f"profile {self.source_profile!r}"
+
+
+# Fields that only mean something for AssumeRole: a profile without a role refuses them.
+ROLE_ONLY_FIELDS = (
+    "role_arn",
+    "role_session_name",
+    "external_id",
+    "policy",
+    "policy_arns",
+    "tags",
+    "transitive_tag_keys",
+    "source_identity",
+    "mfa_serial",
+)
+# Stands in for the role while a source session's fields are checked as a request's are.
+_NO_ROLE = {"role_arn": "arn:aws:iam::000000000000:role/none", "role_session_name": "none"}
+
+
+def parse_source_request(body: dict[str, Any]) -> tuple[SourceSession, int]:
+    """Validate the request for a profile without a role (`source_profile` names it); return
+    its source session and minimum lifetime."""
+    for name in ROLE_ONLY_FIELDS:
+        if name in body:
+            raise InvalidRequest(f"{name} is for a role, and the profile assumes none")
+    parsed, min_ttl = parse_request({**body, **_NO_ROLE}, from_config=True)
+    assert parsed.source_profile is not None
+    session = SourceSession(
+        source_profile=parsed.source_profile,
+        duration_seconds=parsed.duration_seconds,
+        config_file=parsed.config_file,
+        credentials_file=parsed.credentials_file,
+        region=parsed.region,
+        endpoint_url=parsed.endpoint_url,
+        sts_regional_endpoints=parsed.sts_regional_endpoints,
+        ca_bundle=parsed.ca_bundle,
+        verify_ssl=parsed.verify_ssl,
+    )
+    return session, min_ttl
+
+
+@dataclass(frozen=True)
 class RoleRequest:
     """Every input that changes the credentials STS issues; equal requests share an entry."""
 
@@ -264,7 +323,7 @@ def parse_request(
     """
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object, not {_type_name(body)}")
-    known = set(REQUEST_FIELDS) - {"profile", "token_code", "query"}
+    known = set(REQUEST_FIELDS) - {"profile", "token_code", "cannot_prompt", "query"}
     if from_config:
         known |= set(CONFIG_ONLY_FIELDS)
     unknown = sorted(set(body) - known)

@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from rolecache import __version__
 from rolecache.protocol import socket_path, socket_path_problem
-from rolecached import bindingstate, config, endpoint_api, host, logsink, profiles
+from rolecached import bindingstate, config, endpoint_api, host, logsink, profiles, sourcestamp
 from rolecached.api import LANE, make_app
 from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager
@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings: Settings = config.load(args.config)
         endpoint_config = config.load_endpoints(args.config)
+        for problem in endpoint_config.skipped:
+            log.error("%s", problem)
         listener = open_listener(path)
     except (StartupError, config.ConfigError) as exc:
         log.error("%s", exc)
@@ -352,7 +354,13 @@ async def _run(
         log.info("rolecached %s ready on %s (pid %d)", __version__, listener.path, os.getpid())
         host.notify("READY=1")
 
-    store = Store(caller.call, settings, reload_sources=caller.forget_sources)
+    source_files = profiles.ConfigFiles()
+    store = Store(
+        caller.call,
+        settings,
+        reload_sources=caller.forget_sources,
+        source_stamp=lambda key: sourcestamp.source_stamp(key, source_files),
+    )
 
     def reload() -> None:
         """SIGHUP: read the config file again and reload source credentials; the cache stays."""
@@ -393,6 +401,7 @@ async def _run(
             # Runtime bindings outlive restarts, SIGKILL included (see bindingstate.py).
             state_file=bindingstate.default_path(listener.path.stem),
             resolver=endpoint_api.default_resolver(profiles.ConfigFiles()),
+            skipped=endpoint_config.skipped,
         )
     try:
         await serve(

@@ -25,12 +25,12 @@ from rolecached.errors import (
     StsTimeout,
     TemporarySource,
 )
-from rolecached.request import MfaSession, RoleRequest
+from rolecached.request import MfaSession, RoleRequest, SourceSession
 from rolecached.sts import StsCallFailed
 
 log = logging.getLogger(__name__)
 
-Key = RoleRequest | MfaSession
+Key = RoleRequest | MfaSession | SourceSession
 # (request, now, signing credentials or None, MFA code or None) -> credentials
 CallSts = Callable[[Key, float, Credentials | None, str | None], Credentials]
 Sleep = Callable[[float], Awaitable[None]]
@@ -43,6 +43,10 @@ SIGNER_MIN_TTL = 60.0
 MFA_PROMPT_WAIT = 25.0
 # True inside renewals the renewer starts (no caller behind them to type an MFA code).
 _BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("background", default=False)
+# True inside a request whose caller said it cannot type a code (no terminal).
+_CANNOT_PROMPT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "cannot_prompt", default=False
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,20 @@ def describe(request: Key) -> str:
 def needs_code(key: Key) -> bool:
     """True when the key's own STS call carries an MFA code (an MFA session, or a role with
     MFA over an hour): renewing it needs a new code, so only a caller can."""
-    return isinstance(key, MfaSession) or key.direct_mfa
+    return isinstance(key, MfaSession) or (isinstance(key, RoleRequest) and key.direct_mfa)
+
+
+def code_key(key: Key) -> Key | None:
+    """The key behind `key` whose STS call an MFA code is for: itself, or the MFA session at
+    the root of its chain; None when no code is involved."""
+    if needs_code(key):
+        return key
+    root = key
+    while isinstance(root, RoleRequest) and root.source_role is not None:
+        root = root.source_role
+    if isinstance(root, RoleRequest) and root.mfa_session is not None:
+        return root.mfa_session
+    return None
 
 
 class Store:
@@ -86,8 +103,12 @@ class Store:
         reload_sources: Callable[[], None] = lambda: None,
         awake_clock: Callable[[], float] | None = None,
         mfa_prompt_wait: float = MFA_PROMPT_WAIT,
+        source_stamp: Callable[[Key], object] = lambda key: None,
     ) -> None:
         self.settings = settings or Settings()
+        # What the key's source credentials are read from, as it is now: a remembered
+        # error whose stamp no longer matches has lost its cause and is not repeated.
+        self._source_stamp = source_stamp
         self._mfa_prompt_wait = mfa_prompt_wait
         # Idleness is measured in awake seconds: time.monotonic is CLOCK_MONOTONIC on Linux,
         # which stops while the machine is suspended (CLOCK_BOOTTIME would not). A test that
@@ -128,12 +149,30 @@ class Store:
         min_ttl: float,
         token_code: str | None = None,
         requester: str | None = None,
+        can_prompt: bool = True,
     ) -> Credentials:
         """Credentials with at least `min_ttl` seconds left, from memory or from STS.
 
         `token_code` is an MFA code for the MFA session behind the request, if it needs one;
-        `requester` says who asked, for the audit trail.
+        `requester` says who asked, for the audit trail. A caller that cannot type a code
+        (`can_prompt` false) gets MfaRequired at once and ends any prompt others wait for.
         """
+        if can_prompt:
+            return await self._get(request, min_ttl, token_code, requester)
+        pending = code_key(request)
+        if pending is not None:
+            # The caller who was asked for a code said it has no terminal: nobody is typing
+            # one, so those waiting for it are asked themselves, now.
+            self._end_prompt(pending)
+        marked = _CANNOT_PROMPT.set(True)  # seen by the fetches this request starts, too
+        try:
+            return await self._get(request, min_ttl, token_code, requester)
+        finally:
+            _CANNOT_PROMPT.reset(marked)
+
+    async def _get(
+        self, request: Key, min_ttl: float, token_code: str | None, requester: str | None
+    ) -> Credentials:
         held = self.peek(request, min_ttl)
         if held is not None:
             self.record_hit(request, requester)
@@ -150,18 +189,16 @@ class Store:
         entry.last_used_awake = self._awake()
         if requester is not None:
             entry.last_requester = requester
-        if entry.last_error and entry.error_until is not None and now < entry.error_until:
-            raise StsError(entry.last_error, describe(request))
+        if self._remembered(entry, now, token_code):
+            raise StsError(entry.last_error, describe(request))  # type: ignore[arg-type]
         if needs_code(request) and token_code is None and request not in self._inflight:
             return await self._await_mfa(entry, min_ttl)
         if token_code is not None and request in self._inflight:
             # The fetch in flight may have started without a code and be waiting for the MFA
             # session this code opens: open it first instead of joining with the code unused.
-            root = request
-            while isinstance(root, RoleRequest) and root.source_role is not None:
-                root = root.source_role
-            if isinstance(root, RoleRequest) and root.mfa_session is not None:
-                await self.get(root.mfa_session, SIGNER_MIN_TTL, token_code)
+            session = code_key(request)
+            if isinstance(session, MfaSession):
+                await self.get(session, SIGNER_MIN_TTL, token_code)
 
         task = self._inflight.get(request) or self._start_fetch(
             entry, self.settings.cold_attempts, token_code
@@ -228,14 +265,34 @@ class Store:
         """The store's clock."""
         return self._clock()
 
+    def _remembered(self, entry: Entry, now: float, token_code: str | None) -> bool:
+        """True when a request must get the entry's last error again, without an STS call:
+        within its window, the source files unchanged since, and no MFA code given (a new
+        code is an explicit retry)."""
+        if not entry.last_error or entry.error_until is None or now >= entry.error_until:
+            return False
+        if token_code is not None:
+            return False
+        if self._source_stamp(entry.request) == entry.error_stamp:
+            return True
+        # The source changed (credentials file edited, a new SSO token): the error is
+        # forgotten, once, and the source read afresh by the call this request makes.
+        entry.error_until = None
+        log.info(
+            "source of %s changed since %s: trying again", describe(entry.request), entry.last_error
+        )
+        self._reload_sources()
+        return False
+
     async def _await_mfa(self, entry: Entry, min_ttl: float) -> Credentials:
         """No valid credentials for a key that needs a code, and no code: the first caller is
         asked for one (MfaRequired); callers arriving while it is being typed wait instead."""
         key = entry.request
         serial = key.mfa_serial or ""
-        if _BACKGROUND.get():
-            # A renewal nobody asked for: no one will type a code, so claim no prompt (a
-            # caller's request in the next seconds would wait for it in vain).
+        if _BACKGROUND.get() or _CANNOT_PROMPT.get():
+            # A renewal nobody asked for, or a caller without a terminal: no one will type a
+            # code, so claim no prompt (a caller's request in the next seconds would wait
+            # for it in vain).
             raise MfaRequired(serial)
         pending = self._prompts.get(key)
         if pending is None or self._clock() >= pending[0]:
@@ -247,6 +304,12 @@ class Store:
             entry.hits += 1
             return entry.credentials  # type: ignore[return-value]
         raise MfaRequired(serial)
+
+    def _end_prompt(self, key: Key) -> None:
+        """Nobody types a code for `key` any more: wake those waiting for one."""
+        prompt = self._prompts.pop(key, None)
+        if prompt is not None:
+            prompt[1].set()
 
     def _start_fetch(
         self, entry: Entry, attempts: int, token_code: str | None = None, background: bool = False
@@ -272,7 +335,7 @@ class Store:
     async def _signer(self, request: Key, token_code: str | None) -> Credentials | None:
         """The credentials that sign this request's call: the previous hop of a role chain,
         or the MFA session behind the role; None when the source's own keys sign it."""
-        if isinstance(request, MfaSession):
+        if not isinstance(request, RoleRequest):
             return None
         if request.source_role is not None:
             return await self.get(request.source_role, SIGNER_MIN_TTL, token_code)
@@ -382,9 +445,7 @@ class Store:
         entry.failures_in_a_row = 0
         if needs_code(entry.request):
             entry.renew_at = None  # renewing needs a new code: done on demand, not on a timer
-            prompt = self._prompts.pop(entry.request, None)
-            if prompt is not None:
-                prompt[1].set()  # callers waiting for this code's credentials go on
+            self._end_prompt(entry.request)  # callers waiting for this code's credentials go on
         if isinstance(entry.request, MfaSession):
             log.info(
                 "opened %s: expires in %.0f s",
@@ -406,6 +467,7 @@ class Store:
     def _record_failure(self, entry: Entry, failure: StsFailure) -> None:
         now = self._clock()
         entry.last_error = failure
+        entry.error_stamp = self._source_stamp(entry.request)
         entry.failures_in_a_row += 1
         if failure.retryable:
             delay = cache.backoff_delay(entry.failures_in_a_row, self._rng)
@@ -505,7 +567,7 @@ class Store:
         for k in keys:
             self._drop(k)
             self._inflight.pop(k, None)
-        return sum(isinstance(k, RoleRequest) for k in keys)
+        return sum(not isinstance(k, MfaSession) for k in keys)
 
     def on_drop(self, listener: Callable[[Key], None]) -> None:
         """Call `listener(key)` whenever an entry is dropped, for whatever reason."""

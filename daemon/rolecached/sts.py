@@ -24,7 +24,7 @@ import botocore.session
 from rolecache.protocol import file_stamp
 from rolecached.cache import Credentials
 from rolecached.errors import StsFailure, TemporarySource
-from rolecached.request import CHAINED_MAX_DURATION, MfaSession, RoleRequest
+from rolecached.request import CHAINED_MAX_DURATION, MfaSession, RoleRequest, SourceSession
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _expiration(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-Source = RoleRequest | MfaSession
+Source = RoleRequest | MfaSession | SourceSession
 
 
 def _where(source: Source) -> str:
@@ -154,27 +154,31 @@ class StsCaller:
         )
         session = self._sessions.get(key)
         if session is None:
-            session = self._new_session()
-            if source.config_file:
-                session.set_config_variable("config_file", source.config_file)
-            if source.credentials_file:
-                session.set_config_variable("credentials_file", source.credentials_file)
-            if source.sts_regional_endpoints:
-                session.set_config_variable("sts_regional_endpoints", source.sts_regional_endpoints)
-            if self._static_source is not None:
-                session.set_credentials(
-                    self._static_source.access_key_id, self._static_source.secret_access_key
-                )
-            elif source.credential_source == "Environment":
-                key_id = os.environ.get("AWS_ACCESS_KEY_ID")
-                secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-                if not key_id or not secret:
-                    raise botocore.exceptions.NoCredentialsError()
-                session.set_credentials(key_id, secret, os.environ.get("AWS_SESSION_TOKEN"))
-            elif source.source_profile is not None:
-                session.set_config_variable("profile", source.source_profile)
-                _lend_own_credentials(session, source.source_profile)
-            self._sessions[key] = session
+            session = self._sessions[key] = self._build_source_session(source)
+        return session
+
+    def _build_source_session(self, source: Source) -> botocore.session.Session:
+        """A botocore session whose credentials are `source`'s, not yet resolved."""
+        session = self._new_session()
+        if source.config_file:
+            session.set_config_variable("config_file", source.config_file)
+        if source.credentials_file:
+            session.set_config_variable("credentials_file", source.credentials_file)
+        if source.sts_regional_endpoints:
+            session.set_config_variable("sts_regional_endpoints", source.sts_regional_endpoints)
+        if self._static_source is not None:
+            session.set_credentials(
+                self._static_source.access_key_id, self._static_source.secret_access_key
+            )
+        elif source.credential_source == "Environment":
+            key_id = os.environ.get("AWS_ACCESS_KEY_ID")
+            secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+            if not key_id or not secret:
+                raise botocore.exceptions.NoCredentialsError()
+            session.set_credentials(key_id, secret, os.environ.get("AWS_SESSION_TOKEN"))
+        elif source.source_profile is not None:
+            session.set_config_variable("profile", source.source_profile)
+            _lend_own_credentials(session, source.source_profile)
         return session
 
     def _client(self, source: Source, signer: Credentials | None = None) -> Any:
@@ -244,7 +248,29 @@ class StsCaller:
         StsCallFailed with STS's verdict on failure."""
         if isinstance(request, MfaSession):
             return self.get_session_token(request, now, token_code)
+        if isinstance(request, SourceSession):
+            return self.source_credentials(request, now)
         return self.assume_role(request, now, signer, token_code)
+
+    def source_credentials(self, source: SourceSession, now: float) -> Credentials:
+        """A profile's own credentials, for a profile without a role: from long-term keys a
+        GetSessionToken session (the keys never leave the daemon); temporary ones (SSO, a
+        credential_process, `aws login`) as the source gives them, freshly resolved so a
+        renewal gets their full lifetime, not what is left of the last ones."""
+        if self._static_source is None:
+            with _translated(source):
+                # Its own session: a fresh resolution (a new SSO call, the process run again).
+                resolved = self._build_source_session(source).get_credentials()
+                if resolved is None:
+                    raise botocore.exceptions.NoCredentialsError()
+                frozen = resolved.get_frozen_credentials()
+            if frozen.token:
+                return _temporary_source(source, resolved, frozen, now)
+        with _translated(source):
+            response = self._client(source).get_session_token(
+                DurationSeconds=source.duration_seconds
+            )
+        return _credentials(response, now)
 
     def get_session_token(
         self, session: MfaSession, now: float, token_code: str | None
@@ -330,6 +356,38 @@ _ALLOWED = (
     ("SessionToken", re.compile(r"[A-Za-z0-9/+=]+")),
     ("Expiration", re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")),
 )
+
+
+def _temporary_source(source: SourceSession, resolved: Any, frozen: Any, now: float) -> Credentials:
+    """Temporary source credentials as the store keeps them; refused (not served) when
+    botocore does not know when they expire, or they are not shaped like STS's."""
+    expiry = getattr(resolved, "_expiry_time", None)  # botocore keeps it nowhere public
+    if expiry is None:
+        raise StsCallFailed(
+            StsFailure(
+                "NoExpiration",
+                f"profile {source.source_profile!r} gives a session token with no expiry time "
+                f"({resolved.method}), so rolecache cannot tell how long it lasts; give the "
+                "profile long-term keys, SSO or a credential_process that returns Expiration",
+                False,
+            )
+        )
+    expiration = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+    fields = {
+        "AccessKeyId": frozen.access_key,
+        "SecretAccessKey": frozen.secret_key,
+        "SessionToken": frozen.token,
+        "Expiration": expiration,
+    }
+    _check_shapes(fields)
+    return Credentials(
+        access_key_id=frozen.access_key,
+        secret_access_key=frozen.secret_key,
+        session_token=frozen.token,
+        expiration=expiry.timestamp(),
+        issued_at=now,
+        expiration_text=expiration,
+    )
 
 
 def _check_shapes(creds: dict[str, Any]) -> None:

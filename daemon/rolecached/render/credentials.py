@@ -13,7 +13,7 @@ from typing import Any
 from rolecache.shells import assignment
 from rolecached.cache import Credentials
 from rolecached.render import awscli, awstable
-from rolecached.request import RoleRequest
+from rolecached.request import RoleRequest, SourceSession
 
 SANDBOX_NOTE = "rolecache SANDBOX: credentials from an embedded fake STS, not from AWS"
 ENV_NAMES = (
@@ -29,16 +29,20 @@ def iso_expiration(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
 
 
-def credentials_document(request: RoleRequest, credentials: Credentials) -> dict[str, Any]:
-    """The JSON answer to a credentials request (secrets included: socket peers only)."""
+def credentials_document(
+    request: RoleRequest | SourceSession, credentials: Credentials
+) -> dict[str, Any]:
+    """The JSON answer to a credentials request (secrets included: socket peers only); a
+    profile without a role has null for the role's fields."""
+    role = request if isinstance(request, RoleRequest) else None
     return {
         "AccessKeyId": credentials.access_key_id,
         "SecretAccessKey": credentials.secret_access_key,
         "SessionToken": credentials.session_token,
         "Expiration": iso_expiration(credentials.expiration),
-        "RoleArn": request.role_arn,
-        "AccountId": request.account_id,
-        "AssumedRoleArn": credentials.assumed_role_arn,
+        "RoleArn": role.role_arn if role else None,
+        "AccountId": role.account_id if role else None,
+        "AssumedRoleArn": credentials.assumed_role_arn if role else None,
     }
 
 
@@ -73,7 +77,7 @@ class Shape:
 
 
 def renderer(
-    role_request: RoleRequest, shape: Shape, sandbox: bool
+    role_request: RoleRequest | SourceSession, shape: Shape, sandbox: bool
 ) -> Callable[[Credentials], tuple[str, bytes]]:
     """How credentials are rendered for one request: -> (media type, UTF-8 body). Shared by
     the handler and the fast lane, so both answer the same bytes."""
