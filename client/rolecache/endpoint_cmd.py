@@ -188,7 +188,7 @@ def _endpoint_row(e: dict) -> tuple[str, ...]:
         e["ecs_url"],
         e["imds_url"] or "-",
         e["origin"],
-        e["last_error"] or "",
+        e.get("waiting") or e["last_error"] or "",
     )
 
 
@@ -202,7 +202,10 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
     listing = daemon.json_of(response)
     endpoints = listing["endpoints"]
     # Per user (derived from the uid unless config.toml sets it): worth seeing before use.
-    print(f"container port: {listing.get('container_port')}")
+    waiting = listing.get("container_waiting")
+    print(f"container port: {listing.get('container_port')}" + (f" ({waiting})" if waiting else ""))
+    for alert in listing.get("alerts") or ():
+        print(f"ALERT: {alert}")
     if not endpoints:
         print("no endpoints")
         return protocol.EXIT_OK

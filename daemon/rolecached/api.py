@@ -33,6 +33,8 @@ SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
 PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.ConfigFiles)
 LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
+# More of `GET /v1/status`: each part adds its fields (the endpoints add theirs).
+STATUS_PARTS: web.AppKey[list[Callable[[], dict[str, Any]]]] = web.AppKey("status_parts")
 
 # Statuses aiohttp raises itself, with the codes and messages we answer instead.
 _HTTP_ERRORS = {
@@ -254,6 +256,7 @@ async def status(request: web.Request) -> web.Response:
             "sts_calls": store.sts_calls,
             "sts_errors": store.sts_errors,
             "cli_version": store.settings.cli_version,
+            **{k: v for part in request.app[STATUS_PARTS] for k, v in part().items()},
         }
     )
 
@@ -264,6 +267,7 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[STORE] = store
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()
+    app[STATUS_PARTS] = []
     app[PROFILES] = profiles.ConfigFiles()
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")
     store.on_drop(app[LANE].drop)  # a forgotten session leaves no rendered copy behind

@@ -14,6 +14,7 @@ from rolecached.bindings import EndpointSettings
 from rolecached.endpoint_guard import GUARD
 from rolecached.errors import ListenError
 from rolecached.front import Door, FrontSite
+from rolecached.held_ports import HeldPorts
 
 # aiohttp's limits on a request head; SDK requests are a few hundred bytes.
 HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
@@ -49,14 +50,20 @@ class Listener:
     runner: web.AppRunner
     port: int
     sockets: list[socket.socket]
+    held: HeldPorts | None = None
+    bound: tuple[str, ...] = ()  # the addresses, as configured
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where it listens, as the kernel reports it."""
         return [s.getsockname()[:2] for s in self.sockets]
 
-    async def close(self) -> None:
-        """Stop accepting and finish requests in flight."""
+    async def close(self, release: bool = True) -> None:
+        """Stop accepting and finish requests in flight; with `release`, the port keeper
+        lets the port go too (else it holds it for the next daemon)."""
         await self.runner.cleanup()
+        if release and self.held is not None:
+            for address in self.bound:
+                self.held.drop(address, self.port)
 
 
 async def listen(
@@ -66,44 +73,66 @@ async def listen(
     what: str,
     door: Callable[[str], Door],
     gateway: str | None = None,
+    held: HeldPorts | None = None,
 ) -> Listener:
     """Serve `app` on each address of `settings.bind`, all on one port (the first address
     picks it when `port` is 0), and on `gateway` too when given (bound with IP_FREEBIND);
     `door(address)` is the front policy of each address (peer check, caps, the container
-    listener's fast lane)."""
+    listener's fast lane). With `held`, a socket the port keeper kept through a restart is
+    adopted, and each new one is handed to it."""
     runner = web.AppRunner(
         app, access_log=None, keepalive_timeout=settings.idle_timeout, **HEAD_LIMITS
     )
     await runner.setup()
     sockets: list[socket.socket] = []
+    addresses = (*settings.bind, *([gateway] if gateway else []))
     try:
-        for address in (*settings.bind, *([gateway] if gateway else [])):
-            try:
-                sock = open_tcp(address, port, freebind=address == gateway)
-            except OSError as exc:
-                raise ListenError(
-                    f"the {what} cannot listen on {address} port {port}: "
-                    f"{exc.strerror or exc}{holder(port, address)}; choose another port in "
-                    "[endpoints] of config.toml"
-                ) from None
+        for address in addresses:
+            sock = held.take(address, port) if held is not None and port else None
+            if sock is None:
+                sock = bind_or_explain(address, port, what, freebind=address == gateway)
+                if held is not None:
+                    held.hold(address, sock)
             sockets.append(sock)
             port = sock.getsockname()[1]
             await FrontSite(runner, sock, door(address)).start()
     except BaseException:
         for sock in sockets:
             sock.close()
+        if held is not None:
+            for address in addresses[: len(sockets)]:
+                held.drop(address, port)
         await runner.cleanup()
         raise
     app[GUARD].listening_on(port, (gateway,) if gateway else ())
-    return Listener(runner, port, sockets)
+    return Listener(runner, port, sockets, held, addresses)
 
 
-def holder(port: int, address: str) -> str:
-    """Who holds `port`, as a clause for an error message, when the kernel says."""
+def bind_or_explain(address: str, port: int, what: str, freebind: bool) -> socket.socket:
+    """open_tcp, or a ListenError that names who holds the port."""
+    try:
+        return open_tcp(address, port, freebind=freebind)
+    except OSError as exc:
+        uid = holder_uid(port, address)
+        raise ListenError(
+            f"the {what} cannot listen on {address} port {port}: "
+            f"{exc.strerror or exc}{holder(uid)}; choose another port in "
+            "[endpoints] of config.toml",
+            port,
+            uid,
+        ) from None
+
+
+def holder_uid(port: int, address: str) -> int | None:
+    """The uid listening on `port` (of `address`'s family), when the kernel says."""
     if port == 0:
-        return ""
+        return None
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    uid = host.listener_uid(port, family)
+    return host.listener_uid(port, family)
+
+
+def holder(uid: int | None) -> str:
+    """Who holds a port, as a clause for an error message."""
     if uid is None:
         return "; another program may hold it"
     if uid == os.getuid():

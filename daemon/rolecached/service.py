@@ -28,6 +28,7 @@ from rolecached.errors import ListenError
 from rolecached.fastlane import MAX_REQUEST
 from rolecached.front import Door, FrontSite, Lane, Reply
 from rolecached.gate import Caps, Gate, raise_fd_limit
+from rolecached.held_ports import HeldPorts
 from rolecached.host import Peer, unix_peer
 from rolecached.httphead import Head
 from rolecached.store import Settings, Store
@@ -81,6 +82,29 @@ def take_lock(path: Path) -> int:
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def take_state_lock(state_file: Path, socket: Path) -> int:
+    """Hold the lock of the endpoints state file for the daemon's lifetime: one daemon of a
+    user writes it, whatever its socket (another XDG_RUNTIME_DIR from cron, `su -` or ssh
+    names another one). The lock file says which socket and pid hold it."""
+    lock = state_file.with_name(state_file.name + ".lock")
+    lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").split("\n")
+        os.close(fd)
+        pid, where = [*holder, "?", "?"][:2]
+        raise StartupError(
+            f"another rolecached of yours (pid {pid or '?'}) already serves the endpoints of "
+            f"{state_file}, on the socket {where or '?'}; use that one (ROLECACHE_SOCKET="
+            f"{where or '?'}) or stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n{socket}\n".encode(), 0)
     return fd
 
 
@@ -248,9 +272,12 @@ def without_raw_requests(record: logging.LogRecord) -> bool:
     headers (and so bearer tokens) included, and their tracebacks say nothing more."""
     exc = record.exc_info[1] if record.exc_info else None
     if isinstance(exc, HttpProcessingError):
-        record.msg, record.args = "refused a malformed request (%s, HTTP %s)", (
-            type(exc).__name__,
-            exc.code,
+        record.msg, record.args = (
+            "refused a malformed request (%s, HTTP %s)",
+            (
+                type(exc).__name__,
+                exc.code,
+            ),
         )
         record.exc_info = record.exc_text = None
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
@@ -300,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings: Settings = config.load(args.config)
         endpoint_config = config.load_endpoints(args.config)
+        state_lock = take_state_lock(bindingstate.default_path(path.stem), path)
         listener = open_listener(path)
     except (StartupError, config.ConfigError) as exc:
         log.error("%s", exc)
@@ -313,9 +341,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(
+        code = runner.run(
             _run(listener, caller, settings, args.sandbox, endpoint_config, args.config)
         )
+    os.close(state_lock)
+    return code
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -359,6 +389,10 @@ async def _run(
             log.error("SIGHUP: keeping the current settings: %s", exc)
             return
         caller.forget_sources()
+        if endpoints is not None:
+            # Also a nudge to try the ports waited for again, now.
+            nudges.add(task := loop.create_task(endpoints.retry_waiting()))
+            task.add_done_callback(nudges.discard)
         log.info(
             "SIGHUP: reloaded the config (%s; applied now: %s) and the source credentials; "
             "[endpoints] is read at start-up only: restart rolecached to apply changes there",
@@ -366,12 +400,13 @@ async def _run(
             ", ".join(changed) or "no [daemon] setting changed",
         )
 
+    endpoints: EndpointManager | None = None
+    nudges: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
     loop.add_signal_handler(signal.SIGHUP, reload)
     # One gate for every listener, so the caps hold over all of them together.
     fd_limit = raise_fd_limit()
     gate = Gate(os.getuid(), Caps.for_fd_limit(fd_limit))
     log.debug("descriptor limit %d: connection caps %s", fd_limit, gate.caps)
-    endpoints = None
     if endpoint_config is not None:
         # Token files live beside the socket, in a private folder of their own.
         tokens = listener.path.parent / f"{listener.path.stem}-tokens"
@@ -390,6 +425,11 @@ async def _run(
             # Runtime bindings outlive restarts, SIGKILL included (see bindingstate.py).
             state_file=bindingstate.default_path(listener.path.stem),
             resolver=endpoint_api.default_resolver(profiles.ConfigFiles()),
+            # Beside the socket: the next daemon on this socket finds it.
+            held=HeldPorts(
+                listener.path.with_name(f"{listener.path.stem}.ports"),
+                endpoint_config.settings.hold_ports,
+            ),
         )
     try:
         await serve(
