@@ -150,7 +150,11 @@ def read_secret(info: dict[str, object], key: str) -> str:
 
 
 def _info(name: str, sandbox: bool) -> dict[str, object]:
-    return daemon.json_of(daemon.call("GET", f"/v1/endpoints/{name}", None, sandbox))
+    info = daemon.json_of(daemon.call("GET", f"/v1/endpoints/{name}", None, sandbox))
+    if info.get("waiting"):
+        # Handed out anyway: the URLs stay the same, and work once the port is back.
+        sys.stderr.write(f"rolecache: endpoint {name} is {info['waiting']}; it answers once free\n")
+    return info
 
 
 def cmd_add(args: list[str], sandbox: bool) -> int:

@@ -201,9 +201,10 @@ class EndpointManager:
         """Listen on the ports taken at start, where they are free now. Once every port
         another uid held is back, the container tokens are revoked again: programs may
         have sent the ones written meanwhile to it."""
-        if self.ecs_waiting is None and not any(s.waiting for s in self.all()):
+        if not self._waiting_names():
             return
         async with self._lock:
+            before = self._waiting_names()
             if self.ecs_waiting is not None:
                 try:
                     await self._ensure_ecs()
@@ -223,10 +224,15 @@ class EndpointManager:
                     served.waiting = self._waits(
                         exc, f"endpoint {served.binding.name!r}", again=True
                     )
-            waiting = self.ecs_waiting is not None or any(s.waiting for s in self.all())
-            if self._revoke_when_back and not waiting:
+            if self._revoke_when_back and not self._waiting_names():
                 self._revoke("now that its ports are back")
-            self.registry.persist()
+            if before != self._waiting_names():
+                self.registry.persist()
+
+    def _waiting_names(self) -> set[str | None]:
+        # What waits for a port: binding names, and None for the container endpoint.
+        names: set[str | None] = {s.binding.name for s in self.all() if s.waiting}
+        return names | ({None} if self.ecs_waiting else set())
 
     async def _restore(self, binding: Binding) -> None:
         """Serve a binding of the config file or the last run on the IMDS port it had; when
@@ -268,7 +274,7 @@ class EndpointManager:
     def _revoke(self, when: str) -> None:
         # Every token another uid may have seen stops working now: the container token and
         # capability (environments handed out) and the token file's, with no grace period.
-        self._revoke_when_back = self.ecs_waiting is not None or any(s.waiting for s in self.all())
+        self._revoke_when_back = bool(self._waiting_names())
         for name in list(self.registry.served):
             self.registry.rotate(name, containers=True, grace=False)
         log.error(

@@ -49,28 +49,33 @@ def serve(server: socket.socket, linger: float) -> None:
         ready, _, _ = select.select(waiting, [], [], timeout)
         if not ready:
             return  # the daemon did not come back in time: release the ports
-        if server in ready:
-            conn, _ = server.accept()
-            if peer_uid(conn) != os.getuid():
-                conn.close()
+        # What the current daemon sent comes first: a new daemon may connect right after the
+        # last one handed over a socket and left.
+        if daemon is not None and daemon in ready:
+            try:
+                data, fds, _, _ = socket.recv_fds(daemon, MAX_MESSAGE, 1)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                daemon.close()
+                daemon, gone_since = None, time.monotonic()
+                if not held:
+                    return
                 continue
-            if daemon is not None:
-                daemon.close()  # a new daemon of ours: the old one is gone
-            daemon = conn
-            continue
-        assert daemon is not None
-        try:
-            data, fds, _, _ = socket.recv_fds(daemon, MAX_MESSAGE, 1)
-        except OSError:
-            data, fds = b"", []
-        if not data:
-            daemon.close()
-            daemon, gone_since = None, time.monotonic()
-            if not held:
+            try:
+                message = json.loads(data)
+            except ValueError:
+                message = {}  # not ours: ignored, as an unknown op is
+            if not handle(daemon, message, fds, held):
                 return
             continue
-        if not handle(daemon, json.loads(data), fds, held):
-            return
+        conn, _ = server.accept()
+        if peer_uid(conn) != os.getuid():
+            conn.close()
+            continue
+        if daemon is not None:
+            daemon.close()  # a new daemon of ours: the old one is gone
+        daemon = conn
 
 
 def handle(
