@@ -5,7 +5,8 @@ unless told otherwise) and adds, replaces, removes and rotates bindings. What it
 home each: registry.py the served bindings, token files and lasting state; endpoint_apps.py
 the aiohttp apps and documents; handout.py serving credentials, counted and audited;
 warmer.py keeping bindings' credentials ready; endpoint_listeners.py the TCP listeners;
-endpoint_guard.py the hardening every request passes.
+held_ports.py keeping their ports through restarts; endpoint_guard.py the hardening every
+request passes.
 """
 
 import asyncio
