@@ -93,3 +93,17 @@ def test_another_uids_connection_is_refused(keeper_path: Path) -> None:
     sock.close()
     assert keeper_path.stat().st_mode & 0o077 == 0
     held.close()
+
+
+def test_the_keeper_gets_no_environment(keeper_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Source keys the daemon was started with do not reach the keeper's environment, which
+    other processes of the user can read (/proc/PID/environ of a dumpable process)."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-the-keeper")
+    held = HeldPorts(keeper_path, linger=600)
+    sock = open_tcp("127.0.0.1", 0)
+    held.hold("127.0.0.1", sock)
+    sock.close()
+    assert held.keeper_pid is not None
+    environ = Path(f"/proc/{held.keeper_pid}/environ").read_bytes()
+    assert b"not-for-the-keeper" not in environ and b"AWS_" not in environ
+    held.close()

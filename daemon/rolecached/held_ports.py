@@ -123,9 +123,12 @@ class HeldPorts:
 
     def _spawn(self) -> socket.socket:
         # Its own session, so a signal to the daemon's process group does not reach it; no
-        # stdio of ours, so nobody waiting for the daemon's output waits for the keeper too.
+        # stdio of ours, so nobody waiting for the daemon's output waits for the keeper too;
+        # an empty environment, so source keys the daemon was started with are not in its
+        # /proc/PID/environ (the daemon's own is not readable: it is not dumpable).
         process = subprocess.Popen(
             [sys.executable, "-I", "-S", str(KEEPER), str(self.path), str(self.linger)],
+            env={},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
