@@ -68,43 +68,45 @@ def secure_folder(folder: Path) -> None:
         )
 
 
-def take_lock(path: Path) -> int:
-    """Hold an exclusive lock for the daemon's lifetime: one daemon per socket path."""
+def hold_lock(path: Path, lines: list[str]) -> tuple[int | None, list[str]]:
+    """Lock `path` (created 0600) for the daemon's lifetime and write `lines` (pid first) in
+    it: (its descriptor, []), or (None, the lines its holder wrote) when another has it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        written = os.pread(fd, 4096, 0).decode(errors="replace").splitlines()
         os.close(fd)
-        raise StartupError(
-            f"another rolecached (pid {owner}) already serves this socket; "
-            "stop it first or pass --socket for a second one"
-        ) from None
+        return None, [line.strip() or "?" for line in written] + ["?"] * (len(lines) + 1)
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.pwrite(fd, "".join(f"{line}\n" for line in [str(os.getpid()), *lines]).encode(), 0)
+    return fd, []
+
+
+def take_lock(path: Path) -> int:
+    """Hold an exclusive lock for the daemon's lifetime: one daemon per socket path."""
+    fd, holder = hold_lock(path, [])
+    if fd is None:
+        raise StartupError(
+            f"another rolecached (pid {holder[0]}) already serves this socket; "
+            "stop it first or pass --socket for a second one"
+        )
     return fd
 
 
-def take_state_lock(state_file: Path, socket: Path) -> int:
+def take_state_lock(state_file: Path, socket_file: Path) -> int:
     """Hold the lock of the endpoints state file for the daemon's lifetime: one daemon of a
     user writes it, whatever its socket (another XDG_RUNTIME_DIR from cron, `su -` or ssh
-    names another one). The lock file says which socket and pid hold it."""
-    lock = state_file.with_name(state_file.name + ".lock")
-    lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode(errors="replace").split("\n")
-        os.close(fd)
-        pid, where = [*holder, "?", "?"][:2]
+    names another one). The lock file says which pid and socket hold it."""
+    state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, holder = hold_lock(state_file.with_name(state_file.name + ".lock"), [str(socket_file)])
+    if fd is None:
+        pid, where = holder[:2]
         raise StartupError(
-            f"another rolecached of yours (pid {pid or '?'}) already serves the endpoints of "
-            f"{state_file}, on the socket {where or '?'}; use that one (ROLECACHE_SOCKET="
-            f"{where or '?'}) or stop it first"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n{socket}\n".encode(), 0)
+            f"another rolecached of yours (pid {pid}) already serves the endpoints of "
+            f"{state_file}, on the socket {where}; use that one (ROLECACHE_SOCKET={where}) "
+            "or stop it first"
+        )
     return fd
 
 
