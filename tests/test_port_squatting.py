@@ -358,3 +358,35 @@ def test_a_second_daemon_of_the_user_refuses_to_start(tmp_path: Path, moto: Moto
         assert [e["name"] for e in listing(d)["endpoints"]] == ["dev"]
     finally:
         d.stop()
+
+
+def test_a_daemon_on_another_socket_adopts_the_ports_held_for_it(
+    tmp_path: Path, moto: Moto
+) -> None:
+    """The next daemon of the user, started with another XDG_RUNTIME_DIR (so another socket)
+    after the first one stopped, adopts the ports the first one's keeper holds: its binding
+    is served at once on the same ports, nothing waits."""
+    first, config = started(tmp_path, moto)
+    second = None
+    try:
+        assert add(first, "dev", "arn:aws:iam::123456789012:role/moved").returncode == 0
+        before = ports_of(first)
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(timeout=15) == 0
+        run = tmp_path / "run2"
+        run.mkdir(mode=0o700)
+        env = dict(first.env)
+        env.update(
+            XDG_RUNTIME_DIR=str(run), ROLECACHE_SOCKET=str(run / "rolecache" / "rolecache.sock")
+        )
+        second = start_daemon(tmp_path, env, "--config", str(config))
+        listed = listing(second)
+        assert listed["container_waiting"] is None and listed["endpoints"][0]["waiting"] is None
+        assert ports_of(second) == before
+        # Its token files are in its own runtime folder: new ones, served on the same port.
+        token = Path(listed["endpoints"][0]["container_token_file"]).read_text()
+        assert ecs_get(before[0], token) == 200
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()  # and the first one's keeper, which the second one talked to

@@ -28,16 +28,21 @@ def key(address: str, port: int) -> str:
 class HeldPorts:
     """The listening sockets the keeper at `path` holds for this daemon."""
 
-    def __init__(self, path: Path, linger: float) -> None:
+    def __init__(self, path: Path, linger: float, earlier: Path | None = None) -> None:
         self.path = path
         self.linger = linger
+        # The keeper of the last daemon, when it listened elsewhere (another runtime folder).
+        self.earlier = earlier
         self._conn: socket.socket | None = None
         self._adopted: dict[str, socket.socket] = {}
         self.keeper_pid: int | None = None
 
     def open(self) -> None:
-        """Adopt the sockets a keeper left running by the last daemon holds, if there is one."""
-        conn = self._connect()
+        """Adopt the sockets a keeper left running by the last daemon holds, if there is one:
+        ours, or the one beside the last daemon's socket."""
+        conn = self._connect(self.path)
+        if conn is None and self.earlier is not None and self.earlier != self.path:
+            conn = self._connect(self.earlier)
         if conn is None:
             return
         try:
@@ -95,11 +100,11 @@ class HeldPorts:
 
     # -- the keeper process -----------------------------------------------------------------
 
-    def _connect(self) -> socket.socket | None:
+    def _connect(self, path: Path) -> socket.socket | None:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         conn.settimeout(5)
         try:
-            conn.connect(str(self.path))
+            conn.connect(str(path))
         except OSError:
             conn.close()
             return None
@@ -137,7 +142,7 @@ class HeldPorts:
         assert process.stdout is not None
         with process.stdout:
             ready = process.stdout.readline()
-        conn = self._connect() if ready == b"ready\n" else None
+        conn = self._connect(self.path) if ready == b"ready\n" else None
         if conn is None:
             raise OSError(f"the port keeper did not start (exit {process.poll()})")
         self._conn, self.keeper_pid = conn, process.pid

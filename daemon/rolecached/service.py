@@ -70,17 +70,22 @@ def secure_folder(folder: Path) -> None:
 
 def hold_lock(path: Path, lines: list[str]) -> tuple[int | None, list[str]]:
     """Lock `path` (created 0600) for the daemon's lifetime and write `lines` (pid first) in
-    it: (its descriptor, []), or (None, the lines its holder wrote) when another has it."""
+    it: (its descriptor or None when another process has it, the lines the last or current
+    holder wrote, padded with "?")."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = True
     except BlockingIOError:
-        written = os.pread(fd, 4096, 0).decode(errors="replace").splitlines()
+        locked = False
+    written = os.pread(fd, 4096, 0).decode(errors="replace").splitlines()
+    written = [line.strip() or "?" for line in written] + ["?"] * (len(lines) + 1)
+    if not locked:
         os.close(fd)
-        return None, [line.strip() or "?" for line in written] + ["?"] * (len(lines) + 1)
+        return None, written
     os.ftruncate(fd, 0)
     os.pwrite(fd, "".join(f"{line}\n" for line in [str(os.getpid()), *lines]).encode(), 0)
-    return fd, []
+    return fd, written
 
 
 def take_lock(path: Path) -> int:
@@ -94,10 +99,11 @@ def take_lock(path: Path) -> int:
     return fd
 
 
-def take_state_lock(state_file: Path, socket_file: Path) -> int:
+def take_state_lock(state_file: Path, socket_file: Path) -> tuple[int, Path | None]:
     """Hold the lock of the endpoints state file for the daemon's lifetime: one daemon of a
     user writes it, whatever its socket (another XDG_RUNTIME_DIR from cron, `su -` or ssh
-    names another one). The lock file says which pid and socket hold it."""
+    names another one). The lock file says which pid and socket hold it; returned with it,
+    the socket of the daemon that held it last (its port keeper is beside it)."""
     state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, holder = hold_lock(state_file.with_name(state_file.name + ".lock"), [str(socket_file)])
     if fd is None:
@@ -107,7 +113,13 @@ def take_state_lock(state_file: Path, socket_file: Path) -> int:
             f"{state_file}, on the socket {where}; use that one (ROLECACHE_SOCKET={where}) "
             "or stop it first"
         )
-    return fd
+    last = holder[1]
+    return fd, Path(last) if last.startswith("/") else None
+
+
+def keeper_path(socket_file: Path) -> Path:
+    """Where the port keeper of the daemon on `socket_file` listens: beside it."""
+    return socket_file.with_name(f"{socket_file.stem}.ports")
 
 
 def answers(path: Path) -> bool:
@@ -329,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings: Settings = config.load(args.config)
         endpoint_config = config.load_endpoints(args.config)
-        state_lock = take_state_lock(bindingstate.default_path(path.stem), path)
+        state_lock, last_socket = take_state_lock(bindingstate.default_path(path.stem), path)
         listener = open_listener(path)
     except (StartupError, config.ConfigError) as exc:
         log.error("%s", exc)
@@ -344,7 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         code = runner.run(
-            _run(listener, caller, settings, args.sandbox, endpoint_config, args.config)
+            _run(
+                listener,
+                caller,
+                settings,
+                args.sandbox,
+                endpoint_config,
+                args.config,
+                last_socket,
+            )
         )
     os.close(state_lock)
     return code
@@ -370,6 +390,7 @@ async def _run(
     sandbox: bool,
     endpoint_config: config.EndpointConfig | None = None,
     config_path: Path | None = None,
+    last_socket: Path | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -429,8 +450,10 @@ async def _run(
             resolver=endpoint_api.default_resolver(profiles.ConfigFiles()),
             # Beside the socket: the next daemon on this socket finds it.
             held=HeldPorts(
-                listener.path.with_name(f"{listener.path.stem}.ports"),
+                keeper_path(listener.path),
                 endpoint_config.settings.hold_ports,
+                # The last daemon's may still hold the ports, when its socket was elsewhere.
+                keeper_path(last_socket) if last_socket else None,
             ),
         )
     try:
