@@ -92,6 +92,10 @@ def start_world(tmp: Path) -> tuple[dict[str, str], subprocess.Popen, object]:
     config.write_text(
         "[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\nhold_ports = 0.1\n"
     )
+    # Also the default config of the daemons started without --config (B7, B8).
+    (tmp / "xdg-config" / "rolecache").mkdir(parents=True)
+    (tmp / "xdg-config" / "rolecache" / "config.toml").write_text(config.read_text())
+    env["XDG_CONFIG_HOME"] = str(tmp / "xdg-config")
     daemon = subprocess.Popen(
         [str(BIN / "rolecached"), "--log-level", "warning", "--config", str(config)],
         env=env,
