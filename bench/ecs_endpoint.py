@@ -41,7 +41,10 @@ def start_daemon(tmp: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     run = tmp / "run"
     run.mkdir(mode=0o700)
     config = tmp / "config.toml"
-    config.write_text("[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\n")
+    # hold_ports: the port keeper leaves as the benchmark's daemon does.
+    config.write_text(
+        "[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\nhold_ports = 0.1\n"
+    )
     env = isolated_env(tmp, run)
     env.update(
         ROLECACHE_SANDBOX="1",

@@ -89,7 +89,14 @@ def start_world(tmp: Path) -> tuple[dict[str, str], subprocess.Popen, object]:
     # Every load client is 127.0.0.1: lift the endpoints' per-client rate limit for B5, and let
     # the system pick the port so runs never collide.
     config = tmp / "rolecached.toml"
-    config.write_text("[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\n")
+    # hold_ports: the port keeper leaves as the benchmark's daemon does.
+    config.write_text(
+        "[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\nhold_ports = 0.1\n"
+    )
+    # Also the default config of the daemons started without --config (B7, B8).
+    (tmp / "xdg-config" / "rolecache").mkdir(parents=True)
+    (tmp / "xdg-config" / "rolecache" / "config.toml").write_text(config.read_text())
+    env["XDG_CONFIG_HOME"] = str(tmp / "xdg-config")
     daemon = subprocess.Popen(
         [str(BIN / "rolecached"), "--log-level", "warning", "--config", str(config)],
         env=env,

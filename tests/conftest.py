@@ -209,11 +209,25 @@ class Daemon:
         return result
 
     def stop(self) -> int:
-        """SIGTERM the daemon and return its exit status."""
+        """SIGTERM the daemon and return its exit status; its port keeper, which would hold
+        the ports for the next start, lets them go too."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=15)
+        release_held_ports(self.socket.with_name(f"{self.socket.stem}.ports"))
         return self.process.returncode
+
+
+def release_held_ports(path: Path) -> None:
+    """Tell the port keeper at `path`, if one runs, to release its ports and leave."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+        conn.settimeout(10)
+        try:
+            conn.connect(str(path))
+            conn.send(b'{"op": "release"}')
+            conn.recv(16)  # its end of the connection closes as it leaves
+        except OSError:
+            pass
 
 
 def start_daemon(tmp: Path, env: dict[str, str], *args: str) -> Daemon:

@@ -215,6 +215,14 @@ def test_rotation_keeps_the_previous_token_for_the_grace_period() -> None:
     assert old not in repr(ring) and ring.current not in repr(ring)
 
 
+def test_rotation_without_grace_revokes_the_previous_token_at_once() -> None:
+    """A revocation (a squatter may have seen the token) leaves the old token no grace."""
+    ring = TokenRing(now=0.0, grace=600.0)
+    old = ring.current
+    ring.rotate(100.0, grace=False)
+    assert not ring.valid(old, 100.0) and ring.valid(ring.current, 100.0)
+
+
 def test_container_token_outlives_rotation_until_replaced() -> None:
     """The container token stays valid through any number of rotations, stops at once when
     replaced, and the ring holds only its digest (the token is in no attribute or repr)."""

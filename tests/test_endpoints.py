@@ -3,6 +3,7 @@ clock, and a fake STS; spoken to in raw HTTP/1.1 so every header is under the te
 The last tests put real botocore (container and IMDS providers) in front of them."""
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -935,6 +936,36 @@ async def test_runtime_bindings_come_back_with_their_ports_and_tokens(
     assert (await rig.ecs(token=file_token)).status == 200
     assert (await rig.ecs(token=container)).status == 200
     assert (await rig.imds(f"{ep.IMDS_ROLES}/dev")).status == 200
+
+
+async def test_a_container_port_taken_at_restart_is_waited_for(rig: Rig, tmp_path: Path) -> None:
+    """When the container port is taken as the manager starts again, its bindings are kept
+    (listed as waiting, still in the state file) and, once the port is free, served on it
+    with the tokens handed out before: a program of ours held it, so nothing is revoked."""
+    state = tmp_path / "state" / "rolecache-endpoints.json"
+    rig.manager.state_file = state
+    rig.manager._resolver = parse_request
+    await rig.manager.start()
+    await rig.add()
+    port = rig.ecs_port
+    container = rig.manager.get("dev").container_file.read_text()
+    await rig.manager.close()
+    taker = socket.socket()
+    taker.bind(("127.0.0.1", port))
+    taker.listen()
+    with taker:
+        rig.manager = await restarted(rig, state)
+        waiting = f"waiting for port {port}, held by uid {os.getuid()}"
+        assert rig.manager.summary(rig.manager.get("dev"))["waiting"] == waiting
+        assert rig.manager.status()["endpoints_waiting"] == f"container endpoint: {waiting}"
+        saved = json.loads(state.read_text())
+        assert saved["container_port"] == port and saved["bindings"][0]["name"] == "dev"
+        await rig.manager.retry_waiting()
+        assert rig.manager.ecs_port is None  # still taken
+    await rig.manager.retry_waiting()
+    assert rig.ecs_port == port and rig.manager.summary(rig.manager.get("dev"))["waiting"] is None
+    assert "endpoint_alerts" not in rig.manager.status()
+    assert (await rig.ecs(token=container)).status == 200
 
 
 async def test_state_file_is_private_and_holds_only_digests(rig: Rig, tmp_path: Path) -> None:

@@ -33,9 +33,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def as_nobody(
-    script: str, *args: str, nofile: int | None = None
-) -> "subprocess.Popen[str]":
+def as_nobody(script: str, *args: str, nofile: int | None = None) -> "subprocess.Popen[str]":
     """Start `script` (Python source) as uid 65534, isolated (-I), in /; stdin and stdout
     are pipes, so the test can wait for its lines and tell it to stop."""
     command = [
@@ -381,27 +379,28 @@ def test_a_squatted_container_port_names_the_squatter(
     tmp_path: Path, moto: Moto, address: str
 ) -> None:
     """When another uid already listens on this user's container port, on 127.0.0.1 or on
-    [::1] (where localhost may resolve), the daemon refuses to start and says which uid holds
-    it. (The port is one the squatter got free from the kernel and the config names, so
-    parallel tests never hold it: the default port's rule is test_bindings'.)"""
+    [::1] (where localhost may resolve), the daemon starts anyway, keeps its bindings waiting
+    for the port, and says which uid holds it: an ERROR in its log and "waiting for port N,
+    held by uid U" in `endpoint list`. (The port is one the squatter got free from the kernel
+    and the config names, so parallel tests never hold it: the default port's rule is
+    test_bindings'.)"""
     squatter = as_nobody(SQUAT if address == "127.0.0.1" else SQUAT_IPV6_LOOPBACK)
     try:
         assert squatter.stdout is not None
         port = int(squatter.stdout.readline())
         env = base_env(tmp_path, moto.url)
+        env["ROLECACHE_NO_AUTOSTART"] = "1"
         config = endpoint_config(tmp_path / "c.toml", port=f"port = {port}\n")
-        result = subprocess.run(
-            [str(BIN / "rolecached"), "--config", str(config)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        d = start_daemon(tmp_path, env, "--config", str(config))
+        try:
+            listed = d.client("endpoint", "list").stdout
+        finally:
+            d.stop()
     finally:
         squatter.communicate("", timeout=30)
-    assert result.returncode == 1
-    assert f"{address} port {port}" in result.stderr
-    assert f"uid {NOBODY} holds it" in result.stderr
+    assert listed.count(f"waiting for port {port}, held by uid {NOBODY}") == 3  # port, dev, prod
+    log = d.log.read_text()
+    assert "ERROR" in log and f"port {port} is held by uid {NOBODY}, another user" in log
 
 
 def test_another_uids_listener_on_a_containers_port_does_not_shut_it_out(

@@ -199,7 +199,11 @@ def read_secret(info: dict[str, object], key: str) -> str:
 
 
 def _info(name: str, sandbox: bool) -> dict[str, object]:
-    return daemon.json_of(daemon.call("GET", f"/v1/endpoints/{name}", None, sandbox))
+    info = daemon.json_of(daemon.call("GET", f"/v1/endpoints/{name}", None, sandbox))
+    if info.get("waiting"):
+        # Handed out anyway: the URLs stay the same, and work once the port is back.
+        sys.stderr.write(f"rolecache: endpoint {name} is {info['waiting']}; it answers once free\n")
+    return info
 
 
 def cmd_add(args: list[str], sandbox: bool) -> int:
@@ -237,7 +241,7 @@ def _endpoint_row(e: dict) -> tuple[str, ...]:
         e["ecs_url"],
         e["imds_url"] or "-",
         e["origin"],
-        e["last_error"] or "",
+        e.get("waiting") or e["last_error"] or "",
     )
 
 
@@ -251,7 +255,10 @@ def cmd_list(args: list[str], sandbox: bool) -> int:
     listing = daemon.json_of(response)
     endpoints = listing["endpoints"]
     # Per user (derived from the uid unless config.toml sets it): worth seeing before use.
-    print(f"container port: {listing.get('container_port')}")
+    waiting = listing.get("container_waiting")
+    print(f"container port: {listing.get('container_port')}" + (f" ({waiting})" if waiting else ""))
+    for alert in listing.get("alerts") or ():
+        print(f"ALERT: {alert}")
     if not endpoints:
         print("no endpoints")
     else:

@@ -35,6 +35,8 @@ PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.Con
 LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
 # What the daemon could not set up but serves without (a config.toml binding gone bad).
 PROBLEMS: web.AppKey[list[str]] = web.AppKey("problems", list)
+# More of `GET /v1/status`: each part adds its fields (the endpoints add theirs).
+STATUS_PARTS: web.AppKey[list[Callable[[], dict[str, Any]]]] = web.AppKey("status_parts")
 
 # Statuses aiohttp raises itself, with the codes and messages we answer instead.
 _HTTP_ERRORS = {
@@ -263,6 +265,7 @@ async def status(request: web.Request) -> web.Response:
             "sts_errors": store.sts_errors,
             "cli_version": store.settings.cli_version,
             "config_errors": request.app[PROBLEMS],
+            **{k: v for part in request.app[STATUS_PARTS] for k, v in part().items()},
         }
     )
 
@@ -273,6 +276,7 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[STORE] = store
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()
+    app[STATUS_PARTS] = []
     app[PROFILES] = profiles.ConfigFiles()
     app[PROBLEMS] = []
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")

@@ -159,6 +159,9 @@ class EndpointSettings:
     token_rotation: float = 24 * 3600.0
     token_grace: float = 3600.0  # the previous token stays valid this long after rotation
     tick: float = 5.0
+    # How long the port keeper holds the listening ports after the daemon stopped or died,
+    # for the next start to adopt them: no other uid can listen there meanwhile.
+    hold_ports: float = 600.0
     # Serve the container listener on DOCKER_GATEWAY too (every request there needs a token).
     docker: bool = True
 
@@ -209,6 +212,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "token_rotation": (int, float),
     "token_grace": (int, float),
     "tick": (int, float),
+    "hold_ports": (int, float),
     "docker": (bool,),
 }
 

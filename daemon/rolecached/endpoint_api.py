@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from rolecached import bindings, profiles
-from rolecached.api import PROBLEMS
+from rolecached.api import PROBLEMS, STATUS_PARTS
 from rolecached.endpoints import EndpointManager
 from rolecached.errors import InvalidRequest
 from rolecached.request import parse_token_code
@@ -53,6 +53,10 @@ async def list_endpoints(request: web.Request) -> web.Response:
             "endpoints": [manager.summary(s) for s in manager.all()],
             "container_port": manager.container_port,
             "skipped": manager.skipped,
+            # "waiting for port N, held by uid U" while another program holds it, else None.
+            "container_waiting": manager.ecs_waiting,
+            # Another uid held a port at start: what was done about it.
+            "alerts": manager.alerts,
         }
     )
 
@@ -92,9 +96,7 @@ async def docker_settings(request: web.Request) -> web.Response:
         if not isinstance(port_80, bool) or body:
             raise InvalidRequest('PUT /v1/docker takes only {"port_80": true or false}')
         manager.set_port_80(port_80)
-    return web.json_response(
-        {"container_port": manager.container_port, "port_80": manager.port_80}
-    )
+    return web.json_response({"container_port": manager.container_port, "port_80": manager.port_80})
 
 
 def default_resolver(files: profiles.ConfigFiles) -> bindings.Resolve:
@@ -110,6 +112,7 @@ def add_routes(
     """Mount the /v1/endpoints routes on the socket API `app`."""
     app[MANAGER] = manager
     app[PROBLEMS].extend(manager.skipped)
+    app[STATUS_PARTS].append(manager.status)
     app[RESOLVER] = resolver or default_resolver(profiles.ConfigFiles())
     app.router.add_get("/v1/endpoints", list_endpoints)
     app.router.add_post("/v1/endpoints", add_endpoint)

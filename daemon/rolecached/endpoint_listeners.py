@@ -15,6 +15,7 @@ from rolecached.bindings import EndpointSettings
 from rolecached.endpoint_guard import GUARD
 from rolecached.errors import ListenError
 from rolecached.front import Door, FrontSite
+from rolecached.held_ports import HeldPorts
 
 # aiohttp's limits on a request head; SDK requests are a few hundred bytes.
 HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
@@ -58,14 +59,20 @@ class Listener:
     runner: web.AppRunner
     port: int
     sockets: list[socket.socket]
+    held: HeldPorts | None = None
+    bound: tuple[str, ...] = ()  # the addresses, as configured
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where it listens, as the kernel reports it."""
         return [s.getsockname()[:2] for s in self.sockets]
 
-    async def close(self) -> None:
-        """Stop accepting and finish requests in flight."""
+    async def close(self, release: bool = True) -> None:
+        """Stop accepting and finish requests in flight; with `release`, the port keeper
+        lets the port go too (else it holds it for the next daemon)."""
         await self.runner.cleanup()
+        if release and self.held is not None:
+            for address in self.bound:
+                self.held.drop(address, self.port)
 
 
 async def listen(
@@ -75,19 +82,22 @@ async def listen(
     what: str,
     door: Callable[[str], Door],
     gateway: str | None = None,
+    held: HeldPorts | None = None,
 ) -> Listener:
     """Serve `app` on each address of `settings.bind`, all on one port (the first address
     picks it when `port` is 0), and on `gateway` too when given (bound with IP_FREEBIND);
     `door(address)` is the front policy of each address (peer check, caps, the container
-    listener's fast lane)."""
+    listener's fast lane). With `held`, a socket the port keeper kept through a restart is
+    adopted, and each new one is handed to it."""
     runner = web.AppRunner(
         app, access_log=None, keepalive_timeout=settings.idle_timeout, **HEAD_LIMITS
     )
     await runner.setup()
+    wanted = addresses(settings.bind, gateway)
     try:
         for pick in range(PICKS):
             try:
-                sockets = bound(addresses(settings.bind, gateway), port, what)
+                sockets = bound(wanted, port, what, held)
                 break
             except ListenError:
                 if port != 0 or pick == PICKS - 1:
@@ -97,14 +107,15 @@ async def listen(
             for address, sock in sockets:
                 await FrontSite(runner, sock, door(address)).start()
         except BaseException:
-            for _, sock in sockets:
-                sock.close()
+            give_up(sockets, held)
             raise
     except BaseException:
         await runner.cleanup()
         raise
     app[GUARD].listening_on(port, (gateway,) if gateway else ())
-    return Listener(runner, port, [sock for _, sock in sockets])
+    return Listener(
+        runner, port, [sock for _, sock in sockets], held, tuple(a for a, _ in sockets)
+    )
 
 
 def addresses(bind: tuple[str, ...], gateway: str | None) -> list[tuple[str, str]]:
@@ -118,38 +129,65 @@ def addresses(bind: tuple[str, ...], gateway: str | None) -> list[tuple[str, str
     return found + ([(gateway, "gateway")] if gateway else [])
 
 
-def bound(wanted: list[tuple[str, str]], port: int, what: str) -> list[tuple[str, socket.socket]]:
+def bound(
+    wanted: list[tuple[str, str]], port: int, what: str, held: HeldPorts | None = None
+) -> list[tuple[str, socket.socket]]:
     """Listening sockets on every wanted address, all on one port (the first address picks
-    it when `port` is 0); a ListenError naming who holds the port when one cannot be had. A
-    twin is left out only when this host has no IPv6 loopback."""
+    it when `port` is 0): adopted from the port keeper where it kept one, else bound and
+    handed to it; a ListenError naming who holds the port when one cannot be had. A twin is
+    left out only when this host has no IPv6 loopback."""
     sockets: list[tuple[str, socket.socket]] = []
     try:
         for address, kind in wanted:
-            try:
-                sock = open_tcp(address, port, freebind=kind == "gateway")
-            except OSError as exc:
-                if kind == "twin" and exc.errno in NO_IPV6:
-                    continue
-                raise ListenError(
-                    f"the {what} cannot listen on {address} port {port}: "
-                    f"{exc.strerror or exc}{holder(port, address)}; choose another port in "
-                    "[endpoints] of config.toml"
-                ) from None
+            sock = held.take(address, port) if held is not None and port else None
+            if sock is None:
+                try:
+                    sock = open_tcp(address, port, freebind=kind == "gateway")
+                except OSError as exc:
+                    if kind == "twin" and exc.errno in NO_IPV6:
+                        continue
+                    raise explain(exc, address, port, what) from None
+                if held is not None:
+                    held.hold(address, sock)
             sockets.append((address, sock))
             port = sock.getsockname()[1]
     except BaseException:
-        for _, sock in sockets:
-            sock.close()
+        give_up(sockets, held)
         raise
     return sockets
 
 
-def holder(port: int, address: str) -> str:
-    """Who holds `port`, as a clause for an error message, when the kernel says."""
+def give_up(sockets: list[tuple[str, socket.socket]], held: HeldPorts | None) -> None:
+    """Close `sockets`, and have the port keeper let their ports go too."""
+    for address, sock in sockets:
+        port = sock.getsockname()[1]
+        sock.close()
+        if held is not None:
+            held.drop(address, port)
+
+
+def explain(exc: OSError, address: str, port: int, what: str) -> ListenError:
+    """The ListenError for a failed bind of `address`:`port`, naming who holds the port."""
+    uid = holder_uid(port, address)
+    return ListenError(
+        f"the {what} cannot listen on {address} port {port}: "
+        f"{exc.strerror or exc}{holder(uid)}; choose another port in "
+        "[endpoints] of config.toml",
+        port,
+        uid,
+    )
+
+
+def holder_uid(port: int, address: str) -> int | None:
+    """The uid listening on `port` (of `address`'s family), when the kernel says."""
     if port == 0:
-        return ""
+        return None
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    uid = host.listener_uid(port, family)
+    return host.listener_uid(port, family)
+
+
+def holder(uid: int | None) -> str:
+    """Who holds a port, as a clause for an error message."""
     if uid is None:
         return "; another program may hold it"
     if uid == os.getuid():

@@ -5,7 +5,8 @@ unless told otherwise) and adds, replaces, removes and rotates bindings. What it
 home each: registry.py the served bindings, token files and lasting state; endpoint_apps.py
 the aiohttp apps and documents; handout.py serving credentials, counted and audited;
 warmer.py keeping bindings' credentials ready; endpoint_listeners.py the TCP listeners;
-endpoint_guard.py the hardening every request passes.
+held_ports.py keeping their ports through restarts; endpoint_guard.py the hardening every
+request passes.
 """
 
 import asyncio
@@ -45,6 +46,7 @@ from rolecached.errors import ListenError, RolecacheError
 from rolecached.front import Door, Lane, no_answers
 from rolecached.gate import Caps, Gate, raise_fd_limit
 from rolecached.handout import Handout
+from rolecached.held_ports import HeldPorts
 from rolecached.registry import Registry, Served
 from rolecached.store import Store
 from rolecached.warmer import Warmer
@@ -91,6 +93,7 @@ class EndpointManager:
         state_file: Path | None = None,
         resolver: Resolve | None = None,
         skipped: list[str] | tuple[str, ...] = (),
+        held: HeldPorts | None = None,
     ) -> None:
         self.store = store
         # Why bindings of config.toml were not served, for `status` and `endpoint list`.
@@ -108,6 +111,13 @@ class EndpointManager:
         self._lock = asyncio.Lock()  # adds and removes happen one at a time
         store.on_drop(self.registry.forget_rendered)
         self._resolver = resolver  # how runtime bindings are resolved again at start
+        self.held = held  # the port keeper's sockets: the ports stay ours across restarts
+        # The container port it waits for, and why ("waiting for port N, held by uid U").
+        self._ecs_wanted = 0
+        self.ecs_waiting: str | None = None
+        # Ports another uid held: what was done about it, for `status` and `endpoint list`.
+        self.alerts: list[str] = []
+        self._revoke_when_back = False
         for address in check_addresses(settings.bind, settings.allow_non_loopback):
             log.warning(
                 "container endpoints will listen on %s, which is not loopback: anyone who "
@@ -139,37 +149,162 @@ class EndpointManager:
     async def start(self) -> None:
         """Serve the bindings from the config file and those added at run time before a
         restart, with the ports, token files and container tokens they had; their credentials
-        are fetched by the first tick, in the background (start-up never waits for STS)."""
+        are fetched by the first tick, in the background (start-up never waits for STS).
+        A port taken meanwhile is waited for, never given up (see retry_waiting); one another
+        uid holds revokes every container token."""
         self.registry.load_saved()
+        if self.held is not None:
+            self.held.open()
+        if self._initial or self.registry.saved_runtime():
+            try:
+                await self._ensure_ecs()
+            except ListenError as exc:
+                self.ecs_waiting = self._waits(exc, "the container endpoint")
+                self.registry.container_port = exc.port or None  # saved: the URL stays
         for binding in self._initial:
-            await self.add(binding, warm=False)
+            await self._restore(binding)
         for spec in self.registry.saved_runtime():
             if spec.name in self.registry.served:
                 continue
             try:
                 binding = resolve(spec, self._resolver or _unresolvable)
-                await self.add(binding, warm=False)
             except RolecacheError as exc:
                 log.warning("endpoint %s is not served again: %s", spec.name, exc)
+                continue
+            await self._restore(binding)
+        if self.held is not None:
+            self.held.release_unused()
         self.registry.forget_saved()
+        if self._revoke_when_back:
+            self._revoke("at start")
         self.registry.persist()
         self.tick()
 
     async def close(self) -> None:
-        """Stop every listener; token files stay, for the next start to serve again."""
+        """Stop every listener; token files stay, for the next start to serve again, and the
+        port keeper holds the ports until then."""
         for served in self.all():
             await self._drop(served, keep_files=True)
         self.registry.served.clear()
         if self._ecs is not None:
-            await self._ecs.close()
+            await self._ecs.close(release=False)
             self._ecs = None
             self.registry.container_port = None
+        if self.held is not None:
+            self.held.close()
 
     async def run(self) -> None:
-        """Tick forever: rotate tokens when due, warm bindings that have nothing to serve."""
+        """Tick forever: rotate tokens when due, warm bindings that have nothing to serve,
+        take back the ports waited for."""
         while True:
             await asyncio.sleep(self.settings.tick)
             self.tick()
+            await self.retry_waiting()
+
+    async def retry_waiting(self) -> None:
+        """Listen on the ports taken at start, where they are free now. Once every port
+        another uid held is back, the container tokens are revoked again: programs may
+        have sent the ones written meanwhile to it."""
+        if not self._waiting_names():
+            return
+        async with self._lock:
+            before = self._waiting_names()
+            if self.ecs_waiting is not None:
+                try:
+                    await self._ensure_ecs()
+                    self.ecs_waiting = None
+                except ListenError as exc:
+                    self.ecs_waiting = self._waits(exc, "the container endpoint", again=True)
+            for served in self.all():
+                if served.waiting is None:
+                    continue
+                try:
+                    served.imds = await self._listen_imds(served, served.port)
+                    served.waiting = None
+                    log.info(
+                        "endpoint %s listens on its port %d again", served.binding.name, served.port
+                    )
+                except ListenError as exc:
+                    served.waiting = self._waits(
+                        exc, f"endpoint {served.binding.name!r}", again=True
+                    )
+            if self._revoke_when_back and not self._waiting_names():
+                self._revoke("now that its ports are back")
+            if before != self._waiting_names():
+                self.registry.persist()
+
+    def _waiting_names(self) -> set[str | None]:
+        # What waits for a port: binding names, and None for the container endpoint.
+        names: set[str | None] = {s.binding.name for s in self.all() if s.waiting}
+        return names | ({None} if self.ecs_waiting else set())
+
+    async def _restore(self, binding: Binding) -> None:
+        """Serve a binding of the config file or the last run on the IMDS port it had; when
+        that port is taken, it waits for it (kept, saved and listed as waiting)."""
+        self.store.pin(binding.request)
+        served = self.registry.new_served(binding)
+        served.port = binding.spec.imds_port or self.registry.saved_imds_port(binding.name) or 0
+        try:
+            served.imds = await self._listen_imds(served, served.port)
+            served.port = served.imds.port
+        except ListenError as exc:
+            served.waiting = self._waits(exc, f"endpoint {binding.name!r}")
+        self.registry.write_token(served)
+        self.registry.served[binding.name] = served
+
+    def _waits(self, exc: ListenError, what: str, again: bool = False) -> str:
+        """Why `what` waits for its port, as listings say; another uid's hold is an alert."""
+        who = "another program" if exc.holder is None else f"uid {exc.holder}"
+        waiting = f"waiting for port {exc.port}, held by {who}"
+        foreign = exc.holder is not None and exc.holder != os.getuid()
+        if foreign and not again:
+            self._revoke_when_back = True
+            self.alerts.append(
+                f"port {exc.port} was held by uid {exc.holder} (another user) at start: it "
+                "may have read tokens sent there, so every container token was replaced"
+            )
+            log.error(
+                "%s: port %d is held by uid %d, another user, who may have read the tokens "
+                "programs sent there while rolecached was not running: every container token "
+                "is replaced, and the port is taken back once it is free",
+                what,
+                exc.port,
+                exc.holder,
+            )
+        elif not again:
+            log.warning("%s is %s; it is kept and takes the port once it is free", what, waiting)
+        return waiting
+
+    def _revoke(self, when: str) -> None:
+        # Every token another uid may have seen stops working now: the container token and
+        # capability (environments handed out) and the token file's, with no grace period.
+        self._revoke_when_back = bool(self._waiting_names())
+        for name in list(self.registry.served):
+            self.registry.rotate(name, containers=True, grace=False)
+        log.error(
+            "replaced the container tokens of every endpoint %s: hand them out again "
+            "(`rolecache endpoint env`, or restart the containers)",
+            when,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """What `rolecache status` says of the endpoints: counts, and alerts when there are."""
+        waiting = [s.binding.name for s in self.all() if s.waiting]
+        info: dict[str, Any] = {
+            "endpoints": len(self.registry.served),
+            "endpoints_waiting": ", ".join(
+                [
+                    *(["container endpoint: " + self.ecs_waiting] if self.ecs_waiting else []),
+                    *(f"{n}: {self.get(n).waiting}" for n in waiting),
+                ]
+            )
+            or "none",
+        }
+        if self.held is not None:
+            info["port_keeper"] = self.held.keeper_pid or "none"
+        if self.alerts:
+            info["endpoint_alerts"] = "; ".join(self.alerts)
+        return info
 
     def tick(self) -> None:
         """One round of token rotation and warm-up, at the injected clock's time."""
@@ -214,8 +349,7 @@ class EndpointManager:
                 except BaseException:
                     self._unpin_unless_used(binding.request)
                     raise
-            saved_port = self.registry.saved_imds_port(binding.name)
-            imds_port = binding.spec.imds_port or saved_port or 0
+            imds_port = binding.spec.imds_port
             if old is None:
                 served = self.registry.new_served(binding)
             else:
@@ -230,11 +364,12 @@ class EndpointManager:
                     served.imds = None
             if served.imds is None:
                 try:
-                    served.imds = await self._listen_imds(served, imds_port, saved_port is not None)
+                    served.imds = await self._listen_imds(served, imds_port)
                 except ListenError:
                     if old is None:
                         self._unpin_unless_used(binding.request)
                     raise
+                served.port, served.waiting = served.imds.port, None
             self.registry.write_token(served)
             self.registry.served[binding.name] = served
             self.registry.persist()
@@ -275,7 +410,7 @@ class EndpointManager:
         if served.warm_task is not None:
             served.warm_task.cancel()
         if served.imds is not None:
-            await served.imds.close()
+            await served.imds.close(release=not keep_files)
             served.imds = None
         if not keep_files:
             self.registry.remove_files(served)
@@ -292,7 +427,8 @@ class EndpointManager:
         if self._ecs is None:
             port = self.settings.ecs_port(self.sandbox, os.getuid())
             if port == 0:  # "any free port" once: the same again
-                port = self.registry.saved_container_port() or 0
+                port = self._ecs_wanted or self.registry.saved_container_port() or 0
+            self._ecs_wanted = port
             app = make_ecs_app(self.registry.served, self.handout, self._guard())
             lane = app[ECS_LANE]
             self._ecs = await listen(
@@ -306,33 +442,24 @@ class EndpointManager:
                     "container endpoint", token_only=not is_loopback(address), answer=lane.answer
                 ),
                 DOCKER_GATEWAY if self.settings.docker else None,
+                self.held,
             )
             log.info("container endpoint listening on %s", self._ecs.addresses())
             self.registry.container_port = self._ecs.port
             self.registry.persist()
 
-    async def _listen_imds(self, served: Served, port: int, restored: bool) -> Listener:
-        """The binding's IMDS listener on `port`; a restored binding whose port was taken
-        meanwhile gets another (its URL changes, which is logged)."""
+    async def _listen_imds(self, served: Served, port: int) -> Listener:
+        """The binding's IMDS listener on `port` (0: any free one)."""
         name = served.binding.name
-
-        async def on(port: int) -> Listener:
-            return await listen(
-                make_imds_app(served, self.handout, self._guard()),
-                self.settings,
-                port,
-                f"IMDS listener of endpoint {name!r}",
-                # IMDS is for host processes: a peer must have our uid (or root's).
-                lambda _address: self._door(f"IMDS of {name}"),
-            )
-
-        if not restored or not port or served.binding.spec.imds_port:
-            return await on(port)
-        try:
-            return await on(port)
-        except ListenError as exc:
-            log.warning("endpoint %s: %s; it gets another port, and a new IMDS URL", name, exc)
-            return await on(0)
+        return await listen(
+            make_imds_app(served, self.handout, self._guard()),
+            self.settings,
+            port,
+            f"IMDS listener of endpoint {name!r}",
+            # IMDS is for host processes: a peer must have our uid (or root's).
+            lambda _address: self._door(f"IMDS of {name}"),
+            held=self.held,
+        )
 
     def _guard(self) -> Guard:
         # A listener's own: its Host allow-list and rate limiter are its alone.
@@ -354,7 +481,7 @@ class EndpointManager:
         """The container listener's port: bound, else the one it will bind (0: any free)."""
         if self._ecs is not None:
             return self._ecs.port
-        return self.settings.ecs_port(self.sandbox, os.getuid())
+        return self._ecs_wanted or self.settings.ecs_port(self.sandbox, os.getuid())
 
     @property
     def ecs_listener(self) -> Listener | None:
@@ -377,11 +504,11 @@ class EndpointManager:
             "role_arn": binding.request.role_arn,
             "role_session_name": binding.request.role_session_name,
             "duration_seconds": binding.request.duration_seconds,
-            "ecs_url": f"http://{host}:{self.ecs_port}{path}",
+            "ecs_url": f"http://{host}:{self.container_port}{path}",
             # A RELATIVE_URI is this path, "/", and the secret in capability_file.
             "ecs_path": path,
             # What a container on the docker network is handed (`endpoint env --docker`).
-            "docker_url": f"http://{DOCKER_GATEWAY}:{self.ecs_port}{path}"
+            "docker_url": f"http://{DOCKER_GATEWAY}:{self.container_port}{path}"
             if self.settings.docker
             else None,
             "token_file": str(served.token_file),
@@ -389,7 +516,11 @@ class EndpointManager:
             "capability_file": str(served.capability_file),
             "port_80": self.port_80,
             # Ending in "/": older botocore appends "latest/api/token" without a slash.
-            "imds_url": f"http://{host}:{served.imds.port}/" if served.imds else None,
+            "imds_url": f"http://{host}:{served.imds.port if served.imds else served.port}/"
+            if served.imds or served.port
+            else None,
+            # Why it does not answer yet ("waiting for port N, held by uid U"), else None.
+            "waiting": self.ecs_waiting or served.waiting,
             "imds_v1": binding.spec.imds_v1,
             "expires_in": None if creds is None else round(creds.expiration - self.clock()),
             "last_error": served.last_error

@@ -111,6 +111,11 @@ class ListenError(RolecacheError):
     status = 503
     code = "EndpointUnavailable"
 
+    def __init__(self, message: str, port: int = 0, holder: int | None = None) -> None:
+        super().__init__(message)
+        self.port = port  # the port that could not be bound (0: any free one)
+        self.holder = holder  # the uid listening there, when the kernel says
+
 
 # -- the container endpoints' refusals -----------------------------------------------------
 # Rendered as {"Code", "Message"}, the shape SDKs surface, by the endpoints' one middleware.

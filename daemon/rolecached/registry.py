@@ -43,6 +43,9 @@ class Served:
     ring: TokenRing
     token_file: Path
     imds: Listener | None = None
+    port: int = 0  # the IMDS port it listens on, or waits for (0: any free one)
+    # Why it has no IMDS listener: "waiting for port N, held by uid U" (None: it listens).
+    waiting: str | None = None
     # Where the container token was handed out: beside the token file, in the same folder.
     container_file: Path = field(init=False)
     capability_file: Path = field(init=False)
@@ -176,12 +179,13 @@ class Registry:
 
     # -- rotation ---------------------------------------------------------------------------
 
-    def rotate(self, name: str, containers: bool = False) -> Served:
-        """Give `name` a new token now; the previous one stays valid for the grace period.
-        With `containers`, the container token and capability are replaced too, and the old
-        ones stop working at once: that is how a leaked one is revoked."""
+    def rotate(self, name: str, containers: bool = False, grace: bool = True) -> Served:
+        """Give `name` a new token now; the previous one stays valid for the grace period
+        (without `grace`, it stops at once). With `containers`, the container token and
+        capability are replaced too, and the old ones stop working at once: that is how a
+        leaked one is revoked."""
         served = self.get(name)
-        served.ring.rotate(self.clock())
+        served.ring.rotate(self.clock(), grace)
         self.write_token(served)
         if containers:
             write_secret(served.container_file, served.ring.new_container_token())
@@ -231,7 +235,7 @@ class Registry:
         for name, served in self.served.items():
             state.bindings[name] = bindingstate.SavedBinding(
                 served.binding.spec,
-                served.imds.port if served.imds is not None else 0,
+                served.imds.port if served.imds is not None else served.port,
                 served.ring.rotated_at,
                 served.ring.container_digest,
                 served.ring.capability_digest,

@@ -29,6 +29,7 @@ from rolecached.fake_sts import serve_fake_sts
 from rolecached.fastlane import MAX_REQUEST
 from rolecached.front import Door, FrontSite, Lane, Reply
 from rolecached.gate import Caps, Gate, raise_fd_limit
+from rolecached.held_ports import HeldPorts
 from rolecached.host import Peer, unix_peer
 from rolecached.httphead import Head
 from rolecached.store import Settings, Store
@@ -68,21 +69,58 @@ def secure_folder(folder: Path) -> None:
         )
 
 
-def take_lock(path: Path) -> int:
-    """Hold an exclusive lock for the daemon's lifetime: one daemon per socket path."""
+def hold_lock(path: Path, lines: list[str]) -> tuple[int | None, list[str]]:
+    """Lock `path` (created 0600) for the daemon's lifetime and write `lines` (pid first) in
+    it: (its descriptor or None when another process has it, the lines the last or current
+    holder wrote, padded with "?")."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = True
     except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        locked = False
+    written = os.pread(fd, 4096, 0).decode(errors="replace").splitlines()
+    written = [line.strip() or "?" for line in written] + ["?"] * (len(lines) + 1)
+    if not locked:
         os.close(fd)
-        raise StartupError(
-            f"another rolecached (pid {owner}) already serves this socket; "
-            "stop it first or pass --socket for a second one"
-        ) from None
+        return None, written
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.pwrite(fd, "".join(f"{line}\n" for line in [str(os.getpid()), *lines]).encode(), 0)
+    return fd, written
+
+
+def take_lock(path: Path) -> int:
+    """Hold an exclusive lock for the daemon's lifetime: one daemon per socket path."""
+    fd, holder = hold_lock(path, [])
+    if fd is None:
+        raise StartupError(
+            f"another rolecached (pid {holder[0]}) already serves this socket; "
+            "stop it first or pass --socket for a second one"
+        )
     return fd
+
+
+def take_state_lock(state_file: Path, socket_file: Path) -> tuple[int, Path | None]:
+    """Hold the lock of the endpoints state file for the daemon's lifetime: one daemon of a
+    user writes it, whatever its socket (another XDG_RUNTIME_DIR from cron, `su -` or ssh
+    names another one). The lock file says which pid and socket hold it; returned with it,
+    the socket of the daemon that held it last (its port keeper is beside it)."""
+    state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, holder = hold_lock(state_file.with_name(state_file.name + ".lock"), [str(socket_file)])
+    if fd is None:
+        pid, where = holder[:2]
+        raise StartupError(
+            f"another rolecached of yours (pid {pid}) already serves the endpoints of "
+            f"{state_file}, on the socket {where}; use that one (ROLECACHE_SOCKET={where}) "
+            "or stop it first"
+        )
+    last = holder[1]
+    return fd, Path(last) if last.startswith("/") else None
+
+
+def keeper_path(socket_file: Path) -> Path:
+    """Where the port keeper of the daemon on `socket_file` listens: beside it."""
+    return socket_file.with_name(f"{socket_file.stem}.ports")
 
 
 def answers(path: Path) -> bool:
@@ -251,9 +289,12 @@ def without_raw_requests(record: logging.LogRecord) -> bool:
     headers (and so bearer tokens) included, and their tracebacks say nothing more."""
     exc = record.exc_info[1] if record.exc_info else None
     if isinstance(exc, HttpProcessingError):
-        record.msg, record.args = "refused a malformed request (%s, HTTP %s)", (
-            type(exc).__name__,
-            exc.code,
+        record.msg, record.args = (
+            "refused a malformed request (%s, HTTP %s)",
+            (
+                type(exc).__name__,
+                exc.code,
+            ),
         )
         record.exc_info = record.exc_text = None
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
@@ -305,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint_config = config.load_endpoints(args.config)
         for problem in endpoint_config.skipped:
             log.error("%s", problem)
+        state_lock, last_socket = take_state_lock(bindingstate.default_path(path.stem), path)
         listener = open_listener(path)
     except (StartupError, config.ConfigError) as exc:
         log.error("%s", exc)
@@ -318,9 +360,19 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(
-            _run(listener, caller, settings, args.sandbox, endpoint_config, args.config)
+        code = runner.run(
+            _run(
+                listener,
+                caller,
+                settings,
+                args.sandbox,
+                endpoint_config,
+                args.config,
+                last_socket,
+            )
         )
+    os.close(state_lock)
+    return code
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -343,6 +395,7 @@ async def _run(
     sandbox: bool,
     endpoint_config: config.EndpointConfig | None = None,
     config_path: Path | None = None,
+    last_socket: Path | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -370,6 +423,10 @@ async def _run(
             log.error("SIGHUP: keeping the current settings: %s", exc)
             return
         caller.forget_sources()
+        if endpoints is not None:
+            # Also a nudge to try the ports waited for again, now.
+            nudges.add(task := loop.create_task(endpoints.retry_waiting()))
+            task.add_done_callback(nudges.discard)
         log.info(
             "SIGHUP: reloaded the config (%s; applied now: %s) and the source credentials; "
             "[endpoints] is read at start-up only: restart rolecached to apply changes there",
@@ -377,12 +434,13 @@ async def _run(
             ", ".join(changed) or "no [daemon] setting changed",
         )
 
+    endpoints: EndpointManager | None = None
+    nudges: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
     loop.add_signal_handler(signal.SIGHUP, reload)
     # One gate for every listener, so the caps hold over all of them together.
     fd_limit = raise_fd_limit()
     gate = Gate(os.getuid(), Caps.for_fd_limit(fd_limit))
     log.debug("descriptor limit %d: connection caps %s", fd_limit, gate.caps)
-    endpoints = None
     if endpoint_config is not None:
         # Token files live beside the socket, in a private folder of their own.
         tokens = listener.path.parent / f"{listener.path.stem}-tokens"
@@ -402,6 +460,13 @@ async def _run(
             state_file=bindingstate.default_path(listener.path.stem),
             resolver=endpoint_api.default_resolver(profiles.ConfigFiles()),
             skipped=endpoint_config.skipped,
+            # Beside the socket: the next daemon on this socket finds it.
+            held=HeldPorts(
+                keeper_path(listener.path),
+                endpoint_config.settings.hold_ports,
+                # The last daemon's may still hold the ports, when its socket was elsewhere.
+                keeper_path(last_socket) if last_socket else None,
+            ),
         )
     try:
         await serve(

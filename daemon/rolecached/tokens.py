@@ -95,9 +95,9 @@ class TokenRing:
         given = presented.encode("utf-8", "surrogateescape")
         return hmac.compare_digest(hashlib.sha256(given).digest(), self._capability)
 
-    def rotate(self, now: float) -> None:
-        """Make a new token; the old one stays valid for the grace period."""
-        self._previous, self._previous_until = self._current, now + self._grace
+    def rotate(self, now: float, grace: bool = True) -> None:
+        """Make a new token; the old one stays valid for the grace period (with `grace`)."""
+        self._previous, self._previous_until = self._current, now + (self._grace if grace else 0)
         self._current = self._make()
         self.rotated_at = now
 
