@@ -10,26 +10,17 @@ import contextlib
 import ipaddress
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from rolecached.host import holds_address
+
 GATEWAY = "169.254.170.2"
-
-
-def has_address(address: str) -> bool:
-    """True when an interface of this host has `address` (binding it needs no FREEBIND)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind((address, 0))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
+# True when an interface of this host has an address (binding it needs no IP_FREEBIND).
+has_address = holds_address
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
@@ -57,6 +48,23 @@ def gateway_address() -> Iterator[str]:
         yield GATEWAY
     finally:
         _ip("link", "del", link)
+
+
+# One request to 169.254.170.2 with the token read from stdin; prints what came back.
+GATEWAY_FETCH = """
+import json, socket, sys
+port, token = int(sys.argv[1]), sys.stdin.read()
+data = b""
+try:
+    s = socket.create_connection(("169.254.170.2", port), timeout=5)
+    s.sendall((f"GET /v1/credentials/dev HTTP/1.1\\r\\nHost: 169.254.170.2:{port}\\r\\n"
+               f"Authorization: {token}\\r\\nConnection: close\\r\\n\\r\\n").encode())
+    while chunk := s.recv(65536):
+        data += chunk
+except OSError:
+    pass
+print(json.dumps({"got": data.decode("latin-1")}))
+"""
 
 
 # A stand-in for the docker CLI, for `rolecache docker setup` where no dockerd runs: networks

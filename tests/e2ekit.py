@@ -22,14 +22,20 @@ print(json.dumps({"arn": arn, "method": session.get_credentials().method,
 """
 
 
-@pytest.fixture
-def edaemon(tmp_path: Path, moto: Moto) -> Iterator[Daemon]:
-    """The real daemon with a config that binds one endpoint and uses a free port."""
-    config = tmp_path / "config.toml"
+def endpoints_config(folder: Path) -> Path:
+    """A config.toml in `folder` with endpoints on a free port and one binding, "cfg"."""
+    config = folder / "config.toml"
     config.write_text(
         "[endpoints]\nport = 0\n\n[endpoints.cfg]\n"
         f'role_arn = "{CONFIG_ROLE}"\nrole_session_name = "cfg-session"\n'
     )
+    return config
+
+
+@pytest.fixture
+def edaemon(tmp_path: Path, moto: Moto) -> Iterator[Daemon]:
+    """The real daemon with a config that binds one endpoint and uses a free port."""
+    config = endpoints_config(tmp_path)
     env = base_env(tmp_path, moto.url)
     env["ROLECACHE_NO_AUTOSTART"] = "1"
     d = start_daemon(tmp_path, env, "--config", str(config))

@@ -84,10 +84,9 @@ def docker_handoff(info: dict[str, object]) -> dict[str, str]:
     container's environment cannot be updated: the container token outlives rotations)."""
     url = info.get("docker_url")
     if not url:
-        raise daemon.Failed(
-            "the daemon does not serve the docker network (docker = false in [endpoints])",
-            protocol.EXIT_USAGE,
-        )
+        # The daemon says why: docker serving is off, or 169.254.170.2 is on no interface
+        # (a request to it would leave by the default route with the token).
+        raise daemon.Failed(str(info.get("docker_refusal")), protocol.EXIT_ERROR)
     where = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": str(url)}
     if info.get("port_80"):
         # Port 80 of 169.254.170.2 reaches the daemon: the path every SDK generation takes.

@@ -13,6 +13,7 @@ A port to another system replaces this module (getpeereid, proc_pidpath...) and 
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import resource
@@ -181,6 +182,61 @@ def tcp_peer(transport: Any) -> Peer | None:
         return Peer(os.getuid(), address=str(theirs[0]))
     uid = tcp_peer_uid(tuple(ours), tuple(theirs), sock.family)
     return Peer(uid, address=str(theirs[0]))
+
+
+# Linux's IP_PKTINFO and IP_PKTOPTIONS (not in Python 3.11's socket module): with IP_PKTINFO
+# set on a listener, getsockopt(IP_PKTOPTIONS) on an accepted TCP socket gives the index of
+# the interface its connection arrived on (recorded from the SYN: mc_index).
+IP_PKTINFO = 8
+_IP_PKTOPTIONS = 9
+_CMSG = struct.Struct("@Nii")  # struct cmsghdr: len, level, type; data aligned after it
+_SIOCGIFADDR = 0x8915
+_IFREQ = struct.Struct("16s16s")  # struct ifreq: the name, then a sockaddr_in
+
+
+def arrival_interface(sock: Any) -> int | None:
+    """The index of the interface an accepted TCP connection arrived on, when its listener
+    set IP_PKTINFO; None when the kernel does not say."""
+    try:
+        data = sock.getsockopt(socket.IPPROTO_IP, _IP_PKTOPTIONS, 64)
+    except OSError:
+        return None
+    offset = 0
+    while offset + _CMSG.size + 4 <= len(data):
+        length, level, kind = _CMSG.unpack_from(data, offset)
+        if length < _CMSG.size:
+            return None
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+            return int(struct.unpack_from("=i", data, offset + _CMSG.size)[0])
+        offset += (length + 7) & ~7  # CMSG_ALIGN
+    return None
+
+
+def interface_address(index: int) -> tuple[str, str | None]:
+    """The name of interface `index` and its (primary) IPv4 address, None when it has none."""
+    try:
+        name = socket.if_indextoname(index)
+    except OSError:
+        return f"interface {index}", None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as probe:
+        try:
+            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, _IFREQ.pack(name.encode(), b""))
+        except OSError:
+            return name, None
+    return name, socket.inet_ntoa(_IFREQ.unpack(answer)[1][4:8])
+
+
+def holds_address(address: str) -> bool:
+    """True when an interface of this host has the IPv4 `address` now: binding it succeeds
+    without IP_FREEBIND."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.bind((address, 0))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def allowed_uid(uid: int | None, owner: int) -> bool:
