@@ -8,11 +8,14 @@ root (ebtables) and dockerd; skips saying why otherwise."""
 import hashlib
 import json
 import os
+import shlex
 import shutil
+import subprocess
 import urllib.request
 
 import pytest
 
+from rolecache.docker_cmd import isolation_rules
 from tests.arpkit import THIEF, VICTIM
 from tests.conftest import Daemon, unique_role
 from tests.containerkit import VENV_PYTHON, docker_env
@@ -57,8 +60,9 @@ def served_key_digest(d: Daemon) -> str:
 
 def test_a_container_cannot_read_the_next_ones_token(edaemon: Daemon, network: str) -> None:
     """Before isolation the thief reads the victim's token and gets the binding's credentials
-    with it; after `rolecache docker setup --apply` it sees no ARP request and no byte of the
-    victim's, and the victim gets its credentials on every attempt."""
+    with it; after `rolecache docker setup --apply` (twice: the rules are added once) it sees
+    no ARP request and no byte of the victim's, and the victim gets its credentials on every
+    attempt."""
     if os.geteuid() != 0 or shutil.which("ebtables") is None:
         pytest.skip("isolating the test network needs root and ebtables (.ci/run installs it)")
     assert add(edaemon, "dev", unique_role()).returncode == 0
@@ -72,6 +76,13 @@ def test_a_container_cannot_read_the_next_ones_token(edaemon: Daemon, network: s
             applied = edaemon.client("docker", "setup", "--network", network, "--apply")
             assert applied.returncode == 0, applied.stderr
             assert "isolated from one another" in applied.stdout
+            again = edaemon.client("docker", "setup", "--network", network, "--apply")
+            assert again.returncode == 0, again.stderr
+            listed = subprocess.run(
+                ["ebtables", "-L", "FORWARD"], capture_output=True, text=True, check=True
+            ).stdout.splitlines()
+            for rule in isolation_rules("-A"):  # each once: --apply adds only what is missing
+                assert listed.count(shlex.join(rule[3:])) == 1, listed
             victim, thief = attack(edaemon, network)
             assert thief == {
                 "arp_requests_seen": 0,

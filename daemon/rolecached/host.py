@@ -190,8 +190,11 @@ def tcp_peer(transport: Any) -> Peer | None:
 IP_PKTINFO = 8
 _IP_PKTOPTIONS = 9
 _CMSG = struct.Struct("@Nii")  # struct cmsghdr: len, level, type; data aligned after it
+_SIOCGIFNAME = 0x8910
 _SIOCGIFADDR = 0x8915
-_IFREQ = struct.Struct("16s16s")  # struct ifreq: the name, then a sockaddr_in
+_IFREQ_INDEX = struct.Struct("16si20x")  # struct ifreq (40 bytes): the name, an index
+_IFREQ_ADDR = struct.Struct("16s4x4s16x")  # the name, a sockaddr_in: family, port, address
+_ioctl_socket: socket.socket | None = None  # one, kept open: asked on every connection
 
 
 def arrival_interface(sock: Any) -> int | None:
@@ -213,17 +216,23 @@ def arrival_interface(sock: Any) -> int | None:
 
 
 def interface_address(index: int) -> tuple[str, str | None]:
-    """The name of interface `index` and its (primary) IPv4 address, None when it has none."""
+    """The name of interface `index` and its (primary) IPv4 address, None when it has none:
+    two ioctls on one socket kept open (if_indextoname would open a socket each time)."""
+    global _ioctl_socket
+    if _ioctl_socket is None:
+        _ioctl_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    fd = _ioctl_socket.fileno()
     try:
-        name = socket.if_indextoname(index)
+        named = fcntl.ioctl(fd, _SIOCGIFNAME, _IFREQ_INDEX.pack(b"", index))
     except OSError:
         return f"interface {index}", None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as probe:
-        try:
-            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, _IFREQ.pack(name.encode(), b""))
-        except OSError:
-            return name, None
-    return name, socket.inet_ntoa(_IFREQ.unpack(answer)[1][4:8])
+    raw = _IFREQ_INDEX.unpack(named)[0]
+    name = raw.split(b"\0", 1)[0].decode(errors="replace")
+    try:
+        answer = fcntl.ioctl(fd, _SIOCGIFADDR, _IFREQ_ADDR.pack(raw, b""))
+    except OSError:
+        return name, None
+    return name, socket.inet_ntoa(_IFREQ_ADDR.unpack(answer)[1])
 
 
 def holds_address(address: str) -> bool:
