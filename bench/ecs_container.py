@@ -31,6 +31,8 @@ from tests.dockerkit import (  # noqa: E402
     GATEWAY,
     base_image,
     docker_unavailable,
+    isolation_held,
+    remove_isolation,
     shared_network,
 )
 
@@ -99,9 +101,7 @@ def isolation(on: bool) -> None:
 
     if os.geteuid() != 0:
         return
-    for rule in isolation_rules("-D"):
-        while subprocess.run(rule, capture_output=True).returncode == 0:
-            pass
+    remove_isolation()
     if on:
         for rule in isolation_rules("-A"):
             subprocess.run(rule, capture_output=True, check=True)
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     network = shared_network()
     if args.against:
-        with tempfile.TemporaryDirectory(prefix="rolecache-bench-") as folder:
+        # The isolation rules are the test network's: held as the test that toggles them does.
+        with tempfile.TemporaryDirectory(prefix="rolecache-bench-") as folder, isolation_held():
             before_after(args, network, Path(folder))
         return 0
     with tempfile.TemporaryDirectory(prefix="rolecache-bench-") as folder:
