@@ -1,6 +1,6 @@
 """B5d: the container endpoint measured from inside a container, through 169.254.170.2.
 
-    python bench/ecs_container.py [--rounds 3] [--requests 20000] [--clients 50]
+    python bench/ecs_container.py [--rounds 3] [--requests 20000] [--clients 50] [--against REV]
 
 Starts the real daemon in --sandbox mode (as bench/ecs_endpoint.py does), adds a binding, and
 runs bench/loadgen.c (compiled statically here, so it runs in the tests' empty image) with 50
@@ -9,6 +9,11 @@ same run) and from a container on the tests' --internal docker network through t
 169.254.170.2, with the container token. Prints both, medians of the rounds, and whether the
 container figure meets its target: at least half of loopback's requests/s, p99 <= 20 ms.
 Needs a reachable dockerd.
+
+With --against REV, a change is measured before and after in one run: a second daemon runs
+the code of git revision REV, and the container rounds alternate between the two daemons;
+as root, `rolecache docker setup --apply`'s isolation rules are in place for this code's
+rounds and taken out for REV's, so each side runs as it would be set up.
 """
 
 import argparse
@@ -26,6 +31,8 @@ from tests.dockerkit import (  # noqa: E402
     GATEWAY,
     base_image,
     docker_unavailable,
+    isolation_held,
+    remove_isolation,
     shared_network,
 )
 
@@ -73,17 +80,99 @@ def in_container(
     return parse(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
+def checkout(rev: str, tmp: Path) -> Path:
+    """The daemon and client sources of git revision `rev`, unpacked under `tmp`."""
+    folder = tmp / "before"
+    folder.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "daemon", "client"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def isolation(on: bool) -> None:
+    """Add (all of) or delete (all of) the network's isolation rules, as root; else nothing."""
+    import os
+
+    from rolecache.docker_cmd import isolation_rules
+
+    if os.geteuid() != 0:
+        return
+    remove_isolation()
+    if on:
+        for rule in isolation_rules("-A"):
+            subprocess.run(rule, capture_output=True, check=True)
+
+
+def target(env: dict[str, str], tmp: Path, name: str) -> tuple[int, Path]:
+    """Add the binding; (container port, the raw request at the gateway, written under tmp)."""
+    client(env, "endpoint", "add", "bench", "--role-arn", ROLE, "--role-session-name", "bench")
+    lines = client(env, "endpoint", "env", "bench", "--docker", "--env-file")
+    variables = dict(line.split("=", 1) for line in lines.splitlines())
+    url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+    hostport, _, path = url.removeprefix("http://").partition("/")
+    raw = tmp / f"gateway-{name}"
+    raw.write_bytes(request(hostport, f"/{path}", variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]))
+    return int(hostport.rpartition(":")[2]), raw
+
+
+def before_after(args: argparse.Namespace, network: str, tmp: Path) -> None:
+    """B5d of REV's daemon and of this one, container rounds alternated; prints both."""
+    loadgen = build_static_loadgen(tmp)
+    sides = {"before": checkout(args.against, tmp), "after": None}
+    daemons, targets = [], {}
+    try:
+        for name, code in sides.items():
+            folder = tmp / name / "home" if code else tmp / name
+            folder.mkdir(parents=True)
+            daemon, env = start_daemon(folder, code)
+            daemons.append(daemon)
+            targets[name] = target(env, tmp, name)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+        for round_ in range(args.rounds + 1):  # the first round warms up, uncounted
+            for name, (port, raw) in targets.items():
+                isolation(name == "after")
+                total = 1000 if round_ == 0 else args.requests
+                result = in_container(loadgen, network, port, raw, args.clients, total)
+                if round_:
+                    runs[name].append(result)
+    finally:
+        isolation(False)
+        for daemon in daemons:
+            daemon.terminate()
+            daemon.wait(timeout=15)
+    for name, rs in runs.items():
+        rps = statistics.median(r["rps"] for r in rs)
+        p99 = statistics.median(r["p99_ms"] for r in rs)
+        errors = sum(r["errors"] for r in rs)
+        what = args.against if name == "before" else "this checkout"
+        print(
+            f"B5d {name} ({what}): {rps:,.0f} req/s, p99 {p99:.2f} ms, {int(errors)} errors "
+            f"({args.clients} clients in a container, new connection per request, median of "
+            f"{args.rounds})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--against", metavar="REV", help="also measure git revision REV")
     args = parser.parse_args(argv)
     why = docker_unavailable()
     if why:
         print(f"B5d not measured: {why}")
         return 1
     network = shared_network()
+    if args.against:
+        # The isolation rules are the test network's: held as the test that toggles them does.
+        with tempfile.TemporaryDirectory(prefix="rolecache-bench-") as folder, isolation_held():
+            before_after(args, network, Path(folder))
+        return 0
     with tempfile.TemporaryDirectory(prefix="rolecache-bench-") as folder:
         tmp = Path(folder)
         loadgen = build_static_loadgen(tmp)

@@ -36,8 +36,10 @@ from bench.isolation import isolated_env  # noqa: E402
 from bench.throughput import Target, load  # noqa: E402
 
 
-def start_daemon(tmp: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    """rolecached --sandbox in a private runtime folder, with a config for the benchmark."""
+def start_daemon(tmp: Path, code: Path | None = None) -> tuple[subprocess.Popen, dict[str, str]]:
+    """rolecached --sandbox in a private runtime folder, with a config for the benchmark; with
+    `code`, the daemon and client packages of that source tree (a checkout of another
+    revision) are imported instead of the installed ones."""
     run = tmp / "run"
     run.mkdir(mode=0o700)
     config = tmp / "config.toml"
@@ -50,6 +52,8 @@ def start_daemon(tmp: Path) -> tuple[subprocess.Popen, dict[str, str]]:
         ROLECACHE_SANDBOX="1",
         ROLECACHE_NO_AUTOSTART="1",
     )
+    if code is not None:
+        env["PYTHONPATH"] = f"{code / 'daemon'}:{code / 'client'}"  # ahead of site-packages
     daemon = subprocess.Popen(
         [str(BIN / "rolecached"), "--sandbox", "--log-level", "warning", "--config", str(config)],
         env=env,

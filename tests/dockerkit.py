@@ -18,19 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from rolecached.host import holds_address
+
 GATEWAY = "169.254.170.2"
-
-
-def has_address(address: str) -> bool:
-    """True when an interface of this host has `address` (binding it needs no FREEBIND)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind((address, 0))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
+# True when an interface of this host has an address (binding it needs no IP_FREEBIND).
+has_address = holds_address
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
@@ -58,6 +50,23 @@ def gateway_address() -> Iterator[str]:
         yield GATEWAY
     finally:
         _ip("link", "del", link)
+
+
+# One request to 169.254.170.2 with the token read from stdin; prints what came back.
+GATEWAY_FETCH = """
+import json, socket, sys
+port, token = int(sys.argv[1]), sys.stdin.read()
+data = b""
+try:
+    s = socket.create_connection(("169.254.170.2", port), timeout=5)
+    s.sendall((f"GET /v1/credentials/dev HTTP/1.1\\r\\nHost: 169.254.170.2:{port}\\r\\n"
+               f"Authorization: {token}\\r\\nConnection: close\\r\\n\\r\\n").encode())
+    while chunk := s.recv(65536):
+        data += chunk
+except OSError:
+    pass
+print(json.dumps({"got": data.decode("latin-1")}))
+"""
 
 
 # A stand-in for the docker CLI, for `rolecache docker setup` where no dockerd runs: networks
@@ -247,12 +256,36 @@ def run_container(
 ) -> subprocess.CompletedProcess:
     """`docker run --rm` on `network` with `env` (AWS_EC2_METADATA_DISABLED=true unless it
     says otherwise), the host's tools mounted read-only, running `command`."""
+    return subprocess.run(
+        container_command(network, env, command, extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def container_command(
+    network: str, env: dict[str, str], command: list[str], extra: tuple[str, ...] = ()
+) -> list[str]:
+    """The `docker run --rm` command line of run_container."""
     env = {"AWS_EC2_METADATA_DISABLED": "true", **env}
     args = ["docker", "run", "--rm", "--network", network, *python_mounts(), *extra]
     for name, value in env.items():
         args += ["-e", f"{name}={value}"]
-    return subprocess.run(
-        [*args, base_image(), *command], capture_output=True, text=True, timeout=timeout
+    return [*args, base_image(), *command]
+
+
+def start_container(
+    network: str, env: dict[str, str], command: list[str], extra: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """run_container's container, started and left running with its stdin open (`docker run
+    -i`): the caller reads its stdout while it runs, and closing stdin tells it to end."""
+    return subprocess.Popen(
+        container_command(network, env, command, ("-i", *extra)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -282,3 +315,18 @@ def port_80_redirect(
 def loopback_80_held() -> "contextlib.AbstractContextManager[None]":
     """Hold port 80 of 127.0.0.1 for one test (see _locked): a test listening there."""
     return _locked("loopback-80")
+
+
+def isolation_held() -> "contextlib.AbstractContextManager[None]":
+    """Hold the test network's isolation for one test (see _locked): a test that turns it off
+    to show the attack it stops."""
+    return _locked("isolation")
+
+
+def remove_isolation() -> None:
+    """Delete the ebtables rules `rolecache docker setup --apply` adds (those present)."""
+    from rolecache.docker_cmd import isolation_rules
+
+    for rule in isolation_rules("-D"):
+        while subprocess.run(rule, capture_output=True, timeout=60).returncode == 0:
+            pass  # a rule added twice is deleted twice

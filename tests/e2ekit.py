@@ -38,6 +38,13 @@ def start_configured(tmp_path: Path, moto: Moto, config_text: str) -> Daemon:
     return start_daemon(tmp_path, env, "--config", str(config))
 
 
+def endpoints_config(folder: Path) -> Path:
+    """A config.toml in `folder` with endpoints on a free port and one binding, "cfg"."""
+    config = folder / "config.toml"
+    config.write_text(CONFIG)
+    return config
+
+
 @pytest.fixture
 def edaemon(tmp_path: Path, moto: Moto) -> Iterator[Daemon]:
     """The real daemon with a config that binds one endpoint and uses a free port."""

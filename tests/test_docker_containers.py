@@ -121,15 +121,20 @@ def test_readme_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: 
     assert add(edaemon, "dev", role).returncode == 0
     block = readme_block("sh", "docker run")
     setup_line = next(line for line in block.splitlines() if "--docker --env-file" in line)
-    assert setup_line.startswith("rolecache endpoint env dev --docker --env-file > dev.env")
+    words = shlex.split(setup_line, comments=True)
+    assert words == ["rolecache", "endpoint", "env", "dev", "--docker", "--env-file", "dev.env"]
+    env_file = edaemon.tmp / "dev.env"
+    wrote = edaemon.client(*words[1:-1], str(env_file))  # the README's line, at this path
+    assert wrote.returncode == 0, wrote.stderr
     words = shlex.split(next(line for line in block.splitlines() if "docker run" in line))
     image = words.index("amazon/aws-cli")
     run, (command, image_args) = words[:image], (words[image], words[image + 1 :])
-    assert run == ["docker", "run", "--rm", "--network", "rolecache", "--env-file", "dev.env"]
+    assert run == [
+        "docker", "run", "--rm", "--network", "rolecache", "--cap-drop", "NET_RAW",
+        "--env-file", "dev.env",
+    ]  # fmt: skip
     assert (command, image_args) == ("amazon/aws-cli", ["sts", "get-caller-identity"])
-    env_file = edaemon.tmp / "dev.env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in docker_env(edaemon).items()))
-    flags = ["--env-file", str(env_file)]  # the README's flag, at this test's path
+    flags = ["--cap-drop", "NET_RAW", "--env-file", str(env_file)]  # the README's, this path
     result = run_container(
         network, sts_env(moto_at_gateway), [VENV_PYTHON, "-c", PROBE], extra=tuple(flags)
     )
@@ -147,11 +152,11 @@ def test_readme_host_network_recipe(edaemon: Daemon, network: str) -> None:
     assert add(edaemon, "dev", role).returncode == 0
     block = readme_block("sh", "--network host")
     lines = [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
-    assert lines[1].startswith("rolecache endpoint env dev --env-file > dev.env")
+    words = shlex.split(lines[1], comments=True)
+    assert words == ["rolecache", "endpoint", "env", "dev", "--env-file", "dev.env"]
     env_file = edaemon.tmp / "dev.env"
-    env_out = edaemon.client(*shlex.split(lines[1].split(">")[0])[1:])
+    env_out = edaemon.client(*words[1:-1], str(env_file))
     assert env_out.returncode == 0, env_out.stderr
-    env_file.write_text(env_out.stdout)
     script = "\n".join([lines[2], "printf %s \"$tokens\""])
     tokens = subprocess.run(
         ["sh", "-c", script], cwd=edaemon.tmp, capture_output=True, text=True, check=True
@@ -160,11 +165,11 @@ def test_readme_host_network_recipe(edaemon: Daemon, network: str) -> None:
     words = shlex.split(lines[3].replace('"$tokens:$tokens:ro"', f"{tokens}:{tokens}:ro"))
     image = words.index("amazon/aws-cli")
     assert words[:image] == [
-        "docker", "run", "--rm", "--network", "host", "--env-file", "dev.env",
-        "-v", f"{tokens}:{tokens}:ro",
+        "docker", "run", "--rm", "--network", "host", "--cap-drop", "NET_RAW",
+        "--env-file", "dev.env", "-v", f"{tokens}:{tokens}:ro",
     ]  # fmt: skip
     sts = sts_env(edaemon.env["AWS_ENDPOINT_URL_STS"])
-    flags = ("--env-file", str(env_file), "-v", f"{tokens}:{tokens}:ro")
+    flags = ("--cap-drop", "NET_RAW", "--env-file", str(env_file), "-v", f"{tokens}:{tokens}:ro")
     result = run_container("host", sts, [VENV_PYTHON, "-c", PROBE], extra=flags)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == {
@@ -189,6 +194,7 @@ def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: 
     compose = yaml.safe_load(readme_block("yaml", "services:"))
     app = compose["services"]["app"]
     assert app["env_file"] == "dev.env" and app["networks"] == ["rolecache"]
+    assert app["cap_drop"] == ["NET_RAW"]
     assert compose["networks"] == {"rolecache": {"external": True}}
     folder = edaemon.tmp / "compose"
     folder.mkdir()

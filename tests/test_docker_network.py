@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daemon, unique_role
-from tests.dockerkit import GATEWAY, gateway_address
+from tests.dockerkit import GATEWAY, GATEWAY_FETCH, gateway_address
 from tests.e2ekit import PROBE, add
 from tests.endpointkit import Rig
 from tests.kit import Reply, assumed_arn, http
@@ -38,8 +38,8 @@ async def test_gateway_serves_once_the_address_appears(rig: Rig) -> None:
         assert reply.status == 200 and "AccessKeyId" in reply.json()
         bare = await at_gateway(rig, container, Host=GATEWAY)
         assert bare.status == 200 and bare.body == reply.body
-    summary = rig.manager.summary(rig.manager.get("dev"))
-    assert summary["docker_url"] == f"http://{GATEWAY}:{rig.ecs_port}/v1/credentials/dev"
+        summary = rig.manager.summary(rig.manager.get("dev"))
+        assert summary["docker_url"] == f"http://{GATEWAY}:{rig.ecs_port}/v1/credentials/dev"
 
 
 @pytest.mark.parametrize(
@@ -88,46 +88,29 @@ def test_docker_handoff_works_with_botocore(edaemon: Daemon) -> None:
     FULL_URI with a port, and boto3's default chain gets the role with exactly that."""
     role = unique_role()
     assert add(edaemon, "dev", role).returncode == 0
-    out = edaemon.client("endpoint", "env", "dev", "--docker", "--env-file")
-    assert out.returncode == 0, out.stderr
-    assert "RELATIVE_URI" in out.stderr and "late 2023" in out.stderr
-    variables = dict(line.split("=", 1) for line in out.stdout.splitlines())
-    assert set(variables) == {
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-        "AWS_EC2_METADATA_DISABLED",
-    }
-    assert variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith(f"http://{GATEWAY}:")
-    env = {
-        k: v
-        for k, v in edaemon.env.items()
-        if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    }
-    env.update(variables)
-    with gateway_address():
+    with gateway_address():  # the hand-off needs an interface with 169.254.170.2
+        out = edaemon.client("endpoint", "env", "dev", "--docker", "--env-file")
+        assert out.returncode == 0, out.stderr
+        assert "RELATIVE_URI" in out.stderr and "late 2023" in out.stderr
+        variables = dict(line.split("=", 1) for line in out.stdout.splitlines())
+        assert set(variables) == {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "AWS_EC2_METADATA_DISABLED",
+        }
+        assert variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith(f"http://{GATEWAY}:")
+        env = {
+            k: v
+            for k, v in edaemon.env.items()
+            if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        }
+        env.update(variables)
         result = subprocess.run(
             [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60
         )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     assert report["arn"] == assumed_arn(role, "dev") and report["method"] == "container-role"
-
-
-# One request to 169.254.170.2 with the token read from stdin; prints what came back.
-GATEWAY_FETCH = """
-import json, socket, sys
-port, token = int(sys.argv[1]), sys.stdin.read()
-data = b""
-try:
-    s = socket.create_connection(("169.254.170.2", port), timeout=5)
-    s.sendall((f"GET /v1/credentials/dev HTTP/1.1\\r\\nHost: 169.254.170.2:{port}\\r\\n"
-               f"Authorization: {token}\\r\\nConnection: close\\r\\n\\r\\n").encode())
-    while chunk := s.recv(65536):
-        data += chunk
-except OSError:
-    pass
-print(json.dumps({"got": data.decode("latin-1")}))
-"""
 
 
 @pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None, reason="needs root")

@@ -12,6 +12,14 @@ import pytest
 from tests.conftest import BIN
 from tests.dockerkit import fake_docker
 
+# The rules that isolate the network's containers from one another, as setup prints them.
+ISOLATION = [
+    f"sudo ebtables -A FORWARD -p {proto} --{field} 169.254.170.0/24 -j DROP"
+    for proto, field in (
+        ("ARP", "arp-ip-src"), ("ARP", "arp-ip-dst"), ("IPv4", "ip-src"), ("IPv4", "ip-dst")
+    )
+]  # fmt: skip
+
 
 def setup(
     tmp_path: Path, *args: str, docker: bool = True, down: bool = False
@@ -101,11 +109,24 @@ def test_missing_or_unreachable_docker_is_a_clear_error(
 
 
 def test_print_shows_the_command_and_runs_nothing(tmp_path: Path) -> None:
-    """--print prints the docker command for the named network, needing no docker at all."""
+    """--print prints the docker command for the named network and the ebtables rules that
+    isolate its containers, needing no docker at all."""
     result = setup(tmp_path, "--print", "--network", "mine", docker=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (
+    assert result.stdout.splitlines() == [
         "docker network create --driver bridge --subnet 169.254.170.0/24 "
-        "--gateway 169.254.170.2 mine"
-    )
+        "--gateway 169.254.170.2 mine",
+        *ISOLATION,
+    ]
     assert calls(tmp_path) == []
+
+
+def test_setup_without_apply_prints_the_isolation_it_needs(tmp_path: Path) -> None:
+    """Without --apply, setup makes the network and prints the ebtables rules that need root,
+    running none of them."""
+    fake_docker(tmp_path / "bin")
+    result = setup(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "`rolecache docker setup --apply`" in result.stdout
+    assert [line.strip() for line in result.stdout.splitlines()[2:]] == ISOLATION
+    assert all(c[0] != "ebtables" for c in calls(tmp_path))

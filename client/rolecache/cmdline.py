@@ -31,7 +31,8 @@ SELECTOR_OPTIONS = {
 
 
 # Each command's own flags, beyond the selector options: what its parser accepts, and what
-# completion offers. A flag takes no value ("flag") or one ("str").
+# completion offers. A flag takes no value ("flag"), one ("str"), or one when an argument not
+# starting with "-" follows it ("optional"; True without one).
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "env": {"--shell": "str"},
     "process": {},
@@ -45,7 +46,7 @@ ENDPOINT_FLAGS: dict[str, dict[str, str]] = {
     "list": {"--json": "flag"},
     "remove": {},
     "rotate": {"--containers": "flag"},
-    "env": {"--imds": "flag", "--docker": "flag", "--env-file": "flag", "--shell": "str"},
+    "env": {"--imds": "flag", "--docker": "flag", "--env-file": "optional", "--shell": "str"},
 }
 DOCKER_FLAGS: dict[str, str] = {
     "--network": "str",
@@ -154,7 +155,7 @@ def parse_options(
     args: list[str], allowed: dict[str, str]
 ) -> tuple[dict[str, object], dict[str, object], list[str]]:
     """Split `args` into selector fields, other flags (names in `allowed`), and what follows
-    `--`. `allowed` maps a flag to "flag" (no value) or "str" (one value)."""
+    `--`. `allowed` maps a flag to "flag" (no value), "str" (one value) or "optional"."""
     fields: dict[str, object] = {}
     flags: dict[str, object] = {}
     i = 0
@@ -189,6 +190,11 @@ def parse_options(
             if eq:
                 raise UsageError(f"{name} takes no value, not {inline!r}")
             flags[name] = True
+        elif name in allowed and allowed[name] == "optional" and not eq:
+            if i < len(args) and not args[i].startswith("-"):
+                flags[name], i = args[i], i + 1
+            else:
+                flags[name] = True
         elif name in allowed:
             if eq:
                 flags[name] = inline

@@ -2,6 +2,7 @@
 169.254.170.2. Standard library only; it runs the docker CLI, never talks to dockerd itself."""
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -10,27 +11,32 @@ import sys
 from rolecache import cmdline, daemon, protocol
 
 USAGE = """\
-usage: rolecache docker setup [--network NAME] [--print]
+usage: rolecache docker setup [--network NAME] [--print | --apply]
        rolecache docker setup [--network NAME] --port-80 [--apply]
        rolecache docker setup [--network NAME] --remove [--apply]
 
 Create (once; later runs check it) a user-defined bridge network, default name "rolecache",
 with subnet 169.254.170.0/24 and gateway 169.254.170.2: the host's bridge interface then has
 169.254.170.2, where the daemon's container listener serves containers on that network.
-A network that already has that subnet and gateway is accepted as it is.
+A network that already has that subnet and gateway is accepted as it is. Then isolate the
+network's containers from one another (a container holding NET_RAW, as docker gives by
+default, could otherwise answer ARP for 169.254.170.2 and read the next container's token):
+ebtables rules, which need root, that drop every frame of 169.254.170.0/24 one container
+sends to another, for containers started later too; without --apply they are printed.
 
   --network NAME   the network's name (default: rolecache)
-  --print          print the docker commands instead of running them
+  --print          print the docker and ebtables commands instead of running them
+  --apply          also run the ebtables rules (as root, else through sudo); with --port-80
+                   or --remove, run that line
   --port-80        for SDKs that know only RELATIVE_URI (169.254.170.2, port 80): print the
                    iptables rule (the ECS agent's own) that redirects port 80 of
                    169.254.170.2 on the network's bridge to your daemon's container port,
                    and the line that removes it; tell the daemon, so `endpoint env --docker`
                    hands out RELATIVE_URI. Port 80 can serve one user's daemon only.
-  --apply          also run that line (directly as root, else through sudo)
   --remove         print (with --apply: run) the removal, and tell the daemon
 
-then: rolecache endpoint env NAME --docker --env-file > NAME.env
-      docker run --network rolecache --env-file NAME.env IMAGE ...
+then: rolecache endpoint env NAME --docker --env-file NAME.env
+      docker run --network rolecache --cap-drop NET_RAW --env-file NAME.env IMAGE ...
 """
 
 SUBNET = "169.254.170.0/24"
@@ -144,8 +150,6 @@ def redirect_rule(action: str, bridge: str, port: int) -> list[str]:
 
 def as_root(command: list[str]) -> list[str]:
     """`command` as root: itself when we are, else through sudo."""
-    import os
-
     return command if os.geteuid() == 0 else ["sudo", *command]
 
 
@@ -177,6 +181,47 @@ def port_80(network: str, on: bool, apply: bool, sandbox: bool) -> int:
     return protocol.EXIT_OK
 
 
+def isolation_rules(action: str) -> list[list[str]]:
+    """The ebtables commands that add (-A) or delete (-D) the isolation of the network's
+    containers: every ARP and IPv4 frame of 169.254.170.0/24 one bridge port forwards to
+    another is dropped. The FORWARD chain never sees frames to or from the host, so
+    containers still reach 169.254.170.2, and it holds for ports docker adds later."""
+    matches = (
+        ("-p", "ARP", "--arp-ip-src"),
+        ("-p", "ARP", "--arp-ip-dst"),
+        ("-p", "IPv4", "--ip-src"),
+        ("-p", "IPv4", "--ip-dst"),
+    )
+    return [["ebtables", action, "FORWARD", *m, SUBNET, "-j", "DROP"] for m in matches]
+
+
+def isolate(apply: bool) -> str:
+    """Print the isolation rules; with `apply`, add those missing (as root or through sudo)
+    and say so."""
+    if not apply:
+        lines = "\n".join(f"  {shlex.join(['sudo', *rule])}" for rule in isolation_rules("-A"))
+        return (
+            "isolate the network's containers from one another (needs root): "
+            f"`rolecache docker setup --apply`, or\n{lines}"
+        )
+    if shutil.which("ebtables") is None and os.geteuid() == 0:
+        raise DockerError("ebtables is not installed: install it (Debian: apt install ebtables)")
+    listed = subprocess.run(
+        as_root(["ebtables", "-L", "FORWARD"]), capture_output=True, text=True, timeout=60
+    )
+    if listed.returncode != 0:
+        raise DockerError(f"ebtables -L failed: {listed.stderr.strip()}")
+    present = {line.strip() for line in listed.stdout.splitlines()}
+    for rule in isolation_rules("-A"):
+        if shlex.join(rule[3:]) in present:
+            continue
+        added = subprocess.run(as_root(rule), capture_output=True, text=True, timeout=60)
+        if added.returncode != 0:
+            raise DockerError(f"ebtables failed: {added.stderr.strip()}")
+    removal = "; ".join(shlex.join(["sudo", *rule]) for rule in isolation_rules("-D"))
+    return f"containers on {SUBNET} are isolated from one another; undo with: {removal}"
+
+
 def cmd_setup(args: list[str], sandbox: bool = False) -> int:
     """rolecache docker setup [--network NAME] [--print | --port-80 | --remove] [--apply]."""
     _, flags, extra = cmdline.parse_options(args, cmdline.DOCKER_FLAGS)
@@ -189,12 +234,15 @@ def cmd_setup(args: list[str], sandbox: bool = False) -> int:
         raise cmdline.UsageError("--print, --port-80 and --remove go one at a time")
     if flags.get("--port-80") or flags.get("--remove"):
         return port_80(network, bool(flags.get("--port-80")), bool(flags.get("--apply")), sandbox)
-    if flags.get("--apply"):
-        raise cmdline.UsageError("--apply goes with --port-80 or --remove")
     if flags.get("--print"):
+        if flags.get("--apply"):
+            raise cmdline.UsageError("--print runs nothing: it does not go with --apply")
         print(shlex.join(create_command(network)))
+        for rule in isolation_rules("-A"):
+            print(shlex.join(["sudo", *rule]))
         return protocol.EXIT_OK
     print(setup(network))
+    print(isolate(bool(flags.get("--apply"))))
     return protocol.EXIT_OK
 
 

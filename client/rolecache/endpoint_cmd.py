@@ -22,9 +22,10 @@ Serve a role to SDKs and containers on loopback, ECS-style and IMDSv2-style.
                       give a binding a new token file (the old token works for a grace
                       period); --containers also replaces the container token that
                       `env` hands out, at once: running programs holding it lose access
-  env NAME [--imds | --docker] [--env-file] [--shell sh|bash|zsh|fish|powershell]
+  env NAME [--imds | --docker] [--env-file [PATH]] [--shell sh|bash|zsh|fish|powershell]
                       the variables a program needs: export lines, or Docker's
-                      KEY=VALUE lines with --env-file. They include the container token
+                      KEY=VALUE lines with --env-file (with PATH, written to a new file
+                      PATH, or one of yours, mode 0600). They include the container token
                       (AWS_CONTAINER_AUTHORIZATION_TOKEN, for SDKs from before late 2023):
                       it lasts until `rotate --containers` or `remove`. --docker: what
                       a container on the rolecache docker network needs (the URL at
@@ -102,10 +103,9 @@ def docker_handoff(info: dict[str, object]) -> dict[str, str]:
     container's environment cannot be updated: the container token outlives rotations)."""
     url = info.get("docker_url")
     if not url:
-        raise daemon.Failed(
-            "the daemon does not serve the docker network (docker = false in [endpoints])",
-            protocol.EXIT_USAGE,
-        )
+        # The daemon says why: docker serving is off, or 169.254.170.2 is on no interface
+        # (a request to it would leave by the default route with the token).
+        raise daemon.Failed(str(info.get("docker_refusal")), protocol.EXIT_ERROR)
     where = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": str(url)}
     if info.get("port_80"):
         # Port 80 of 169.254.170.2 reaches the daemon: the path every SDK generation takes.
@@ -296,7 +296,7 @@ def cmd_rotate(args: list[str], sandbox: bool) -> int:
 
 def cmd_env(args: list[str], sandbox: bool) -> int:
     """Print the variables that point a program at the binding."""
-    name, rest = _name(args, "env NAME [--imds | --docker] [--env-file] [--shell SHELL]")
+    name, rest = _name(args, "env NAME [--imds | --docker] [--env-file [PATH]] [--shell SHELL]")
     _, flags, _ = cmdline.parse_options(rest, cmdline.ENDPOINT_FLAGS["env"])
     shell = str(flags.get("--shell", "bash"))
     if shell not in protocol.SHELLS:
@@ -308,13 +308,22 @@ def cmd_env(args: list[str], sandbox: bool) -> int:
         variables = docker_handoff(_info(name, sandbox))
         if "AWS_CONTAINER_CREDENTIALS_FULL_URI" in variables:
             sys.stderr.write(DOCKER_NOTE)
-        if flags.get("--env-file"):
-            sys.stdout.write(shells.env_file_lines(variables))
-        else:
-            sys.stdout.write(shells.export_lines(variables, (), shell))
-        return protocol.EXIT_OK
+        return print_env(variables, (), shell, flags.get("--env-file"))
     variables, unset = handoff(_info(name, sandbox), bool(flags.get("--imds")), os.environ)
-    if flags.get("--env-file"):
+    return print_env(variables, unset, shell, flags.get("--env-file"))
+
+
+def print_env(
+    variables: dict[str, str], unset: tuple[str, ...], shell: str, env_file: object
+) -> int:
+    """Export lines for `shell`; with --env-file, Docker's KEY=VALUE lines instead, printed,
+    or with --env-file PATH written to PATH, 0600 (they hold the container token)."""
+    if isinstance(env_file, str):
+        from rolecache.privatefile import write_private
+
+        write_private(env_file, shells.env_file_lines(variables))
+        print(f"wrote {env_file} (mode 0600)")
+    elif env_file:
         sys.stdout.write(shells.env_file_lines(variables))
     else:
         check_config(protocol.aws_config_paths()["config_file"])

@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -16,6 +17,7 @@ from rolecached.endpoint_guard import GUARD
 from rolecached.errors import ListenError
 from rolecached.front import Door, FrontSite
 from rolecached.held_ports import HeldPorts
+from rolecached.host import Peer
 
 # aiohttp's limits on a request head; SDK requests are a few hundred bytes.
 HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
@@ -34,13 +36,15 @@ IP_FREEBIND = 15
 
 def open_tcp(address: str, port: int, freebind: bool = False) -> socket.socket:
     """A listening TCP socket on `address`:`port` (IPv6 sockets serve IPv6 only); with
-    `freebind`, also while no interface has `address` (it serves once one has)."""
+    `freebind`, also while no interface has `address` (it serves once one has), and each
+    connection knows the interface it arrived on (gateway_arrival)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if freebind:
             sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            sock.setsockopt(socket.IPPROTO_IP, host.IP_PKTINFO, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
@@ -176,6 +180,30 @@ def explain(exc: OSError, address: str, port: int, what: str) -> ListenError:
         port,
         uid,
     )
+
+
+def gateway_arrival(gateway: str) -> Callable[[Any, Peer], str | None]:
+    """A Door's `arrival` check for the listener on `gateway` (169.254.170.2): a peer that is
+    no process of this host must have come in on an interface that has `gateway`, a docker
+    network's bridge. Any host routes packets for a local address to it whatever interface
+    they arrive on, so a LAN neighbour routing 169.254.170.2 here would reach the listener;
+    the interface is checked per connection rather than with SO_BINDTODEVICE, since the
+    bridge does not exist when the daemon binds (IP_FREEBIND) and is made anew, with a new
+    index, whenever its network is, and host processes (arriving on loopback) must pass."""
+
+    def arrival(transport: Any, peer: Peer) -> str | None:
+        if peer.uid is not None:
+            return None  # a process of this host: its uid decides, as on loopback
+        index = host.arrival_interface(transport.get_extra_info("socket"))
+        name, address = host.interface_address(index) if index else ("no known interface", None)
+        if address == gateway:
+            return None
+        return (
+            f"to {gateway} that did not come from a docker network (they arrived on {name}, "
+            f"which does not have {gateway})"
+        )
+
+    return arrival
 
 
 def holder_uid(port: int, address: str) -> int | None:

@@ -41,7 +41,7 @@ from rolecached.endpoint_apps import (
     make_imds_app,
 )
 from rolecached.endpoint_guard import Guard
-from rolecached.endpoint_listeners import Listener, is_loopback, listen
+from rolecached.endpoint_listeners import Listener, gateway_arrival, is_loopback, listen
 from rolecached.errors import ListenError, RolecacheError
 from rolecached.front import Door, Lane, no_answers
 from rolecached.gate import Caps, Gate, raise_fd_limit
@@ -64,6 +64,15 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+DOCKER_OFF = "the daemon does not serve the docker network (docker = false in [endpoints])"
+# The listener binds 169.254.170.2 with IP_FREEBIND, before any interface has it; until one
+# does, a program's request to it is routed like any other, out of the default route.
+NO_GATEWAY = (
+    f"no interface of this host has {DOCKER_GATEWAY} (the docker network's gateway): a "
+    "request to it would leave this host by the default route, token included. Create the "
+    "network first (`rolecache docker setup`)"
+)
 
 
 def url_host(settings: EndpointSettings) -> str:
@@ -108,6 +117,7 @@ class EndpointManager:
         self.handout = Handout(store, clock, settings.wait)
         self.warmer = Warmer(store, clock, rng or random.Random())
         self._ecs: Listener | None = None
+        self._gateway_held: bool | None = None  # as last seen, so a change is logged once
         self._lock = asyncio.Lock()  # adds and removes happen one at a time
         store.on_drop(self.registry.forget_rendered)
         self._resolver = resolver  # how runtime bindings are resolved again at start
@@ -439,12 +449,16 @@ class EndpointManager:
                 # Off loopback, a peer that is no process of this host (a container) may
                 # connect: its token alone decides.
                 lambda address: self._door(
-                    "container endpoint", token_only=not is_loopback(address), answer=lane.answer
+                    "container endpoint",
+                    token_only=not is_loopback(address),
+                    answer=lane.answer,
+                    arrival=gateway_arrival(DOCKER_GATEWAY) if address == DOCKER_GATEWAY else None,
                 ),
                 DOCKER_GATEWAY if self.settings.docker else None,
                 self.held,
             )
             log.info("container endpoint listening on %s", self._ecs.addresses())
+            self.docker_refusal()
             self.registry.container_port = self._ecs.port
             self.registry.persist()
 
@@ -465,11 +479,15 @@ class EndpointManager:
         # A listener's own: its Host allow-list and rate limiter are its alone.
         return Guard(self.settings, self.clock, self.sandbox, self.gate)
 
-    def _door(self, name: str, token_only: bool = False, answer: Any = no_answers) -> Door:
+    def _door(
+        self, name: str, token_only: bool = False, answer: Any = no_answers, arrival: Any = None
+    ) -> Door:
         # Every endpoint listener answers a head that is not HTTP with its own JSON 400.
         lane = Lane(answer, lambda reason: ecslane.bad_request(reason, self.sandbox))
         timeout = self.settings.idle_timeout
-        return Door(name, self.gate, host.tcp_peer, token_only, timeout=timeout, lane=lane)
+        return Door(
+            name, self.gate, host.tcp_peer, token_only, timeout=timeout, lane=lane, arrival=arrival
+        )
 
     @property
     def ecs_port(self) -> int | None:
@@ -488,6 +506,20 @@ class EndpointManager:
         """The container listener, once it listens."""
         return self._ecs
 
+    def docker_refusal(self) -> str | None:
+        """Why containers may not be handed a URL at 169.254.170.2 now (docker serving is
+        off, or no interface has the address), or None when they may; a change is logged."""
+        if not self.settings.docker:
+            return DOCKER_OFF
+        held = host.holds_address(DOCKER_GATEWAY)
+        if held != self._gateway_held:
+            self._gateway_held = held
+            if held:
+                log.info("%s is on an interface: containers are handed it", DOCKER_GATEWAY)
+            else:
+                log.warning("%s; until then `endpoint env --docker` is refused", NO_GATEWAY)
+        return None if held else NO_GATEWAY
+
     # -- listing --------------------------------------------------------------------------
 
     def summary(self, served: Served) -> dict[str, Any]:
@@ -497,6 +529,7 @@ class EndpointManager:
         path = ECS_PATH.format(name=binding.name)
         entry = next((e for e in self.store.entries() if e.request == binding.request), None)
         creds = entry.credentials if entry else None
+        refusal = self.docker_refusal()
         return {
             "name": binding.name,
             "origin": binding.spec.origin,
@@ -507,10 +540,10 @@ class EndpointManager:
             "ecs_url": f"http://{host}:{self.container_port}{path}",
             # A RELATIVE_URI is this path, "/", and the secret in capability_file.
             "ecs_path": path,
-            # What a container on the docker network is handed (`endpoint env --docker`).
-            "docker_url": f"http://{DOCKER_GATEWAY}:{self.container_port}{path}"
-            if self.settings.docker
-            else None,
+            # What a container on the docker network is handed (`endpoint env --docker`),
+            # only while an interface has the address; else why not.
+            "docker_url": None if refusal else f"http://{DOCKER_GATEWAY}:{self.container_port}{path}",
+            "docker_refusal": refusal,
             "token_file": str(served.token_file),
             "container_token_file": str(served.container_file),
             "capability_file": str(served.capability_file),

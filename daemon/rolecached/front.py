@@ -54,7 +54,8 @@ def no_answers(_head: Head, _peer: Peer) -> None:
 class Door:
     """One listener's policy: its name in logs and caps, how to identify a peer, whether a
     peer without a host uid may connect (its token alone decides), whether root may, the
-    timeout, the lane."""
+    timeout, the lane, and `arrival`: why a connection is refused for the way it came (the
+    interface it arrived on), or None."""
 
     name: str
     gate: Gate
@@ -63,6 +64,7 @@ class Door:
     allow_root: bool = True
     timeout: float = 5.0
     lane: Lane | None = None
+    arrival: Callable[[Any, Peer], str | None] | None = None
 
 
 class FrontGuard(asyncio.Protocol):
@@ -80,6 +82,11 @@ class FrontGuard(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         door = self._door
         peer = door.identify(transport)
+        why = door.arrival(transport, peer) if door.arrival and peer is not None else None
+        if why is not None:
+            door.gate.refusals.refused(f"connections on the {door.name} {why}")
+            transport.abort()
+            return
         if not door.gate.admit(transport, door.name, peer, door.token_only, door.allow_root):
             transport.abort()
             return
