@@ -10,7 +10,6 @@ import contextlib
 import ipaddress
 import os
 import shutil
-import socket
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
