@@ -118,6 +118,8 @@ def test_a_binding_gone_bad_is_skipped_and_the_rest_serves(tmp_path: Path, moto:
     """[endpoints.old] names a profile since renamed: the daemon still starts and serves
     [endpoints.cfg]; the log, `rolecache status` and `endpoint list` say why old is skipped."""
     config = tmp_path / "config.toml"
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "aws-config").write_text(f"[profile renamed]\nrole_arn = {CONFIG_ROLE}\n")
     d = start_configured(tmp_path, moto, CONFIG + '\n[endpoints.old]\nprofile = "renamed-since"\n')
     try:
         report = run_probe(d, str(BIN / "rolecache"), "exec", "--endpoint", "cfg", "--")

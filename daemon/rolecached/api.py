@@ -33,8 +33,6 @@ SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
 PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.ConfigFiles)
 LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
-# What the daemon could not set up but serves without (a config.toml binding gone bad).
-PROBLEMS: web.AppKey[list[str]] = web.AppKey("problems", list)
 # More of `GET /v1/status`: each part adds its fields (the endpoints add theirs).
 STATUS_PARTS: web.AppKey[list[Callable[[], dict[str, Any]]]] = web.AppKey("status_parts")
 
@@ -264,7 +262,6 @@ async def status(request: web.Request) -> web.Response:
             "sts_calls": store.sts_calls,
             "sts_errors": store.sts_errors,
             "cli_version": store.settings.cli_version,
-            "config_errors": request.app[PROBLEMS],
             **{k: v for part in request.app[STATUS_PARTS] for k, v in part().items()},
         }
     )
@@ -278,7 +275,6 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[STARTED] = time.monotonic()
     app[STATUS_PARTS] = []
     app[PROFILES] = profiles.ConfigFiles()
-    app[PROBLEMS] = []
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")
     store.on_drop(app[LANE].drop)  # a forgotten session leaves no rendered copy behind
     app.router.add_post("/v1/credentials", get_credentials)

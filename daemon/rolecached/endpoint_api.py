@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from rolecached import bindings, profiles
-from rolecached.api import PROBLEMS, STATUS_PARTS
+from rolecached.api import STATUS_PARTS
 from rolecached.endpoints import EndpointManager
 from rolecached.errors import InvalidRequest
 from rolecached.request import parse_token_code
@@ -111,7 +111,6 @@ def add_routes(
 ) -> None:
     """Mount the /v1/endpoints routes on the socket API `app`."""
     app[MANAGER] = manager
-    app[PROBLEMS].extend(manager.skipped)
     app[STATUS_PARTS].append(manager.status)
     app[RESOLVER] = resolver or default_resolver(profiles.ConfigFiles())
     app.router.add_get("/v1/endpoints", list_endpoints)

@@ -309,6 +309,8 @@ class EndpointManager:
                 ]
             )
             or "none",
+            # config.toml bindings skipped at start, and why.
+            "config_errors": self.skipped,
         }
         if self.held is not None:
             info["port_keeper"] = self.held.keeper_pid or "none"
