@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.conftest import ACCOUNT, BIN, Daemon, StsProxy, start_daemon, unique_role
 from tests.mfakit import SessionBus, session_bus, until, wait_for_waiters, waiting, without_terminal
-from tests.profilekit import role_profile, write_config
+from tests.profilekit import on_terminal, role_profile, write_config
 
 __all__ = ["session_bus"]
 
@@ -41,6 +41,36 @@ def test_a_process_without_terminal_is_served_once_rolecache_mfa_gives_the_code(
     assert sent_codes(sts_proxy) == [("GetSessionToken", "123456")]
     assert sts_proxy.refused == []
     assert waiting(daemon) == []
+
+
+def test_rolecache_mfa_lists_and_asks_for_the_code_on_its_terminal(
+    daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """`rolecache mfa --device SERIAL` on a terminal shows who waits and reads the code there;
+    the waiting request is served."""
+    write_config(daemon.env, role_profile("t", unique_role("tty"), "base", mfa_serial=MFA))
+    ide = without_terminal(daemon, "process", "--profile", "t")
+    wait_for_waiters(daemon, 1)
+    status, stdout, screen = on_terminal(daemon.env, ["mfa", "--device", MFA], ["888888"])
+    assert status == 0, screen
+    assert f"pid {ide.pid}" in stdout and "1 waiting request served" in stdout
+    assert screen.count("MFA code for") == 1
+    assert ide.wait(timeout=60) == 0
+    assert sent_codes(sts_proxy) == [("GetSessionToken", "888888")]
+
+
+def test_a_code_typed_at_a_terminal_prompt_also_serves_the_waiting(
+    daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """A request waits; the user runs the same role's command in a terminal and types the
+    code at its prompt: the waiting request is served too, the code sent once."""
+    write_config(daemon.env, role_profile("p", unique_role("prompt"), "base", mfa_serial=MFA))
+    ide = without_terminal(daemon, "process", "--profile", "p")
+    wait_for_waiters(daemon, 1)
+    status, _, screen = on_terminal(daemon.env, ["env", "--profile", "p"], ["999999"])
+    assert status == 0, screen
+    assert ide.wait(timeout=60) == 0
+    assert sent_codes(sts_proxy) == [("GetSessionToken", "999999")]
 
 
 def test_one_code_serves_three_waiting_requests_with_one_get_session_token(

@@ -86,8 +86,10 @@ def call(method: str, target: str, body: object, sandbox: bool) -> transport.Res
             )
             if response.status == 200:
                 return response
-            if mfa_wait:
-                break  # the daemon's message says how long it waited
+            if mfa_wait:  # the daemon's message says how long it waited
+                error = error_of(response)
+                message = f"{error.get('message')} ({error.get('code')})"
+                raise Failed(message, protocol.EXIT_ERROR, error) from None
             raise Failed(
                 f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
                 "run the command in a terminal, pass --token-code - with the code on stdin, "

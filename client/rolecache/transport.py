@@ -174,6 +174,10 @@ DAEMON_ENV_NAMES = frozenset(
         "http_proxy",
         "https_proxy",
         "no_proxy",
+        # The desktop session, for the notification that a request waits for an MFA code.
+        "DBUS_SESSION_BUS_ADDRESS",
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
     }
 )
 DAEMON_ENV_PREFIXES = ("XDG_", "LC_", "ROLECACHE_", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_")

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 # would be one of many, and a forgotten IDE should not hold a connection all day.
 MAX_MFA_WAIT = 900
 # How often a waiting request looks whether its caller hung up (aiohttp does not cancel a
-# handler whose client went away).
+# handler whose client went away), and whether a code given elsewhere (a terminal's prompt,
+# --token-code) opened what it waits for.
 GONE_CHECK = 0.5
 
 
@@ -115,7 +116,8 @@ class Waits:
                     if gone():
                         log.info("%s stopped waiting: its caller hung up", waiter.role)
                         raise MfaRequired(serial) from None
-                    continue
+                    if not _opened_elsewhere(store, waiter):
+                        continue
                 waiter.wake.clear()
                 if self._stopping:
                     raise Stopping(
@@ -173,6 +175,15 @@ class Waits:
             "waiting": len(left),
             "message": message,
         }
+
+
+def _opened_elsewhere(store: Store, waiter: Waiter) -> bool:
+    """True when the store now holds what the waiter's code was for (someone typed a code
+    at a terminal's prompt meanwhile)."""
+    key = code_key(waiter.request)
+    if isinstance(key, MfaSession):
+        return store.peek(key, SIGNER_MIN_TTL) is not None
+    return store.peek(waiter.request, waiter.min_ttl) is not None
 
 
 def summary(waiter: Waiter, now: float) -> dict[str, object]:
