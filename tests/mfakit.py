@@ -2,6 +2,7 @@
 notification service records what it is asked to show (for tests/test_mfa_wait.py)."""
 
 import json
+import select
 import shutil
 import subprocess
 import time
@@ -72,9 +73,12 @@ class SessionBus:
     address: str
     service: subprocess.Popen
 
-    def next_notification(self) -> dict[str, str]:
-        """Block until the service reports the next Notify call (it prints one line each)."""
+    def next_notification(self, timeout: float = 30.0) -> dict[str, str]:
+        """Block until the service reports the next Notify call (it prints one line each),
+        for `timeout` s at most."""
         assert self.service.stdout is not None
+        ready, _, _ = select.select([self.service.stdout], [], [], timeout)
+        assert ready, f"no notification within {timeout} s"
         line = self.service.stdout.readline()
         assert line, "the notification service ended without a notification"
         return json.loads(line)

@@ -169,6 +169,17 @@ def test_a_caller_that_gives_up_leaves_no_waiting_entry(daemon: Daemon) -> None:
     assert late.returncode == 2 and "no request waits" in late.stderr
 
 
+def test_a_stopping_daemon_lets_the_waiting_go(daemon: Daemon) -> None:
+    """SIGTERM while a request waits: the daemon stops (it does not wait out the 300 s) and
+    the waiting process exits 1 saying the daemon is stopping."""
+    write_config(daemon.env, role_profile("s", unique_role("stop"), "base", mfa_serial=MFA))
+    ide = without_terminal(daemon, "process", "--profile", "s")
+    wait_for_waiters(daemon, 1)
+    assert daemon.stop() == 0
+    _, stderr = ide.communicate(timeout=60)
+    assert ide.returncode == 1 and "DaemonStopping" in stderr, stderr
+
+
 def test_env_without_terminal_fails_at_once_unless_it_asks_to_wait(daemon: Daemon) -> None:
     """`rolecache env` with no terminal fails at once (the old behaviour, naming --mfa-wait);
     with --mfa-wait it shows up as waiting."""
