@@ -156,6 +156,50 @@ def test_long_roles_of_one_device_take_a_fresh_code_each(
     assert sts_proxy.refused == []
 
 
+def test_a_code_goes_to_the_session_when_hour_and_longer_roles_wait_together(
+    daemon: Daemon, sts_proxy: StsProxy
+) -> None:
+    """A 12-hour and a 1-hour role wait on one device: the code opens the session (serving
+    the 1-hour role), the 12-hour role keeps waiting with a message, and takes the next code."""
+    write_config(
+        daemon.env,
+        role_profile("long", unique_role("long"), "base", mfa_serial=MFA, duration_seconds="43200")
+        + role_profile("hour", unique_role("hour"), "base", mfa_serial=MFA),
+    )
+    long = without_terminal(daemon, "process", "--profile", "long")
+    wait_for_waiters(daemon, 1)
+    hour = without_terminal(daemon, "process", "--profile", "hour")
+    wait_for_waiters(daemon, 2)
+    answer = daemon.client("mfa", "121212")
+    assert answer.returncode == 0, answer.stderr
+    assert "MFA session" in answer.stdout and "1 request for roles over an hour" in answer.stdout
+    assert hour.wait(timeout=60) == 0
+    assert [w["uses_session"] for w in waiting(daemon)] == [False] and long.poll() is None
+    assert daemon.client("mfa", "232323").returncode == 0
+    assert long.wait(timeout=60) == 0
+    assert sent_codes(sts_proxy) == [("GetSessionToken", "121212"), ("AssumeRole", "232323")]
+    assert sts_proxy.refused == []
+
+
+def test_two_codes_given_at_once_open_one_session(daemon: Daemon, sts_proxy: StsProxy) -> None:
+    """Two `rolecache mfa` race for one waiting request: both return, one GetSessionToken
+    is made, and the request is served."""
+    write_config(daemon.env, role_profile("race", unique_role("race"), "base", mfa_serial=MFA))
+    ide = without_terminal(daemon, "process", "--profile", "race")
+    wait_for_waiters(daemon, 1)
+    givers = [
+        subprocess.Popen(
+            [str(BIN / "rolecache"), "mfa", code], env=daemon.env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        for code in ("343434", "454545")
+    ]  # fmt: skip
+    results = [giver.communicate(timeout=60) for giver in givers]
+    assert all(g.returncode in (0, 2) for g in givers), results
+    assert ide.wait(timeout=60) == 0
+    assert [a for a, _ in sent_codes(sts_proxy)] == ["GetSessionToken"]
+
+
 def test_a_caller_that_gives_up_leaves_no_waiting_entry(daemon: Daemon) -> None:
     """A waiting `rolecache process` killed by its IDE disappears from `rolecache mfa --list`,
     and a code given afterwards finds nothing to answer."""
