@@ -224,6 +224,21 @@ def test_a_stopping_daemon_lets_the_waiting_go(daemon: Daemon) -> None:
     assert ide.returncode == 1 and "DaemonStopping" in stderr, stderr
 
 
+def test_a_request_nobody_answers_fails_after_its_wait_saying_what_to_run(
+    daemon: Daemon,
+) -> None:
+    """`--mfa-wait 1` and no code: exit 1 naming `rolecache mfa` and the wait, nothing left
+    waiting; an out-of-range wait is refused as bad usage (exit 2)."""
+    write_config(daemon.env, role_profile("o", unique_role("none"), "base", mfa_serial=MFA))
+    late = without_terminal(daemon, "env", "--profile", "o", "--mfa-wait", "1")
+    _, stderr = late.communicate(timeout=60)
+    assert late.returncode == 1, stderr
+    assert "was given within 1 s" in stderr and "rolecache mfa" in stderr
+    assert waiting(daemon) == []
+    too_long = daemon.client("env", "--profile", "o", "--mfa-wait", "901")
+    assert too_long.returncode == 2 and "mfa_wait must be 0 to 900" in too_long.stderr
+
+
 def test_env_without_terminal_fails_at_once_unless_it_asks_to_wait(daemon: Daemon) -> None:
     """`rolecache env` with no terminal fails at once (the old behaviour, naming --mfa-wait);
     with --mfa-wait it shows up as waiting."""

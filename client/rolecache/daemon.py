@@ -89,7 +89,8 @@ def call(method: str, target: str, body: object, sandbox: bool) -> transport.Res
             if mfa_wait:  # the daemon's message says how long it waited
                 error = error_of(response)
                 message = f"{error.get('message')} ({error.get('code')})"
-                raise Failed(message, protocol.EXIT_ERROR, error) from None
+                status = protocol.EXIT_USAGE if response.status == 400 else protocol.EXIT_ERROR
+                raise Failed(message, status, error) from None
             raise Failed(
                 f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
                 "run the command in a terminal, pass --token-code - with the code on stdin, "
