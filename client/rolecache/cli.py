@@ -31,6 +31,8 @@ commands:
   list     show cached sessions (--json for scripts)
   forget   drop a cached session (same selector options), or --all
   status   show the daemon's version, uptime and counters
+  mfa [CODE]  give an MFA code to the requests waiting for one (no terminal: IDEs, CDK);
+           --list shows them
   sts assume-role ...     drop-in for `aws sts assume-role` (same options and output)
   aws ARGS ...            for an `aws` shell function: sts assume-role (after the CLI's
                           global options) is served as above, anything else runs `aws ARGS`
@@ -62,6 +64,8 @@ selector options (env, process, exec, forget):
                                ROLECACHE_TOKEN_CODE is used when the daemon asks for one
                                (a code on the command line is visible to other users);
                                else you are asked on the terminal
+  --mfa-wait SECONDS           with no terminal, wait up to SECONDS (max 900) for a code
+                               given with `rolecache mfa` (process: 300; others: 0)
 
 """
 USAGE_TAIL = """\
@@ -96,6 +100,12 @@ COMMAND_HELP = {
     ),
     "list": ("rolecache list [--json]", "Show the cached sessions; never a secret.", False),
     "forget": ("rolecache forget SELECTOR | --all", "Drop a cached session, or all.", True),
+    "mfa": (
+        "rolecache mfa [CODE | --code CODE|-] [--device SERIAL] | --list [--json]",
+        "Give an MFA code to the requests waiting for one (asked on the terminal when not\n"
+        "given); one code serves every waiting request of the device it can.",
+        False,
+    ),
     "status": (
         "rolecache status",
         "Show the daemon's version, uptime and counters (exit 3 if it is not running).",
@@ -123,6 +133,7 @@ def cmd_credentials(fmt: str, args: list[str], sandbox: bool) -> int:
     body = build_request(fields)
     if fmt == "process":
         body.setdefault("min_ttl", protocol.PROCESS_MIN_TTL)
+        body.setdefault("mfa_wait", protocol.PROCESS_MFA_WAIT)
     shell = flags.get("--shell", "bash")
     if shell not in protocol.SHELLS:
         raise UsageError(f"--shell takes one of {', '.join(protocol.SHELLS)}, not {shell!r}")
@@ -282,6 +293,10 @@ def run(argv: list[str]) -> int:
         return protocol.EXIT_OK
     if command in ("env", "process"):
         return cmd_credentials(command, args, sandbox)
+    if command == "mfa":
+        from rolecache import mfa_cmd
+
+        return mfa_cmd.run(args, sandbox)
     handlers = {"exec": cmd_exec, "list": cmd_list, "forget": cmd_forget, "status": cmd_status}
     if command not in handlers:
         raise UsageError(f"unknown command {command!r}; see rolecache --help")

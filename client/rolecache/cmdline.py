@@ -27,6 +27,7 @@ SELECTOR_OPTIONS = {
     "--profile": ("profile", "str"),
     "--serial-number": ("mfa_serial", "str"),
     "--token-code": ("token_code", "str"),
+    "--mfa-wait": ("mfa_wait", "int"),
 }
 
 
@@ -40,6 +41,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "list": {"--json": "flag"},
     "forget": {"--all": "flag"},
     "status": {},
+    "mfa": {"--list": "flag", "--json": "flag", "--device": "str", "--code": "str"},
 }
 ENDPOINT_FLAGS: dict[str, dict[str, str]] = {
     "add": {"--replace": "flag", "--imds-v1": "flag", "--imds-port": "str"},

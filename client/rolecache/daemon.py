@@ -23,12 +23,14 @@ class Failed(Exception):
 
 
 def send(
-    method: str, target: str, body: object, sandbox: bool, autostart: bool = True
+    method: str, target: str, body: object, sandbox: bool, autostart: bool = True, wait: float = 0
 ) -> transport.Response:
-    """One request to the daemon (started first if needed and `autostart`); a sandbox
-    daemon's answer is labelled on stderr."""
+    """One request to the daemon (started first if needed and `autostart`; its answer may
+    take `wait` s longer than usual); a sandbox daemon's answer is labelled on stderr."""
     encoded = None if body is None else protocol.dumps(body)
-    response = transport.request(method, target, encoded, sandbox=sandbox, autostart=autostart)
+    response = transport.request(
+        method, target, encoded, sandbox=sandbox, autostart=autostart, wait=wait
+    )
     if response.headers.get(protocol.SANDBOX_HEADER.lower()) == "1":
         sys.stderr.write(
             "rolecache: SANDBOX daemon: its credentials come from a fake STS, not from AWS\n"
@@ -37,7 +39,12 @@ def send(
 
 
 def call(method: str, target: str, body: object, sandbox: bool) -> transport.Response:
-    """One request to the daemon; when it needs an MFA code, ask on the terminal and retry."""
+    """One request to the daemon; when it needs an MFA code, ask on the terminal and retry.
+    With no terminal, a body's `mfa_wait` seconds are spent waiting for `rolecache mfa`."""
+    mfa_wait = 0
+    if isinstance(body, dict) and "mfa_wait" in body:
+        body = dict(body)
+        mfa_wait = body.pop("mfa_wait")  # only once there is no terminal to ask on
     response = send(method, target, body, sandbox)
     serial = ""
     tries = 0
@@ -65,14 +72,30 @@ def call(method: str, target: str, body: object, sandbox: bool) -> transport.Res
             raise
         except prompt.NoTerminal:
             # Say so: others may be waiting for this caller's code, which nobody will type.
-            # Answered 200 when one of them typed a code meanwhile.
-            response = send(method, target, {**body, "cannot_prompt": True}, sandbox)
+            # Answered 200 when one of them typed a code meanwhile, or gave one with
+            # `rolecache mfa` while this request waited (mfa_wait).
+            if mfa_wait:
+                sys.stderr.write(
+                    f"rolecache: an MFA code from {serial} is needed: run `rolecache mfa` in a "
+                    f"terminal (waiting up to {mfa_wait} s)\n"
+                )
+                sys.stderr.flush()
+            waiting = {"mfa_wait": mfa_wait} if mfa_wait else {}
+            response = send(
+                method, target, {**body, "cannot_prompt": True, **waiting}, sandbox, wait=mfa_wait
+            )
             if response.status == 200:
                 return response
+            if mfa_wait:  # the daemon's message says how long it waited
+                error = error_of(response)
+                message = f"{error.get('message')} ({error.get('code')})"
+                status = protocol.EXIT_USAGE if response.status == 400 else protocol.EXIT_ERROR
+                raise Failed(message, status, error) from None
             raise Failed(
                 f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
                 "run the command in a terminal, pass --token-code - with the code on stdin, "
-                f"or set {TOKEN_CODE_ENV}",
+                f"set {TOKEN_CODE_ENV}, or pass --mfa-wait SECONDS and give the code with "
+                "`rolecache mfa` in another terminal",
                 protocol.EXIT_ERROR,
             ) from None
         tries += 1
@@ -102,4 +125,3 @@ def json_of(response: transport.Response) -> dict:  # type: ignore[type-arg]
     import json  # not on the env/process hot path
 
     return json.loads(response.body)
-

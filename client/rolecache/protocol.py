@@ -28,6 +28,7 @@ REQUEST_FIELDS = (
     "mfa_serial",
     "token_code",
     "cannot_prompt",
+    "mfa_wait",
     "query",
     "endpoint_url",
     "ca_bundle",
@@ -50,6 +51,9 @@ def valid_binding_name(name: str) -> bool:
 # default is higher because botocore refreshes anything under 15 minutes on every call.
 DEFAULT_MIN_TTL = 300
 PROCESS_MIN_TTL = 960
+# How long `rolecache process` (an IDE's, CDK's credential_process) waits, with no terminal,
+# for an MFA code given with `rolecache mfa` elsewhere.
+PROCESS_MFA_WAIT = 300
 
 # Output formats the daemon renders for the client (query parameter `format`).
 FORMATS = (

@@ -113,10 +113,10 @@ def _parse(raw: bytes) -> Response:
     return Response(status, headers, body)
 
 
-def _exchange(path: str, request: bytes) -> Response:
+def _exchange(path: str, request: bytes, timeout: float = RESPONSE_TIMEOUT) -> Response:
     sock = _connect(path)
     try:
-        sock.settimeout(RESPONSE_TIMEOUT)
+        sock.settimeout(timeout)
         sock.sendall(request)
         chunks = []
         while True:
@@ -174,6 +174,10 @@ DAEMON_ENV_NAMES = frozenset(
         "http_proxy",
         "https_proxy",
         "no_proxy",
+        # The desktop session, for the notification that a request waits for an MFA code.
+        "DBUS_SESSION_BUS_ADDRESS",
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
     }
 )
 DAEMON_ENV_PREFIXES = ("XDG_", "LC_", "ROLECACHE_", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_")
@@ -274,9 +278,10 @@ def request(
     *,
     sandbox: bool = False,
     autostart: bool = True,
+    wait: float = 0,
 ) -> Response:
     """Send one request to the daemon, starting it first if needed and `autostart` and
-    ROLECACHE_NO_AUTOSTART allow."""
+    ROLECACHE_NO_AUTOSTART allow; `wait` is how much longer than usual its answer may take."""
     path = protocol.socket_path(sandbox)
     problem = protocol.socket_path_problem(path)
     if problem:
@@ -286,8 +291,9 @@ def request(
         f"{method} {target} HTTP/1.1\r\nHost: rolecache\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     ).encode() + payload
+    timeout = RESPONSE_TIMEOUT + wait
     try:
-        return _exchange(path, raw)
+        return _exchange(path, raw, timeout)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         # No socket, or a stale one left by a daemon that died: start one if we may.
         if not autostart:
@@ -301,6 +307,6 @@ def request(
         raise Unreachable(f"cannot talk to rolecached on {path}: {exc.strerror or exc}") from None
     start_daemon(path, sandbox)
     try:
-        return _exchange(path, raw)
+        return _exchange(path, raw, timeout)
     except OSError as exc:
         raise Unreachable(f"cannot talk to rolecached on {path}: {exc.strerror or exc}") from None

@@ -16,9 +16,15 @@ from aiohttp import web
 
 from rolecache import __version__
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS, Stamp, file_stamp
-from rolecached import audit, fastlane, host, profiles
+from rolecached import audit, desktop, fastlane, host, mfawait, profiles
 from rolecached.cache import Entry
-from rolecached.errors import InvalidRequest, NotFound, RolecacheError, error_document
+from rolecached.errors import (
+    InvalidRequest,
+    MfaRequired,
+    NotFound,
+    RolecacheError,
+    error_document,
+)
 from rolecached.render.awstable import DEFAULT_COLUMNS
 from rolecached.render.credentials import Shape, iso_expiration, renderer
 from rolecached.request import RoleRequest, parse_token_code
@@ -35,6 +41,7 @@ PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.Con
 LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
 # More of `GET /v1/status`: each part adds its fields (the endpoints add theirs).
 STATUS_PARTS: web.AppKey[list[Callable[[], dict[str, Any]]]] = web.AppKey("status_parts")
+WAITS: web.AppKey[mfawait.Waits] = web.AppKey("waits", mfawait.Waits)
 
 # Statuses aiohttp raises itself, with the codes and messages we answer instead.
 _HTTP_ERRORS = {
@@ -149,6 +156,12 @@ async def get_credentials(request: web.Request) -> web.Response:
     cannot_prompt = body.pop("cannot_prompt", False) if isinstance(body, dict) else False
     if not isinstance(cannot_prompt, bool):
         raise InvalidRequest("cannot_prompt must be true or false")
+    # Seconds to wait for a code given with `rolecache mfa` instead of failing at once: a
+    # caller that waits types no code itself.
+    mfa_wait = mfawait.parse_mfa_wait(
+        body.pop("mfa_wait", None) if isinstance(body, dict) else None
+    )
+    cannot_prompt = cannot_prompt or mfa_wait > 0
     query = body.pop("query", None) if isinstance(body, dict) else None
     if query is not None and not isinstance(query, str):
         raise InvalidRequest("query must be a string (a JMESPath expression)")
@@ -157,10 +170,18 @@ async def get_credentials(request: web.Request) -> web.Response:
     files = _profile_files(body)
     role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
-    who = audit.describe_peer(host.unix_peer(request.transport))
-    credentials = await store.get(
-        role_request, min_ttl, token_code, requester=who, can_prompt=not cannot_prompt
-    )
+    peer = host.unix_peer(request.transport)
+    who = audit.describe_peer(peer)
+    try:
+        credentials = await store.get(
+            role_request, min_ttl, token_code, requester=who, can_prompt=not cannot_prompt
+        )
+    except MfaRequired:
+        if not mfa_wait or token_code is not None:
+            raise
+        credentials = await request.app[WAITS].wait(
+            store, role_request, min_ttl, who, peer, mfa_wait, lambda: _hung_up(request)
+        )
     audit.served(role_request.describe(), credentials, who, store.now())
     shape = Shape(fmt, shell, query, *_cli_options(request, store.settings.cli_version))
     render = renderer(role_request, shape, request.app[SANDBOX])
@@ -178,6 +199,46 @@ async def get_credentials(request: web.Request) -> web.Response:
         route = fastlane.Route(role_request, min_ttl, render, files=files)
         request.app[LANE].remember(key, route)
     return web.Response(body=text, content_type=content_type, charset="utf-8")
+
+
+def _hung_up(request: web.Request) -> bool:
+    """True once the caller closed its connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def tell_desktop(waiter: mfawait.Waiter) -> None:
+    """A desktop notification that a request waits for a code, and how to give it."""
+    asker = f"{waiter.comm} (pid {waiter.pid})" if waiter.pid is not None else "a program"
+    desktop.notify(
+        f"rolecache: MFA code needed for {waiter.mfa_serial}",
+        f"{asker} waits for {waiter.role}. Run `rolecache mfa` in a terminal to type the "
+        "code, or `rolecache mfa CODE`.",
+    )
+
+
+async def _stop_waiting(app: web.Application) -> None:
+    app[WAITS].stop()
+
+
+async def list_mfa(request: web.Request) -> web.Response:
+    """GET /v1/mfa: the requests waiting for an MFA code (never a secret)."""
+    now = request.app[STORE].now()
+    waiting = request.app[WAITS].listing()
+    return web.json_response({"waiting": [mfawait.summary(w, now) for w in waiting]})
+
+
+async def answer_mfa(request: web.Request) -> web.Response:
+    """POST /v1/mfa {"code", "mfa_serial"?}: give a code to the requests waiting for it."""
+    body = await _json_body(request)
+    if not isinstance(body, dict) or set(body) - {"code", "mfa_serial"}:
+        raise InvalidRequest('the body is {"code": "123456", "mfa_serial": ARN (optional)}')
+    code = parse_token_code(body.get("code"))
+    serial = body.get("mfa_serial")
+    if code is None or (serial is not None and not isinstance(serial, str)):
+        raise InvalidRequest("code (6 digits) is required; mfa_serial, if given, is a string")
+    answer = await request.app[WAITS].answer(request.app[STORE], serial, code)
+    return web.json_response(answer)
 
 
 def _claimed_stamps(value: object) -> list[Stamp | None] | None:
@@ -275,6 +336,8 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app[STARTED] = time.monotonic()
     app[STATUS_PARTS] = []
     app[PROFILES] = profiles.ConfigFiles()
+    app[WAITS] = mfawait.Waits(store.now, tell_desktop)
+    app.on_shutdown.append(_stop_waiting)
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")
     store.on_drop(app[LANE].drop)  # a forgotten session leaves no rendered copy behind
     app.router.add_post("/v1/credentials", get_credentials)
@@ -283,4 +346,6 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app.router.add_post("/v1/sessions/forget", forget_matching)
     app.router.add_delete("/v1/sessions/{id}", forget_by_id)
     app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/mfa", list_mfa)
+    app.router.add_post("/v1/mfa", answer_mfa)
     return app

@@ -117,9 +117,7 @@ async def listen(
         await runner.cleanup()
         raise
     app[GUARD].listening_on(port, (gateway,) if gateway else ())
-    return Listener(
-        runner, port, [sock for _, sock in sockets], held, tuple(a for a, _ in sockets)
-    )
+    return Listener(runner, port, [sock for _, sock in sockets], held, tuple(a for a, _ in sockets))
 
 
 def addresses(bind: tuple[str, ...], gateway: str | None) -> list[tuple[str, str]]:

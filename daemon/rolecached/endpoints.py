@@ -544,7 +544,9 @@ class EndpointManager:
             "ecs_path": path,
             # What a container on the docker network is handed (`endpoint env --docker`),
             # only while an interface has the address; else why not.
-            "docker_url": None if refusal else f"http://{DOCKER_GATEWAY}:{self.container_port}{path}",
+            "docker_url": None
+            if refusal
+            else f"http://{DOCKER_GATEWAY}:{self.container_port}{path}",
             "docker_refusal": refusal,
             "token_file": str(served.token_file),
             "container_token_file": str(served.container_file),

@@ -56,12 +56,26 @@ class MfaRequired(RolecacheError):
     status = 401
     code = "MfaRequired"
 
-    def __init__(self, mfa_serial: str) -> None:
-        super().__init__(
-            f"an MFA code from {mfa_serial} is needed: run the command in a terminal to be "
-            "asked for it, or pass --token-code"
-        )
+    def __init__(self, mfa_serial: str, waited: float = 0) -> None:
+        if waited:
+            message = (
+                f"no MFA code from {mfa_serial} was given within {waited:.0f} s: run "
+                "`rolecache mfa` in a terminal while the command waits, or pass --token-code"
+            )
+        else:
+            message = (
+                f"an MFA code from {mfa_serial} is needed: run the command in a terminal to "
+                "be asked for it, or pass --token-code"
+            )
+        super().__init__(message)
         self.details["mfa_serial"] = mfa_serial
+
+
+class Stopping(RolecacheError):
+    """The daemon is stopping: a request waiting for an MFA code is let go."""
+
+    status = 503
+    code = "DaemonStopping"
 
 
 class MfaCodeRejected(RolecacheError):

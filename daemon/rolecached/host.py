@@ -91,7 +91,9 @@ class _Diag:
     def _socket(self) -> socket.socket:
         if self._sock is None:
             sock = socket.socket(
-                socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 4  # NETLINK_SOCK_DIAG
+                socket.AF_NETLINK,
+                socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                4,  # NETLINK_SOCK_DIAG
             )
             sock.settimeout(1.0)
             self._sock = sock
@@ -162,9 +164,11 @@ def listener_uid(port: int, family: int = socket.AF_INET) -> int | None:
     """The uid of whoever listens on TCP `port` on this host, if the kernel says; None else."""
     if not sys.platform.startswith("linux"):
         return None
-    request = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 1 << _TCP_LISTEN) + _SOCKID.pack(
-        0, 0, bytes(16), bytes(16)
-    ) + _SOCKID_TAIL.pack(0, _NOCOOKIE, _NOCOOKIE)
+    request = (
+        _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 1 << _TCP_LISTEN)
+        + _SOCKID.pack(0, 0, bytes(16), bytes(16))
+        + _SOCKID_TAIL.pack(0, _NOCOOKIE, _NOCOOKIE)
+    )
     try:
         messages = _DIAG.ask(request, dump=True)
     except OSError:

@@ -323,7 +323,7 @@ def parse_request(
     """
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object, not {_type_name(body)}")
-    known = set(REQUEST_FIELDS) - {"profile", "token_code", "cannot_prompt", "query"}
+    known = set(REQUEST_FIELDS) - {"profile", "token_code", "cannot_prompt", "mfa_wait", "query"}
     if from_config:
         known |= set(CONFIG_ONLY_FIELDS)
     unknown = sorted(set(body) - known)

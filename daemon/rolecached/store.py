@@ -197,7 +197,7 @@ class Store:
             # The fetch in flight may have started without a code and be waiting for the MFA
             # session this code opens: open it first instead of joining with the code unused.
             session = code_key(request)
-            if isinstance(session, MfaSession):
+            if isinstance(session, MfaSession) and session != request:
                 await self.get(session, SIGNER_MIN_TTL, token_code)
 
         task = self._inflight.get(request) or self._start_fetch(
