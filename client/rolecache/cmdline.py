@@ -247,6 +247,15 @@ def print_table(header: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def on_path(name: str, env: dict[str, str]) -> bool:
+    """True when `name` exists as a shell would look for it: a path as given, else in a
+    PATH folder (one this user cannot search, say root's in a `su` shell, holds nothing)."""
+    if "/" in name:
+        return os.path.exists(name)
+    folders = env.get("PATH", os.defpath).split(os.pathsep)
+    return any(os.path.isfile(os.path.join(folder or ".", name)) for folder in folders)
+
+
 def exec_command(command: list[str], env: dict[str, str]) -> int:
     """Replace this process with `command` in `env`; if it cannot run, say why and return
     the shell's exit code for it (127 not found, 126 not runnable)."""
@@ -254,6 +263,8 @@ def exec_command(command: list[str], env: dict[str, str]) -> int:
     try:
         os.execvpe(command[0], command, env)
     except OSError as exc:
-        sys.stderr.write(f"rolecache: cannot run {command[0]!r}: {exc.strerror}\n")
-        return 127 if isinstance(exc, FileNotFoundError) else 126
+        found = not isinstance(exc, FileNotFoundError) and on_path(command[0], env)
+        why = exc.strerror if found else "No such file or directory"
+        sys.stderr.write(f"rolecache: cannot run {command[0]!r}: {why}\n")
+        return 126 if found else 127
     return 0  # not reached: execvpe does not return
