@@ -159,6 +159,10 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+class UnsafeLockFolder(Exception):
+    """The tests' lock folder is not this uid's own 0700 folder."""
+
+
 def lock_folder(parent: Path = Path("/tmp")) -> Path:
     """This uid's folder for the tests' lock files, PARENT/rolecache-tests-UID (0700): per uid,
     so another user's earlier run cannot leave files this one cannot open, and checked, so
@@ -168,7 +172,7 @@ def lock_folder(parent: Path = Path("/tmp")) -> Path:
         folder.mkdir(mode=0o700)
     found = folder.lstat()  # lstat: a symlink is refused, never followed
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
-        raise AssertionError(
+        raise UnsafeLockFolder(
             f"{folder} is not a 0700 folder of uid {os.getuid()}: remove it and run again"
         )
     return folder

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dockerkit import lock_folder
+from tests.dockerkit import UnsafeLockFolder, lock_folder
 
 
 def test_the_lock_folder_is_the_uids_own_and_0700(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_a_symlink_in_its_place_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.mkdir(mode=0o700)
     (tmp_path / f"rolecache-tests-{os.getuid()}").symlink_to(target)
-    with pytest.raises(AssertionError, match="not a 0700 folder"):
+    with pytest.raises(UnsafeLockFolder, match="not a 0700 folder"):
         lock_folder(tmp_path)
 
 
@@ -34,7 +34,7 @@ def test_a_folder_others_can_write_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / f"rolecache-tests-{os.getuid()}"
     folder.mkdir()
     folder.chmod(0o777)
-    with pytest.raises(AssertionError, match="remove it and run again"):
+    with pytest.raises(UnsafeLockFolder, match="remove it and run again"):
         lock_folder(tmp_path)
 
 
@@ -44,5 +44,5 @@ def test_another_uids_folder_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / f"rolecache-tests-{os.getuid()}"
     folder.mkdir(mode=0o700)
     os.chown(folder, 65534, 65534)
-    with pytest.raises(AssertionError, match="not a 0700 folder"):
+    with pytest.raises(UnsafeLockFolder, match="not a 0700 folder"):
         lock_folder(tmp_path)
