@@ -88,6 +88,8 @@ class StsFailure:
     # Refused on this side of the network (botocore: no such profile, an expired SSO token,
     # no connection) rather than answered by STS; the message is botocore's own.
     local: bool = False
+    # Only the user can end it (an SSO sign-in that has ended): the message says what to run.
+    needs_login: bool = False
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -98,11 +100,13 @@ class StsError(RolecacheError):
 
     def __init__(self, failure: StsFailure, context: str = "") -> None:
         prefix = f"{context}: " if context else ""
-        super().__init__(f"{prefix}STS {failure.code}: {failure.message}", code=failure.code)
+        what = "" if failure.needs_login else f"STS {failure.code}: "
+        super().__init__(f"{prefix}{what}{failure.message}", code=failure.code)
         self.failure = failure
         self.details["cli_message" if failure.local else "sts_message"] = failure.message
-        # 503 while the failure may pass (throttling, outage), 502 when STS said no for good.
-        self.status = 503 if failure.retryable else 502
+        # 503 while the failure may pass (throttling, outage), 502 when STS said no for good,
+        # 401 when only signing in again ends it (the client exits 2: the caller must act).
+        self.status = 401 if failure.needs_login else 503 if failure.retryable else 502
 
 
 class ListenError(RolecacheError):
