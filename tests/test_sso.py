@@ -4,7 +4,10 @@ message once the sign-in has ended, and `rolecache login`'s device flow writing 
 cache botocore and the AWS CLI read."""
 
 import asyncio
+import json
 import re
+import subprocess
+import sys
 import time
 from hashlib import sha1
 from pathlib import Path
@@ -14,7 +17,7 @@ from botocore.utils import SSOTokenLoader
 
 from rolecached.sso import SsoSession
 from rolecached.ssologin import DeviceFlow, LoginExpired, poll
-from tests.conftest import Moto, base_env, start_daemon
+from tests.conftest import BIN, Moto, base_env, start_daemon
 from tests.ssokit import (
     DEVICE_GRANT,
     ROLE_KEY_ID,
@@ -52,6 +55,8 @@ def portal() -> "SsoPortal":
 def _env(tmp_path: Path, moto: Moto, portal: SsoPortal) -> dict[str, str]:
     env = sso_env(base_env(tmp_path, moto.url), portal)
     env["ROLECACHE_NO_AUTOSTART"] = "1"
+    for display in ("DISPLAY", "WAYLAND_DISPLAY"):  # no browser is ever opened by a test
+        env.pop(display, None)
     Path(env["AWS_CONFIG_FILE"]).write_text(sso_profile("dev"))
     return env
 
@@ -179,3 +184,78 @@ def test_an_unconfirmed_code_expires(
     assert sha1(b"corp").hexdigest() not in cache
     flow.start(SESSION)
     assert portal.oidc_calls.count("RegisterClient") == 1
+
+
+def test_rolecache_login_writes_the_cache_botocore_and_the_cli_read(
+    tmp_path: Path, moto: Moto, portal: SsoPortal
+) -> None:
+    """`rolecache login --sso-session corp` shows the URL and code, waits through a pending
+    answer until the user confirms, and writes the token (the fields the AWS CLI v2 writes)
+    and the client registration where the CLI keeps them; the daemon, botocore's SSO
+    provider and the AWS CLI v1 then sign in with it, and no secret is printed or logged."""
+    env = _env(tmp_path, moto, portal)
+    home = Path(env["HOME"])
+    portal.approve_after = 1  # the user confirms the code after one pending answer
+    daemon = start_daemon(tmp_path, env)
+    try:
+        login = daemon.client("login", "--sso-session", "corp")
+        assert login.returncode == 0, login.stderr
+        served = daemon.client("env", "--profile", "dev")
+        assert served.returncode == 0 and ROLE_KEY_ID in served.stdout, served.stderr
+    finally:
+        daemon.stop()
+    (code,) = re.findall(r"confirm the code (\S+)", login.stdout)
+    assert f"user_code={code}" in login.stdout and "sso-session 'corp'" in login.stdout
+    assert portal.oidc_calls.count(f"CreateToken:{DEVICE_GRANT}") == 2
+    cache = home / ".aws" / "sso" / "cache"
+    token = json.loads((cache / f"{sha1(b'corp').hexdigest()}.json").read_text())
+    assert set(token) == CLI_V2_TOKEN_FIELDS
+    assert token["startUrl"] == START_URL and token["region"] == "us-east-1"
+    assert UTC.fullmatch(token["expiresAt"]) and UTC.fullmatch(token["registrationExpiresAt"])
+    assert token == _cached_token(home)  # botocore's own reader
+    registration_key = json.dumps(
+        {
+            "region": "us-east-1",
+            "scopes": None,
+            "session_name": "corp",
+            "startUrl": START_URL,
+            "tool": "botocore",
+        },
+        sort_keys=True,
+    )
+    registration = json.loads(
+        (cache / f"{sha1(registration_key.encode()).hexdigest()}.json").read_text()
+    )
+    assert registration["clientId"] == token["clientId"]
+    assert registration["expiresAt"] == token["registrationExpiresAt"]
+    assert (cache / f"{sha1(b'corp').hexdigest()}.json").stat().st_mode & 0o077 == 0
+    secrets = (token["accessToken"], token["refreshToken"], token["clientSecret"])
+    shown = login.stdout + login.stderr + daemon.log.read_text()
+    assert not [s for s in secrets if s in shown]
+    # botocore's SSO credential provider and the AWS CLI v1 (botocore) read the file.
+    outside = {
+        k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    reader = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import botocore.session; s = botocore.session.Session(profile='dev'); "
+            "print(s.get_credentials().get_frozen_credentials().access_key)",
+        ],
+        env=outside,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert reader.stdout.strip() == ROLE_KEY_ID, reader.stderr
+    calls = portal.calls
+    cli = subprocess.run(
+        [str(BIN / "aws"), "sts", "get-caller-identity", "--profile", "dev"],
+        env=outside,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert portal.calls == calls + 1
