@@ -259,3 +259,28 @@ def test_rolecache_login_writes_the_cache_botocore_and_the_cli_read(
     )
     assert cli.returncode == 0, cli.stderr
     assert portal.calls == calls + 1
+
+
+def test_the_drop_in_says_what_the_cli_says_when_the_session_ended(
+    tmp_path: Path, moto: Moto, portal: SsoPortal
+) -> None:
+    """`rolecache sts assume-role --profile dev` with an ended SSO session exits and ends
+    its message as the AWS CLI v1 does (botocore's words, exit 255), and neither calls STS."""
+    env = _env(tmp_path, moto, portal)
+    expired_login_with_refresh(portal, Path(env["HOME"]))
+    portal.refresh_tokens.clear()
+    args = ["sts", "assume-role", "--role-arn", "arn:aws:iam::123456789012:role/app"]
+    args += ["--role-session-name", "me", "--profile", "dev"]
+    daemon = start_daemon(tmp_path, env)
+    try:
+        mine = daemon.client(*args)
+    finally:
+        daemon.stop()
+    outside = {k: v for k, v in env.items() if not k.startswith("AWS_ACCESS_KEY_ID")}
+    theirs = subprocess.run(
+        [str(BIN / "aws"), *args], env=outside, capture_output=True, text=True, timeout=60
+    )
+    assert mine.returncode == theirs.returncode == 255, (mine.stderr, theirs.stderr)
+    assert mine.stderr.strip().splitlines()[-1] == theirs.stderr.strip().splitlines()[-1]
+    assert "refresh failed" in mine.stderr
+    assert moto.proxy.calls == []

@@ -90,6 +90,9 @@ class StsFailure:
     local: bool = False
     # Only the user can end it (an SSO sign-in that has ended): the message says what to run.
     needs_login: bool = False
+    # botocore's own words for a local failure, when `message` says more: what the AWS CLI
+    # prints, so the drop-in `sts assume-role` prints it too.
+    cli_text: str | None = None
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -103,7 +106,10 @@ class StsError(RolecacheError):
         what = "" if failure.needs_login else f"STS {failure.code}: "
         super().__init__(f"{prefix}{what}{failure.message}", code=failure.code)
         self.failure = failure
-        self.details["cli_message" if failure.local else "sts_message"] = failure.message
+        if failure.local:
+            self.details["cli_message"] = failure.cli_text or failure.message
+        else:
+            self.details["sts_message"] = failure.message
         # 503 while the failure may pass (throttling, outage), 502 when STS said no for good,
         # 401 when only signing in again ends it (the client exits 2: the caller must act).
         self.status = 401 if failure.needs_login else 503 if failure.retryable else 502

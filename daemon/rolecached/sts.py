@@ -509,4 +509,5 @@ def _sso_ended(source: Source, exc: Exception) -> StsFailure:
         False,
         local=True,
         needs_login=True,
+        cli_text=str(exc),
     )
