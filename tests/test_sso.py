@@ -5,6 +5,7 @@ cache botocore and the AWS CLI read."""
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -284,3 +285,49 @@ def test_the_drop_in_says_what_the_cli_says_when_the_session_ended(
     assert mine.stderr.strip().splitlines()[-1] == theirs.stderr.strip().splitlines()[-1]
     assert "refresh failed" in mine.stderr
     assert moto.proxy.calls == []
+
+
+AWS_CLI_V2 = Path("/usr/bin/aws")
+
+
+@pytest.mark.skipif(not AWS_CLI_V2.exists(), reason="Debian's AWS CLI v2 (awscli) is not installed")
+def test_the_aws_cli_v2_reads_the_token_login_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, portal: SsoPortal
+) -> None:
+    """Debian's AWS CLI v2 2.9 takes the token file the device flow writes: it asks the
+    portal for role credentials with that access token. (2.9 predates AWS_ENDPOINT_URL_SSO,
+    so it cannot be pointed at the stand-in: its call goes to a proxy that refuses it, and
+    its debug log shows the request it would have made.)"""
+    for name, value in sso_env({}, portal).items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "home"
+    flow = DeviceFlow(cache=token_cache(home))
+    pending = flow.start(SESSION)
+    portal.device(pending.user_code).approved = True
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    asyncio.run(poll(flow, pending, sleep))
+    token = _cached_token(home)
+    config = tmp_path / "config"
+    config.write_text(sso_profile("dev"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        sso_env({}, portal),
+        HOME=str(home),
+        AWS_CONFIG_FILE=str(config),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_MAX_ATTEMPTS="1",
+    )
+    cli = subprocess.run(
+        [str(AWS_CLI_V2), "configure", "export-credentials", "--profile", "dev", "--debug"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "aws-cli/2." in cli.stderr and cli.returncode != 0
+    assert "OperationModel(name=GetRoleCredentials)" in cli.stderr
+    assert f"'x-amz-sso_bearer_token': '{token['accessToken']}'" in cli.stderr
+    assert "Token has expired" not in cli.stderr and "Error loading SSO Token" not in cli.stderr
