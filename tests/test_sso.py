@@ -199,6 +199,9 @@ def test_rolecache_login_writes_the_cache_botocore_and_the_cli_read(
     portal.approve_after = 1  # the user confirms the code after one pending answer
     daemon = start_daemon(tmp_path, env)
     try:
+        unknown = daemon.client("login", "--sso-session", "other")
+        assert unknown.returncode == 2 and "[sso-session other]" in unknown.stderr
+        assert daemon.client("login").returncode == 2  # neither a profile nor a session
         login = daemon.client("login", "--sso-session", "corp")
         assert login.returncode == 0, login.stderr
         served = daemon.client("env", "--profile", "dev")
