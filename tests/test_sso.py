@@ -18,7 +18,8 @@ from botocore.utils import SSOTokenLoader
 
 from rolecached.sso import SsoSession
 from rolecached.ssologin import DeviceFlow, LoginExpired, poll
-from tests.conftest import BIN, Moto, base_env, start_daemon
+from tests.conftest import BIN, Moto, base_env, start_daemon, unique_role
+from tests.profilekit import role_profile
 from tests.ssokit import (
     DEVICE_GRANT,
     ROLE_KEY_ID,
@@ -334,3 +335,32 @@ def test_the_aws_cli_v2_reads_the_token_login_writes(
     assert "OperationModel(name=GetRoleCredentials)" in cli.stderr
     assert f"'x-amz-sso_bearer_token': '{token['accessToken']}'" in cli.stderr
     assert "Token has expired" not in cli.stderr and "Error loading SSO Token" not in cli.stderr
+
+
+def test_a_role_behind_an_sso_profile_tells_and_renews(
+    tmp_path: Path, moto: Moto, portal: SsoPortal
+) -> None:
+    """A role whose source_profile signs in with SSO: before any sign-in every caller gets
+    the sso-session and the login command (exit 2); once a token that must be refreshed is
+    written, the next request is served (the refresh grant, then AssumeRole signed with the
+    portal's credentials)."""
+    env = _env(tmp_path, moto, portal)
+    role = unique_role("behind-sso")
+    with open(env["AWS_CONFIG_FILE"], "a") as config:
+        config.write("\n" + role_profile("app", role, "dev"))
+    daemon = start_daemon(tmp_path, env)
+    try:
+        for _ in range(2):
+            before = daemon.client("env", "--profile", "app")
+            assert before.returncode == 2, before.stderr
+            assert "rolecache login --sso-session corp" in before.stderr
+        assert moto.proxy.calls == []
+        expired_login_with_refresh(portal, Path(env["HOME"]))
+        after = daemon.client("env", "--profile", "app")
+        assert after.returncode == 0, after.stderr
+        assert "AWS_SESSION_TOKEN" in after.stdout and ROLE_KEY_ID not in after.stdout
+    finally:
+        daemon.stop()
+    assert "CreateToken:refresh_token" in portal.oidc_calls
+    assert moto.proxy.calls == ["AssumeRole"]
+    assert moto.proxy.forms[0]["RoleArn"] == role and moto.proxy.temporary == [True]
