@@ -99,6 +99,16 @@ def _oidc_errors(session: SsoSession) -> Iterator[None]:
         ) from None
     except botocore.exceptions.BotoCoreError as exc:
         raise LoginFailed(f"signing in to {session.describe()}: {exc}") from None
+    except OSError as exc:
+        raise LoginFailed(
+            f"signing in to {session.describe()}: cannot write {cache_dir()}: {exc.strerror}"
+        ) from None
+    except (KeyError, TypeError, ValueError):
+        # An answer without a field it must have: not the OIDC service, or a broken one.
+        raise LoginFailed(
+            f"signing in to {session.describe()}: the SSO OIDC service's answer lacks a "
+            "field it must have"
+        ) from None
 
 
 class DeviceFlow:
@@ -122,11 +132,10 @@ class DeviceFlow:
         """The cached client registration, or a new one (cached as the AWS CLI caches it)."""
         files = self._files()
         key = _key(session.registration_file())
-        if key in files:
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # none, or unreadable
             cached = files[key]
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                if _epoch(cached["expiresAt"]) - self._now() > REGISTRATION_MARGIN:
-                    return dict(cached)
+            if _epoch(cached["expiresAt"]) - self._now() > REGISTRATION_MARGIN:
+                return dict(cached)
         params: dict[str, Any] = {
             "clientName": session.client_name(self._now()),
             "clientType": "public",
@@ -154,17 +163,17 @@ class DeviceFlow:
                 clientSecret=registration["clientSecret"],
                 startUrl=session.start_url,
             )
-        return Pending(
-            session=session,
-            registration=registration,
-            device_code=response["deviceCode"],
-            user_code=response["userCode"],
-            verification_uri=response["verificationUri"],
-            verification_uri_complete=response.get("verificationUriComplete")
-            or response["verificationUri"],
-            expires_at=self._now() + response["expiresIn"],
-            interval=max(MIN_INTERVAL, float(response.get("interval") or DEFAULT_INTERVAL)),
-        )
+            return Pending(
+                session=session,
+                registration=registration,
+                device_code=response["deviceCode"],
+                user_code=response["userCode"],
+                verification_uri=response["verificationUri"],
+                verification_uri_complete=response.get("verificationUriComplete")
+                or response["verificationUri"],
+                expires_at=self._now() + response["expiresIn"],
+                interval=max(MIN_INTERVAL, float(response.get("interval") or DEFAULT_INTERVAL)),
+            )
 
     def attempt(self, pending: Pending) -> dict[str, Any] | str:
         """One CreateToken: the token (written to the cache), or "pending" / "slow_down"."""
@@ -184,18 +193,18 @@ class DeviceFlow:
                 return "slow_down"
             except client.exceptions.ExpiredTokenException:
                 raise LoginExpired(_expired(session)) from None
-        token: dict[str, Any] = {
-            "startUrl": session.start_url,
-            "region": session.region,
-            "accessToken": response["accessToken"],
-            "expiresAt": utc_text(self._now() + response["expiresIn"]),
-            "clientId": pending.registration["clientId"],
-            "clientSecret": pending.registration["clientSecret"],
-            "registrationExpiresAt": pending.registration["expiresAt"],
-        }
-        if "refreshToken" in response:
-            token["refreshToken"] = response["refreshToken"]
-        self._files()[_key(session.token_file())] = token
+            token: dict[str, Any] = {
+                "startUrl": session.start_url,
+                "region": session.region,
+                "accessToken": response["accessToken"],
+                "expiresAt": utc_text(self._now() + response["expiresIn"]),
+                "clientId": pending.registration["clientId"],
+                "clientSecret": pending.registration["clientSecret"],
+                "registrationExpiresAt": pending.registration["expiresAt"],
+            }
+            if "refreshToken" in response:
+                token["refreshToken"] = response["refreshToken"]
+            self._files()[_key(session.token_file())] = token
         log.info("signed in to %s: token valid until %s", session.describe(), token["expiresAt"])
         return token
 
