@@ -484,7 +484,7 @@ def _translated(source: Source) -> Iterator[None]:
         # No SSO token, an expired one botocore could not renew, or one the portal refused.
         raise StsCallFailed(_sso_ended(source, exc)) from None
     except botocore.exceptions.BotoCoreError as exc:
-        # Partial keys, an expired SSO token, a failing credential_process: fix the source.
+        # Partial keys, a failing credential_process, a broken SSO config: fix the source.
         raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False, local=True)) from None
 
 
