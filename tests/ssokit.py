@@ -73,6 +73,7 @@ class SsoPortal:
         self.devices: dict[str, DeviceAuthorization] = {}  # deviceCode -> authorization
         self.refresh_tokens: dict[str, str] = {}  # refreshToken -> clientId
         self.oidc_calls: list[str] = []  # operation, or "CreateToken:<grant>"
+        self.refresh_tried = threading.Event()  # set at each refresh_token grant asked for
         self.lock = threading.Lock()
         portal = self
 
@@ -177,6 +178,7 @@ class SsoPortal:
                 return self.device_token(body)
             if body["grantType"] == REFRESH_GRANT:
                 need(body, "refreshToken")
+                self.refresh_tried.set()
                 if self.refresh_tokens.pop(body["refreshToken"], None) != body["clientId"]:
                     raise OidcRefusal("InvalidGrantException", "refresh token invalid")
                 return self.issue(body["clientId"])

@@ -364,3 +364,42 @@ def test_a_role_behind_an_sso_profile_tells_and_renews(
     assert "CreateToken:refresh_token" in portal.oidc_calls
     assert moto.proxy.calls == ["AssumeRole"]
     assert moto.proxy.forms[0]["RoleArn"] == role and moto.proxy.temporary == [True]
+
+
+def test_a_request_waits_for_a_login_in_progress(
+    tmp_path: Path, moto: Moto, portal: SsoPortal
+) -> None:
+    """A request for a profile whose sign-in has ended, made while `rolecache login` of its
+    sso-session waits for the user, is served once the user confirms the code, instead of
+    failing (as callers wait for another caller's MFA prompt)."""
+    env = _env(tmp_path, moto, portal)
+    expired_login_with_refresh(portal, Path(env["HOME"]))
+    portal.refresh_tokens.clear()
+    daemon = start_daemon(tmp_path, env)
+    login = subprocess.Popen(
+        [str(BIN / "rolecache"), "login", "dev"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    request = None
+    try:
+        assert login.stdout is not None
+        (code,) = re.findall(
+            r"confirm the code (\S+)", login.stdout.readline() + login.stdout.readline()
+        )
+        request = subprocess.Popen(
+            [str(BIN / "rolecache"), "env", "--profile", "dev"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert portal.refresh_tried.wait(timeout=30)  # the request found the sign-in ended
+        portal.device(code).approved = True  # the user confirms the code
+        out, err = request.communicate(timeout=60)
+        assert request.returncode == 0, err
+        assert ROLE_KEY_ID in out
+        assert login.wait(timeout=60) == 0
+    finally:
+        for process in (login, request):
+            if process is not None and process.poll() is None:
+                process.kill()
+        daemon.stop()

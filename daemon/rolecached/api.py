@@ -18,7 +18,13 @@ from rolecache import __version__
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS, Stamp, file_stamp
 from rolecached import audit, fastlane, host, profiles, sso, ssologin
 from rolecached.cache import Entry
-from rolecached.errors import InvalidRequest, NotFound, RolecacheError, error_document
+from rolecached.errors import (
+    InvalidRequest,
+    NotFound,
+    RolecacheError,
+    StsError,
+    error_document,
+)
 from rolecached.render.awstable import DEFAULT_COLUMNS
 from rolecached.render.credentials import Shape, iso_expiration, renderer
 from rolecached.request import RoleRequest, parse_token_code
@@ -161,9 +167,19 @@ async def get_credentials(request: web.Request) -> web.Response:
     role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
     who = audit.describe_peer(host.unix_peer(request.transport))
-    credentials = await store.get(
-        role_request, min_ttl, token_code, requester=who, can_prompt=not cannot_prompt
-    )
+    try:
+        credentials = await store.get(
+            role_request, min_ttl, token_code, requester=who, can_prompt=not cannot_prompt
+        )
+    except StsError as exc:
+        if exc.failure.login_file is None:
+            raise
+        # The SSO sign-in has ended: wait for a `rolecache login` of it in progress, then
+        # ask again (served once the new token is written; else the same error, from memory).
+        await request.app[LOGINS].settled(exc.failure.login_file, ssologin.SIGN_IN_WAIT)
+        credentials = await store.get(
+            role_request, min_ttl, token_code, requester=who, can_prompt=not cannot_prompt
+        )
     audit.served(role_request.describe(), credentials, who, store.now())
     shape = Shape(fmt, shell, query, *_cli_options(request, store.settings.cli_version))
     render = renderer(role_request, shape, request.app[SANDBOX])

@@ -88,11 +88,17 @@ class StsFailure:
     # Refused on this side of the network (botocore: no such profile, an expired SSO token,
     # no connection) rather than answered by STS; the message is botocore's own.
     local: bool = False
-    # Only the user can end it (an SSO sign-in that has ended): the message says what to run.
-    needs_login: bool = False
+    # The token file of an SSO sign-in that has ended: only signing in again ends this
+    # failure, and the message says what to run.
+    login_file: str | None = None
     # botocore's own words for a local failure, when `message` says more: what the AWS CLI
     # prints, so the drop-in `sts assume-role` prints it too.
     cli_text: str | None = None
+
+    @property
+    def needs_login(self) -> bool:
+        """Whether only a new SSO sign-in ends this failure."""
+        return self.login_file is not None
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -39,6 +39,9 @@ REGISTRATION_MARGIN = 15 * 60
 # 30 s response timeout), and how long a finished login's outcome is kept for its client.
 WAIT_LIMIT = 20.0
 KEEP_FINISHED = 600.0
+# How long a credentials request whose SSO sign-in has ended waits for a `rolecache login` of
+# that session in progress (as callers wait for another's MFA prompt), under the client's 30 s.
+SIGN_IN_WAIT = 25.0
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _CLIENT_CONFIG = botocore.config.Config(
     signature_version=botocore.UNSIGNED,
@@ -286,6 +289,17 @@ class Logins:
             return None
         del self._logins[login_id]
         return login.task.result()
+
+    async def settled(self, token_file: str, limit: float) -> None:
+        """Wait (at most `limit` seconds) for the sign-ins in progress that write
+        `token_file`; at once when there is none."""
+        tasks = {
+            login.task
+            for login in self._logins.values()
+            if not login.task.done() and login.pending.session.token_file() == token_file
+        }
+        if tasks:
+            await asyncio.wait(tasks, timeout=limit)
 
     def _sweep(self) -> None:
         """Forget sign-ins that ended long ago and whose client never came back."""

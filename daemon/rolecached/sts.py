@@ -508,6 +508,6 @@ def _sso_ended(source: Source, exc: Exception) -> StsFailure:
         f"and could not be renewed, or there is none); sign in again: {session.login_commands()}",
         False,
         local=True,
-        needs_login=True,
+        login_file=session.token_file(),
         cli_text=str(exc),
     )
