@@ -616,7 +616,7 @@ def test_an_sso_profile_is_served_at_once_after_sso_login(tmp_path: Path, moto: 
     try:
         for _ in range(2):  # the second is the remembered error
             before = daemon.client("env", "--profile", "dev")
-            assert before.returncode == 1 and "SSO" in before.stderr, before.stderr
+            assert before.returncode == 2 and "sso-session 'corp'" in before.stderr, before.stderr
         portal.valid_tokens.add("fresh-login-token")
         sso_login(Path(env["HOME"]), "fresh-login-token")
         after = daemon.client("env", "--profile", "dev")

@@ -41,6 +41,8 @@ commands:
            loopback (ECS- and IMDSv2-style); exec --endpoint NAME [--imds] -- CMD uses one
   docker setup [--network NAME] [--print]   the docker network (gateway 169.254.170.2)
            whose containers reach the container endpoint
+  login PROFILE | --sso-session NAME   sign in to IAM Identity Center (SSO), as
+           `aws sso login` does; the token goes where botocore and the AWS CLI read it
 
 """
 SELECTOR_HELP = """\
@@ -285,6 +287,10 @@ def run(argv: list[str]) -> int:
         from rolecache import docker_cmd
 
         return docker_cmd.run(args, sandbox)
+    if command == "login":
+        from rolecache import login_cmd
+
+        return login_cmd.run(args, sandbox)
     if (
         command in COMMAND_HELP
         and "--help" in args[: args.index("--") if "--" in args else len(args)]

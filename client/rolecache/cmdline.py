@@ -59,7 +59,9 @@ DOCKER_FLAGS: dict[str, str] = {
 }
 # Commands that parse their own arguments, the words each takes next, and the flags every
 # command takes.
-OTHER_COMMANDS = ("sts", "shell-init", "endpoint", "docker", "aws")
+OTHER_COMMANDS = ("sts", "shell-init", "endpoint", "docker", "aws", "login")
+# `rolecache login`'s flags (it also takes --profile).
+LOGIN_FLAGS: dict[str, str] = {"--sso-session": "str", "--no-browser": "flag"}
 SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "sts": ("assume-role",),
     "shell-init": ("bash", "zsh", "fish"),
@@ -73,7 +75,7 @@ def completion_words() -> tuple[str, str]:
     """(commands, options) as completion offers them: every command, every option."""
     commands = " ".join((*COMMAND_FLAGS, *OTHER_COMMANDS))
     options = set(SELECTOR_OPTIONS) | set(GLOBAL_FLAGS)
-    for table in (COMMAND_FLAGS, ENDPOINT_FLAGS, {"docker": DOCKER_FLAGS}):
+    for table in (COMMAND_FLAGS, ENDPOINT_FLAGS, {"docker": DOCKER_FLAGS, "login": LOGIN_FLAGS}):
         for flags in table.values():
             options |= set(flags)
     return commands, " ".join(sorted(options))

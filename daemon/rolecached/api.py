@@ -16,13 +16,14 @@ from aiohttp import web
 
 from rolecache import __version__
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS, Stamp, file_stamp
-from rolecached import audit, desktop, fastlane, host, mfawait, profiles
+from rolecached import audit, desktop, fastlane, host, mfawait, profiles, sso, ssologin
 from rolecached.cache import Entry
 from rolecached.errors import (
     InvalidRequest,
     MfaRequired,
     NotFound,
     RolecacheError,
+    StsError,
     error_document,
 )
 from rolecached.render.awstable import DEFAULT_COLUMNS
@@ -39,6 +40,7 @@ SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
 PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.ConfigFiles)
 LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
+LOGINS: web.AppKey[ssologin.Logins] = web.AppKey("logins", ssologin.Logins)
 # More of `GET /v1/status`: each part adds its fields (the endpoints add theirs).
 STATUS_PARTS: web.AppKey[list[Callable[[], dict[str, Any]]]] = web.AppKey("status_parts")
 WAITS: web.AppKey[mfawait.Waits] = web.AppKey("waits", mfawait.Waits)
@@ -181,6 +183,15 @@ async def get_credentials(request: web.Request) -> web.Response:
             raise
         credentials = await request.app[WAITS].wait(
             store, role_request, min_ttl, who, peer, mfa_wait, lambda: _hung_up(request)
+        )
+    except StsError as exc:
+        if exc.failure.login_file is None:
+            raise
+        # The SSO sign-in has ended: wait for a `rolecache login` of it in progress, then
+        # ask again (served once the new token is written; else the same error, from memory).
+        await request.app[LOGINS].settled(exc.failure.login_file, ssologin.SIGN_IN_WAIT)
+        credentials = await store.get(
+            role_request, min_ttl, token_code, requester=who, can_prompt=not cannot_prompt
         )
     audit.served(role_request.describe(), credentials, who, store.now())
     shape = Shape(fmt, shell, query, *_cli_options(request, store.settings.cli_version))
@@ -328,6 +339,62 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+async def _sso_session(body: Any, files: profiles.ConfigFiles) -> sso.SsoSession:
+    """The sign-in a login request names: {"profile": P} or {"sso_session": NAME}, with the
+    config files as in a credentials request."""
+    if not isinstance(body, dict) or len({"profile", "sso_session"} & set(body)) != 1:
+        raise InvalidRequest("a login names a profile or an sso_session (one of them)")
+    name = body.get("profile", body.get("sso_session"))
+    if not isinstance(name, str):
+        raise InvalidRequest("profile and sso_session must be strings")
+    config_file, credentials_file = profiles.files_of(body)
+    if not isinstance(config_file, str) or not isinstance(credentials_file, str):
+        raise InvalidRequest("config_file and credentials_file must be strings")
+    await files.refresh(config_file, credentials_file)
+    config = files.load(config_file, credentials_file)
+    if "sso_session" in body:
+        return sso.session_named(name, config.sso_sessions)
+    if name not in config.profiles:
+        raise profiles.ProfileError(f"profile {name!r} is not in {config_file}")
+    session = sso.session_of_profile(name, config.profiles, config.sso_sessions)
+    if session is None:
+        raise sso.SsoConfigError(
+            f"profile {name!r} does not sign in with SSO (no sso_session or sso_start_url)"
+        )
+    return session
+
+
+async def start_login(request: web.Request) -> web.Response:
+    """POST /v1/sso/login: start signing in to a profile's sso-session; the URL and code the
+    user confirms (nothing secret: the device code stays here)."""
+    if request.app[SANDBOX]:
+        raise InvalidRequest("the sandbox daemon does not sign in to SSO; use the real one")
+    session = await _sso_session(await _json_body(request), request.app[PROFILES])
+    login_id, pending = await request.app[LOGINS].start(session)
+    return web.json_response(
+        {
+            "login_id": login_id,
+            "sso_session": session.describe(),
+            "verification_uri": pending.verification_uri,
+            "verification_uri_complete": pending.verification_uri_complete,
+            "user_code": pending.user_code,
+        }
+    )
+
+
+async def wait_login(request: web.Request) -> web.Response:
+    """POST /v1/sso/login/{id}: wait a while for the user to confirm; {"done": false} while
+    still pending, else the new token's expiry."""
+    expires_at = await request.app[LOGINS].wait(request.match_info["id"])
+    if expires_at is None:
+        return web.json_response({"done": False})
+    return web.json_response({"done": True, "expires_at": expires_at})
+
+
+async def _stop_logins(app: web.Application) -> None:
+    app[LOGINS].close()
+
+
 def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     """The socket API as an aiohttp application."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
@@ -340,6 +407,8 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app.on_shutdown.append(_stop_waiting)
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")
     store.on_drop(app[LANE].drop)  # a forgotten session leaves no rendered copy behind
+    app[LOGINS] = ssologin.Logins()
+    app.on_shutdown.append(_stop_logins)
     app.router.add_post("/v1/credentials", get_credentials)
     app.router.add_get("/v1/sessions", list_sessions)
     app.router.add_delete("/v1/sessions", forget_all)
@@ -348,4 +417,6 @@ def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/mfa", list_mfa)
     app.router.add_post("/v1/mfa", answer_mfa)
+    app.router.add_post("/v1/sso/login", start_login)
+    app.router.add_post("/v1/sso/login/{id}", wait_login)
     return app

@@ -102,6 +102,17 @@ class StsFailure:
     # Refused on this side of the network (botocore: no such profile, an expired SSO token,
     # no connection) rather than answered by STS; the message is botocore's own.
     local: bool = False
+    # The token file of an SSO sign-in that has ended: only signing in again ends this
+    # failure, and the message says what to run.
+    login_file: str | None = None
+    # botocore's own words for a local failure, when `message` says more: what the AWS CLI
+    # prints, so the drop-in `sts assume-role` prints it too.
+    cli_text: str | None = None
+
+    @property
+    def needs_login(self) -> bool:
+        """Whether only a new SSO sign-in ends this failure."""
+        return self.login_file is not None
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -112,11 +123,16 @@ class StsError(RolecacheError):
 
     def __init__(self, failure: StsFailure, context: str = "") -> None:
         prefix = f"{context}: " if context else ""
-        super().__init__(f"{prefix}STS {failure.code}: {failure.message}", code=failure.code)
+        what = "" if failure.needs_login else f"STS {failure.code}: "
+        super().__init__(f"{prefix}{what}{failure.message}", code=failure.code)
         self.failure = failure
-        self.details["cli_message" if failure.local else "sts_message"] = failure.message
-        # 503 while the failure may pass (throttling, outage), 502 when STS said no for good.
-        self.status = 503 if failure.retryable else 502
+        if failure.local:
+            self.details["cli_message"] = failure.cli_text or failure.message
+        else:
+            self.details["sts_message"] = failure.message
+        # 503 while the failure may pass (throttling, outage), 502 when STS said no for good,
+        # 401 when only signing in again ends it (the client exits 2: the caller must act).
+        self.status = 401 if failure.needs_login else 503 if failure.retryable else 502
 
 
 class ListenError(RolecacheError):

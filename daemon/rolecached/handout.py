@@ -79,7 +79,7 @@ class Handout:
         try:
             creds = fetch.result()
         except StsError as exc:
-            if exc.status == 502:
+            if not exc.failure.retryable:
                 raise StsRefused(exc.message, code=exc.code) from None
             raise Unavailable(exc.message, code=exc.code) from None
         except RolecacheError as exc:

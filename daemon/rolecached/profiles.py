@@ -8,6 +8,7 @@ cache entry. Resolution itself (`role_chain`) is pure.
 
 import asyncio
 import configparser
+import dataclasses
 import os
 import pwd
 import re
@@ -66,6 +67,7 @@ class AwsConfig:
 
     profiles: dict[str, dict[str, Any]]
     services: dict[str, dict[str, Any]]
+    sso_sessions: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def stable_session_name(profile: str) -> str:
@@ -238,7 +240,11 @@ class ConfigFiles:
         profiles = {name: dict(values) for name, values in parsed.get("profiles", {}).items()}
         for name, values in creds.items():
             profiles.setdefault(name, {}).update(values)
-        return AwsConfig(profiles=profiles, services=parsed.get("services", {}))
+        return AwsConfig(
+            profiles=profiles,
+            services=parsed.get("services", {}),
+            sso_sessions=parsed.get("sso_sessions", {}),
+        )
 
 
 def read_config_file(path: str) -> str | None:

@@ -3,12 +3,12 @@ for a request is forgotten once one of them changes (a fixed credentials file, a
 token after `aws sso login`), instead of outliving its cause for the negative-cache window.
 """
 
-import hashlib
 import os
 
 from rolecache.protocol import Stamp, aws_config_paths, file_stamp
 from rolecached.profiles import ConfigFiles, ProfileError
 from rolecached.request import MfaSession, RoleRequest
+from rolecached.sso import token_file_named
 
 Key = RoleRequest | MfaSession
 
@@ -19,8 +19,7 @@ def sso_token_file(profile: dict[str, object]) -> str | None:
     name = profile.get("sso_session") or profile.get("sso_start_url")
     if not isinstance(name, str) or not name:
         return None
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()  # names a file, not a secret
-    return os.path.join(os.path.expanduser("~"), ".aws", "sso", "cache", f"{digest}.json")
+    return token_file_named(name)
 
 
 def source_stamp(key: Key, files: ConfigFiles) -> tuple[Stamp | None, ...]:

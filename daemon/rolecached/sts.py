@@ -16,15 +16,17 @@ from datetime import datetime
 from typing import Any
 
 import botocore.config
+import botocore.configloader
 import botocore.credentials
 import botocore.exceptions
 import botocore.parsers
 import botocore.session
 
-from rolecache.protocol import file_stamp
+from rolecache.protocol import aws_config_paths, file_stamp
 from rolecached.cache import Credentials
 from rolecached.errors import StsFailure, TemporarySource
 from rolecached.request import CHAINED_MAX_DURATION, MfaSession, RoleRequest, SourceSession
+from rolecached.sso import SsoConfigError, session_of_profile
 
 log = logging.getLogger(__name__)
 
@@ -478,6 +480,34 @@ def _translated(source: Source) -> Iterator[None]:
                 True,
             )
         ) from None
+    except (botocore.exceptions.SSOError, botocore.exceptions.TokenRetrievalError) as exc:
+        # No SSO token, an expired one botocore could not renew, or one the portal refused.
+        raise StsCallFailed(_sso_ended(source, exc)) from None
     except botocore.exceptions.BotoCoreError as exc:
-        # Partial keys, an expired SSO token, a failing credential_process: fix the source.
+        # Partial keys, a failing credential_process, a broken SSO config: fix the source.
         raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False, local=True)) from None
+
+
+def _sso_ended(source: Source, exc: Exception) -> StsFailure:
+    """The failure of a source whose SSO sign-in has ended: naming the sso-session and the
+    command that signs in again (botocore's own words when the profile cannot be read)."""
+    profile = source.source_profile or os.environ.get("AWS_PROFILE") or "default"
+    config_file = source.config_file or aws_config_paths()["config_file"]
+    try:
+        config = botocore.configloader.load_config(config_file)
+        session = session_of_profile(
+            profile, config.get("profiles", {}), config.get("sso_sessions", {})
+        )
+    except (botocore.exceptions.BotoCoreError, SsoConfigError):
+        session = None
+    if session is None:
+        return StsFailure(type(exc).__name__, str(exc), False, local=True)
+    return StsFailure(
+        "SsoLoginRequired",
+        f"{session.describe()} has no valid sign-in (the token in ~/.aws/sso/cache expired "
+        f"and could not be renewed, or there is none); sign in again: {session.login_commands()}",
+        False,
+        local=True,
+        login_file=session.token_file(),
+        cli_text=str(exc),
+    )
