@@ -177,6 +177,11 @@ class Lines:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
+    def finished(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) for the stream to end; whether it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def next(self, timeout: float = 120) -> str:
         """The next line; fails when the process ends or says nothing for `timeout` s."""
         import queue

@@ -123,7 +123,8 @@ async def test_credentials_json_has_the_sdk_shape(daemon: Daemon) -> None:
 
 
 async def test_env_format_gives_bash_export_lines(daemon: Daemon) -> None:
-    """format=env answers the four export lines for bash, the default shell."""
+    """format=env answers the four export lines for bash, the default shell, and the expiry
+    in epoch seconds as a shell variable that is not exported."""
     reply = await daemon.credentials(query="?format=env")
     assert reply.status == 200
     issued = daemon.sts.issued[0]
@@ -132,6 +133,7 @@ async def test_env_format_gives_bash_export_lines(daemon: Daemon) -> None:
         f"export AWS_SECRET_ACCESS_KEY='{issued.secret_access_key}'\n"
         f"export AWS_SESSION_TOKEN='{issued.session_token}'\n"
         f"export AWS_CREDENTIAL_EXPIRATION='{utc(issued.expiration)}'\n"
+        f"ROLECACHE_EXPIRES_AT={int(issued.expiration)}\n"
     )
 
 
@@ -151,8 +153,9 @@ async def test_env_format_follows_the_shell_parameter(
     reply = await daemon.credentials(query=f"?format=env&shell={shell}")
     assert reply.status == 200
     lines = reply.text.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert lines[0] == first.format(daemon.sts.issued[0].access_key_id)
+    assert "ROLECACHE_EXPIRES_AT" in lines[4] and "Env:" not in lines[4]
 
 
 async def test_process_format_is_the_credential_process_document(daemon: Daemon) -> None:
@@ -460,7 +463,7 @@ async def test_sandbox_env_output_starts_with_a_comment(start: Start) -> None:
     for shell in ("bash", "fish", "powershell"):
         lines = (await daemon.credentials(query=f"?format=env&shell={shell}")).text.splitlines()
         assert lines[0].startswith("# rolecache SANDBOX"), lines[0]
-        assert len(lines) == 5
+        assert len(lines) == 6
     process = await daemon.credentials(query="?format=process")
     assert json.loads(process.body)["Version"] == 1
 

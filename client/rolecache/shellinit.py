@@ -9,6 +9,7 @@ the current shell, and tab completion of commands, options and profile names.
 
 import sys
 
+from rolecache import protocol
 from rolecache.cmdline import SUBCOMMANDS, completion_words
 
 USAGE = "usage: rolecache shell-init bash|zsh|fish\n"
@@ -47,16 +48,73 @@ SED_PROFILES = (
 PROFILES_SH = SED_PROFILES + ' "${AWS_CONFIG_FILE:-$HOME/.aws/config}" 2>/dev/null'
 FISH_CONFIG = "(set -q AWS_CONFIG_FILE; and echo $AWS_CONFIG_FILE; or echo $HOME/.aws/config)"
 
+# rolecache-assume keeps what it exported fresh. A hook at each prompt and before each
+# command line compares ROLECACHE_EXPIRES_AT (epoch seconds, from `rolecache env`) with the
+# shell's own clock, a builtin in each shell, so a prompt with nothing due starts no
+# process; under FLOOR seconds left (the --min-ttl given, else the client's default) it
+# exports again through `rolecache env`, with the same options. A failed renewal is retried
+# a minute later, not at every prompt.
+FLOOR = protocol.DEFAULT_MIN_TTL
+RETRY = 60
+# The AWS_* variables `rolecache env` exports, and its non-exported expiry.
+EXPORTED = "AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_CREDENTIAL_EXPIRATION"
+
 # Completions are built by comparing each candidate with the typed prefix, never with
 # `compgen -W "$(...)"`: compgen expands its word list, so a profile named `$(cmd)` or
 # `` `cmd` `` in the config file would run cmd on every Tab.
 BASH = f"""\
 # rolecache shell integration (bash/zsh): eval "$(rolecache shell-init bash)"
 rolecache-assume() {{
-    if [ -z "$1" ]; then echo "usage: rolecache-assume PROFILE [options]" >&2; return 2; fi
+    if [ "$1" = "--off" ]; then _rolecache_off; return 0; fi
+    if [ -z "$1" ]; then
+        echo "usage: rolecache-assume PROFILE [options] | rolecache-assume --off" >&2; return 2
+    fi
+    _rolecache_export "$@" || return $?
+    _rolecache_args=("$@")
+    _rolecache_profile=$1
+    _rolecache_floor={FLOOR}
+    _rolecache_retry=0
+    local arg prev=
+    for arg in "$@"; do
+        case "$prev" in --min-ttl) _rolecache_floor=$arg ;; esac
+        case "$arg" in --min-ttl=*) _rolecache_floor=${{arg#--min-ttl=}} ;; esac
+        prev=$arg
+    done
+    _rolecache_hook_on
+}}
+_rolecache_export() {{
     local out
     out="$(command rolecache env --profile "$@")" || return $?
     eval "$out"
+}}
+# The hook: returns the status it was called with, so $? in the prompt is the command's.
+_rolecache_fresh() {{
+    local rc=$?
+    if [ -n "${{_rolecache_profile-}}" ]; then
+        _rolecache_now
+        if (( _rolecache_t + _rolecache_floor > ${{ROLECACHE_EXPIRES_AT:-0}} &&
+              _rolecache_t >= _rolecache_retry )); then
+            if ! _rolecache_export "${{_rolecache_args[@]}}"; then
+                _rolecache_retry=$(( _rolecache_t + {RETRY} ))
+                echo "rolecache-assume: could not renew $_rolecache_profile;" \\
+                    "trying again in a minute" >&2
+            fi
+        fi
+    fi
+    return $rc
+}}
+_rolecache_off() {{
+    _rolecache_hook_off
+    unset {EXPORTED} ROLECACHE_EXPIRES_AT
+    unset _rolecache_args _rolecache_profile _rolecache_floor _rolecache_retry
+}}
+# For PS1: `profile:42m` (minutes left), nothing when no profile is assumed.
+rolecache_prompt() {{
+    [ -n "${{_rolecache_profile-}}" ] || return 0
+    _rolecache_now
+    local left=$(( (${{ROLECACHE_EXPIRES_AT:-0}} - _rolecache_t) / 60 ))
+    if (( left < 0 )); then left=0; fi
+    printf '%s:%sm' "$_rolecache_profile" "$left"
 }}
 _rolecache_profiles() {{ {PROFILES_SH}; }}
 _rolecache_reply() {{
@@ -100,6 +158,65 @@ _rolecache_assume_complete() {{
 }}
 """
 
+# bash: the clock is printf's %(%s)T (bash 4.2+). The prompt hook is appended to
+# PROMPT_COMMAND, a string or (bash 5.1+) an array, never replacing what is there; the check
+# before a command is a DEBUG trap, set only when no other DEBUG trap is (one would replace
+# it), and it always succeeds so that `shopt -s extdebug` never skips a command for it. A
+# function sees and changes the shell's DEBUG trap only when it and its callers have the
+# trace attribute (-t); the trap then runs inside them too, where it does nothing.
+BASH_HOOKS = r"""_rolecache_now() { printf -v _rolecache_t '%(%s)T' -1; }
+_rolecache_debug() {
+    case ${FUNCNAME[1]-} in rolecache-assume | _rolecache_*) ;; *) _rolecache_fresh ;; esac
+    return 0
+}
+_rolecache_hook_on() {
+    if [[ ${PROMPT_COMMAND@a} == *a* ]]; then
+        local cmd
+        for cmd in "${PROMPT_COMMAND[@]}"; do
+            [[ $cmd == _rolecache_fresh ]] && break
+        done
+        [[ $cmd == _rolecache_fresh ]] || PROMPT_COMMAND+=(_rolecache_fresh)
+    else
+        case $'\n'"${PROMPT_COMMAND-}"$'\n' in
+            *$'\n'_rolecache_fresh$'\n'*) ;;
+            *) PROMPT_COMMAND="${PROMPT_COMMAND:+$PROMPT_COMMAND$'\n'}_rolecache_fresh" ;;
+        esac
+    fi
+    [[ -n $(trap -p DEBUG) ]] || trap _rolecache_debug DEBUG
+}
+_rolecache_hook_off() {
+    if [[ ${PROMPT_COMMAND@a} == *a* ]]; then
+        local cmd
+        local -a kept=()
+        for cmd in "${PROMPT_COMMAND[@]}"; do
+            [[ $cmd == _rolecache_fresh ]] || kept+=("$cmd")
+        done
+        PROMPT_COMMAND=("${kept[@]}")
+    else
+        local pc=$'\n'"${PROMPT_COMMAND-}"$'\n'
+        pc=${pc//$'\n'_rolecache_fresh$'\n'/$'\n'}
+        pc=${pc#$'\n'}
+        PROMPT_COMMAND=${pc%$'\n'}
+    fi
+    [[ $(trap -p DEBUG) != "trap -- '_rolecache_debug' DEBUG" ]] || trap - DEBUG
+}
+declare -ft rolecache-assume _rolecache_off _rolecache_hook_on _rolecache_hook_off
+"""
+
+# zsh: the clock is EPOCHSECONDS from the zsh/datetime module; the hooks are precmd and
+# preexec functions.
+ZSH_HOOKS = r"""zmodload zsh/datetime 2>/dev/null
+_rolecache_now() { _rolecache_t=$EPOCHSECONDS; }
+_rolecache_hook_on() {
+    (( ${precmd_functions[(Ie)_rolecache_fresh]} )) || precmd_functions+=(_rolecache_fresh)
+    (( ${preexec_functions[(Ie)_rolecache_fresh]} )) || preexec_functions+=(_rolecache_fresh)
+}
+_rolecache_hook_off() {
+    precmd_functions=(${precmd_functions:#_rolecache_fresh})
+    preexec_functions=(${preexec_functions:#_rolecache_fresh})
+}
+"""
+
 BASH_COMPLETE = """\
 complete -F _rolecache_complete rolecache
 complete -F _rolecache_assume_complete rolecache-assume
@@ -112,13 +229,68 @@ complete -F _rolecache_complete rolecache
 complete -F _rolecache_assume_complete rolecache-assume
 """
 
+# fish has no clock variable: `path mtime` (fish 3.5+) gives a file's time and, with
+# --relative, the seconds since, and their sum is the time now, both builtins. Older fish
+# falls back to `date +%s`, a process at each prompt.
 FISH = f"""\
 # rolecache shell integration (fish): rolecache shell-init fish | source
-function rolecache-assume --description 'export a role profile from rolecache'
-    if test (count $argv) -lt 1
-        echo "usage: rolecache-assume PROFILE [options]" >&2; return 2
+function rolecache-assume --description 'export a role profile from rolecache, kept fresh'
+    if test "$argv[1]" = --off
+        __rolecache_off; return 0
     end
-    command rolecache env --shell fish --profile $argv | source
+    if test (count $argv) -lt 1
+        echo "usage: rolecache-assume PROFILE [options] | rolecache-assume --off" >&2; return 2
+    end
+    __rolecache_export $argv; or return
+    set -g __rolecache_args $argv
+    set -g __rolecache_profile $argv[1]
+    set -g __rolecache_floor {FLOOR}
+    set -g __rolecache_retry 0
+    set -l prev
+    for arg in $argv
+        test "$prev" = --min-ttl; and set __rolecache_floor $arg
+        string match -q -- '--min-ttl=*' $arg; and set __rolecache_floor (string sub -s 11 -- $arg)
+        set prev $arg
+    end
+    function __rolecache_fresh --on-event fish_prompt --on-event fish_preexec
+        set -l rc $status
+        __rolecache_now
+        if test $__rolecache_t -ge (math $ROLECACHE_EXPIRES_AT - $__rolecache_floor)
+            and test $__rolecache_t -ge $__rolecache_retry
+            if not __rolecache_export $__rolecache_args
+                set -g __rolecache_retry (math $__rolecache_t + {RETRY})
+                echo "rolecache-assume: could not renew $__rolecache_profile;" \\
+                    "trying again in a minute" >&2
+            end
+        end
+        return $rc
+    end
+end
+function __rolecache_export
+    set -l out (command rolecache env --shell fish --profile $argv)
+    or return
+    printf '%s\\n' $out | source
+end
+if builtin -n | string match -q path
+    function __rolecache_now
+        set -g __rolecache_t (math (path mtime /) + (path mtime --relative /))
+    end
+else
+    function __rolecache_now
+        set -g __rolecache_t (date +%s)
+    end
+end
+function __rolecache_off
+    functions -e __rolecache_fresh
+    set -e {EXPORTED} ROLECACHE_EXPIRES_AT
+    set -e __rolecache_args __rolecache_profile __rolecache_floor __rolecache_retry
+end
+# For fish_prompt: `profile:42m` (minutes left), nothing when no profile is assumed.
+function rolecache_prompt
+    set -q __rolecache_profile; or return 0
+    __rolecache_now
+    set -l left (math --scale 0 "max(0, ($ROLECACHE_EXPIRES_AT - $__rolecache_t) / 60)")
+    printf '%s:%sm' $__rolecache_profile $left
 end
 function __rolecache_profiles
     {SED_PROFILES} {FISH_CONFIG} 2>/dev/null
@@ -135,7 +307,9 @@ def script(shell: str) -> str:
     """The rc-file snippet for `shell`."""
     if shell == "fish":
         return FISH
-    return BASH + (ZSH_COMPLETE if shell == "zsh" else BASH_COMPLETE)
+    if shell == "zsh":
+        return BASH + ZSH_HOOKS + ZSH_COMPLETE
+    return BASH + BASH_HOOKS + BASH_COMPLETE
 
 
 def run(args: list[str]) -> int:

@@ -35,6 +35,16 @@ def assignment(name: str, value: str, shell: str) -> str:
     return f"export {name}={_quote_posix(value)}"
 
 
+def shell_variable(name: str, number: int, shell: str) -> str:
+    """The line that sets shell variable `name` to a whole `number` in `shell`, not
+    exported: for the shell itself (rolecache-assume's renewal hook), not its children."""
+    if shell == "fish":
+        return f"set -g {name} {number};"
+    if shell == "powershell":
+        return f"${name} = {number}"
+    return f"{name}={number}"
+
+
 def removal(name: str, shell: str) -> str:
     """The line that unsets environment variable `name` in `shell`."""
     if shell == "fish":

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rolecache.shells import assignment
+from rolecache.shells import assignment, shell_variable
 from rolecached.cache import Credentials
 from rolecached.render import awscli, awstable
 from rolecached.request import RoleRequest, SourceSession
@@ -22,6 +22,10 @@ ENV_NAMES = (
     ("AWS_SESSION_TOKEN", "SessionToken"),
     ("AWS_CREDENTIAL_EXPIRATION", "Expiration"),
 )
+# Expiration in epoch seconds, a shell variable (not exported) after the four: a shell can
+# compare it with its own clock (bash's printf %(%s)T, zsh's EPOCHSECONDS) and so decide
+# without starting a process whether the credentials need renewing.
+EXPIRES_AT_NAME = "ROLECACHE_EXPIRES_AT"
 
 
 def iso_expiration(epoch: float) -> str:
@@ -46,10 +50,18 @@ def credentials_document(
     }
 
 
-def env_lines(creds: Mapping[str, str], shell: str = "bash", comment: str | None = None) -> str:
-    """Lines that set the four AWS_* variables in `shell` (sh, bash, zsh, fish, powershell)."""
+def env_lines(
+    creds: Mapping[str, str],
+    shell: str = "bash",
+    comment: str | None = None,
+    expires_at: int | None = None,
+) -> str:
+    """Lines that set the four AWS_* variables in `shell` (sh, bash, zsh, fish, powershell),
+    and ROLECACHE_EXPIRES_AT when `expires_at` (epoch seconds) is given."""
     lines = [f"# {comment}"] if comment else []
     lines += [assignment(name, creds[key], shell) for name, key in ENV_NAMES]
+    if expires_at is not None:
+        lines.append(shell_variable(EXPIRES_AT_NAME, expires_at, shell))
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +105,8 @@ def renderer(
             if fmt == "json":
                 return "application/json", json.dumps(doc).encode()
             if fmt == "env":
-                text = env_lines(doc, shell, SANDBOX_NOTE if sandbox else None)
+                note = SANDBOX_NOTE if sandbox else None
+                text = env_lines(doc, shell, note, int(credentials.expiration))
             else:
                 text = process_json(doc)
         return "text/plain", text.encode()
