@@ -24,7 +24,8 @@ from rolecached.errors import (
     NotFound,
     RolecacheError,
     StsError,
-    error_document,
+    answer_for,
+    api_refusal,
 )
 from rolecached.render.awstable import DEFAULT_COLUMNS
 from rolecached.render.credentials import Shape, iso_expiration, renderer
@@ -45,36 +46,26 @@ LOGINS: web.AppKey[ssologin.Logins] = web.AppKey("logins", ssologin.Logins)
 STATUS_PARTS: web.AppKey[list[Callable[[], dict[str, Any]]]] = web.AppKey("status_parts")
 WAITS: web.AppKey[mfawait.Waits] = web.AppKey("waits", mfawait.Waits)
 
-# Statuses aiohttp raises itself, with the codes and messages we answer instead.
-_HTTP_ERRORS = {
-    404: ("NotFound", "no such path; the API lives under /v1/ (see the README)"),
-    405: ("MethodNotAllowed", "this path does not take that method"),
-    413: ("PayloadTooLarge", f"request bodies are limited to {MAX_BODY} bytes"),
-}
 
-
-def error_response(
-    status: int, code: str, message: str, details: dict[str, str] | None = None
-) -> web.Response:
-    """The one error shape of the API (some errors add fields, such as mfa_serial)."""
-    return web.json_response(error_document(code, message, details), status=status)
+def error_response(error: BaseException) -> web.Response:
+    """`error` in the API's one error shape (some errors add fields, such as mfa_serial)."""
+    answer = answer_for(error, "api")
+    return web.json_response(answer.document, status=answer.status, headers=answer.headers)
 
 
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Map every exception to the API's error shape; the only place that picks a status."""
+    """Answer every exception in the API's error shape (errors.answer_for picks the status)."""
     try:
         response = await handler(request)
-    except RolecacheError as exc:
-        response = error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
-        code, message = _HTTP_ERRORS.get(exc.status, ("HttpError", exc.reason))
-        response = error_response(exc.status, code, message)
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        response = error_response(500, "InternalError", "internal error; see the daemon's log")
+        response = error_response(api_refusal(exc.status, exc.reason, MAX_BODY))
+    except Exception as exc:
+        if not isinstance(exc, RolecacheError):
+            log.exception("internal error on %s %s", request.method, request.path)
+        response = error_response(exc)
     if request.app[SANDBOX]:
         response.headers[SANDBOX_HEADER] = "1"
     return response

@@ -23,7 +23,6 @@ is aiohttp's), so the lane never decides anything aiohttp would not. A kept-aliv
 stays open for the next request, unless the client said `Connection: close`.
 """
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,11 +30,11 @@ from typing import Protocol
 from rolecache.protocol import SANDBOX_HEADER, valid_binding_name
 from rolecached.bindings import ECS_MIN_TTL, ECS_PATH, Binding
 from rolecached.cache import Credentials
-from rolecached.errors import endpoint_error_document
+from rolecached.errors import NotHttp, answer_for
 from rolecached.front import Reply
 from rolecached.gate import peer_key
 from rolecached.host import Peer
-from rolecached.httphead import Head, response
+from rolecached.httphead import Head, error_response, response
 from rolecached.ratelimit import RateLimiter
 from rolecached.tokens import TokenRing
 
@@ -117,8 +116,7 @@ def http_responses(body: bytes, sandbox: bool) -> tuple[bytes, bytes]:
 def bad_request(reason: str, sandbox: bool) -> bytes:
     """An endpoint's JSON 400 ({"Code", "Message"}, the middleware's headers) for a head
     that is not HTTP; the connection closes after it."""
-    body = json.dumps(endpoint_error_document("BadRequest", reason)).encode()
-    return response(b"400 Bad Request", b"application/json; charset=utf-8", body, _headers(sandbox))
+    return error_response(answer_for(NotHttp(reason), "endpoint"), _headers(sandbox))
 
 
 class EcsLane:

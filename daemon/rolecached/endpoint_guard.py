@@ -17,21 +17,21 @@ from rolecached.bindings import EndpointSettings
 from rolecached.errors import (
     EndpointError,
     Forbidden,
+    HttpRefusal,
     TooLarge,
     TooManyRequests,
-    endpoint_error_document,
+    answer_for,
 )
 from rolecached.gate import Gate, peer_key
 from rolecached.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
 
-
-def error_body(status: int, code: str, message: str) -> web.Response:
-    """The error shape SDKs surface: {"Code", "Message"} with capitalised keys."""
-    return web.json_response(endpoint_error_document(code, message), status=status)
+def error_body(error: BaseException) -> web.Response:
+    """`error` in the shape SDKs surface: {"Code", "Message"} with capitalised keys."""
+    answer = answer_for(error, "endpoint")
+    return web.json_response(answer.document, status=answer.status, headers=answer.headers)
 
 
 class Guard:
@@ -98,16 +98,12 @@ async def endpoint_middleware(
     try:
         guard.check(request)
         response = await handler(request)
-    except EndpointError as exc:
-        response = error_body(exc.status, exc.code, exc.message)
-        if isinstance(exc, TooManyRequests):
-            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     except web.HTTPException as exc:
-        code = _HTTP_CODES.get(exc.status, "HttpError")
-        response = error_body(exc.status, code, exc.reason)
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        response = error_body(500, "InternalError", "internal error; see the daemon's log")
+        response = error_body(HttpRefusal(exc.status, exc.reason))
+    except Exception as exc:
+        if not isinstance(exc, EndpointError):
+            log.exception("internal error on %s %s", request.method, request.path)
+        response = error_body(exc)
     response.headers["Cache-Control"] = "no-store"
     if guard.sandbox:
         response.headers[SANDBOX_HEADER] = "1"
