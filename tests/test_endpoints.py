@@ -811,7 +811,7 @@ async def test_forget_drops_the_rendered_container_answer(rig: Rig) -> None:
     secret inside) is no longer held; the next request renders fresh credentials."""
     served = await rig.add()
     first = await rig.ecs()
-    assert served.rendered is not None and SECRET_MARK.encode() in served.rendered[1]
+    assert served.rendered is not None and SECRET_MARK.encode() in served.rendered.body
     rig.store.forget()
     assert served.rendered is None
     again = await rig.ecs()

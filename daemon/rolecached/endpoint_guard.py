@@ -8,20 +8,13 @@ good, so a flood of refused requests never uses up anyone's allowance.
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
-from rolecache.protocol import SANDBOX_HEADER
+from rolecached import endpoint_policy as policy
 from rolecached.bindings import EndpointSettings
-from rolecached.errors import (
-    EndpointError,
-    Forbidden,
-    HttpRefusal,
-    TooLarge,
-    TooManyRequests,
-    answer_for,
-)
+from rolecached.errors import EndpointError, HttpRefusal, answer_for
 from rolecached.gate import Gate, peer_key
 from rolecached.ratelimit import RateLimiter
 
@@ -58,35 +51,36 @@ class Guard:
         self.hosts = frozenset({f"{name}:{port}" for name in names} | set(bare))
 
     def check(self, request: web.Request) -> None:
-        """Raise the EndpointError for the first check the request fails."""
-        hosts = request.headers.getall("Host", [])
-        if len(hosts) != 1 or hosts[0].lower() not in self.hosts:
-            # DNS rebinding: a web page's requests carry the attacker's host name.
-            raise Forbidden("Host header not allowed: use 127.0.0.1:PORT or localhost:PORT")
-        if "Origin" in request.headers:
-            raise Forbidden("requests from web pages (with an Origin header) are refused")
-        length = request.content_length
-        if (length is not None and length > self.settings.max_body) or (
-            "Transfer-Encoding" in request.headers
-        ):
-            raise TooLarge(f"request bodies are limited to {self.settings.max_body} bytes")
+        """Raise the EndpointError for the first check the request fails (policy.guard)."""
+        headers = request.headers
+        facts = policy.Facts(
+            tuple(headers.getall("Host", [])),
+            "Origin" in headers,
+            request.content_length,
+            "Transfer-Encoding" in headers,
+        )
+        refusal = policy.guard(facts, self.hosts, self.settings.max_body)
+        if refusal is not None:
+            raise refusal
 
     def throttle(self, request: web.Request, binding: str) -> None:
-        """Raise TooManyRequests past the rate limit of this peer (uid, or a container's
-        address) for `binding`: asked only once the token is good, so a flood of refused
-        requests never uses up anyone's allowance."""
-        wait = self.limiter.wait(limit_key(request.transport, binding, self.gate), self.clock())
-        if wait:
-            raise TooManyRequests(wait)
+        """Raise TooManyRequests past the rate limit of this peer for `binding`
+        (policy.throttle)."""
+        peer = self.gate.peer_of(request.transport)
+        refusal = policy.throttle(self.limiter, peer, binding, self.clock())
+        if refusal is not None:
+            raise refusal
+
+    def refuse(self, request: web.Request, refusal: policy.Refusal) -> NoReturn:
+        """Raise `refusal`'s error, counted in the refusal log under its tally with the peer."""
+        if refusal.tally is not None:
+            peer = self.gate.peer_of(request.transport)
+            who = "an unknown peer" if peer is None else peer_key(peer)
+            self.gate.refusals.refused(f"{refusal.tally} from {who}")
+        raise refusal.error
 
 
 GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)
-
-
-def limit_key(transport: Any, binding: str, gate: Gate) -> str:
-    """The rate limiter's key: the admitted peer (uid or address) and the binding."""
-    peer = gate.peer_of(transport)
-    return f"{peer_key(peer) if peer is not None else '?'} {binding}"
 
 
 @web.middleware
@@ -104,9 +98,7 @@ async def endpoint_middleware(
         if not isinstance(exc, EndpointError):
             log.exception("internal error on %s %s", request.method, request.path)
         response = error_body(exc)
-    response.headers["Cache-Control"] = "no-store"
-    if guard.sandbox:
-        response.headers[SANDBOX_HEADER] = "1"
+    response.headers.update(policy.answer_headers(guard.sandbox))
     return response
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rolecached import ecslane, host
+from rolecached import host
 from rolecached.bindings import (
     DOCKER_GATEWAY,
     ECS_PATH,
@@ -30,8 +30,9 @@ from rolecached.bindings import (
     check_addresses,
     resolve,
 )
+from rolecached.ecslane import EcsLane
+from rolecached.endpoint_answers import bad_request
 from rolecached.endpoint_apps import (
-    ECS_LANE,
     IMDS_ROLES,
     IMDS_ROLES_EXTENDED,
     IMDS_TOKEN_HEADER,
@@ -441,8 +442,9 @@ class EndpointManager:
             if port == 0:  # "any free port" once: the same again
                 port = self._ecs_wanted or self.registry.saved_container_port() or 0
             self._ecs_wanted = port
-            app = make_ecs_app(self.registry.served, self.handout, self._guard())
-            lane = app[ECS_LANE]
+            guard = self._guard()
+            app = make_ecs_app(self.registry.served, self.handout, guard)
+            lane = EcsLane(self.registry.served, guard, self.handout)
             self._ecs = await listen(
                 app,
                 self.settings,
@@ -485,7 +487,7 @@ class EndpointManager:
         self, name: str, token_only: bool = False, answer: Any = no_answers, arrival: Any = None
     ) -> Door:
         # Every endpoint listener answers a head that is not HTTP with its own JSON 400.
-        lane = Lane(answer, lambda reason: ecslane.bad_request(reason, self.sandbox))
+        lane = Lane(answer, lambda reason: bad_request(reason, self.sandbox))
         timeout = self.settings.idle_timeout
         return Door(
             name, self.gate, host.tcp_peer, token_only, timeout=timeout, lane=lane, arrival=arrival
