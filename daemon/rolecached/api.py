@@ -16,7 +16,7 @@ from aiohttp import web
 
 from rolecache import __version__
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS, Stamp, file_stamp
-from rolecached import audit, desktop, fastlane, host, mfawait, profiles, sso, ssologin
+from rolecached import audit, desktop, fastlane, mfawait, profiles, sso, ssologin
 from rolecached.cache import Entry
 from rolecached.errors import (
     InvalidRequest,
@@ -27,6 +27,7 @@ from rolecached.errors import (
     answer_for,
     api_refusal,
 )
+from rolecached.host import Peer
 from rolecached.render.awstable import DEFAULT_COLUMNS
 from rolecached.render.credentials import Shape, iso_expiration, renderer
 from rolecached.request import RoleRequest, parse_token_code
@@ -34,7 +35,7 @@ from rolecached.store import Store
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # beyond this, aiohttp answers 413 (and the fast lane takes no body)
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
@@ -45,6 +46,8 @@ LOGINS: web.AppKey[ssologin.Logins] = web.AppKey("logins", ssologin.Logins)
 # More of `GET /v1/status`: each part adds its fields (the endpoints add theirs).
 STATUS_PARTS: web.AppKey[list[Callable[[], dict[str, Any]]]] = web.AppKey("status_parts")
 WAITS: web.AppKey[mfawait.Waits] = web.AppKey("waits", mfawait.Waits)
+# Who is on the other end of a request's connection, as the front layer found it on arrival.
+PEER_OF: web.AppKey[Callable[[Any], Peer | None]] = web.AppKey("peer_of")
 
 
 def error_response(error: BaseException) -> web.Response:
@@ -163,7 +166,7 @@ async def get_credentials(request: web.Request) -> web.Response:
     files = _profile_files(body)
     role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
-    peer = host.unix_peer(request.transport)
+    peer = request.app[PEER_OF](request.transport)
     who = audit.describe_peer(peer)
     try:
         credentials = await store.get(
@@ -386,9 +389,13 @@ async def _stop_logins(app: web.Application) -> None:
     app[LOGINS].close()
 
 
-def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
-    """The socket API as an aiohttp application."""
+def make_app(
+    store: Store, peer_of: Callable[[Any], Peer | None], *, sandbox: bool = False
+) -> web.Application:
+    """The socket API as an aiohttp application; `peer_of` tells who is on the other end of
+    a request's transport (the Gate's record of it, made when the connection arrived)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app[PEER_OF] = peer_of
     app[STORE] = store
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()

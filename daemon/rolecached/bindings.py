@@ -31,7 +31,6 @@ MIN_BINDING_DURATION = 3600
 # connections would take it at random.
 ECS_PORT_BASE = 10000
 ECS_PORT_USERS = 11000
-LOOPBACK = ("127.0.0.1", "::1")
 # The gateway of the docker network `rolecache docker setup` makes (169.254.170.0/24): the
 # address ECS serves container credentials at, the one non-loopback address SDKs accept for
 # them over plain http. The host's bridge interface has it, so containers reach the daemon.

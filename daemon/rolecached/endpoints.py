@@ -45,7 +45,7 @@ from rolecached.endpoint_guard import Guard
 from rolecached.endpoint_listeners import Listener, gateway_arrival, is_loopback, listen
 from rolecached.errors import ListenError, RolecacheError
 from rolecached.front import Door, Lane, no_answers
-from rolecached.gate import Caps, Gate, raise_fd_limit
+from rolecached.gate import Gate, default_gate
 from rolecached.handout import Handout
 from rolecached.held_ports import HeldPorts
 from rolecached.registry import Registry, Served
@@ -109,7 +109,7 @@ class EndpointManager:
         # Why bindings of config.toml were not served, for `status` and `endpoint list`.
         self.skipped = list(skipped)
         # Shared with the socket's listener in the daemon, so the caps hold over all of them.
-        self.gate = gate or Gate(os.getuid(), Caps.for_fd_limit(raise_fd_limit()))
+        self.gate = gate or default_gate(os.getuid())
         self._initial = list(bindings)
         self.settings = settings
         self.sandbox = sandbox
@@ -333,10 +333,6 @@ class EndpointManager:
     def all(self) -> list[Served]:
         """Every served binding, in the order they were added."""
         return list(self.registry.served.values())
-
-    def token_path(self, name: str) -> Path:
-        """A binding's token file, alone in a folder of its own."""
-        return self.registry.token_path(name)
 
     async def add(
         self,

@@ -30,7 +30,6 @@ from rolecached.request import RoleRequest
 from rolecached.store import Store
 
 MAX_ROUTES = 4096
-MAX_REQUEST = 64 * 1024  # beyond this, aiohttp answers (413)
 
 
 @dataclass
