@@ -24,12 +24,11 @@ from rolecached.bindings import (
     ECS_MIN_TTL,
     IMDS_MIN_TTL,
     Binding,
-    BindingExists,
     parse_spec,
     resolve,
 )
 from rolecached.cache import Credentials
-from rolecached.errors import InvalidRequest, StsFailure
+from rolecached.errors import BindingExists, InvalidRequest, StsFailure
 from rolecached.request import RoleRequest, parse_request
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rolecache.protocol import BINDING_NAME_RULE, valid_binding_name
-from rolecached.errors import InvalidRequest, NotFound, RolecacheError
+from rolecached.errors import InvalidRequest, NotFound
 from rolecached.request import RoleRequest
 
 # Where the container endpoint serves a binding (its RELATIVE_URI form appends a capability).
@@ -45,13 +45,6 @@ _REFUSED = {
 }
 
 Resolve = Callable[[dict[str, Any]], tuple[RoleRequest, int]]
-
-
-class BindingExists(RolecacheError):
-    """A binding of that name exists and the caller did not ask to replace it."""
-
-    status = 409
-    code = "EndpointExists"
 
 
 class NoSuchBinding(NotFound):

@@ -24,7 +24,6 @@ from rolecached.bindings import (
     ECS_PATH,
     IMDS_MIN_TTL,
     Binding,
-    BindingExists,
     EndpointSettings,
     Resolve,
     check_addresses,
@@ -43,7 +42,7 @@ from rolecached.endpoint_apps import (
 )
 from rolecached.endpoint_guard import Guard
 from rolecached.endpoint_listeners import Listener, gateway_arrival, is_loopback, listen
-from rolecached.errors import ListenError, RolecacheError
+from rolecached.errors import BindingExists, ListenError, RolecacheError
 from rolecached.front import Door, Lane, no_answers
 from rolecached.gate import Gate, default_gate
 from rolecached.handout import Handout

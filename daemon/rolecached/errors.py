@@ -85,6 +85,13 @@ class NotFound(RolecacheError):
     code = "NotFound"
 
 
+class BindingExists(RolecacheError):
+    """A binding of that name exists and the caller did not ask to replace it."""
+
+    status = 409
+    code = "EndpointExists"
+
+
 class MfaRequired(RolecacheError):
     """The role needs an MFA session and none is open: the client asks for a code."""
 
