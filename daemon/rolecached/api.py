@@ -1,7 +1,8 @@
 """The socket API: HTTP/1.1 + JSON under /v1/, as an aiohttp app factory.
 
-`make_app` is shared by the daemon and the tests. Errors are mapped to responses in one
-place, `error_middleware`, and always have the shape {"error": {"code", "message"}}.
+`make_app` is shared by the daemon and the tests. Every error is answered by
+`error_middleware` through errors.answer_for (the one map of errors to statuses), in the
+shape {"error": {"code", "message"}}.
 """
 
 import hashlib

@@ -6,7 +6,7 @@ home each: registry.py the served bindings, token files and lasting state; endpo
 the aiohttp apps and documents; handout.py serving credentials, counted and audited;
 warmer.py keeping bindings' credentials ready; endpoint_listeners.py the TCP listeners;
 held_ports.py keeping their ports through restarts; endpoint_guard.py the hardening every
-request passes.
+request passes; endpoint_policy.py the rules it and the fast lane (ecslane.py) ask.
 """
 
 import asyncio
