@@ -88,7 +88,7 @@ GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)
 async def endpoint_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Run the guard, then map every failure to a JSON error: the one place for statuses."""
+    """Run the guard, then answer every failure as a JSON error (errors.answer_for)."""
     guard = request.app[GUARD]
     try:
         guard.check(request)
