@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from rolecached import ecslane, httphead
+from rolecached import endpoint_policy as policy
 from rolecached.bindings import ECS_MIN_TTL
 from tests.endpointkit import Rig, new_manager
 from tests.kit import THROTTLED, TIMEOUT, Reply, http
@@ -323,9 +324,10 @@ def parse(raw: bytes) -> ecslane.Ask | httphead.NeedMore | None:
 
 
 def test_parse_takes_a_plain_request() -> None:
-    """A complete plain request parses to its binding, lower-cased Host and token."""
+    """A complete plain request parses to its binding, Host (as sent: the guard lower-cases
+    it) and token."""
     ask = parse(request("host:  LOCALHOST:9711 ", "Authorization: tok", "Accept: */*"))
-    assert ask == ecslane.Ask("dev", "localhost:9711", "tok", False)
+    assert ask == ecslane.Ask("dev", "LOCALHOST:9711", "tok", False)
     assert "tok" not in repr(ask)
     closing = parse(request(*GOOD, "Connection: keep-alive, Close"))
     assert isinstance(closing, ecslane.Ask) and closing.close
@@ -383,19 +385,24 @@ class FakeRing:
         return presented == self.good
 
 
-class FakeServed:
-    ring: Any = FakeRing("tok")
-
-
-def test_admissible_needs_host_binding_and_token() -> None:
-    """Only an allowed Host, an existing binding and a valid token admit a request."""
+def test_lane_rules_need_host_binding_and_token() -> None:
+    """The rules the lane asks (the middleware's and the handler's own) admit only an allowed
+    Host, an existing binding and a valid token."""
     ask = ecslane.Ask("dev", "127.0.0.1:9711", "tok")
     hosts = frozenset({"127.0.0.1:9711"})
-    served: Any = FakeServed()
-    assert ecslane.admissible(ask, hosts, served, 0.0)
-    assert not ecslane.admissible(ask, frozenset({"localhost:9711"}), served, 0.0)
-    assert not ecslane.admissible(ask, hosts, None, 0.0)
-    assert not ecslane.admissible(ecslane.Ask("dev", "127.0.0.1:9711", "bad"), hosts, served, 0.0)
+    ring: Any = FakeRing("tok")
+
+    def admitted(ask: ecslane.Ask, hosts: frozenset[str], ring: Any) -> bool:
+        return (
+            policy.guard(ask.facts, hosts, 1024) is None
+            and policy.container_refusal(ask.token, ring, None, 0.0) is None
+        )
+
+    assert admitted(ask, hosts, ring)
+    assert admitted(ecslane.Ask("dev", "127.0.0.1:9711".upper(), "tok"), hosts, ring)
+    assert not admitted(ask, frozenset({"localhost:9711"}), ring)
+    assert not admitted(ask, hosts, None)
+    assert not admitted(ecslane.Ask("dev", "127.0.0.1:9711", "bad"), hosts, ring)
 
 
 async def test_closing_the_listener_closes_kept_alive_lane_connections(rig: Rig) -> None:

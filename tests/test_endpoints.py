@@ -24,12 +24,11 @@ from rolecached.bindings import (
     ECS_MIN_TTL,
     IMDS_MIN_TTL,
     Binding,
-    BindingExists,
     parse_spec,
     resolve,
 )
 from rolecached.cache import Credentials
-from rolecached.errors import InvalidRequest, StsFailure
+from rolecached.errors import BindingExists, InvalidRequest, StsFailure
 from rolecached.request import RoleRequest, parse_request
 from rolecached.store import Settings, Store
 from rolecached.sts import StsCallFailed
@@ -811,7 +810,7 @@ async def test_forget_drops_the_rendered_container_answer(rig: Rig) -> None:
     secret inside) is no longer held; the next request renders fresh credentials."""
     served = await rig.add()
     first = await rig.ecs()
-    assert served.rendered is not None and SECRET_MARK.encode() in served.rendered[1]
+    assert served.rendered is not None and SECRET_MARK.encode() in served.rendered.body
     rig.store.forget()
     assert served.rendered is None
     again = await rig.ecs()

@@ -13,7 +13,8 @@ import pytest
 
 from rolecache.protocol import file_stamp
 from rolecached import fastlane
-from rolecached.fastlane import MAX_REQUEST, takes
+from rolecached.api import MAX_BODY
+from rolecached.fastlane import takes
 from rolecached.httphead import NEED_MORE, Head, parse
 from rolecached.request import RoleRequest
 from rolecached.store import Store
@@ -216,7 +217,7 @@ async def test_a_request_in_pieces_is_still_answered(daemon: Daemon) -> None:
         (b"GET /v1/status HTTP/1.1\r\n\r\n", None),
         (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", None),
         (b"POST /v1/credentials HTTP/1.1\r\nContent-Length: 2\r", NEED_MORE),
-        (b"x" * (MAX_REQUEST + 1), None),
+        (b"x" * (MAX_BODY + 1), None),
     ],
     ids=[
         "complete",
@@ -234,7 +235,7 @@ async def test_a_request_in_pieces_is_still_answered(daemon: Daemon) -> None:
 def test_the_lane_takes_only_complete_plain_posts(raw: bytes, expected: object) -> None:
     """Only a complete POST /v1/credentials with a Content-Length and nothing after it is the
     lane's; an incomplete one asks for more bytes; the rest is aiohttp's."""
-    head = parse(raw, MAX_REQUEST)
+    head = parse(raw, MAX_BODY)
     result = ((head.line, head.body) if takes(head) else None) if isinstance(head, Head) else head
     if expected == "parts":
         assert result == (b"POST /v1/credentials HTTP/1.1", b"{}")
@@ -274,7 +275,7 @@ async def test_forget_leaves_no_rendered_secret_in_the_lane(daemon: Daemon) -> N
     forgotten credentials' secret; other sessions' answers stay."""
     from rolecached import api
 
-    app = api.make_app(daemon.store)
+    app = api.make_app(daemon.store, lambda _transport: None)
     lane = app[api.LANE]
     kept, dropped = (
         RoleRequest(role_arn=ROLE, role_session_name=name) for name in ("kept", "dropped")

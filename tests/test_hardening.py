@@ -112,7 +112,7 @@ async def socket_api(tmp_path: Path) -> AsyncIterator[tuple[Path, Gate]]:
     gate = Gate(os.getuid(), Caps(unix=250, tcp_total=64, per_listener=32, per_peer=16))
     store = Store(FakeSts())
     path = tmp_path / "run" / "s.sock"
-    async with serving(path, store, gate=gate, request_timeout=REQUEST_TIMEOUT) as path:
+    async with serving(path, store, gate=gate, arrival_timeout=REQUEST_TIMEOUT) as path:
         yield path, gate
 
 

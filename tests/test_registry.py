@@ -5,11 +5,12 @@ import hashlib
 import stat
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
 from rolecached.bindings import Binding, EndpointSettings, parse_spec, resolve
+from rolecached.endpoint_answers import Rendered
 from rolecached.endpoint_listeners import Listener
 from rolecached.registry import Registry, Served
 from rolecached.request import parse_request
@@ -158,7 +159,7 @@ def test_dropped_entries_lose_their_rendered_answers(tmp_path: Path) -> None:
     reg = registry(tmp_path, FakeClock())
     dev, other = serve(reg, binding()), serve(reg, binding("other"))
     for served in (dev, other):
-        served.rendered = cast(tuple, ("creds", b"{}", (b"", b"")))
+        served.rendered = Rendered(cast(Any, "creds"), b"{}", b"", b"")
     reg.forget_rendered(dev.binding.request)
     assert dev.rendered is None and other.rendered is not None
     assert reg.serves(other.binding.request)

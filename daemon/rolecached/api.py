@@ -1,7 +1,8 @@
 """The socket API: HTTP/1.1 + JSON under /v1/, as an aiohttp app factory.
 
-`make_app` is shared by the daemon and the tests. Errors are mapped to responses in one
-place, `error_middleware`, and always have the shape {"error": {"code", "message"}}.
+`make_app` is shared by the daemon and the tests. Every error is answered by
+`error_middleware` through errors.answer_for (the one map of errors to statuses), in the
+shape {"error": {"code", "message"}}.
 """
 
 import hashlib
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from rolecache import __version__
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS, Stamp, file_stamp
-from rolecached import audit, desktop, fastlane, host, mfawait, profiles, sso, ssologin
+from rolecached import audit, desktop, fastlane, mfawait, profiles, sso, ssologin
 from rolecached.cache import Entry
 from rolecached.errors import (
     InvalidRequest,
@@ -24,8 +25,10 @@ from rolecached.errors import (
     NotFound,
     RolecacheError,
     StsError,
-    error_document,
+    answer_for,
+    api_refusal,
 )
+from rolecached.host import Peer
 from rolecached.render.awstable import DEFAULT_COLUMNS
 from rolecached.render.credentials import Shape, iso_expiration, renderer
 from rolecached.request import RoleRequest, parse_token_code
@@ -33,7 +36,7 @@ from rolecached.store import Store
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # beyond this, aiohttp answers 413 (and the fast lane takes no body)
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
@@ -44,37 +47,29 @@ LOGINS: web.AppKey[ssologin.Logins] = web.AppKey("logins", ssologin.Logins)
 # More of `GET /v1/status`: each part adds its fields (the endpoints add theirs).
 STATUS_PARTS: web.AppKey[list[Callable[[], dict[str, Any]]]] = web.AppKey("status_parts")
 WAITS: web.AppKey[mfawait.Waits] = web.AppKey("waits", mfawait.Waits)
-
-# Statuses aiohttp raises itself, with the codes and messages we answer instead.
-_HTTP_ERRORS = {
-    404: ("NotFound", "no such path; the API lives under /v1/ (see the README)"),
-    405: ("MethodNotAllowed", "this path does not take that method"),
-    413: ("PayloadTooLarge", f"request bodies are limited to {MAX_BODY} bytes"),
-}
+# Who is on the other end of a request's connection, as the front layer found it on arrival.
+PEER_OF: web.AppKey[Callable[[Any], Peer | None]] = web.AppKey("peer_of")
 
 
-def error_response(
-    status: int, code: str, message: str, details: dict[str, str] | None = None
-) -> web.Response:
-    """The one error shape of the API (some errors add fields, such as mfa_serial)."""
-    return web.json_response(error_document(code, message, details), status=status)
+def error_response(error: BaseException) -> web.Response:
+    """`error` in the API's one error shape (some errors add fields, such as mfa_serial)."""
+    answer = answer_for(error, "api")
+    return web.json_response(answer.document, status=answer.status, headers=answer.headers)
 
 
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Map every exception to the API's error shape; the only place that picks a status."""
+    """Answer every exception in the API's error shape (errors.answer_for picks the status)."""
     try:
         response = await handler(request)
-    except RolecacheError as exc:
-        response = error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
-        code, message = _HTTP_ERRORS.get(exc.status, ("HttpError", exc.reason))
-        response = error_response(exc.status, code, message)
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        response = error_response(500, "InternalError", "internal error; see the daemon's log")
+        response = error_response(api_refusal(exc.status, exc.reason, MAX_BODY))
+    except Exception as exc:
+        if not isinstance(exc, RolecacheError):
+            log.exception("internal error on %s %s", request.method, request.path)
+        response = error_response(exc)
     if request.app[SANDBOX]:
         response.headers[SANDBOX_HEADER] = "1"
     return response
@@ -172,7 +167,7 @@ async def get_credentials(request: web.Request) -> web.Response:
     files = _profile_files(body)
     role_request, min_ttl = await profiles.select_async(body, request.app[PROFILES])
     store = request.app[STORE]
-    peer = host.unix_peer(request.transport)
+    peer = request.app[PEER_OF](request.transport)
     who = audit.describe_peer(peer)
     try:
         credentials = await store.get(
@@ -395,9 +390,13 @@ async def _stop_logins(app: web.Application) -> None:
     app[LOGINS].close()
 
 
-def make_app(store: Store, *, sandbox: bool = False) -> web.Application:
-    """The socket API as an aiohttp application."""
+def make_app(
+    store: Store, peer_of: Callable[[Any], Peer | None], *, sandbox: bool = False
+) -> web.Application:
+    """The socket API as an aiohttp application; `peer_of` tells who is on the other end of
+    a request's transport (the Gate's record of it, made when the connection arrived)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app[PEER_OF] = peer_of
     app[STORE] = store
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rolecache.protocol import BINDING_NAME_RULE, valid_binding_name
-from rolecached.errors import InvalidRequest, NotFound, RolecacheError
+from rolecached.errors import InvalidRequest, NotFound
 from rolecached.request import RoleRequest
 
 # Where the container endpoint serves a binding (its RELATIVE_URI form appends a capability).
@@ -31,7 +31,6 @@ MIN_BINDING_DURATION = 3600
 # connections would take it at random.
 ECS_PORT_BASE = 10000
 ECS_PORT_USERS = 11000
-LOOPBACK = ("127.0.0.1", "::1")
 # The gateway of the docker network `rolecache docker setup` makes (169.254.170.0/24): the
 # address ECS serves container credentials at, the one non-loopback address SDKs accept for
 # them over plain http. The host's bridge interface has it, so containers reach the daemon.
@@ -46,13 +45,6 @@ _REFUSED = {
 }
 
 Resolve = Callable[[dict[str, Any]], tuple[RoleRequest, int]]
-
-
-class BindingExists(RolecacheError):
-    """A binding of that name exists and the caller did not ask to replace it."""
-
-    status = 409
-    code = "EndpointExists"
 
 
 class NoSuchBinding(NotFound):

@@ -6,47 +6,29 @@ second on two cores (bench B5). The socket API met the same limit with fastlane.
 its counterpart for the container listener. The listener's front guard (front.py) parses
 each admitted connection's request strictly (httphead.py) and offers it to `EcsLane.answer`
 first. The lane answers only a `GET /v1/credentials/NAME` that aiohttp would answer 200 from
-memory:
-
-- one Host in the listener's allow-list, no Origin, no body, no query;
-- an Authorization value the binding's `TokenRing.valid` accepts (constant time, grace);
-- the binding's credentials held with the container floor (`ECS_MIN_TTL`) left;
-- a request the listener's rate limiter (the middleware's own instance, keyed by peer and
-  binding) lets through, asked last so that a request the lane passes on is not counted
-  twice.
-
-Its answer is the handler's JSON body with the headers the middleware adds (Cache-Control,
-the sandbox marker), rendered once per credentials object (endpoint_apps.render_ecs); the
-hand-out is counted and audited by `Handout.held`, as the handler's are. Everything else,
-every refusal included, is handed to aiohttp unchanged (from that request on, the connection
-is aiohttp's), so the lane never decides anything aiohttp would not. A kept-alive connection
-stays open for the next request, unless the client said `Connection: close`.
+memory. It decides nothing itself: it asks the rules the middleware and the handler ask
+(endpoint_policy: the guard, the token rule, then the rate limit, asked last so that a
+request the lane passes on is not counted twice), and the binding's credentials held with
+the container floor (`ECS_MIN_TTL`) left. Its answer is the one endpoint_answers renders for
+the handler too; the hand-out is counted and audited by `Handout.held`, as the handler's
+are. Everything else, every refusal included, is handed to aiohttp unchanged (from that
+request on, the connection is aiohttp's), so the lane never decides anything aiohttp would
+not. A kept-alive connection stays open for the next request, unless the client said
+`Connection: close`.
 """
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
-from rolecache.protocol import SANDBOX_HEADER, valid_binding_name
-from rolecached.bindings import ECS_MIN_TTL, ECS_PATH, Binding
-from rolecached.cache import Credentials
-from rolecached.errors import endpoint_error_document
+from rolecache.protocol import valid_binding_name
+from rolecached import endpoint_policy as policy
+from rolecached.bindings import ECS_MIN_TTL, ECS_PATH
+from rolecached.endpoint_guard import Guard
 from rolecached.front import Reply
-from rolecached.gate import peer_key
+from rolecached.handout import Handout
 from rolecached.host import Peer
-from rolecached.httphead import Head, response
-from rolecached.ratelimit import RateLimiter
-from rolecached.tokens import TokenRing
-
-
-class Served(Protocol):
-    """What the lane reads of a served binding (registry.Served is one): it needs no more,
-    and endpoint_apps.py imports this module, not the other way round."""
-
-    binding: Binding
-    ring: TokenRing
-
+from rolecached.httphead import Head
+from rolecached.registry import Served
 
 _PREFIX = ECS_PATH.removesuffix("{name}").encode()
 # Headers that change how aiohttp reads or answers the request: theirs to handle.
@@ -58,13 +40,18 @@ class Ask:
     """What a request the lane may answer asks for; the token is never shown."""
 
     name: str
-    host: str  # lower-cased, as the Host allow-list holds it
+    host: str
     token: str
     close: bool = False  # the client sent `Connection: close`
     agent: str | None = None  # User-Agent, for the audit trail
 
     def __repr__(self) -> str:
         return f"Ask(name={self.name!r}, host={self.host!r}, close={self.close})"
+
+    @property
+    def facts(self) -> policy.Facts:
+        """What the guard reads of it: one Host, and no Origin or body (else not an Ask)."""
+        return policy.Facts((self.host,), origin=False, length=None, chunked=False)
 
 
 def ask_of(head: Head) -> Ask | None:
@@ -85,61 +72,20 @@ def ask_of(head: Head) -> Ask | None:
     agent = fields.get(b"user-agent")
     return Ask(
         name,
-        fields[b"host"].decode().lower(),
+        fields[b"host"].decode(),
         fields[b"authorization"].decode(),
         head.close,
         None if agent is None else agent.decode(),
     )
 
 
-def admissible(ask: Ask, hosts: frozenset[str], served: Served | None, now: float) -> bool:
-    """True when the middleware and the handler would both let `ask` reach the credentials:
-    its Host is allowed, the binding exists and the token is valid for it at `now` (the
-    binding's TokenRing decides: constant time, previous token within its grace)."""
-    return ask.host in hosts and served is not None and served.ring.valid(ask.token, now)
-
-
-def _headers(sandbox: bool) -> bytes:
-    # What the endpoints' middleware adds to every answer.
-    sandboxed = SANDBOX_HEADER.encode() + b": 1\r\n" if sandbox else b""
-    return b"Cache-Control: no-store\r\n" + sandboxed
-
-
-def http_responses(body: bytes, sandbox: bool) -> tuple[bytes, bytes]:
-    """The lane's whole HTTP responses for the handler's JSON `body`, with the handler's
-    Content-Type and the middleware's headers: (closing the connection, keeping it alive)."""
-    return tuple(  # type: ignore[return-value]
-        response(b"200 OK", b"application/json", body, _headers(sandbox), close)
-        for close in (True, False)
-    )
-
-
-def bad_request(reason: str, sandbox: bool) -> bytes:
-    """An endpoint's JSON 400 ({"Code", "Message"}, the middleware's headers) for a head
-    that is not HTTP; the connection closes after it."""
-    body = json.dumps(endpoint_error_document("BadRequest", reason)).encode()
-    return response(b"400 Bad Request", b"application/json; charset=utf-8", body, _headers(sandbox))
-
-
 class EcsLane:
     """Answers the container listener's plain credentials requests (see the module doc)."""
 
-    def __init__(
-        self,
-        served: Mapping[str, Served],
-        hosts: Callable[[], frozenset[str]],
-        limiter: RateLimiter,
-        clock: Callable[[], float],
-        held: Callable[[Binding, float, Peer, str | None, Callable[[], bool]], Credentials | None],
-        render: Callable[[Served, Credentials], tuple[bytes, bytes]],
-    ) -> None:
+    def __init__(self, served: Mapping[str, Served], guard: Guard, handout: Handout) -> None:
         self._served = served  # the handler's own mapping: adds and removes show at once
-        self._hosts = hosts
-        self._limiter = limiter
-        self._clock = clock
-        # The handler's own source (Handout.held): it counts and audits what it returns.
-        self._held = held
-        self._render = render  # -> http_responses(), cached per credentials object
+        self._guard = guard  # the middleware's own: Host allow-list, limiter, clock
+        self._handout = handout  # the handler's own: it counts and audits what it returns
 
     def answer(self, head: Head, peer: Peer) -> Reply | None:
         """The Reply to `head` from `peer` (with the binding, the rate-limit key), or None to
@@ -147,18 +93,26 @@ class EcsLane:
         ask = ask_of(head)
         if ask is None:
             return None
-        now = self._clock()
+        guard = self._guard
+        now = guard.clock()
         served = self._served.get(ask.name)
-        if served is None or not admissible(ask, self._hosts(), served, now):
-            return None
+        if (
+            served is None
+            or policy.guard(ask.facts, guard.hosts, guard.settings.max_body) is not None
+            or policy.container_refusal(ask.token, served.ring, None, now) is not None
+        ):
+            return None  # aiohttp refuses it, by the same rules
         # What the handler would serve without waiting; else aiohttp fetches, waits or refuses.
         # The limiter is asked only once credentials are held (a refusal is aiohttp's to
         # answer 429, asking it again), and only what it lets through is counted.
-        key = f"{peer_key(peer)} {ask.name}"
-        credentials = self._held(
-            served.binding, ECS_MIN_TTL, peer, ask.agent, lambda: not self._limiter.wait(key, now)
+        credentials = self._handout.held(
+            served.binding,
+            ECS_MIN_TTL,
+            peer,
+            ask.agent,
+            lambda: policy.throttle(guard.limiter, peer, ask.name, now) is None,
         )
         if credentials is None:
             return None
-        closing, keeping = self._render(served, credentials)
-        return Reply(closing, False) if ask.close else Reply(keeping, True)
+        rendered = served.container_answer(credentials, guard.sandbox)
+        return Reply(rendered.closing, False) if ask.close else Reply(rendered.keeping, True)

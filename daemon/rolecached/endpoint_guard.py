@@ -1,37 +1,31 @@
 """The hardening every container-endpoint request passes, ECS and IMDS alike.
 
 One aiohttp middleware runs the guard first (Host allow-list against DNS rebinding, no
-`Origin`, small bodies) and maps every failure, once, to the error shape SDKs surface:
-`{"Code", "Message"}`. The rate limit is asked by the handlers once a token is known to be
-good, so a flood of refused requests never uses up anyone's allowance.
+`Origin`, small bodies: endpoint_policy.guard, which the fast lane asks too) and answers
+every failure in the error shape SDKs surface, `{"Code", "Message"}`, through
+errors.answer_for. The rate limit is asked by the handlers once a token is known to be good,
+so a flood of refused requests never uses up anyone's allowance.
 """
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
-from rolecache.protocol import SANDBOX_HEADER
+from rolecached import endpoint_policy as policy
 from rolecached.bindings import EndpointSettings
-from rolecached.errors import (
-    EndpointError,
-    Forbidden,
-    TooLarge,
-    TooManyRequests,
-    endpoint_error_document,
-)
+from rolecached.errors import EndpointError, HttpRefusal, answer_for
 from rolecached.gate import Gate, peer_key
 from rolecached.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
 
-
-def error_body(status: int, code: str, message: str) -> web.Response:
-    """The error shape SDKs surface: {"Code", "Message"} with capitalised keys."""
-    return web.json_response(endpoint_error_document(code, message), status=status)
+def error_body(error: BaseException) -> web.Response:
+    """`error` in the shape SDKs surface: {"Code", "Message"} with capitalised keys."""
+    answer = answer_for(error, "endpoint")
+    return web.json_response(answer.document, status=answer.status, headers=answer.headers)
 
 
 class Guard:
@@ -58,59 +52,54 @@ class Guard:
         self.hosts = frozenset({f"{name}:{port}" for name in names} | set(bare))
 
     def check(self, request: web.Request) -> None:
-        """Raise the EndpointError for the first check the request fails."""
-        hosts = request.headers.getall("Host", [])
-        if len(hosts) != 1 or hosts[0].lower() not in self.hosts:
-            # DNS rebinding: a web page's requests carry the attacker's host name.
-            raise Forbidden("Host header not allowed: use 127.0.0.1:PORT or localhost:PORT")
-        if "Origin" in request.headers:
-            raise Forbidden("requests from web pages (with an Origin header) are refused")
-        length = request.content_length
-        if (length is not None and length > self.settings.max_body) or (
-            "Transfer-Encoding" in request.headers
-        ):
-            raise TooLarge(f"request bodies are limited to {self.settings.max_body} bytes")
+        """Raise the EndpointError for the first check the request fails (policy.guard)."""
+        headers = request.headers
+        facts = policy.Facts(
+            tuple(headers.getall("Host", [])),
+            "Origin" in headers,
+            request.content_length,
+            "Transfer-Encoding" in headers,
+        )
+        refusal = policy.guard(facts, self.hosts, self.settings.max_body)
+        if refusal is not None:
+            raise refusal
 
     def throttle(self, request: web.Request, binding: str) -> None:
-        """Raise TooManyRequests past the rate limit of this peer (uid, or a container's
-        address) for `binding`: asked only once the token is good, so a flood of refused
-        requests never uses up anyone's allowance."""
-        wait = self.limiter.wait(limit_key(request.transport, binding, self.gate), self.clock())
-        if wait:
-            raise TooManyRequests(wait)
+        """Raise TooManyRequests past the rate limit of this peer for `binding`
+        (policy.throttle)."""
+        peer = self.gate.peer_of(request.transport)
+        refusal = policy.throttle(self.limiter, peer, binding, self.clock())
+        if refusal is not None:
+            raise refusal
+
+    def refuse(self, request: web.Request, refusal: policy.Refusal) -> NoReturn:
+        """Raise `refusal`'s error, counted in the refusal log under its tally with the peer."""
+        if refusal.tally is not None:
+            peer = self.gate.peer_of(request.transport)
+            who = "an unknown peer" if peer is None else peer_key(peer)
+            self.gate.refusals.refused(f"{refusal.tally} from {who}")
+        raise refusal.error
 
 
 GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)
-
-
-def limit_key(transport: Any, binding: str, gate: Gate) -> str:
-    """The rate limiter's key: the admitted peer (uid or address) and the binding."""
-    peer = gate.peer_of(transport)
-    return f"{peer_key(peer) if peer is not None else '?'} {binding}"
 
 
 @web.middleware
 async def endpoint_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Run the guard, then map every failure to a JSON error: the one place for statuses."""
+    """Run the guard, then answer every failure as a JSON error (errors.answer_for)."""
     guard = request.app[GUARD]
     try:
         guard.check(request)
         response = await handler(request)
-    except EndpointError as exc:
-        response = error_body(exc.status, exc.code, exc.message)
-        if isinstance(exc, TooManyRequests):
-            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     except web.HTTPException as exc:
-        code = _HTTP_CODES.get(exc.status, "HttpError")
-        response = error_body(exc.status, code, exc.reason)
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        response = error_body(500, "InternalError", "internal error; see the daemon's log")
-    response.headers["Cache-Control"] = "no-store"
-    if guard.sandbox:
-        response.headers[SANDBOX_HEADER] = "1"
+        response = error_body(HttpRefusal(exc.status, exc.reason))
+    except Exception as exc:
+        if not isinstance(exc, EndpointError):
+            log.exception("internal error on %s %s", request.method, request.path)
+        response = error_body(exc)
+    response.headers.update(policy.answer_headers(guard.sandbox))
     return response
 
 

@@ -6,7 +6,7 @@ home each: registry.py the served bindings, token files and lasting state; endpo
 the aiohttp apps and documents; handout.py serving credentials, counted and audited;
 warmer.py keeping bindings' credentials ready; endpoint_listeners.py the TCP listeners;
 held_ports.py keeping their ports through restarts; endpoint_guard.py the hardening every
-request passes.
+request passes; endpoint_policy.py the rules it and the fast lane (ecslane.py) ask.
 """
 
 import asyncio
@@ -18,20 +18,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rolecached import ecslane, host
+from rolecached import host
 from rolecached.bindings import (
     DOCKER_GATEWAY,
     ECS_PATH,
     IMDS_MIN_TTL,
     Binding,
-    BindingExists,
     EndpointSettings,
     Resolve,
     check_addresses,
     resolve,
 )
+from rolecached.ecslane import EcsLane
+from rolecached.endpoint_answers import bad_request
 from rolecached.endpoint_apps import (
-    ECS_LANE,
     IMDS_ROLES,
     IMDS_ROLES_EXTENDED,
     IMDS_TOKEN_HEADER,
@@ -42,9 +42,9 @@ from rolecached.endpoint_apps import (
 )
 from rolecached.endpoint_guard import Guard
 from rolecached.endpoint_listeners import Listener, gateway_arrival, is_loopback, listen
-from rolecached.errors import ListenError, RolecacheError
+from rolecached.errors import BindingExists, ListenError, RolecacheError
 from rolecached.front import Door, Lane, no_answers
-from rolecached.gate import Caps, Gate, raise_fd_limit
+from rolecached.gate import Gate, default_gate
 from rolecached.handout import Handout
 from rolecached.held_ports import HeldPorts
 from rolecached.registry import Registry, Served
@@ -108,7 +108,7 @@ class EndpointManager:
         # Why bindings of config.toml were not served, for `status` and `endpoint list`.
         self.skipped = list(skipped)
         # Shared with the socket's listener in the daemon, so the caps hold over all of them.
-        self.gate = gate or Gate(os.getuid(), Caps.for_fd_limit(raise_fd_limit()))
+        self.gate = gate or default_gate(os.getuid())
         self._initial = list(bindings)
         self.settings = settings
         self.sandbox = sandbox
@@ -333,10 +333,6 @@ class EndpointManager:
         """Every served binding, in the order they were added."""
         return list(self.registry.served.values())
 
-    def token_path(self, name: str) -> Path:
-        """A binding's token file, alone in a folder of its own."""
-        return self.registry.token_path(name)
-
     async def add(
         self,
         binding: Binding,
@@ -441,8 +437,9 @@ class EndpointManager:
             if port == 0:  # "any free port" once: the same again
                 port = self._ecs_wanted or self.registry.saved_container_port() or 0
             self._ecs_wanted = port
-            app = make_ecs_app(self.registry.served, self.handout, self._guard())
-            lane = app[ECS_LANE]
+            guard = self._guard()
+            app = make_ecs_app(self.registry.served, self.handout, guard)
+            lane = EcsLane(self.registry.served, guard, self.handout)
             self._ecs = await listen(
                 app,
                 self.settings,
@@ -485,7 +482,7 @@ class EndpointManager:
         self, name: str, token_only: bool = False, answer: Any = no_answers, arrival: Any = None
     ) -> Door:
         # Every endpoint listener answers a head that is not HTTP with its own JSON 400.
-        lane = Lane(answer, lambda reason: ecslane.bad_request(reason, self.sandbox))
+        lane = Lane(answer, lambda reason: bad_request(reason, self.sandbox))
         timeout = self.settings.idle_timeout
         return Door(
             name, self.gate, host.tcp_peer, token_only, timeout=timeout, lane=lane, arrival=arrival

@@ -1,11 +1,15 @@
-"""Every error the daemon reports, as types that carry an error code and an HTTP status.
+"""Every error the daemon reports, as types that carry an error code and an HTTP status,
+and the one place that turns an error into an HTTP answer (`answer_for`).
 
-`api.py` maps these to responses in one place; the client maps the status to an exit code
-with `rolecache.protocol.exit_code_for_status`. Messages never contain a secret.
+The socket API and the container endpoints (their aiohttp middlewares and their lanes) all
+answer errors through `answer_for`; the client maps the status to an exit code with
+`rolecache.protocol.exit_code_for_status`. Messages never contain a secret.
 """
 
-from dataclasses import dataclass
-from typing import Any
+import json
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Literal
 
 
 class RolecacheError(Exception):
@@ -33,6 +37,37 @@ def endpoint_error_document(code: str, message: str) -> dict[str, str]:
     return {"Code": code, "Message": message}
 
 
+class NotHttp(RolecacheError):
+    """A request head no HTTP server may accept (see httphead.Malformed), either listener."""
+
+    status = 400
+    code = "BadRequest"
+
+
+class HttpRefusal(RolecacheError):
+    """A request aiohttp refused before any handler ran (no such path or method, too big)."""
+
+    code = "HttpError"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, _HTTP_CODES.get(status))
+        self.status = status
+
+
+# The codes of the statuses aiohttp raises itself.
+_HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+
+
+def api_refusal(status: int, reason: str, max_body: int) -> HttpRefusal:
+    """aiohttp's own refusal as the socket API words it: what to do instead."""
+    messages = {
+        404: "no such path; the API lives under /v1/ (see the README)",
+        405: "this path does not take that method",
+        413: f"request bodies are limited to {max_body} bytes",
+    }
+    return HttpRefusal(status, messages.get(status, reason))
+
+
 class InvalidRequest(RolecacheError):
     """The request is malformed or breaks an AssumeRole rule; nothing was sent to STS."""
 
@@ -48,6 +83,13 @@ class TemporarySource(InvalidRequest):
 class NotFound(RolecacheError):
     status = 404
     code = "NotFound"
+
+
+class BindingExists(RolecacheError):
+    """A binding of that name exists and the caller did not ask to replace it."""
+
+    status = 409
+    code = "EndpointExists"
 
 
 class MfaRequired(RolecacheError):
@@ -200,3 +242,52 @@ class StsRefused(EndpointError):
     """STS refused the binding's role for good (AccessDenied and friends): its code."""
 
     status = 502
+
+
+# -- errors as HTTP answers -----------------------------------------------------------------
+
+Shape = Literal["api", "endpoint"]
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """An error as HTTP says it: the status, the JSON document in the listener's shape, and
+    the extra headers (Retry-After of a rate limit)."""
+
+    status: int
+    document: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status_line(self) -> bytes:
+        """The status as a response's first line shows it, such as b"400 Bad Request"."""
+        return f"{self.status} {HTTPStatus(self.status).phrase}".encode()
+
+    def body(self) -> bytes:
+        """The document as JSON bytes, as aiohttp's json_response writes it."""
+        return json.dumps(self.document).encode()
+
+
+def answer_for(error: BaseException, shape: Shape) -> ErrorAnswer:
+    """The one map of errors to HTTP answers: a RolecacheError's own status and code, any
+    other exception a 500 that says to look at the log. `shape` picks the document: the
+    socket API's {"error": {"code", "message", ...}}, or the endpoints' {"Code", "Message"}
+    that SDKs surface. The endpoints answer only their own refusals so: any other error there
+    is internal."""
+    if not isinstance(error, _ANSWERED[shape]):
+        error = RolecacheError("internal error; see the daemon's log")
+    if shape == "api":
+        document = error_document(error.code, error.message, error.details)
+    else:
+        document = endpoint_error_document(error.code, error.message)
+    headers = {}
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return ErrorAnswer(error.status, document, headers)
+
+
+# What each shape answers with the error's own status and code.
+_ANSWERED: dict[Shape, tuple[type[RolecacheError], ...]] = {
+    "api": (RolecacheError,),
+    "endpoint": (EndpointError, HttpRefusal, NotHttp),
+}

@@ -16,7 +16,6 @@ before, so the lane never decides anything aiohttp would not.
 """
 
 import asyncio
-import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,14 +23,13 @@ from dataclasses import dataclass, field
 from rolecache.protocol import Stamp, file_stamp
 from rolecached import audit
 from rolecached.cache import Credentials
-from rolecached.errors import error_document
+from rolecached.errors import NotHttp, answer_for
 from rolecached.front import Reply
-from rolecached.httphead import Head, response
+from rolecached.httphead import Head, error_response, response
 from rolecached.request import RoleRequest
 from rolecached.store import Store
 
 MAX_ROUTES = 4096
-MAX_REQUEST = 64 * 1024  # beyond this, aiohttp answers (413)
 
 
 @dataclass
@@ -77,10 +75,7 @@ class FastLane:
 
     def bad_request(self, reason: str) -> bytes:
         """The API's JSON 400 for a head that is not HTTP, as the error middleware shapes it."""
-        body = json.dumps(error_document("BadRequest", reason)).encode()
-        return response(
-            b"400 Bad Request", b"application/json; charset=utf-8", body, self._extra_headers
-        )
+        return error_response(answer_for(NotHttp(reason), "api"), self._extra_headers)
 
     def drop(self, request: object) -> None:
         """Forget every route of `request`: their rendered answers hold its secrets."""

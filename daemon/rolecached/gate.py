@@ -182,6 +182,12 @@ class Gate:
         return self._tcp + self._unix
 
 
+def default_gate(owner: int) -> Gate:
+    """The gate of a daemon run by `owner`: caps for this process's descriptor limit, which
+    it raises first."""
+    return Gate(owner, Caps.for_fd_limit(raise_fd_limit()))
+
+
 def peer_key(peer: Peer) -> str:
     """What caps and rate limits count a peer by: its uid, else its address."""
     return f"uid {peer.uid}" if peer.uid is not None else f"address {peer.address}"

@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 # Where this module has an implementation; elsewhere the daemon refuses to start, saying so.
 SUPPORTED = sys.platform.startswith("linux")
 
-# A switch for benchmarks only (the cost of the check is measured with and without it):
-# not a setting, nothing in the daemon reads it from a file or the environment.
-CHECK_TCP_PEERS = True
-
 _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST = 0x01
 _NLM_F_DUMP = 0x300
@@ -189,8 +185,6 @@ def tcp_peer(transport: Any) -> Peer | None:
     if sock is None or not isinstance(theirs, (list, tuple)):
         return None
     ours = sock.getsockname()
-    if not CHECK_TCP_PEERS:
-        return Peer(os.getuid(), address=str(theirs[0]))
     uid = tcp_peer_uid(tuple(ours), tuple(theirs), sock.family)
     return Peer(uid, address=str(theirs[0]))
 

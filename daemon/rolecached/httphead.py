@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from rolecached.errors import ErrorAnswer
+
 # Within aiohttp's limits on a head (4 KiB lines, 32 fields: endpoint_listeners.HEAD_LIMITS, and
 # aiohttp's defaults on the socket): anything bigger is aiohttp's to refuse. Real requests
 # are a few hundred bytes.
@@ -124,3 +126,12 @@ def response(
         + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n" + headers
         + (b"Connection: close\r\n" if close else b"") + b"\r\n" + body
     )  # fmt: skip
+
+
+def error_response(answer: ErrorAnswer, headers: bytes = b"") -> bytes:
+    """A whole HTTP/1.1 response for an error answer, as aiohttp's json_response writes it;
+    the connection closes after it."""
+    extra = b"".join(f"{name}: {value}\r\n".encode() for name, value in answer.headers.items())
+    return response(
+        answer.status_line, b"application/json; charset=utf-8", answer.body(), extra + headers
+    )

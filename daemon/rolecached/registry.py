@@ -22,6 +22,7 @@ from typing import Any
 from rolecached import bindingstate
 from rolecached.bindings import Binding, BindingSpec, EndpointSettings, NoSuchBinding
 from rolecached.cache import Credentials
+from rolecached.endpoint_answers import Rendered, render_ecs
 from rolecached.endpoint_listeners import Listener
 from rolecached.tokens import ImdsTokens, TokenRing, looks_like_token
 
@@ -54,16 +55,18 @@ class Served:
     next_warm: float = 0.0
     warm_failures: int = 0
     last_error: str | None = None
-    # The container answer rendered for the credentials it was rendered from: the same
-    # bytes serve every request until renewal (json.dumps per request is a visible share).
-    # (credentials, the handler's JSON body, the fast lane's HTTP responses)
-    rendered: tuple[Credentials, bytes, tuple[bytes, bytes]] | None = field(
-        default=None, repr=False
-    )
+    # The container answer for the credentials last served (see endpoint_answers.py).
+    rendered: Rendered | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.container_file = self.token_file.with_name(CONTAINER_TOKEN_FILE)
         self.capability_file = self.token_file.with_name(CAPABILITY_FILE)
+
+    def container_answer(self, creds: Credentials, sandbox: bool) -> Rendered:
+        """The container answer for `creds`, rendered again only when they changed."""
+        if self.rendered is None or self.rendered.credentials is not creds:
+            self.rendered = render_ecs(self.binding, creds, sandbox)
+        return self.rendered
 
 
 def write_secret(path: Path, secret: str) -> None:

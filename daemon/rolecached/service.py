@@ -21,14 +21,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 from rolecache import __version__
 from rolecache.protocol import socket_path, socket_path_problem
 from rolecached import bindingstate, config, endpoint_api, host, logsink, profiles, sourcestamp
-from rolecached.api import LANE, make_app
+from rolecached.api import LANE, MAX_BODY, make_app
 from rolecached.audit import describe_peer
 from rolecached.endpoints import EndpointManager
 from rolecached.errors import ListenError
 from rolecached.fake_sts import serve_fake_sts
-from rolecached.fastlane import MAX_REQUEST
 from rolecached.front import Door, FrontSite, Lane, Reply
-from rolecached.gate import Caps, Gate, raise_fd_limit
+from rolecached.gate import Gate, default_gate
 from rolecached.held_ports import HeldPorts
 from rolecached.host import Peer, unix_peer
 from rolecached.httphead import Head
@@ -200,30 +199,30 @@ async def serve(
     endpoints: EndpointManager | None = None,
     allowed_uid: int | None = None,
     gate: Gate | None = None,
-    request_timeout: float = 5.0,
+    arrival_timeout: float = 5.0,
 ) -> None:
     """Serve the API on `listener` (and the container endpoints, if given) until `stop` is
     set, then shut down gracefully. `gate` admits connections (default: `allowed_uid`, else
     ours, with caps for this process's descriptor limit); a request must arrive whole within
-    `request_timeout` seconds (slowloris)."""
+    `arrival_timeout` seconds (slowloris; the [daemon] request_timeout is how long one waits
+    for STS)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    app = make_app(store, sandbox=sandbox)
+    gate = gate or default_gate(os.getuid() if allowed_uid is None else allowed_uid)
+    app = make_app(store, gate.peer_of, sandbox=sandbox)
     if endpoints is not None:
         endpoint_api.add_routes(app, endpoints)
     # An idle kept-alive connection is closed after 5 s: shells open one per command anyway.
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=5.0)
     await runner.setup()
-    owner = os.getuid() if allowed_uid is None else allowed_uid
-    gate = gate or Gate(owner, Caps.for_fd_limit(raise_fd_limit()))
     fast = runner.app[LANE]
 
     def fast_lane(head: Head, peer: Peer) -> Reply | None:
         return fast.answer(head, lambda: describe_peer(peer))
 
-    lane = Lane(fast_lane, fast.bad_request, MAX_REQUEST)
+    lane = Lane(fast_lane, fast.bad_request, MAX_BODY)
     # The socket is 0600: only our uid can connect, and root has no business there.
-    door = Door("socket", gate, unix_peer, allow_root=False, timeout=request_timeout, lane=lane)
+    door = Door("socket", gate, unix_peer, allow_root=False, timeout=arrival_timeout, lane=lane)
     await FrontSite(runner, listener.sock, door).start()
     renewer = loop.create_task(store.run_renewer())
     maintainer = None
@@ -438,9 +437,8 @@ async def _run(
     nudges: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
     loop.add_signal_handler(signal.SIGHUP, reload)
     # One gate for every listener, so the caps hold over all of them together.
-    fd_limit = raise_fd_limit()
-    gate = Gate(os.getuid(), Caps.for_fd_limit(fd_limit))
-    log.debug("descriptor limit %d: connection caps %s", fd_limit, gate.caps)
+    gate = default_gate(os.getuid())
+    log.debug("connection caps %s (for the descriptor limit)", gate.caps)
     if endpoint_config is not None:
         # Token files live beside the socket, in a private folder of their own.
         tokens = listener.path.parent / f"{listener.path.stem}-tokens"
