@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rolecached.errors import StsFailure
-from rolecached.request import RoleRequest
+from rolecached.request import Key
 
 MAX_RENEWAL_MARGIN = 30 * 60
 # Jitter as a fraction of the renewal margin: 10 % for sessions of an hour or more, widening
@@ -63,7 +63,7 @@ class Credentials:
 class Entry:
     """One cache entry: the newest credentials for a request and what happened to them."""
 
-    request: RoleRequest
+    request: Key
     created_at: float
     last_used: float
     credentials: Credentials | None = None

@@ -194,6 +194,10 @@ class RoleRequest:
         return f"{self.role_arn} as {self.role_session_name}"
 
 
+# What the store keeps an entry for: a role, an MFA session, or a profile's own credentials.
+Key = RoleRequest | MfaSession | SourceSession
+
+
 def _string(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is None:
