@@ -25,7 +25,8 @@ import botocore.session
 from rolecache.protocol import aws_config_paths, file_stamp
 from rolecached.cache import Credentials
 from rolecached.errors import StsFailure, TemporarySource
-from rolecached.request import CHAINED_MAX_DURATION, MfaSession, RoleRequest, SourceSession
+from rolecached.request import MfaSession, RoleRequest, SourceSession
+from rolecached.requestfields import CHAINED_MAX_DURATION
 from rolecached.sso import SsoConfigError, session_of_profile
 
 log = logging.getLogger(__name__)
