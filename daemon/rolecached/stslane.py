@@ -7,7 +7,7 @@ from collections.abc import Callable
 from rolecached.cache import Credentials, Entry
 from rolecached.errors import StsFailure, TemporarySource
 from rolecached.request import Key
-from rolecached.sts import StsCallFailed
+from rolecached.stserrors import StsCallFailed
 
 # (request, now, signing credentials or None, MFA code or None) -> credentials
 CallSts = Callable[[Key, float, Credentials | None, str | None], Credentials]
