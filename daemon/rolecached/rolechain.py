@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from rolecached.awsfiles import AwsConfig, ProfileError
+from rolecached.credsources import CREDENTIAL_SOURCES
 
 # Profile keys honoured on a role profile, and the request field each becomes.
 ROLE_KEYS = {
@@ -21,7 +22,7 @@ ROLE_KEYS = {
     "region": "region",
     "sts_regional_endpoints": "sts_regional_endpoints",
 }
-SUPPORTED_CREDENTIAL_SOURCES = ("Environment",)
+SUPPORTED_CREDENTIAL_SOURCES = tuple(CREDENTIAL_SOURCES)
 STATIC_KEYS = ("aws_access_key_id", "aws_secret_access_key")
 # Roles assumed one after another for one profile: real chains are two or three deep, and a
 # config with hundreds would cost as many STS calls per renewal.

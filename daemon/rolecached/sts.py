@@ -6,9 +6,7 @@ credentials), and every failure comes back as an `StsFailure` with STS's code an
 """
 
 import logging
-import os
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import botocore.config
@@ -18,6 +16,7 @@ import botocore.session
 
 from rolecache.protocol import file_stamp
 from rolecached.cache import Credentials
+from rolecached.credsources import StaticSource, source_of
 from rolecached.errors import TemporarySource
 from rolecached.request import Key, MfaSession, RoleRequest, SourceSession
 from rolecached.requestfields import CHAINED_MAX_DURATION
@@ -49,37 +48,6 @@ _TEMPORARY_KINDS = {
     "container-role": "a container role",
     "iam-role": "an instance role",
 }
-
-
-@dataclass(frozen=True)
-class StaticSource:
-    """Fixed source credentials, used by the sandbox instead of the user's chain."""
-
-    access_key_id: str
-    secret_access_key: str
-
-
-def _where(source: Key) -> str:
-    """The source of a request's long-term credentials, as a message names it."""
-    if source.credential_source == "Environment":
-        return "the daemon's environment (credential_source = Environment)"
-    if source.source_profile:
-        return f"source profile {source.source_profile!r}"
-    return "the daemon's default credential chain"
-
-
-def _lend_own_credentials(session: botocore.session.Session, profile: str) -> None:
-    """Make a role profile, as a source, sign with its own credentials (keys, SSO, a
-    process), as botocore's source-profile chain does: the default chain would assume its
-    role first, a second AssumeRole (and role chaining) for a profile that is its own
-    source. Profiles without a role keep the default chain."""
-    if "role_arn" not in session.full_config.get("profiles", {}).get(profile, {}):
-        return
-    builder = botocore.credentials.ProfileProviderBuilder(session)
-    resolver = botocore.credentials.CredentialResolver(
-        builder.providers(profile_name=profile, disable_env_vars=True)
-    )
-    session.register_component("credential_provider", resolver)
 
 
 class StsCaller:
@@ -131,19 +99,7 @@ class StsCaller:
             session.set_config_variable("credentials_file", source.credentials_file)
         if source.sts_regional_endpoints:
             session.set_config_variable("sts_regional_endpoints", source.sts_regional_endpoints)
-        if self._static_source is not None:
-            session.set_credentials(
-                self._static_source.access_key_id, self._static_source.secret_access_key
-            )
-        elif source.credential_source == "Environment":
-            key_id = os.environ.get("AWS_ACCESS_KEY_ID")
-            secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-            if not key_id or not secret:
-                raise botocore.exceptions.NoCredentialsError()
-            session.set_credentials(key_id, secret, os.environ.get("AWS_SESSION_TOKEN"))
-        elif source.source_profile is not None:
-            session.set_config_variable("profile", source.source_profile)
-            _lend_own_credentials(session, source.source_profile)
+        (self._static_source or source_of(source)).load(session)
         return session
 
     def _client(self, source: Key, signer: Credentials | None = None) -> Any:
@@ -245,9 +201,10 @@ class StsCaller:
         with translated(session):
             kind = self.temporary_kind(session)
         if kind is not None:
+            where = source_of(session).where()
             raise TemporarySource(
                 f"{session.mfa_serial}: an MFA session needs GetSessionToken, which STS refuses "
-                f"to temporary credentials, and the source ({_where(session)}) gives temporary "
+                f"to temporary credentials, and the source ({where}) gives temporary "
                 f"credentials ({kind}); use a source with long-term keys for roles behind an "
                 "MFA device"
             )
@@ -279,7 +236,7 @@ class StsCaller:
             else:
                 with translated(request):
                     kind = self.temporary_kind(request)
-                where = _where(request)
+                where = source_of(request).where()
             if kind is not None:
                 raise TemporarySource(
                     f"{request.role_arn} cannot be assumed for {request.duration_seconds} s: "

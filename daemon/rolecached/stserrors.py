@@ -10,6 +10,7 @@ import botocore.exceptions
 import botocore.parsers
 
 from rolecache.protocol import aws_config_paths
+from rolecached.credsources import source_of
 from rolecached.errors import StsFailure
 from rolecached.request import Key
 from rolecached.sso import SsoConfigError, session_of_profile
@@ -58,12 +59,7 @@ def translated(source: Key) -> Iterator[None]:
         # Connection refused, reset, timed out: the network may come back.
         raise StsCallFailed(StsFailure("NetworkError", str(exc), True, local=True)) from None
     except botocore.exceptions.NoCredentialsError:
-        if source.credential_source == "Environment":
-            where = "the daemon's environment (credential_source = Environment)"
-        elif source.source_profile:
-            where = f"profile {source.source_profile!r}"
-        else:
-            where = "the default chain (environment, ~/.aws/credentials, SSO, instance role)"
+        where = source_of(source).missing()
         raise StsCallFailed(
             StsFailure(
                 "NoSourceCredentials",
