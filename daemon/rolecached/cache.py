@@ -1,7 +1,8 @@
 """Cache entries and the decisions about them: when to renew, what may be served, back-off.
 
 Pure: every function takes the time (wall-clock seconds) and randomness as arguments, so the
-rules test without a clock, a network or an event loop. `store.py` does the I/O around them.
+rules test without a clock, a network or an event loop. `store.py` and `fetch.py` do the I/O
+around them.
 """
 
 import functools

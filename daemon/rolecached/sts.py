@@ -1,6 +1,6 @@
 """AssumeRole and GetSessionToken through botocore: the only module that calls AWS.
 
-Calls are blocking; `store.py` runs them in a thread pool off the event loop. botocore's own
+Calls are blocking; `stslane.py` runs them in a thread pool off the event loop. botocore's own
 retries are off because the store owns the retry policy (back-off while serving valid
 credentials), and every failure comes back as an `StsFailure` with STS's code and message.
 """
