@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from rolecached.cache import Credentials
 from rolecached.errors import InvalidRequest
 from rolecached.render import awscli, awstable
-from rolecached.sts import _credentials
+from rolecached.stsanswers import credentials_from as _credentials
 
 # The classic idiom's `` literal is JMESPath's deprecated string syntax: both sides warn.
 pytestmark = pytest.mark.filterwarnings("ignore:deprecated string literal syntax")

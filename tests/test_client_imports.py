@@ -60,4 +60,8 @@ def test_drop_in_cache_hit_imports_nothing_heavy(daemon: Daemon) -> None:
     status, modules = loaded_modules(daemon, *args)
     assert status == 0
     assert modules & HEAVY == set()
-    assert modules <= HIT_MODULES | {"rolecache.assume", "rolecache.awsconfig"}
+    assert modules <= HIT_MODULES | {
+        "rolecache.assume",
+        "rolecache.assumeargs",
+        "rolecache.awsconfig",
+    }

@@ -8,8 +8,8 @@ from pathlib import Path
 import botocore.configloader
 import pytest
 
-from rolecached import profiles
-from rolecached.profiles import MAX_CONFIG_BYTES, ConfigFiles, ProfileError
+from rolecached import awsfiles, profiles
+from rolecached.awsfiles import MAX_CONFIG_BYTES, ConfigFiles, ProfileError
 from tests.conftest import Daemon, base_env, start_daemon
 
 SAMPLE = """\
@@ -83,7 +83,7 @@ def test_a_file_at_the_cap_is_read(tmp_path: Path) -> None:
     config = tmp_path / "config"
     text = "[profile big]\nregion = us-east-1\n"
     config.write_text(text + "#" * (MAX_CONFIG_BYTES - len(text) - 1) + "\n")
-    assert profiles.read_config_file(str(config)) is not None
+    assert awsfiles.read_config_file(str(config)) is not None
     assert ConfigFiles().load(str(config), str(tmp_path / "absent")).profiles["big"]
 
 
@@ -122,13 +122,13 @@ async def test_changed_files_are_read_off_the_event_loop(tmp_path: Path, monkeyp
     config.write_text("[profile app]\nrole_arn = arn:aws:iam::123456789012:role/app\n"
                       "source_profile = base\n[profile base]\nregion = us-east-1\n")  # fmt: skip
     readers: list[str] = []
-    real = profiles.read_config_file
+    real = awsfiles.read_config_file
 
     def spy(path: str) -> str | None:
         readers.append(threading.current_thread().name)
         return real(path)
 
-    monkeypatch.setattr(profiles, "read_config_file", spy)
+    monkeypatch.setattr(awsfiles, "read_config_file", spy)
     files = ConfigFiles()
     body = {"profile": "app", "config_file": str(config), "credentials_file": str(config)}
     request, _ = await profiles.select_async(dict(body), files)

@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from rolecached.awsfiles import AwsConfig, ConfigFiles, ProfileError
 from rolecached.errors import InvalidRequest
-from rolecached.profiles import (
-    AwsConfig,
-    ConfigFiles,
-    ProfileError,
-    role_chain,
-    select,
-    stable_session_name,
-)
+from rolecached.profiles import select
 from rolecached.request import RoleRequest
+from rolecached.rolechain import role_chain, stable_session_name
 
 ACCOUNT = "123456789012"
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from botocore.utils import SSOTokenLoader
 
+from rolecached.deviceflow import DeviceFlow, LoginExpired
 from rolecached.sso import SsoSession
-from rolecached.ssologin import DeviceFlow, LoginExpired, poll
+from rolecached.ssologin import poll
 from tests.conftest import BIN, Moto, base_env, start_daemon, unique_role
 from tests.profilekit import role_profile
 from tests.ssokit import (

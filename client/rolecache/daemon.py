@@ -38,6 +38,38 @@ def send(
     return response
 
 
+def _without_terminal(
+    method: str, target: str, body: dict, sandbox: bool, serial: str, mfa_wait: int
+) -> transport.Response:
+    """No terminal to ask for a code on: say so (others may be waiting for this caller's
+    code, which nobody will type) and return the answer if one of them typed a code
+    meanwhile, or one came with `rolecache mfa` while this request waited (mfa_wait)."""
+    if mfa_wait:
+        sys.stderr.write(
+            f"rolecache: an MFA code from {serial} is needed: run `rolecache mfa` in a "
+            f"terminal (waiting up to {mfa_wait} s)\n"
+        )
+        sys.stderr.flush()
+    waiting = {"mfa_wait": mfa_wait} if mfa_wait else {}
+    response = send(
+        method, target, {**body, "cannot_prompt": True, **waiting}, sandbox, wait=mfa_wait
+    )
+    if response.status == 200:
+        return response
+    if mfa_wait:  # the daemon's message says how long it waited
+        error = error_of(response)
+        message = f"{error.get('message')} ({error.get('code')})"
+        status = protocol.EXIT_USAGE if response.status == 400 else protocol.EXIT_ERROR
+        raise Failed(message, status, error) from None
+    raise Failed(
+        f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
+        "run the command in a terminal, pass --token-code - with the code on stdin, "
+        f"set {TOKEN_CODE_ENV}, or pass --mfa-wait SECONDS and give the code with "
+        "`rolecache mfa` in another terminal",
+        protocol.EXIT_ERROR,
+    ) from None
+
+
 def call(method: str, target: str, body: object, sandbox: bool) -> transport.Response:
     """One request to the daemon; when it needs an MFA code, ask on the terminal and retry.
     With no terminal, a body's `mfa_wait` seconds are spent waiting for `rolecache mfa`."""
@@ -71,33 +103,7 @@ def call(method: str, target: str, body: object, sandbox: bool) -> transport.Res
             send(method, target, {**body, "cannot_prompt": True}, sandbox)
             raise
         except prompt.NoTerminal:
-            # Say so: others may be waiting for this caller's code, which nobody will type.
-            # Answered 200 when one of them typed a code meanwhile, or gave one with
-            # `rolecache mfa` while this request waited (mfa_wait).
-            if mfa_wait:
-                sys.stderr.write(
-                    f"rolecache: an MFA code from {serial} is needed: run `rolecache mfa` in a "
-                    f"terminal (waiting up to {mfa_wait} s)\n"
-                )
-                sys.stderr.flush()
-            waiting = {"mfa_wait": mfa_wait} if mfa_wait else {}
-            response = send(
-                method, target, {**body, "cannot_prompt": True, **waiting}, sandbox, wait=mfa_wait
-            )
-            if response.status == 200:
-                return response
-            if mfa_wait:  # the daemon's message says how long it waited
-                error = error_of(response)
-                message = f"{error.get('message')} ({error.get('code')})"
-                status = protocol.EXIT_USAGE if response.status == 400 else protocol.EXIT_ERROR
-                raise Failed(message, status, error) from None
-            raise Failed(
-                f"an MFA code from {serial} is needed, but there is no terminal to ask on; "
-                "run the command in a terminal, pass --token-code - with the code on stdin, "
-                f"set {TOKEN_CODE_ENV}, or pass --mfa-wait SECONDS and give the code with "
-                "`rolecache mfa` in another terminal",
-                protocol.EXIT_ERROR,
-            ) from None
+            return _without_terminal(method, target, body, sandbox, serial, mfa_wait)
         tries += 1
         response = send(method, target, {**body, "token_code": token}, sandbox)
     if response.status != 200:

@@ -1,7 +1,8 @@
 """Cache entries and the decisions about them: when to renew, what may be served, back-off.
 
 Pure: every function takes the time (wall-clock seconds) and randomness as arguments, so the
-rules test without a clock, a network or an event loop. `store.py` does the I/O around them.
+rules test without a clock, a network or an event loop. `store.py` and `fetch.py` do the I/O
+around them.
 """
 
 import functools
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rolecached.errors import StsFailure
-from rolecached.request import RoleRequest
+from rolecached.request import Key
 
 MAX_RENEWAL_MARGIN = 30 * 60
 # Jitter as a fraction of the renewal margin: 10 % for sessions of an hour or more, widening
@@ -63,7 +64,7 @@ class Credentials:
 class Entry:
     """One cache entry: the newest credentials for a request and what happened to them."""
 
-    request: RoleRequest
+    request: Key
     created_at: float
     last_used: float
     credentials: Credentials | None = None

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from rolecached import host
 from rolecached.cache import Credentials
 from rolecached.errors import InvalidRequest, MfaRequired, NotFound, Stopping
-from rolecached.request import MfaSession
-from rolecached.store import SIGNER_MIN_TTL, Key, Store, code_key
+from rolecached.prompts import code_key
+from rolecached.request import Key, MfaSession
+from rolecached.store import SIGNER_MIN_TTL, Store
 
 log = logging.getLogger(__name__)
 

@@ -1,63 +1,37 @@
 """AssumeRole and GetSessionToken through botocore: the only module that calls AWS.
 
-Calls are blocking; `store.py` runs them in a thread pool off the event loop. botocore's own
+Calls are blocking; `stslane.py` runs them in a thread pool off the event loop. botocore's own
 retries are off because the store owns the retry policy (back-off while serving valid
 credentials), and every failure comes back as an `StsFailure` with STS's code and message.
 """
 
-import contextlib
 import logging
-import os
-import re
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import botocore.config
-import botocore.configloader
 import botocore.credentials
 import botocore.exceptions
-import botocore.parsers
 import botocore.session
 
-from rolecache.protocol import aws_config_paths, file_stamp
+from rolecache.protocol import file_stamp
 from rolecached.cache import Credentials
-from rolecached.errors import StsFailure, TemporarySource
-from rolecached.request import CHAINED_MAX_DURATION, MfaSession, RoleRequest, SourceSession
-from rolecached.sso import SsoConfigError, session_of_profile
+from rolecached.credsources import StaticSource, source_of
+from rolecached.errors import TemporarySource
+from rolecached.request import Key, MfaSession, RoleRequest, SourceSession
+from rolecached.requestfields import CHAINED_MAX_DURATION
+from rolecached.stsanswers import assume_role_params, credentials_from, temporary_source
+from rolecached.stserrors import StsCallFailed, translated
+
+__all__ = ["StaticSource", "StsCallFailed", "StsCaller"]
 
 log = logging.getLogger(__name__)
-
-# STS errors worth retrying: throttling, STS's own trouble, and the identity provider's.
-RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "IDPCommunicationError",
-        "InternalFailure",
-        "InternalError",
-        "ServiceUnavailable",
-        "RequestTimeout",
-    }
-)
 
 _CLIENT_CONFIG = botocore.config.Config(
     retries={"total_max_attempts": 1, "mode": "standard"},
     connect_timeout=5,
     read_timeout=10,
 )
-
-
-class StsCallFailed(Exception):
-    """An AssumeRole call failed; `failure` says how and whether to retry."""
-
-    def __init__(self, failure: StsFailure) -> None:
-        super().__init__(str(failure))
-        self.failure = failure
 
 
 # What makes a source's credentials temporary, by the botocore provider that found them.
@@ -74,49 +48,6 @@ _TEMPORARY_KINDS = {
     "container-role": "a container role",
     "iam-role": "an instance role",
 }
-
-
-def is_retryable(code: str, http_status: int) -> bool:
-    """Throttling, 5xx and identity-provider hiccups pass; everything else is permanent."""
-    return code in RETRYABLE_CODES or http_status >= 500
-
-
-@dataclass(frozen=True)
-class StaticSource:
-    """Fixed source credentials, used by the sandbox instead of the user's chain."""
-
-    access_key_id: str
-    secret_access_key: str
-
-
-def _expiration(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-Source = RoleRequest | MfaSession | SourceSession
-
-
-def _where(source: Source) -> str:
-    """The source of a request's long-term credentials, as a message names it."""
-    if source.credential_source == "Environment":
-        return "the daemon's environment (credential_source = Environment)"
-    if source.source_profile:
-        return f"source profile {source.source_profile!r}"
-    return "the daemon's default credential chain"
-
-
-def _lend_own_credentials(session: botocore.session.Session, profile: str) -> None:
-    """Make a role profile, as a source, sign with its own credentials (keys, SSO, a
-    process), as botocore's source-profile chain does: the default chain would assume its
-    role first, a second AssumeRole (and role chaining) for a profile that is its own
-    source. Profiles without a role keep the default chain."""
-    if "role_arn" not in session.full_config.get("profiles", {}).get(profile, {}):
-        return
-    builder = botocore.credentials.ProfileProviderBuilder(session)
-    resolver = botocore.credentials.CredentialResolver(
-        builder.providers(profile_name=profile, disable_env_vars=True)
-    )
-    session.register_component("credential_provider", resolver)
 
 
 class StsCaller:
@@ -143,7 +74,7 @@ class StsCaller:
         )
         return session
 
-    def _source_session(self, source: Source) -> botocore.session.Session:
+    def _source_session(self, source: Key) -> botocore.session.Session:
         # File stamps are part of the key: an edited config or credentials file is re-read.
         key = (
             source.source_profile,
@@ -159,7 +90,7 @@ class StsCaller:
             session = self._sessions[key] = self._build_source_session(source)
         return session
 
-    def _build_source_session(self, source: Source) -> botocore.session.Session:
+    def _build_source_session(self, source: Key) -> botocore.session.Session:
         """A botocore session whose credentials are `source`'s, not yet resolved."""
         session = self._new_session()
         if source.config_file:
@@ -168,22 +99,10 @@ class StsCaller:
             session.set_config_variable("credentials_file", source.credentials_file)
         if source.sts_regional_endpoints:
             session.set_config_variable("sts_regional_endpoints", source.sts_regional_endpoints)
-        if self._static_source is not None:
-            session.set_credentials(
-                self._static_source.access_key_id, self._static_source.secret_access_key
-            )
-        elif source.credential_source == "Environment":
-            key_id = os.environ.get("AWS_ACCESS_KEY_ID")
-            secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-            if not key_id or not secret:
-                raise botocore.exceptions.NoCredentialsError()
-            session.set_credentials(key_id, secret, os.environ.get("AWS_SESSION_TOKEN"))
-        elif source.source_profile is not None:
-            session.set_config_variable("profile", source.source_profile)
-            _lend_own_credentials(session, source.source_profile)
+        (self._static_source or source_of(source)).load(session)
         return session
 
-    def _client(self, source: Source, signer: Credentials | None = None) -> Any:
+    def _client(self, source: Key, signer: Credentials | None = None) -> Any:
         """An STS client for `source`'s region and endpoint, signed by `signer` if given,
         else by the source's long-term credentials."""
         endpoint = self._endpoint_url or source.endpoint_url
@@ -220,7 +139,7 @@ class StsCaller:
                 self._clients[key] = client
             return client
 
-    def temporary_kind(self, source: Source) -> str | None:
+    def temporary_kind(self, source: Key) -> str | None:
         """What makes the source's own credentials temporary (e.g. "SSO"), or None when they
         are long-term keys. STS treats a call they sign as role chaining."""
         if self._static_source is not None:
@@ -241,7 +160,7 @@ class StsCaller:
 
     def call(
         self,
-        request: Source,
+        request: Key,
         now: float,
         signer: Credentials | None = None,
         token_code: str | None = None,
@@ -260,31 +179,32 @@ class StsCaller:
         credential_process, `aws login`) as the source gives them, freshly resolved so a
         renewal gets their full lifetime, not what is left of the last ones."""
         if self._static_source is None:
-            with _translated(source):
+            with translated(source):
                 # Its own session: a fresh resolution (a new SSO call, the process run again).
                 resolved = self._build_source_session(source).get_credentials()
                 if resolved is None:
                     raise botocore.exceptions.NoCredentialsError()
                 frozen = resolved.get_frozen_credentials()
             if frozen.token:
-                return _temporary_source(source, resolved, frozen, now)
-        with _translated(source):
+                return temporary_source(source, resolved, frozen, now)
+        with translated(source):
             response = self._client(source).get_session_token(
                 DurationSeconds=source.duration_seconds
             )
-        return _credentials(response, now)
+        return credentials_from(response, now)
 
     def get_session_token(
         self, session: MfaSession, now: float, token_code: str | None
     ) -> Credentials:
         """Open an MFA session with one code from the device (refused before the call when
         the source's credentials are temporary: STS refuses GetSessionToken for those)."""
-        with _translated(session):
+        with translated(session):
             kind = self.temporary_kind(session)
         if kind is not None:
+            where = source_of(session).where()
             raise TemporarySource(
                 f"{session.mfa_serial}: an MFA session needs GetSessionToken, which STS refuses "
-                f"to temporary credentials, and the source ({_where(session)}) gives temporary "
+                f"to temporary credentials, and the source ({where}) gives temporary "
                 f"credentials ({kind}); use a source with long-term keys for roles behind an "
                 "MFA device"
             )
@@ -293,9 +213,9 @@ class StsCaller:
             "SerialNumber": session.mfa_serial,
             "TokenCode": token_code or "",
         }
-        with _translated(session):
+        with translated(session):
             response = self._client(session).get_session_token(**params)
-        return _credentials(response, now)
+        return credentials_from(response, now)
 
     def assume_role(
         self,
@@ -314,9 +234,9 @@ class StsCaller:
             if signer is not None:
                 where, kind = "the previous hop or an MFA session", "an assumed session"
             else:
-                with _translated(request):
+                with translated(request):
                     kind = self.temporary_kind(request)
-                where = _where(request)
+                where = source_of(request).where()
             if kind is not None:
                 raise TemporarySource(
                     f"{request.role_arn} cannot be assumed for {request.duration_seconds} s: "
@@ -324,190 +244,7 @@ class StsCaller:
                     f"the role at {CHAINED_MAX_DURATION} s (role chaining); ask for "
                     f"{CHAINED_MAX_DURATION} s or less, or use a source with long-term keys"
                 )
-        params: dict[str, Any] = {
-            "RoleArn": request.role_arn,
-            "RoleSessionName": request.role_session_name,
-            "DurationSeconds": request.duration_seconds,
-        }
-        if request.external_id is not None:
-            params["ExternalId"] = request.external_id
-        if request.policy is not None:
-            params["Policy"] = request.policy
-        if request.policy_arns:
-            params["PolicyArns"] = [{"arn": arn} for arn in request.policy_arns]
-        if request.tags:
-            params["Tags"] = [{"Key": k, "Value": v} for k, v in request.tags]
-        if request.transitive_tag_keys:
-            params["TransitiveTagKeys"] = list(request.transitive_tag_keys)
-        if request.source_identity is not None:
-            params["SourceIdentity"] = request.source_identity
-        if request.direct_mfa:
-            params["SerialNumber"] = request.mfa_serial
-            params["TokenCode"] = token_code or ""
-        with _translated(request):
+        params = assume_role_params(request, token_code)
+        with translated(request):
             response = self._client(request, signer).assume_role(**params)
-        return _credentials(response, now)
-
-
-# What STS's credentials are made of. They are pasted into shell code that users `eval`
-# and into files SDKs parse, so a value of any other shape (from an STS look-alike or
-# something in the way) is refused here, once, before anything is rendered from it.
-_ALLOWED = (
-    ("AccessKeyId", re.compile(r"[A-Z0-9]{16,128}")),
-    ("SecretAccessKey", re.compile(r"[A-Za-z0-9/+=]+")),
-    ("SessionToken", re.compile(r"[A-Za-z0-9/+=]+")),
-    ("Expiration", re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")),
-)
-
-
-def _temporary_source(source: SourceSession, resolved: Any, frozen: Any, now: float) -> Credentials:
-    """Temporary source credentials as the store keeps them; refused (not served) when
-    botocore does not know when they expire, or they are not shaped like STS's."""
-    expiry = getattr(resolved, "_expiry_time", None)  # botocore keeps it nowhere public
-    if expiry is None:
-        raise StsCallFailed(
-            StsFailure(
-                "NoExpiration",
-                f"profile {source.source_profile!r} gives a session token with no expiry time "
-                f"({resolved.method}), so rolecache cannot tell how long it lasts; give the "
-                "profile long-term keys, SSO or a credential_process that returns Expiration",
-                False,
-            )
-        )
-    expiration = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
-    fields = {
-        "AccessKeyId": frozen.access_key,
-        "SecretAccessKey": frozen.secret_key,
-        "SessionToken": frozen.token,
-        "Expiration": expiration,
-    }
-    _check_shapes(fields)
-    return Credentials(
-        access_key_id=frozen.access_key,
-        secret_access_key=frozen.secret_key,
-        session_token=frozen.token,
-        expiration=expiry.timestamp(),
-        issued_at=now,
-        expiration_text=expiration,
-    )
-
-
-def _check_shapes(creds: dict[str, Any]) -> None:
-    """Raise StsCallFailed when a credential field is not the shape STS gives it. The message
-    names the field only: the value may be a secret, or an attack."""
-    for name, pattern in _ALLOWED:
-        if not isinstance(creds[name], str) or not pattern.fullmatch(creds[name]):
-            raise StsCallFailed(
-                StsFailure(
-                    "MalformedResponse",
-                    f"STS answered with a {name} that is not shaped like one; refused",
-                    True,
-                )
-            )
-
-
-def _credentials(response: dict[str, Any], now: float) -> Credentials:
-    """The credentials in a parsed answer; a well-formed answer without usable ones (a field
-    missing, an unreadable Expiration, a value not shaped like STS's) is a retryable
-    failure, not a crash."""
-    try:
-        creds = response["Credentials"]
-        user = response.get("AssumedRoleUser", {})
-        expiration = creds["Expiration"]
-        if not isinstance(expiration, str):  # a parser that did parse: keep working
-            expiration = expiration.isoformat()
-        _check_shapes({**creds, "Expiration": expiration})
-        return Credentials(
-            access_key_id=creds["AccessKeyId"],
-            secret_access_key=creds["SecretAccessKey"],
-            session_token=creds["SessionToken"],
-            expiration=_expiration(expiration),
-            issued_at=now,
-            assumed_role_arn=user.get("Arn", ""),
-            assumed_role_id=user.get("AssumedRoleId", ""),
-            packed_policy_size=response.get("PackedPolicySize"),
-            source_identity=response.get("SourceIdentity"),
-            expiration_text=expiration,
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        what = f"no {exc.args[0]}" if isinstance(exc, KeyError) else "an unreadable Expiration"
-        raise StsCallFailed(
-            StsFailure("MalformedResponse", f"STS answered with {what} in its credentials", True)
-        ) from None
-
-
-@contextlib.contextmanager
-def _translated(source: Source) -> Iterator[None]:
-    """Turn whatever botocore raises into StsCallFailed with a message a person can act on."""
-    try:
-        yield
-    except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        code = error.get("Code") or "UnknownError"
-        message = error.get("Message") or f"HTTP {status}"
-        raise StsCallFailed(StsFailure(code, message, is_retryable(code, status))) from None
-    except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
-        # Connection refused, reset, timed out: the network may come back.
-        raise StsCallFailed(StsFailure("NetworkError", str(exc), True, local=True)) from None
-    except botocore.exceptions.NoCredentialsError:
-        if source.credential_source == "Environment":
-            where = "the daemon's environment (credential_source = Environment)"
-        elif source.source_profile:
-            where = f"profile {source.source_profile!r}"
-        else:
-            where = "the default chain (environment, ~/.aws/credentials, SSO, instance role)"
-        raise StsCallFailed(
-            StsFailure(
-                "NoSourceCredentials",
-                f"no source credentials found in {where}; configure them with "
-                "`aws configure` or name a profile with --source-profile",
-                False,
-                local=True,
-            )
-        ) from None
-    except botocore.exceptions.ProfileNotFound as exc:
-        # botocore's own words, which the AWS CLI prints: "The config profile (NAME) could
-        # not be found".
-        raise StsCallFailed(StsFailure("ProfileNotFound", str(exc), False, local=True)) from None
-    except botocore.parsers.ResponseParserError:
-        # Not XML (cut short, or not STS answering): another try may do. The exception's text
-        # quotes the raw answer, which may hold credentials, so it is not repeated.
-        raise StsCallFailed(
-            StsFailure(
-                "MalformedResponse",
-                "STS's answer is not valid XML (cut short, or not from STS?)",
-                True,
-            )
-        ) from None
-    except (botocore.exceptions.SSOError, botocore.exceptions.TokenRetrievalError) as exc:
-        # No SSO token, an expired one botocore could not renew, or one the portal refused.
-        raise StsCallFailed(_sso_ended(source, exc)) from None
-    except botocore.exceptions.BotoCoreError as exc:
-        # Partial keys, a failing credential_process, a broken SSO config: fix the source.
-        raise StsCallFailed(StsFailure(type(exc).__name__, str(exc), False, local=True)) from None
-
-
-def _sso_ended(source: Source, exc: Exception) -> StsFailure:
-    """The failure of a source whose SSO sign-in has ended: naming the sso-session and the
-    command that signs in again (botocore's own words when the profile cannot be read)."""
-    profile = source.source_profile or os.environ.get("AWS_PROFILE") or "default"
-    config_file = source.config_file or aws_config_paths()["config_file"]
-    try:
-        config = botocore.configloader.load_config(config_file)
-        session = session_of_profile(
-            profile, config.get("profiles", {}), config.get("sso_sessions", {})
-        )
-    except (botocore.exceptions.BotoCoreError, SsoConfigError):
-        session = None
-    if session is None:
-        return StsFailure(type(exc).__name__, str(exc), False, local=True)
-    return StsFailure(
-        "SsoLoginRequired",
-        f"{session.describe()} has no valid sign-in (the token in ~/.aws/sso/cache expired "
-        f"and could not be renewed, or there is none); sign in again: {session.login_commands()}",
-        False,
-        local=True,
-        login_file=session.token_file(),
-        cli_text=str(exc),
-    )
+        return credentials_from(response, now)
