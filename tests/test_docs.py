@@ -1,5 +1,6 @@
 """The documentation holds together: every relative link in README.md and docs/*.md reaches a
-file and, when it names one, a heading there; and CI runs the README's test command as written."""
+file and, when it names one, a heading there; CI runs the README's test command as written; and
+the architecture's module map names the daemon's modules as they are."""
 
 import re
 from pathlib import Path
@@ -75,3 +76,15 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     ci = (ROOT / ".ci" / "run").read_text().rstrip("\n").splitlines()[-1]
     assert len(commands) == 2, commands
     assert commands[1] == ci
+
+
+def test_architecture_names_every_daemon_module() -> None:
+    """docs/architecture.md's module map names each module of daemon/rolecached, and none
+    that is gone (by file name, so a move into a sub-package alone keeps it true)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    module_map = text.split("\n## Modules\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(\w+\.py)`", module_map))
+    daemon = ROOT / "daemon" / "rolecached"
+    modules = {path.name for path in daemon.rglob("*.py") if path.name != "__init__.py"}
+    assert sorted(modules - named) == [], "modules missing from the map"
+    assert sorted(named - modules) == [], "modules in the map that are gone"
