@@ -44,14 +44,15 @@ def docker_env(d: Daemon, name: str = "dev") -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.stdout.splitlines())
 
 
-def readme_block(language: str, marker: str) -> str:
-    """The README's fenced `language` block that contains `marker`."""
-    text = (ROOT / "README.md").read_text()
+def doc_block(doc: str, language: str, marker: str) -> str:
+    """The fenced `language` block of the Markdown file `doc` (relative to the checkout) that
+    contains `marker`."""
+    text = (ROOT / doc).read_text()
     for block in text.split(f"```{language}\n")[1:]:
         body = block.split("```", 1)[0]
         if marker in body:
             return body
-    raise AssertionError(f"no {language} block with {marker!r} in README.md")
+    raise AssertionError(f"no {language} block with {marker!r} in {doc}")
 
 
 def sts_env(moto_url: str) -> dict[str, str]:

@@ -13,9 +13,9 @@ import pytest
 from tests.conftest import Daemon, unique_role
 from tests.containerkit import (
     VENV_PYTHON,
+    doc_block,
     docker_env,
     js_sdk_in_container,
-    readme_block,
     sts_env,
 )
 from tests.dockerkit import run_container
@@ -111,20 +111,20 @@ def test_refusals_from_a_container(edaemon: Daemon, network: str) -> None:
     }
 
 
-def test_readme_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
-    """The README's `docker run --network rolecache --env-file dev.env IMAGE ...` line, with
+def test_docs_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
+    """The docs' `docker run --network rolecache --env-file dev.env IMAGE ...` line, with
     the test network, image and a botocore program in place of the AWS CLI image, runs with
     the env file `endpoint env --docker --env-file` wrote, and gets the role."""
     import shlex
 
     role = unique_role()
     assert add(edaemon, "dev", role).returncode == 0
-    block = readme_block("sh", "docker run")
+    block = doc_block("docs/endpoints.md", "sh", "docker run")
     setup_line = next(line for line in block.splitlines() if "--docker --env-file" in line)
     words = shlex.split(setup_line, comments=True)
     assert words == ["rolecache", "endpoint", "env", "dev", "--docker", "--env-file", "dev.env"]
     env_file = edaemon.tmp / "dev.env"
-    wrote = edaemon.client(*words[1:-1], str(env_file))  # the README's line, at this path
+    wrote = edaemon.client(*words[1:-1], str(env_file))  # the docs' line, at this path
     assert wrote.returncode == 0, wrote.stderr
     words = shlex.split(next(line for line in block.splitlines() if "docker run" in line))
     image = words.index("amazon/aws-cli")
@@ -134,7 +134,7 @@ def test_readme_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: 
         "--env-file", "dev.env",
     ]  # fmt: skip
     assert (command, image_args) == ("amazon/aws-cli", ["sts", "get-caller-identity"])
-    flags = ["--cap-drop", "NET_RAW", "--env-file", str(env_file)]  # the README's, this path
+    flags = ["--cap-drop", "NET_RAW", "--env-file", str(env_file)]  # the docs', this path
     result = run_container(
         network, sts_env(moto_at_gateway), [VENV_PYTHON, "-c", PROBE], extra=tuple(flags)
     )
@@ -142,22 +142,22 @@ def test_readme_docker_run_line(edaemon: Daemon, network: str, moto_at_gateway: 
     assert json.loads(result.stdout.splitlines()[-1])["arn"] == assumed_arn(role, "dev")
 
 
-def test_readme_host_network_recipe(edaemon: Daemon, network: str) -> None:
-    """The README's `--network host` recipe, run as written (a botocore program in place of
+def test_docs_host_network_recipe(edaemon: Daemon, network: str) -> None:
+    """The docs' `--network host` recipe, run as written (a botocore program in place of
     the AWS CLI image): the env file `endpoint env dev --env-file` writes and the binding's
     token folder mounted read-only at its own path get the role from the loopback listener."""
     import shlex
 
     role = unique_role()
     assert add(edaemon, "dev", role).returncode == 0
-    block = readme_block("sh", "--network host")
+    block = doc_block("docs/endpoints.md", "sh", "--network host")
     lines = [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
     words = shlex.split(lines[1], comments=True)
     assert words == ["rolecache", "endpoint", "env", "dev", "--env-file", "dev.env"]
     env_file = edaemon.tmp / "dev.env"
     env_out = edaemon.client(*words[1:-1], str(env_file))
     assert env_out.returncode == 0, env_out.stderr
-    script = "\n".join([lines[2], "printf %s \"$tokens\""])
+    script = "\n".join([lines[2], 'printf %s "$tokens"'])
     tokens = subprocess.run(
         ["sh", "-c", script], cwd=edaemon.tmp, capture_output=True, text=True, check=True
     ).stdout
@@ -178,8 +178,8 @@ def test_readme_host_network_recipe(edaemon: Daemon, network: str) -> None:
     }
 
 
-def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
-    """The README's compose.yaml (external network, env_file) under docker-compose 1.29 with
+def test_docs_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: str) -> None:
+    """The docs' compose.yaml (external network, env_file) under docker-compose 1.29 with
     `-f compose.yaml`, the test network and image swapped in, gets the role in its service."""
     import shutil
 
@@ -191,7 +191,7 @@ def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: 
         pytest.skip("docker-compose is not installed (.ci/run installs it)")
     role = unique_role()
     assert add(edaemon, "dev", role).returncode == 0
-    compose = yaml.safe_load(readme_block("yaml", "services:"))
+    compose = yaml.safe_load(doc_block("docs/endpoints.md", "yaml", "services:"))
     app = compose["services"]["app"]
     assert app["env_file"] == "dev.env" and app["networks"] == ["rolecache"]
     assert app["cap_drop"] == ["NET_RAW"]
@@ -206,7 +206,7 @@ def test_readme_compose_snippet(edaemon: Daemon, network: str, moto_at_gateway: 
         environment={**sts_env(moto_at_gateway), "AWS_EC2_METADATA_DISABLED": "true"},
         volumes=[mounts[i + 1] for i in range(0, len(mounts), 2)],
     )
-    compose["networks"]["rolecache"]["name"] = network  # the README's network is the test's
+    compose["networks"]["rolecache"]["name"] = network  # the docs' network is the test's
     (folder / "compose.yaml").write_text(yaml.safe_dump(compose))
     project = f"rctest{edaemon.process.pid}"
     base = ["docker-compose", "-p", project, "-f", "compose.yaml"]

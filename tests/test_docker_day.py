@@ -1,7 +1,7 @@
 """A simulated day in real containers: a `docker run` container with a modern SDK (botocore's
 default chain, in one Python process that never restarts) and a `docker-compose` service with
 an SDK from before 2023 (Debian's AWS CLI v2 2.9), both on the tests' network with the
-README's hand-off, keep calling GetCallerIdentity for 24 simulated hours while the real
+docs' hand-off, keep calling GetCallerIdentity for 24 simulated hours while the real
 daemon renews underneath.
 
 Every process that decides anything about expiry shares one wall-clock offset (libfaketime,
@@ -28,7 +28,7 @@ import yaml
 from rolecached.bindings import ECS_MIN_TTL
 from tests import strict_sts
 from tests.conftest import Daemon, base_env, start_daemon, unique_role
-from tests.containerkit import VENV_PYTHON, docker_env, readme_block
+from tests.containerkit import VENV_PYTHON, doc_block, docker_env
 from tests.dockerkit import GATEWAY, base_image, python_mounts
 from tests.e2ekit import add
 from tests.fakeday import FakeDay, Lines, fake_day, moto_on
@@ -165,7 +165,7 @@ def wait_for_log(daemon: Daemon, text: str, times: int = 1, timeout: float = 60)
 
 
 def compose_project(rig: DayRig, env_file: Path, loop: Path, network: str, aws: Path) -> list[str]:
-    """The README's compose.yaml in `loop`'s parent, with the test's network and image, its
+    """The docs' compose.yaml in `loop`'s parent, with the test's network and image, its
     service running CLI_LOOP (the AWS CLI on the day's clock) on steps from the FIFO
     `loop`/steps; returns the `docker-compose -p PROJECT -f compose.yaml` to run it with."""
     folder = loop.parent
@@ -173,7 +173,7 @@ def compose_project(rig: DayRig, env_file: Path, loop: Path, network: str, aws: 
     (loop / "loop.sh").write_text(CLI_LOOP)
     os.mkfifo(loop / "steps")
     shutil.copy(env_file, folder / "dev.env")
-    compose = yaml.safe_load(readme_block("yaml", "services:"))
+    compose = yaml.safe_load(doc_block("docs/endpoints.md", "yaml", "services:"))
     app = compose["services"]["app"]
     assert app["env_file"] == "dev.env" and app["networks"] == ["rolecache"]
     mounts = python_mounts()
@@ -194,13 +194,13 @@ def compose_project(rig: DayRig, env_file: Path, loop: Path, network: str, aws: 
             f"{loop}:{LOOP_MOUNT}:ro",
         ],
     )
-    compose["networks"]["rolecache"]["name"] = network  # the README's network is the test's
+    compose["networks"]["rolecache"]["name"] = network  # the docs' network is the test's
     (folder / "compose.yaml").write_text(yaml.safe_dump(compose))
     return ["docker-compose", "-p", f"rcday{rig.daemon.process.pid}", "-f", "compose.yaml"]
 
 
 def docker_run_command(rig: DayRig, env_file: Path, name: str, network: str) -> list[str]:
-    """The README's `docker run --rm --network ... --env-file dev.env IMAGE` line, with the
+    """The docs' `docker run --rm --network ... --env-file dev.env IMAGE` line, with the
     test's network and image, kept open on stdin (-i), PROBE on the day's clock."""
     run = ["docker", "run", "--rm", "-i", "--name", name, "--network", network]
     run += ["--env-file", str(env_file), *python_mounts()]
@@ -216,7 +216,7 @@ def docker_run_command(rig: DayRig, env_file: Path, name: str, network: str) -> 
 
 
 def test_containers_keep_calling_sts_for_a_simulated_day(day_rig: DayRig, network: str) -> None:
-    """With the README's `endpoint env --docker --env-file` hand-off, a `docker run` container
+    """With the docs' `endpoint env --docker --env-file` hand-off, a `docker run` container
     (botocore, one process) and a `docker-compose -f compose.yaml` service (the AWS CLI v2 2.9,
     a process per call) call GetCallerIdentity as the role at every step of 24 simulated hours
     and once more after the daemon's daily token rotation: the daemon assumed the role again
@@ -230,7 +230,7 @@ def test_containers_keep_calling_sts_for_a_simulated_day(day_rig: DayRig, networ
     assert add(d, "dev", role).returncode == 0
     renewed = f"renewed {role} as dev:"  # the store's line for each renewal of the session
     handed = docker_env(d)
-    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in handed  # the README's default hand-off
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in handed  # the docs' default hand-off
     env_file = d.tmp / "dev.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in handed.items()))
     loop = d.tmp / "compose" / "loop"

@@ -480,25 +480,25 @@ def test_output_follows_the_config_as_in_the_cli(
     assert mine.stdout.startswith(starts)
 
 
-def readme_shim() -> str:
-    """The `aws` shell function the README gives, as a user copies it."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", readme, re.DOTALL)
+def docs_shim() -> str:
+    """The `aws` shell function docs/cli.md gives, as a user copies it."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
     (shim,) = [b for b in blocks if b.startswith("aws() {")]
     return shim
 
 
 def through_shim(world: World, *args: str) -> subprocess.CompletedProcess:
-    """`aws ARGS` in bash with the README's function defined, `rolecache` and the real
+    """`aws ARGS` in bash with the docs' function defined, `rolecache` and the real
     CLI v1 on PATH."""
     env = {**world.env, "PATH": f"{BIN}:/usr/bin:/bin", "ROLECACHE_CLI_VERSION": "1"}
     return subprocess.run(
-        ["bash", "-c", readme_shim() + '\naws "$@"', "shim", *args],
+        ["bash", "-c", docs_shim() + '\naws "$@"', "shim", *args],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
 
-def test_readme_shim_serves_assume_role_after_global_options(world: World) -> None:
+def test_docs_shim_serves_assume_role_after_global_options(world: World) -> None:
     """Global options before `sts assume-role` still reach rolecache (a repeat calls no STS)
     with the CLI's bytes; other commands and options only the CLI acts on go to it."""
     args = ["--role-arn", ROLE, "--role-session-name", "shim", "--query", "Credentials"]

@@ -134,7 +134,7 @@ def test_aws_cli_v2_29_keeps_its_environment_across_rotations(edaemon: Daemon) -
 
 # -- a [default] profile in ~/.aws/credentials ----------------------------------------------
 
-# The base user's keys where the README says the daemon's default source lives: every SDK's
+# The base user's keys where docs/operations.md says the daemon's default source lives: every SDK's
 # chain reads this file before the container and IMDS providers.
 DEFAULT_PROFILE = (
     "[default]\naws_access_key_id = AKIADEFAULTPROFILE01\n"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import BIN
-from tests.containerkit import readme_block
+from tests.containerkit import doc_block
 from tests.systemdkit import (
     DEV_UID,
     MOST_EXPOSURE,
@@ -21,7 +21,7 @@ from tests.systemdkit import (
 )
 
 ROLE = "arn:aws:iam::123456789012:role/deploy"
-# As the README says to give the unit its environment: environment.d and set-environment.
+# As the docs say to give the unit its environment: environment.d and set-environment.
 ENVIRONMENT_D = "AWS_CONFIG_FILE=${HOME}/.aws/rolecache-config\n"
 SANDBOX_DROP_IN = (
     "[Service]\nExecStart=\n"
@@ -135,11 +135,11 @@ def fetch_as_root(machine: Machine, name: str) -> subprocess.CompletedProcess:
     return machine.root(f"env {env} {BIN / 'python'} -c {shlex.quote(FETCH)}")
 
 
-def test_root_is_refused_unless_the_readme_drop_in_turns_the_namespace_off(
+def test_root_is_refused_unless_the_docs_drop_in_turns_the_namespace_off(
     machine: Machine,
 ) -> None:
     """In the unit's user namespace root is nobody, so the loopback endpoint refuses it; the
-    README's drop-in (no user namespace, full bounding set) starts the daemon, and root is
+    docs' drop-in (no user namespace, full bounding set) starts the daemon, and root is
     served again."""
     socket = machine.dev("systemctl --user enable --now rolecached.socket")
     assert socket.returncode == 0, socket.stderr
@@ -149,7 +149,7 @@ def test_root_is_refused_unless_the_readme_drop_in_turns_the_namespace_off(
     # Refused for who it is: root, seen from the daemon's user namespace, is nobody.
     why = machine.root("journalctl --no-pager _SYSTEMD_USER_UNIT=rolecached.service")
     assert "refused connections on the container endpoint from uid 65534" in why.stdout
-    drop_in = readme_block("ini", "PrivateUsers=no")
+    drop_in = doc_block("docs/operations.md", "ini", "PrivateUsers=no")
     path = drop_in.splitlines()[0].removeprefix("# ").replace("~", "/home/dev", 1)
     restarted = machine.dev(
         f"printf %s {shlex.quote(drop_in)} > {path} && systemctl --user daemon-reload && "

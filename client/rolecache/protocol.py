@@ -71,7 +71,7 @@ SHELLS = ("sh", "bash", "zsh", "fish", "powershell")
 # Header that marks every response of a daemon running against the embedded fake STS.
 SANDBOX_HEADER = "X-Rolecache-Sandbox"
 
-# Exit codes of the client, documented in the README.
+# Exit codes of the client, documented in docs/cli.md.
 EXIT_OK = 0
 EXIT_ERROR = 1  # STS refused, or the daemon failed
 EXIT_USAGE = 2  # bad command line or invalid request
