@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, unique_role
 from tests.containerkit import (
     VENV_PYTHON,
     docker_env,
@@ -18,6 +17,7 @@ from tests.containerkit import (
     readme_block,
     sts_env,
 )
+from tests.daemonkit import Daemon, unique_role
 from tests.dockerkit import run_container
 from tests.e2ekit import add
 from tests.kit import assumed_arn
@@ -157,7 +157,7 @@ def test_readme_host_network_recipe(edaemon: Daemon, network: str) -> None:
     env_file = edaemon.tmp / "dev.env"
     env_out = edaemon.client(*words[1:-1], str(env_file))
     assert env_out.returncode == 0, env_out.stderr
-    script = "\n".join([lines[2], "printf %s \"$tokens\""])
+    script = "\n".join([lines[2], 'printf %s "$tokens"'])
     tokens = subprocess.run(
         ["sh", "-c", script], cwd=edaemon.tmp, capture_output=True, text=True, check=True
     ).stdout
@@ -249,7 +249,7 @@ def test_container_keeps_fetching_across_a_sigkill(edaemon: Daemon, network: str
     daemon's first credentials (a new key id, its cache died with it) reach the container."""
     import signal
 
-    from tests.conftest import start_daemon
+    from tests.daemonkit import start_daemon
     from tests.dockerkit import base_image, python_mounts
 
     assert add(edaemon, "dev", unique_role()).returncode == 0
