@@ -273,11 +273,12 @@ def alternated(
     return rps, p99, int(sum(r["errors"] for rs in runs.values() for r in rs))
 
 
-def hooked_daemon(module: str, hook: str) -> str:
-    """`python -c` code that starts the daemon with test hook `module.hook` set to False:
-    how a benchmark measures a cost against its absence (no setting turns these off)."""
+def hooked_daemon(importing: str, hook: str) -> str:
+    """`python -c` code that starts the daemon with test hook `hook` (a module attribute that
+    the statement `importing` binds) set to False: how a benchmark measures a cost against its
+    absence (no setting turns these off). Whole statements, so moving a module rewrites them."""
     return (
-        f"import sys\nfrom rolecached import {module}\n{module}.{hook} = False\n"
+        f"import sys\n{importing}\n{hook} = False\n"
         "from rolecached.service import main\nsys.exit(main(sys.argv[1:]))\n"
     )
 
@@ -285,7 +286,7 @@ def hooked_daemon(module: str, hook: str) -> str:
 # The daemon with its audit cache off, at the default log level: every request then costs
 # what a new pid's does (a /proc read and an audit line), as a shell loop's requests do, each
 # from a new `rolecache` process.
-NEW_PID_DAEMON = hooked_daemon("audit", "CACHE_DESCRIPTIONS")
+NEW_PID_DAEMON = hooked_daemon("from rolecached import audit", "audit.CACHE_DESCRIPTIONS")
 
 
 def bench_new_pids(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.daemonkit import Daemon
 from tests.dockerkit import GATEWAY, docker_unavailable, run_container, shared_network
 from tests.sdkkit import JS_PROBE
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, Moto, base_env, start_daemon
+from tests.daemonkit import BIN, Daemon, Moto, base_env, start_daemon
 
 CONFIG_ROLE = "arn:aws:iam::123456789012:role/from-config"
 

@@ -134,7 +134,7 @@ server.shutdown()
 def moto_on(day: FakeDay, address: str) -> Iterator[str]:
     """moto's server on `address` (port chosen by the kernel), on `day`'s clock, for the
     duration; yields its URL, once it listens."""
-    from tests.conftest import outside_env  # no AWS settings, but the hermetic variables
+    from tests.daemonkit import outside_env  # no AWS settings, but the hermetic variables
 
     process = subprocess.Popen(
         [sys.executable, "-c", MOTO_SCRIPT, address, str(ROOT)],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, run_client
+from tests.daemonkit import BIN, Daemon, run_client
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, wait_for_socket
+from tests.daemonkit import BIN, Daemon, wait_for_socket
 
 
 def _ip(*args: str) -> None:

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from tests.conftest import BIN
+from tests.daemonkit import BIN
 
 CREDENTIALS = """\
 [base]

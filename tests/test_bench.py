@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, unique_role
+from tests.daemonkit import Daemon, unique_role
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, Moto, base_env, start_daemon, unique_role
+from tests.daemonkit import Daemon, Moto, base_env, start_daemon, unique_role
 from tests.e2ekit import PROBE, add
 from tests.kit import assumed_arn
 

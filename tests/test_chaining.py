@@ -14,7 +14,7 @@ import pytest
 from rolecached.errors import TemporarySource
 from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCaller
-from tests.conftest import ACCOUNT, Moto, unique_role
+from tests.daemonkit import ACCOUNT, Moto, unique_role
 
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/chaining"
 KEY_ID = "AKIACHAININGTEST0001"

@@ -9,7 +9,7 @@ import pytest
 
 from rolecache import protocol
 from rolecache.cmdline import UsageError, build_request, parse_options
-from tests.conftest import BIN
+from tests.daemonkit import BIN
 
 ROLE = ["--role-arn", "arn:aws:iam::123456789012:role/r", "--role-session-name", "s1"]
 

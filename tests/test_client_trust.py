@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
+from tests.daemonkit import (
     BIN,
     Moto,
     autostart_env,

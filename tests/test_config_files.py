@@ -10,7 +10,7 @@ import pytest
 
 from rolecached import awsfiles, profiles
 from rolecached.awsfiles import MAX_CONFIG_BYTES, ConfigFiles, ProfileError
-from tests.conftest import Daemon, base_env, start_daemon
+from tests.daemonkit import Daemon, base_env, start_daemon
 
 SAMPLE = """\
 [default]

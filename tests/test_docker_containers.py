@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, unique_role
 from tests.containerkit import (
     VENV_PYTHON,
     doc_block,
@@ -18,6 +17,7 @@ from tests.containerkit import (
     js_sdk_in_container,
     sts_env,
 )
+from tests.daemonkit import Daemon, unique_role
 from tests.dockerkit import run_container
 from tests.e2ekit import add
 from tests.kit import assumed_arn
@@ -249,7 +249,7 @@ def test_container_keeps_fetching_across_a_sigkill(edaemon: Daemon, network: str
     daemon's first credentials (a new key id, its cache died with it) reach the container."""
     import signal
 
-    from tests.conftest import start_daemon
+    from tests.daemonkit import start_daemon
     from tests.dockerkit import base_image, python_mounts
 
     assert add(edaemon, "dev", unique_role()).returncode == 0

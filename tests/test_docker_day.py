@@ -27,8 +27,8 @@ import yaml
 
 from rolecached.bindings import ECS_MIN_TTL
 from tests import strict_sts
-from tests.conftest import Daemon, base_env, start_daemon, unique_role
 from tests.containerkit import VENV_PYTHON, doc_block, docker_env
+from tests.daemonkit import Daemon, base_env, start_daemon, unique_role
 from tests.dockerkit import GATEWAY, base_image, python_mounts
 from tests.e2ekit import add
 from tests.fakeday import FakeDay, Lines, fake_day, moto_on

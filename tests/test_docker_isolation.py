@@ -17,8 +17,8 @@ import pytest
 
 from rolecache.docker_cmd import isolation_rules
 from tests.arpkit import THIEF, VICTIM
-from tests.conftest import Daemon, unique_role
 from tests.containerkit import VENV_PYTHON, docker_env
+from tests.daemonkit import Daemon, unique_role
 from tests.dockerkit import isolation_held, remove_isolation, run_container, start_container
 from tests.e2ekit import add
 

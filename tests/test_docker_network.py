@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, unique_role
+from tests.daemonkit import Daemon, unique_role
 from tests.dockerkit import GATEWAY, GATEWAY_FETCH, gateway_address
 from tests.e2ekit import PROBE, add
 from tests.endpointkit import Rig

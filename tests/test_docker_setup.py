@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN
+from tests.daemonkit import BIN
 from tests.dockerkit import fake_docker
 
 # The rules that isolate the network's containers from one another, as setup prints them.

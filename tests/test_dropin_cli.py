@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from tests.conftest import BIN, Daemon, base_env, start_daemon
+from tests.daemonkit import BIN, Daemon, base_env, start_daemon
 from tests.kit import sts_stand_in
 
 V2 = Path("/usr/bin/aws")  # Debian's awscli package: AWS CLI v2

@@ -11,11 +11,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import (
+from tests.daemonkit import (
     BIN,
     Daemon,
     Moto,
-    StsProxy,
     autostart_env,
     base_env,
     run_client,
@@ -24,6 +23,7 @@ from tests.conftest import (
     unique_role,
     wait_for_socket,
 )
+from tests.strict_sts import StsProxy
 
 SESSION = "e2e-session"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, Moto, base_env, run_client, unique_role, wait_for_socket
+from tests.daemonkit import BIN, Daemon, Moto, base_env, run_client, unique_role, wait_for_socket
 from tests.e2ekit import CONFIG, CONFIG_ROLE, PROBE, add, loaded_modules, start_configured
 from tests.kit import assumed_arn
 

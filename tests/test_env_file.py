@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, unique_role
+from tests.daemonkit import Daemon, unique_role
 from tests.e2ekit import add
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

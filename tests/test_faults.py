@@ -16,7 +16,7 @@ import pytest
 from rolecached import cache
 from rolecached.errors import StsError
 from rolecached.store import Settings, Store
-from tests.conftest import Daemon, StsProxy, base_env, start_daemon, sts_error_xml, unique_role
+from tests.daemonkit import Daemon, base_env, start_daemon, unique_role
 from tests.kit import (
     DENIED,
     SECRET_MARK,
@@ -33,6 +33,7 @@ from tests.kit import (
     parse_reply,
     role,
 )
+from tests.strict_sts import StsProxy, sts_error_xml
 
 SESSION = "faults"
 MIN_TTL = 300.0

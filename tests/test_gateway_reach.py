@@ -8,8 +8,8 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import Daemon, Moto, base_env, unique_role
 from tests.containerkit import docker_env
+from tests.daemonkit import Daemon, Moto, base_env, unique_role
 from tests.dockerkit import GATEWAY, GATEWAY_FETCH, gateway_address
 from tests.e2ekit import add, endpoints_config
 from tests.netnskit import daemon_in_namespace, in_namespace_of, lan_neighbour

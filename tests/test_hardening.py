@@ -18,17 +18,9 @@ from rolecached.errors import StsFailure
 from rolecached.gate import Caps, Gate
 from rolecached.request import RoleRequest
 from rolecached.store import Settings, Store
-from tests.conftest import (
-    BIN,
-    Daemon,
-    Moto,
-    StsProxy,
-    base_env,
-    start_daemon,
-    sts_error_xml,
-    unique_role,
-)
+from tests.daemonkit import BIN, Daemon, Moto, base_env, start_daemon, unique_role
 from tests.kit import FakeSts, serving
+from tests.strict_sts import StsProxy, sts_error_xml
 
 ROLE = "arn:aws:iam::123456789012:role/hard"
 

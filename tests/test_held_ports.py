@@ -11,7 +11,7 @@ import pytest
 
 from rolecached.endpoint_listeners import open_tcp
 from rolecached.held_ports import HeldPorts
-from tests.conftest import release_held_ports
+from tests.daemonkit import release_held_ports
 
 
 @pytest.fixture

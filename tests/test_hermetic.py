@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, base_env
+from tests.daemonkit import BIN, base_env
 from tests.imds_sentinel import DISABLED, ENDPOINT
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import pytest
 
 from rolecached import audit, logsink
 from rolecached.cache import Credentials
-from tests.conftest import Moto, base_env, start_daemon
+from tests.daemonkit import Moto, base_env, start_daemon
 from tests.kit import FakeClock
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ACCOUNT, Daemon, StsProxy, base_env, start_daemon, unique_role
+from tests.daemonkit import ACCOUNT, Daemon, base_env, start_daemon, unique_role
 from tests.profilekit import on_terminal, role_profile, write_config
+from tests.strict_sts import StsProxy
 
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"
 PROMPT = "MFA code for"

@@ -5,9 +5,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.conftest import ACCOUNT, BIN, Daemon, StsProxy, start_daemon, unique_role
+from tests.daemonkit import ACCOUNT, BIN, Daemon, start_daemon, unique_role
 from tests.mfakit import SessionBus, session_bus, until, wait_for_waiters, waiting, without_terminal
 from tests.profilekit import on_terminal, role_profile, write_config
+from tests.strict_sts import StsProxy
 
 __all__ = ["session_bus"]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, Moto, base_env, start_daemon, unique_role
 from tests.containerkit import VENV_PYTHON, docker_env
+from tests.daemonkit import BIN, Daemon, Moto, base_env, start_daemon, unique_role
 from tests.dockerkit import run_container
 from tests.e2ekit import add
 
@@ -310,7 +310,7 @@ def test_held_connections_from_another_uid_starve_nothing(tmp_path: Path, moto: 
             stdout=log,
             stderr=log,
         )
-    from tests.conftest import wait_for_socket
+    from tests.daemonkit import wait_for_socket
 
     wait_for_socket(Path(env["ROLECACHE_SOCKET"]), process=process)
     daemon = Daemon(process, env, Path(env["ROLECACHE_SOCKET"]), tmp_path / "daemon.log", tmp_path)
@@ -434,7 +434,6 @@ def test_another_uid_cannot_listen_where_localhost_urls_go(served: Served) -> No
     url = served.info["ecs_url"].replace("127.0.0.1", "[::1]")
     status, answer = fetch(dataclasses.replace(served, info={**served.info, "ecs_url": url}))
     assert status == 200 and "AccessKeyId" in answer
-
 
 
 SANDBOX_PROBE = (

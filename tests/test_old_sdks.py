@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, unique_role
 from tests.containerkit import docker_env
+from tests.daemonkit import BIN, Daemon, unique_role
 from tests.dockerkit import loopback_80_held, port_80_redirect, run_container
 from tests.e2ekit import add
 from tests.kit import assumed_arn as assumed

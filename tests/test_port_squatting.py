@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rolecached.bindings import DOCKER_GATEWAY
-from tests.conftest import BIN, Daemon, Moto, base_env, release_held_ports, start_daemon
+from tests.daemonkit import BIN, Daemon, Moto, base_env, release_held_ports, start_daemon
 from tests.e2ekit import add
 from tests.kit import http_request, parse_reply
 

@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    BIN,
-    Daemon,
-    Moto,
-    StsProxy,
-    base_env,
-    outside_env,
-    start_daemon,
-    sts_error_xml,
-    unique_role,
-)
+from tests.daemonkit import BIN, Daemon, Moto, base_env, outside_env, start_daemon, unique_role
 from tests.kit import assumed_arn
 from tests.profilekit import CREDENTIALS, on_terminal, role_profile, write_config
 from tests.ssokit import ROLE_KEY_ID, ROLE_TOKEN, SsoPortal, sso_login, sso_profile
+from tests.strict_sts import StsProxy, sts_error_xml
 
 ACCOUNT = "123456789012"
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/alice"

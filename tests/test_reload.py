@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rolecached.store import Settings, Store
-from tests.conftest import Moto, base_env, start_daemon
+from tests.daemonkit import Moto, base_env, start_daemon
 from tests.kit import FakeClock, FakeSleep, FakeSts, role
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Daemon, unique_role
+from tests.daemonkit import BIN, Daemon, unique_role
 from tests.e2ekit import add
 from tests.kit import assumed_arn
 from tests.sdkkit import debian_aws_cli, refused

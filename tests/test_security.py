@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    BIN,
-    Daemon,
-    Moto,
-    StsProxy,
-    base_env,
-    start_daemon,
-    sts_error_xml,
-    unique_role,
-)
+from tests.daemonkit import BIN, Daemon, Moto, base_env, start_daemon, unique_role
+from tests.strict_sts import StsProxy, sts_error_xml
 
 
 def run_daemon_once(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

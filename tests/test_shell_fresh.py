@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import strict_sts
-from tests.conftest import BIN, Daemon, base_env, start_daemon, unique_role
+from tests.daemonkit import BIN, Daemon, base_env, start_daemon, unique_role
 from tests.fakeday import FakeDay, fake_day, moto_on
 from tests.profilekit import role_profile, write_config
 from tests.shellkit import STATUS, TerminalShell, shell_or_skip

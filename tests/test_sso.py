@@ -19,7 +19,7 @@ from botocore.utils import SSOTokenLoader
 from rolecached.deviceflow import DeviceFlow, LoginExpired
 from rolecached.sso import SsoSession
 from rolecached.ssologin import poll
-from tests.conftest import BIN, Moto, base_env, start_daemon, unique_role
+from tests.daemonkit import BIN, Moto, base_env, start_daemon, unique_role
 from tests.profilekit import role_profile
 from tests.ssokit import (
     DEVICE_GRANT,

@@ -15,13 +15,14 @@ import botocore.exceptions
 import botocore.session
 import pytest
 
-from tests.conftest import ACCOUNT, Daemon, Moto, StsProxy, unique_role
+from tests.daemonkit import ACCOUNT, Daemon, Moto, unique_role
 from tests.strict_sts import (
     CANNED_FAULTS,
     CHAINING_MESSAGE,
     MAX_SESSION_MESSAGE,
     MFA_REUSED_MESSAGE,
     SESSION_TOKEN_MESSAGE,
+    StsProxy,
 )
 
 MFA = f"arn:aws:iam::{ACCOUNT}:mfa/strict"

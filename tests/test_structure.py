@@ -1,5 +1,7 @@
-"""The shape of the code, held by tests: no import cycles inside the client or the daemon,
-no module reaching into another's private names, and no test module importing another."""
+"""The shape of the code, held by tests over every folder of the client and the daemon as
+found on disk: no import cycles, no module reaching into another's private names, the
+daemon's layers (which sub-package may import which), every folder a package, and in the
+suite no test module importing another or anything from conftest.py."""
 
 import ast
 import re
@@ -13,28 +15,68 @@ PACKAGES = {
     "rolecached": ROOT / "daemon" / "rolecached",
 }
 
+# The daemon's layers, by the first part of a module's name under `rolecached` (a sub-package,
+# or a module at the top). Each rule says what a part may not import, or (ONLY) all it may.
+START_UP = {"main", "runtime", "wiring", "__main__"}
+LISTENERS = {"front", "api", "endpoints"}
+FORBIDDEN = {
+    "core": LISTENERS | START_UP,  # the store knows no listener
+    "sources": LISTENERS | START_UP,  # nor do the credential sources
+    "front": {"endpoints", "api"} | START_UP,  # what every listener shares knows none of them
+    "observe": LISTENERS | START_UP,
+    # output formats: nothing above the core (the sources, listeners, STS, start-up)
+    "render": LISTENERS | START_UP | {"sources", "observe", "sts", "config", "fake_sts"},
+    "api": START_UP,
+    "endpoints": {"api"} | START_UP,  # endpoints know nothing of the socket API
+}
+ONLY = {
+    "host": {"host"},  # the host's calls import nothing of the daemon
+    "errors": set(),
+}
+# The client's commands are reached through the command line only.
+COMMANDS = "commands"
+COMMAND_USERS = {"cli", "__main__", COMMANDS}
+
+
+def module_name(package: str, path: Path) -> str:
+    """The dotted name of the module at `path` in `package` (a package by its own name)."""
+    parts = path.relative_to(PACKAGES[package]).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join((package, *parts))
+
+
+def modules(package: str) -> dict[str, Path]:
+    """Every module of `package`, in every folder, by dotted name."""
+    return {
+        module_name(package, path): path
+        for path in sorted(PACKAGES[package].rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
 
 def imports(package: str) -> dict[str, set[tuple[str, str]]]:
-    """Each module of `package` -> the (module, name) pairs it imports from the package,
-    name "" for a whole-module import; TYPE_CHECKING imports included."""
+    """Each module of `package` -> the (module, name) pairs it imports from the package, by
+    full dotted module name, name "" for a whole module; TYPE_CHECKING imports included.
+    `from package.sub import mod` counts as importing the module `package.sub.mod`."""
+    known = modules(package)
     found: dict[str, set[tuple[str, str]]] = {}
-    for path in sorted(PACKAGES[package].glob("*.py")):
+    for module, path in known.items():
         pairs: set[tuple[str, str]] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                parts = node.module.split(".")
-                if parts[0] != package:
+                if node.module.split(".")[0] != package:
                     continue
-                if len(parts) == 1:  # from package import module
-                    pairs |= {(alias.name, "") for alias in node.names}
-                else:
-                    pairs |= {(parts[1], alias.name) for alias in node.names}
+                for alias in node.names:
+                    if f"{node.module}.{alias.name}" in known:
+                        pairs.add((f"{node.module}.{alias.name}", ""))
+                    else:
+                        pairs.add((node.module, alias.name))
             elif isinstance(node, ast.Import):
                 for alias in node.names:
-                    parts = alias.name.split(".")
-                    if parts[0] == package and len(parts) > 1:
-                        pairs.add((parts[1], ""))
-        found[path.stem] = {(m, n) for m, n in pairs if m != path.stem}
+                    if alias.name.split(".")[0] == package and alias.name != package:
+                        pairs.add((alias.name, ""))
+        found[module] = {(m, n) for m, n in pairs if m != module}
     return found
 
 
@@ -58,26 +100,46 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def import_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the package it imports (the entry points `__main__` aside;
+    a package's `__init__` only when it is imported by its own name)."""
+    return {
+        m: {d for d, _ in deps if not d.endswith("__main__")}
+        for m, deps in imports(package).items()
+    }
+
+
 @pytest.mark.parametrize("package", sorted(PACKAGES))
 def test_no_import_cycles(package: str) -> None:
-    """No module of the package imports, directly or through others, one that imports it
-    (the entry points `__main__` and the launcher aside)."""
-    graph = {m: {d for d, _ in deps if d != "__main__"} for m, deps in imports(package).items()}
-    assert cycles(graph) == []
+    """No module of the package imports, directly or through others, one that imports it."""
+    assert cycles(import_graph(package)) == []
+
+
+def test_cycles_are_found() -> None:
+    """The cycle finder sees a cycle through three modules, and none in a chain."""
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
 
 
 def private_uses(package: str) -> list[str]:
     """Where a module of `package` imports, or reads as an attribute, a private (underscore)
     name of another module of the package."""
     found = []
+    known = modules(package)
     for module, deps in imports(package).items():
         found += [
             f"{module} imports {source}.{name}"
             for source, name in deps
             if name.startswith("_") and not name.startswith("__")
         ]
-        siblings = {source for source, name in deps if name == ""}
-        tree = ast.parse((PACKAGES[package] / f"{module}.py").read_text())
+        tree = ast.parse(known[module].read_text())
+        siblings = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+            for alias in node.names
+            if f"{node.module}.{alias.name}" in known
+        }
         found += [
             f"{module} reads {node.value.id}.{node.attr}"
             for node in ast.walk(tree)
@@ -96,36 +158,112 @@ def test_no_private_names_across_modules(package: str) -> None:
     assert private_uses(package) == []
 
 
-def imported_test_modules(path: Path) -> set[str]:
-    """The test modules (tests/test_*.py) that the module at `path` imports, by name."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".")
-            if node.level == 0 and parts[0] != "tests":  # absolute, outside the suite
+def part(module: str) -> str:
+    """The layer of a daemon module: its sub-package, or its own name at the top."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of the daemon that crosses a layer the way FORBIDDEN and ONLY forbid."""
+    found = []
+    for module, deps in sorted(graph.items()):
+        mine = part(module)
+        for dep in sorted(deps):
+            theirs = part(dep)
+            if not theirs or theirs == mine:
                 continue
-            inside = [p for p in parts if p and p != "tests"]
-            found |= {p for p in inside[:1] if p.startswith("test_")}
-            if not inside:  # from tests import test_x / from . import test_x
-                found |= {a.name for a in node.names if a.name.startswith("test_")}
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "tests" and len(parts) > 1 and parts[1].startswith("test_"):
-                    found.add(parts[1])
+            if theirs in FORBIDDEN.get(mine, ()) or (mine in ONLY and theirs not in ONLY[mine]):
+                found.append(f"{module} imports {dep}")
     return found
 
 
+def test_daemon_layers() -> None:
+    """The store and the credential sources import no listener, the front no endpoint or
+    API, the host code nothing of the daemon, the output formats nothing above the core."""
+    assert layer_violations(import_graph("rolecached")) == []
+
+
+def test_layer_violations_are_found() -> None:
+    """A core module importing the front, and a host module importing the core, are each
+    reported; a front module importing the core is not."""
+    graph = {
+        "rolecached.core.store": {"rolecached.front.gate"},
+        "rolecached.host.linux": {"rolecached.core.cache"},
+        "rolecached.front.gate": {"rolecached.core.cache"},
+    }
+    assert layer_violations(graph) == [
+        "rolecached.core.store imports rolecached.front.gate",
+        "rolecached.host.linux imports rolecached.core.cache",
+    ]
+
+
+def test_client_commands_are_reached_through_the_command_line() -> None:
+    """No module of the client but the command line imports one of its commands."""
+    found = [
+        f"{module} imports {dep}"
+        for module, deps in import_graph("rolecache").items()
+        for dep in deps
+        if part(dep) == COMMANDS and part(module) not in COMMAND_USERS
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_every_folder_is_a_package(package: str) -> None:
+    """Every folder of the package that holds Python code has an `__init__.py` of its own."""
+    folders = {p.parent for p in PACKAGES[package].rglob("*.py") if "__pycache__" not in p.parts}
+    assert sorted(str(f) for f in folders if not (f / "__init__.py").exists()) == []
+
+
+def suite_imports(path: Path) -> set[str]:
+    """The modules of the suite (tests.*) that the module at `path` imports, by full name."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level or not node.module or node.module.split(".")[0] != "tests":
+                continue
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "tests"}
+    return found
+
+
+def suite_modules() -> list[Path]:
+    """Every Python module of the suite, in every folder."""
+    return [p for p in sorted((ROOT / "tests").rglob("*.py")) if "node_modules" not in p.parts]
+
+
 def test_no_test_module_imports_another() -> None:
-    """Shared fixtures and helpers live in the kits (kit, endpointkit, e2ekit, sdkkit,
-    profilekit, dockerkit) or conftest, never in a test module another one imports: a test
+    """Shared fixtures and helpers live in the kits (kit, daemonkit, endpointkit, e2ekit,
+    sdkkit, profilekit, dockerkit...), never in a test module another one imports: a test
     module is run by pytest, not used as a library."""
     found = {
         f"{path.stem} imports {', '.join(sorted(names))}"
-        for path in sorted((ROOT / "tests").glob("*.py"))
-        if (names := imported_test_modules(path) - {path.stem})
+        for path in suite_modules()
+        if (
+            names := {n for n in suite_imports(path) if n.rsplit(".", 1)[-1].startswith("test_")}
+            - {module_of(path)}
+        )
     }
     assert found == set()
+
+
+def module_of(path: Path) -> str:
+    """The dotted name of a module of the suite."""
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def test_nothing_is_imported_from_conftest() -> None:
+    """conftest.py holds fixtures and hooks only: helpers are in kits, so no module of the
+    suite imports from it."""
+    found = sorted(
+        module_of(path)
+        for path in suite_modules()
+        if any(n.split(".")[-1] == "conftest" or ".conftest." in n for n in suite_imports(path))
+    )
+    assert found == []
 
 
 def daemon_modules() -> dict[str, ast.Module]:

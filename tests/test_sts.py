@@ -12,8 +12,9 @@ import pytest
 
 from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCaller, StsCallFailed
-from tests.conftest import Moto, sts_error_xml
+from tests.daemonkit import Moto
 from tests.kit import sts_stand_in
+from tests.strict_sts import sts_error_xml
 
 REQUEST = RoleRequest("arn:aws:iam::123456789012:role/stub", "stub-session")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Moto, base_env, unique_role
+from tests.daemonkit import BIN, Moto, base_env, unique_role
 from tests.systemdkit import (
     MOST_EXPOSURE,
     UNITS,

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import BIN
 from tests.containerkit import doc_block
+from tests.daemonkit import BIN
 from tests.systemdkit import (
     DEV_UID,
     MOST_EXPOSURE,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rolecached.bindings import default_ecs_port
-from tests.conftest import BIN, Moto, base_env, unique_role
+from tests.daemonkit import BIN, Moto, base_env, unique_role
 from tests.dockerkit import has_address
 
 USERS = (65534, 65533)
