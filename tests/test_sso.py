@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from botocore.utils import SSOTokenLoader
 
-from rolecached.deviceflow import DeviceFlow, LoginExpired
+from rolecached.deviceflow import DeviceFlow
+from rolecached.errors import LoginExpired
 from rolecached.sso import SsoSession
 from rolecached.ssologin import poll
 from tests.daemonkit import BIN, Moto, base_env, start_daemon, unique_role

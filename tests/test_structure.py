@@ -280,10 +280,8 @@ def sources() -> dict[str, str]:
 
 
 # Numbers in 400..599 outside errors.py that are no status of ours: STS's own HTTP status
-# (sts.py: 5xx from STS is retried). ssologin.py's two login errors (502, 410) still carry
-# their statuses there: that file is being split on another branch, and they move to
-# errors.py once it lands.
-NOT_OUR_STATUSES = {"sts": {500}, "ssologin": {410, 502}}
+# (stserrors.py: 5xx from STS is retried).
+NOT_OUR_STATUSES = {"stserrors": {500}}
 
 
 def status_literals(source: str, tree: ast.Module) -> set[int]:

@@ -16,7 +16,7 @@ import botocore.exceptions
 import botocore.session
 from botocore.utils import JSONFileCache
 
-from rolecached.errors import RolecacheError
+from rolecached.errors import LoginExpired, LoginFailed
 from rolecached.sso import SsoSession, cache_dir
 
 log = logging.getLogger(__name__)
@@ -36,20 +36,6 @@ _CLIENT_CONFIG = botocore.config.Config(
     connect_timeout=5,
     read_timeout=10,
 )
-
-
-class LoginFailed(RolecacheError):
-    """The OIDC service refused or could not be reached; its code and message."""
-
-    status = 502
-    code = "SsoLoginFailed"
-
-
-class LoginExpired(RolecacheError):
-    """Nobody confirmed the code before it expired: a new login is needed."""
-
-    status = 410
-    code = "SsoLoginExpired"
 
 
 @dataclass(frozen=True)

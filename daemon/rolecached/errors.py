@@ -291,3 +291,17 @@ _ANSWERED: dict[Shape, tuple[type[RolecacheError], ...]] = {
     "api": (RolecacheError,),
     "endpoint": (EndpointError, HttpRefusal, NotHttp),
 }
+
+
+class LoginFailed(RolecacheError):
+    """The OIDC service refused or could not be reached; its code and message."""
+
+    status = 502
+    code = "SsoLoginFailed"
+
+
+class LoginExpired(RolecacheError):
+    """Nobody confirmed the code before it expired: a new login is needed."""
+
+    status = 410
+    code = "SsoLoginExpired"

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from rolecached.deviceflow import (
     SLOW_DOWN_STEP,
     DeviceFlow,
-    LoginExpired,
     Pending,
     expired_message,
 )
-from rolecached.errors import NotFound
+from rolecached.errors import LoginExpired, NotFound
 from rolecached.sso import SsoSession
 
 # How long one wait request is held before it answers "still pending" (under the client's
