@@ -97,7 +97,7 @@ def isolation(on: bool) -> None:
     """Add (all of) or delete (all of) the network's isolation rules, as root; else nothing."""
     import os
 
-    from rolecache.docker_cmd import isolation_rules
+    from rolecache.commands.docker import isolation_rules
 
     if os.geteuid() != 0:
         return

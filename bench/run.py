@@ -279,14 +279,14 @@ def hooked_daemon(importing: str, hook: str) -> str:
     absence (no setting turns these off). Whole statements, so moving a module rewrites them."""
     return (
         f"import sys\n{importing}\n{hook} = False\n"
-        "from rolecached.service import main\nsys.exit(main(sys.argv[1:]))\n"
+        "from rolecached.main import main\nsys.exit(main(sys.argv[1:]))\n"
     )
 
 
 # The daemon with its audit cache off, at the default log level: every request then costs
 # what a new pid's does (a /proc read and an audit line), as a shell loop's requests do, each
 # from a new `rolecache` process.
-NEW_PID_DAEMON = hooked_daemon("from rolecached import audit", "audit.CACHE_DESCRIPTIONS")
+NEW_PID_DAEMON = hooked_daemon("from rolecached.observe import audit", "audit.CACHE_DESCRIPTIONS")
 
 
 def bench_new_pids(
@@ -447,9 +447,9 @@ def bench_ecs_endpoint(loadgen: Path, env: dict[str, str], total: int, tmp: Path
 # uid, as the lookup finds the bench's. A patch made here, in the launcher, so no switch in
 # the daemon can turn its peer check off.
 UNCHECKED_DAEMON = (
-    "import os, sys\nfrom rolecached import host\n"
+    "import os, sys\nfrom rolecached.host import linux as host\n"
     "host.tcp_peer_uid = lambda ours, theirs, family: os.getuid()\n"
-    "from rolecached.service import main\nsys.exit(main(sys.argv[1:]))\n"
+    "from rolecached.main import main\nsys.exit(main(sys.argv[1:]))\n"
 )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rolecached.host import holds_address
+from rolecached.host.linux import holds_address
 
 GATEWAY = "169.254.170.2"
 # True when an interface of this host has an address (binding it needs no IP_FREEBIND).
@@ -328,7 +328,7 @@ def isolation_held() -> "contextlib.AbstractContextManager[None]":
 
 def remove_isolation() -> None:
     """Delete the ebtables rules `rolecache docker setup --apply` adds (those present)."""
-    from rolecache.docker_cmd import isolation_rules
+    from rolecache.commands.docker import isolation_rules
 
     for rule in isolation_rules("-D"):
         while subprocess.run(rule, capture_output=True, timeout=60).returncode == 0:

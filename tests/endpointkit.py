@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from rolecached import endpoints as ep
-from rolecached.bindings import EndpointSettings, parse_spec, resolve
-from rolecached.request import parse_request
-from rolecached.store import Settings, Store
+from rolecached.core.bindings import EndpointSettings, parse_spec, resolve
+from rolecached.core.request import parse_request
+from rolecached.core.store import Settings, Store
+from rolecached.endpoints import manager as ep
 from tests.kit import ACCOUNT, FakeClock, FakeSts, Reply, http, no_sleep
 
 T0 = 1_800_000_000.0

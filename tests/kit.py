@@ -18,10 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from rolecached import service
-from rolecached.cache import Credentials
+from rolecached import main
+from rolecached.core.cache import Credentials
+from rolecached.core.request import MfaSession, RoleRequest
 from rolecached.errors import StsFailure
-from rolecached.request import MfaSession, RoleRequest
 from rolecached.sts import StsCallFailed
 
 T0 = 1_700_000_000.0
@@ -288,10 +288,10 @@ async def serving(path: Path, store: Any, **options: Any) -> AsyncIterator[Path]
     """`service.serve` (front guard, fast lane, aiohttp app) for `store` on a Unix socket at
     `path`, in the running loop: yields the socket's path once it serves (raising serve's
     own error if it failed first), and stops it after. `options` go to service.serve."""
-    listener = service.open_listener(path)
+    listener = main.open_listener(path)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        service.serve(listener, store, stop=stop, on_ready=ready.set, **options)
+        main.serve(listener, store, stop=stop, on_ready=ready.set, **options)
     )
     try:
         waiter = asyncio.create_task(ready.wait())

@@ -1,5 +1,5 @@
 """Programs without a terminal waiting for an MFA code, and a desktop session bus whose
-notification service records what it is asked to show (for tests/test_mfa_wait.py)."""
+notification service records what it is asked to show (for tests/e2e/test_mfa_wait.py)."""
 
 import json
 import select

@@ -4,7 +4,7 @@ unset, and the refusals when the program's SDK would take other credentials firs
 import configparser
 import os
 
-from rolecache import daemon, protocol
+from rolecache import ask, protocol
 
 # Variables that would win over the endpoint in the SDKs' credential chains.
 STATIC = (
@@ -66,7 +66,7 @@ def docker_handoff(info: dict[str, object]) -> dict[str, str]:
     if not url:
         # The daemon says why: docker serving is off, or 169.254.170.2 is on no interface
         # (a request to it would leave by the default route with the token).
-        raise daemon.Failed(str(info.get("docker_refusal")), protocol.EXIT_ERROR)
+        raise ask.Failed(str(info.get("docker_refusal")), protocol.EXIT_ERROR)
     where = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": str(url)}
     if info.get("port_80"):
         # Port 80 of 169.254.170.2 reaches the daemon: the path every SDK generation takes.
@@ -136,7 +136,7 @@ def check_config(config_file: str) -> None:
     the config file's default profile, silently."""
     found = winning_settings(config_file)
     if found:
-        raise daemon.Failed(
+        raise ask.Failed(
             f"the [default] profile of {config_file} sets {', '.join(found)}, which SDKs use "
             "before the endpoint: the program would not run as the binding; move them to a "
             "named profile",
@@ -156,4 +156,4 @@ def read_secret(info: dict[str, object], key: str) -> str:
         with open(path, encoding="ascii") as f:
             return f.read()
     except OSError as exc:
-        raise daemon.Failed(f"cannot read {path}: {exc.strerror}", protocol.EXIT_ERROR) from None
+        raise ask.Failed(f"cannot read {path}: {exc.strerror}", protocol.EXIT_ERROR) from None

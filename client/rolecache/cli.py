@@ -9,6 +9,7 @@ import os
 import sys
 
 from rolecache import __version__, protocol, transport
+from rolecache.ask import TOKEN_CODE_ENV, Failed, call, error_of, json_of, send
 from rolecache.cmdline import (
     COMMAND_FLAGS,
     UsageError,
@@ -17,7 +18,6 @@ from rolecache.cmdline import (
     parse_options,
     print_table,
 )
-from rolecache.daemon import TOKEN_CODE_ENV, Failed, call, error_of, json_of, send
 
 # Variables that would override or confuse the credentials `exec` hands to its command.
 CONFLICTING_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN")
@@ -49,9 +49,9 @@ def cmd_exec(args: list[str], sandbox: bool) -> int:
     if "--endpoint" in flags:
         if fields:
             raise UsageError("exec takes either --endpoint NAME or a selector, not both")
-        from rolecache import endpoint_cmd  # not on the cache-hit path
+        from rolecache.commands import endpoint  # not on the cache-hit path
 
-        return endpoint_cmd.exec_endpoint(
+        return endpoint.exec_endpoint(
             str(flags["--endpoint"]), bool(flags.get("--imds")), command, sandbox
         )
     if "--imds" in flags:
@@ -150,7 +150,7 @@ def _sandbox(argv: list[str]) -> tuple[list[str], bool]:
 
 def _sts(args: list[str], sandbox: bool) -> int:
     """`rolecache sts ...`: only assume-role is served, from the cache."""
-    from rolecache import assume
+    from rolecache.commands import assume
 
     if args[:1] == ["assume-role"]:
         return assume.run(args[1:], sandbox)
@@ -167,25 +167,25 @@ def _sts(args: list[str], sandbox: bool) -> int:
 def _module_command(command: str, args: list[str], sandbox: bool) -> int | None:
     """Run a command whose module is imported only for it; None for other commands."""
     if command == "aws":
-        from rolecache import assume
+        from rolecache.commands import assume
 
         return assume.forward(args, sandbox)
     if command == "shell-init":
-        from rolecache import shellinit
+        from rolecache.commands import shellinit
 
         return shellinit.run(args)
     if command == "endpoint":
-        from rolecache import endpoint_cmd
+        from rolecache.commands import endpoint
 
-        return endpoint_cmd.run(args, sandbox)
+        return endpoint.run(args, sandbox)
     if command == "docker":
-        from rolecache import docker_cmd
+        from rolecache.commands import docker
 
-        return docker_cmd.run(args, sandbox)
+        return docker.run(args, sandbox)
     if command == "login":
-        from rolecache import login_cmd
+        from rolecache.commands import login
 
-        return login_cmd.run(args, sandbox)
+        return login.run(args, sandbox)
     return None
 
 
@@ -215,9 +215,9 @@ def run(argv: list[str]) -> int:
     if command in ("env", "process"):
         return cmd_credentials(command, args, sandbox)
     if command == "mfa":
-        from rolecache import mfa_cmd
+        from rolecache.commands import mfa
 
-        return mfa_cmd.run(args, sandbox)
+        return mfa.run(args, sandbox)
     handlers = {"exec": cmd_exec, "list": cmd_list, "forget": cmd_forget, "status": cmd_status}
     if command not in handlers:
         raise UsageError(f"unknown command {command!r}; see rolecache --help")

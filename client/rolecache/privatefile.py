@@ -4,7 +4,7 @@ user alone, never through a symlink, never into another user's file. Standard li
 import os
 import stat
 
-from rolecache import daemon, protocol
+from rolecache import ask, protocol
 
 
 def write_private(path: str, text: str) -> None:
@@ -21,7 +21,7 @@ def write_private(path: str, text: str) -> None:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
                 os.close(fd)
-                raise daemon.Failed(
+                raise ask.Failed(
                     f"{path} exists and is not a regular file of yours (owner uid "
                     f"{info.st_uid}): it would receive a token. Remove it, or choose another "
                     "path",
@@ -31,7 +31,7 @@ def write_private(path: str, text: str) -> None:
             os.ftruncate(fd, 0)
     except OSError as exc:
         why = "it is a symlink" if exc.errno == 40 else exc.strerror  # ELOOP: O_NOFOLLOW
-        raise daemon.Failed(
+        raise ask.Failed(
             f"cannot write {path}: {why}; remove it, or choose another path",
             protocol.EXIT_ERROR,
         ) from None

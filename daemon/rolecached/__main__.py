@@ -1,3 +1,3 @@
-from rolecached.service import main
+from rolecached.main import main
 
 raise SystemExit(main())

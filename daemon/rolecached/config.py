@@ -17,10 +17,11 @@ from typing import Any
 import platformdirs
 
 from rolecache.protocol import aws_config_paths
-from rolecached import bindings, profiles
+from rolecached.core import bindings
+from rolecached.core.request import RoleRequest
+from rolecached.core.store import Settings
 from rolecached.errors import InvalidRequest
-from rolecached.request import RoleRequest
-from rolecached.store import Settings
+from rolecached.sources import profiles
 
 
 class ConfigError(Exception):

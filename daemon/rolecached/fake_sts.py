@@ -12,16 +12,16 @@ import socket
 import threading
 from typing import Any
 
-from rolecached import host
-from rolecached.gate import RefusalLog
+from rolecached.front.gate import RefusalLog
+from rolecached.host import linux
 
 
 def owner_only(owner: int, refusals: RefusalLog) -> Any:
     """A socketserver `verify_request` that admits peers of `owner` (and root) only."""
 
     def verify(request: socket.socket, client_address: tuple[Any, ...]) -> bool:
-        uid = host.tcp_peer_uid(request.getsockname(), client_address, request.family)
-        if host.allowed_uid(uid, owner):
+        uid = linux.tcp_peer_uid(request.getsockname(), client_address, request.family)
+        if linux.allowed_uid(uid, owner):
             return True
         refusals.refused(f"connections to the sandbox's fake STS from uid {uid}")
         return False

@@ -15,11 +15,11 @@ import botocore.exceptions
 import botocore.session
 
 from rolecache.protocol import file_stamp
-from rolecached.cache import Credentials
-from rolecached.credsources import StaticSource, source_of
+from rolecached.core.cache import Credentials
+from rolecached.core.request import Key, MfaSession, RoleRequest, SourceSession
+from rolecached.core.requestfields import CHAINED_MAX_DURATION
 from rolecached.errors import TemporarySource
-from rolecached.request import Key, MfaSession, RoleRequest, SourceSession
-from rolecached.requestfields import CHAINED_MAX_DURATION
+from rolecached.sources.credsources import StaticSource, source_of
 from rolecached.stsanswers import assume_role_params, credentials_from, temporary_source
 from rolecached.stserrors import StsCallFailed, translated
 

@@ -5,9 +5,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-from rolecached.cache import Credentials
+from rolecached.core.cache import Credentials
+from rolecached.core.request import RoleRequest, SourceSession
 from rolecached.errors import StsFailure
-from rolecached.request import RoleRequest, SourceSession
 from rolecached.stserrors import StsCallFailed
 
 

@@ -10,10 +10,10 @@ import botocore.exceptions
 import botocore.parsers
 
 from rolecache.protocol import aws_config_paths
-from rolecached.credsources import source_of
+from rolecached.core.request import Key
 from rolecached.errors import StsFailure
-from rolecached.request import Key
-from rolecached.sso import SsoConfigError, session_of_profile
+from rolecached.sources.credsources import source_of
+from rolecached.sources.sso import SsoConfigError, session_of_profile
 
 # STS errors worth retrying: throttling, STS's own trouble, and the identity provider's.
 RETRYABLE_CODES = frozenset(

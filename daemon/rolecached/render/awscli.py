@@ -17,7 +17,7 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 
-from rolecached.cache import Credentials
+from rolecached.core.cache import Credentials
 from rolecached.errors import InvalidRequest
 from rolecached.render import awstable
 

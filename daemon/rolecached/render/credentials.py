@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rolecache.shells import assignment, shell_variable
-from rolecached.cache import Credentials
+from rolecached.core.cache import Credentials
+from rolecached.core.request import RoleRequest, SourceSession
 from rolecached.render import awscli, awstable
-from rolecached.request import RoleRequest, SourceSession
 
 SANDBOX_NOTE = "rolecache SANDBOX: credentials from an embedded fake STS, not from AWS"
 ENV_NAMES = (

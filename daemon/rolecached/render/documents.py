@@ -1,8 +1,8 @@
 """The credentials documents of the container endpoint (ECS-style) and of IMDS, in the
 shapes SDKs parse. Pure."""
 
-from rolecached.bindings import Binding
-from rolecached.cache import Credentials
+from rolecached.core.bindings import Binding
+from rolecached.core.cache import Credentials
 from rolecached.render.credentials import iso_expiration
 
 

@@ -1,0 +1,1 @@
+"""The rolecache commands beyond asking for credentials, one module each."""

@@ -1,0 +1,1 @@
+"""The socket API: its routes under /v1/, the endpoint bindings' included."""

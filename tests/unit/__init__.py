@@ -1,0 +1,1 @@
+"""Tests of pure logic, in this process: no server, no child process."""
