@@ -2,7 +2,7 @@
 and the fast lane (both import this module; it imports neither).
 
 A credentials answer is rendered once per credentials object: the handler's JSON body, and
-the lane's whole HTTP responses with the headers the middleware adds (endpoint_policy), so
+the lane's whole HTTP responses with the headers the middleware adds (policy.py), so
 the same bytes serve every request until renewal (json.dumps per request is a visible share).
 """
 

@@ -2,7 +2,7 @@
 IMDSv2-style app of one binding.
 
 Both answer from the store's memory, never waiting on STS longer than `settings.wait`, behind
-endpoint_guard's middleware. The documents are the ones botocore's container and IMDS
+guard.py's middleware. The documents are the ones botocore's container and IMDS
 providers parse: AccessKeyId, SecretAccessKey, Token and an Expiration ending in Z. Each
 app's handlers close over what they read: the served bindings, the Handout that serves,
 counts and audits every hand-out, and the app's Guard (its settings, clock and gate).

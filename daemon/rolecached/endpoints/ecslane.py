@@ -7,9 +7,9 @@ its counterpart for the container listener. The listener's front guard (front/si
 each admitted connection's request strictly (httphead.py) and offers it to `EcsLane.answer`
 first. The lane answers only a `GET /v1/credentials/NAME` that aiohttp would answer 200 from
 memory. It decides nothing itself: it asks the rules the middleware and the handler ask
-(endpoint_policy: the guard, the token rule, then the rate limit, asked last so that a
+(policy: the guard, the token rule, then the rate limit, asked last so that a
 request the lane passes on is not counted twice), and the binding's credentials held with
-the container floor (`ECS_MIN_TTL`) left. Its answer is the one endpoint_answers renders for
+the container floor (`ECS_MIN_TTL`) left. Its answer is the one answers.py renders for
 the handler too; the hand-out is counted and audited by `Handout.held`, as the handler's
 are. Everything else, every refusal included, is handed to aiohttp unchanged (from that
 request on, the connection is aiohttp's), so the lane never decides anything aiohttp would

@@ -1,7 +1,7 @@
 """The hardening every container-endpoint request passes, ECS and IMDS alike.
 
 One aiohttp middleware runs the guard first (Host allow-list against DNS rebinding, no
-`Origin`, small bodies: endpoint_policy.guard, which the fast lane asks too) and answers
+`Origin`, small bodies: policy.guard, which the fast lane asks too) and answers
 every failure in the error shape SDKs surface, `{"Code", "Message"}`, through
 errors.answer_for. The rate limit is asked by the handlers once a token is known to be good,
 so a flood of refused requests never uses up anyone's allowance.

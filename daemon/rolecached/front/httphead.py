@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from rolecached.errors import ErrorAnswer
 
-# Within aiohttp's limits on a head (4 KiB lines, 32 fields: endpoint_listeners.HEAD_LIMITS, and
+# Within aiohttp's limits on a head (4 KiB lines, 32 fields: endpoints.listeners.HEAD_LIMITS, and
 # aiohttp's defaults on the socket): anything bigger is aiohttp's to refuse. Real requests
 # are a few hundred bytes.
 MAX_HEAD = 8192
