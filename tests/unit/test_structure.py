@@ -364,3 +364,48 @@ def test_each_endpoint_rule_is_written_once() -> None:
         if "Cache-Control" in texts[module]:
             found.append(f"{module}: sets Cache-Control")
     assert found == []
+
+
+MAX_FUNCTION = 60
+MAX_MODULE = 300
+# What is still over the limits (issue 19), each to be split; an entry that is no longer over
+# fails the test too, so this list only shrinks.
+STILL_LONG = {
+    "MODULE daemon/rolecached/api/routes.py",
+    "MODULE daemon/rolecached/endpoints/manager.py",
+    "MODULE daemon/rolecached/errors.py",
+    "MODULE daemon/rolecached/host/linux.py",
+    "MODULE daemon/rolecached/main.py",
+    "FUNC daemon/rolecached/main.py _run",
+}
+
+
+def too_long(root: Path, folders: list[str]) -> set[str]:
+    """Every module over MAX_MODULE lines and function over MAX_FUNCTION lines under folders."""
+    found = set()
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            text = path.read_text()
+            rel = path.relative_to(root).as_posix()
+            if len(text.splitlines()) > MAX_MODULE:
+                found.add(f"MODULE {rel}")
+            for node in ast.walk(ast.parse(text)):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                if (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_FUNCTION:
+                    found.add(f"FUNC {rel} {node.name}")
+    return found
+
+
+def test_no_long_functions_or_modules() -> None:
+    """No function in daemon/ or client/ is over 60 lines, no module over 300, but the listed."""
+    assert too_long(ROOT, ["daemon", "client"]) == STILL_LONG
+
+
+def test_long_code_is_found(tmp_path: Path) -> None:
+    """A seeded 61-line function and a 301-line module are both reported."""
+    (tmp_path / "pkg").mkdir()
+    body = "".join(f"    x{i} = {i}\n" for i in range(60))
+    (tmp_path / "pkg" / "f.py").write_text("def f():\n" + body)
+    (tmp_path / "pkg" / "m.py").write_text("x = 1\n" * 301)
+    assert too_long(tmp_path, ["pkg"]) == {"FUNC pkg/f.py f", "MODULE pkg/m.py"}

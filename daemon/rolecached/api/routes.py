@@ -17,7 +17,7 @@ from aiohttp import web
 
 from rolecache import __version__
 from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS, Stamp, file_stamp
-from rolecached.core.cache import Entry
+from rolecached.core.cache import Credentials, Entry
 from rolecached.core.request import RoleRequest, parse_token_code
 from rolecached.core.store import Store
 from rolecached.errors import (
@@ -198,16 +198,28 @@ async def get_credentials(request: web.Request) -> web.Response:
     # MFA codes are used once: a request with one is never answered again by the fast lane.
     # A profile's depends on its files, whose stamps the lane checks before answering.
     if token_code is None and not cannot_prompt:
-        version = f"HTTP/{request.version.major}.{request.version.minor}"
-        line = f"{request.method} {request.raw_path} {version}".encode()
-        key = fastlane.request_key(line, await request.read())
-        # A caller that stamped the files itself, as the daemon sees them now, sends other
-        # bytes once they change: its repeats need no stat() here (bench B9).
-        if claimed is not None and claimed == [stamp for _, stamp in files]:
-            files = ()
-        route = fastlane.Route(role_request, min_ttl, render, files=files)
-        request.app[LANE].remember(key, route)
+        await _remember_route(request, role_request, min_ttl, render, files, claimed)
     return web.Response(body=text, content_type=content_type, charset="utf-8")
+
+
+async def _remember_route(
+    request: web.Request,
+    role_request: RoleRequest,
+    min_ttl: float,
+    render: Callable[[Credentials], tuple[str, bytes]],
+    files: tuple,
+    claimed: list | None,
+) -> None:
+    """Let the fast lane answer this request's exact bytes again, from memory."""
+    version = f"HTTP/{request.version.major}.{request.version.minor}"
+    line = f"{request.method} {request.raw_path} {version}".encode()
+    key = fastlane.request_key(line, await request.read())
+    # A caller that stamped the files itself, as the daemon sees them now, sends other
+    # bytes once they change: its repeats need no stat() here (bench B9).
+    if claimed is not None and claimed == [stamp for _, stamp in files]:
+        files = ()
+    route = fastlane.Route(role_request, min_ttl, render, files=files)
+    request.app[LANE].remember(key, route)
 
 
 def _hung_up(request: web.Request) -> bool:
