@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -401,76 +402,31 @@ async def _run(
     config_path: Path | None = None,
     last_socket: Path | None = None,
 ) -> int:
-    stop = asyncio.Event()
+    """Serve until SIGTERM or SIGINT; 1 when a listener or the token folder cannot be set up."""
+    stop = _stop_on_signals()
     loop = asyncio.get_running_loop()
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def ready() -> None:
         log.info("rolecached %s ready on %s (pid %d)", __version__, listener.path, os.getpid())
         linux.notify("READY=1")
 
-    source_files = profiles.ConfigFiles()
-    store = Store(
-        caller.call,
-        settings,
-        reload_sources=caller.forget_sources,
-        source_stamp=lambda key: sourcestamp.source_stamp(key, source_files),
-    )
-
-    def reload() -> None:
-        """SIGHUP: read the config file again and reload source credentials; the cache stays."""
-        try:
-            changed = store.apply_settings(config.load(config_path))
-        except config.ConfigError as exc:
-            log.error("SIGHUP: keeping the current settings: %s", exc)
-            return
-        caller.forget_sources()
-        if endpoints is not None:
-            # Also a nudge to try the ports waited for again, now.
-            nudges.add(task := loop.create_task(endpoints.retry_waiting()))
-            task.add_done_callback(nudges.discard)
-        log.info(
-            "SIGHUP: reloaded the config (%s; applied now: %s) and the source credentials; "
-            "[endpoints] is read at start-up only: restart rolecached to apply changes there",
-            store.settings,
-            ", ".join(changed) or "no [daemon] setting changed",
-        )
+    store = _store(caller, settings)
 
     endpoints: EndpointManager | None = None
-    nudges: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
-    loop.add_signal_handler(signal.SIGHUP, reload)
     # One gate for every listener, so the caps hold over all of them together.
     gate = default_gate(os.getuid())
     log.debug("connection caps %s (for the descriptor limit)", gate.caps)
     if endpoint_config is not None:
-        # Token files live beside the socket, in a private folder of their own.
-        tokens = listener.path.parent / f"{listener.path.stem}-tokens"
         try:
-            secure_folder(tokens)
+            endpoints = _endpoint_manager(
+                listener, store, endpoint_config, sandbox, gate, last_socket
+            )
         except StartupError as exc:
             log.error("%s", exc)
             return 1
-        endpoints = EndpointManager(
-            store,
-            endpoint_config.settings,
-            tokens,
-            sandbox=sandbox,
-            bindings=endpoint_config.bindings,
-            gate=gate,
-            # Runtime bindings outlive restarts, SIGKILL included (see bindingstate.py).
-            state_file=bindingstate.default_path(listener.path.stem),
-            resolver=endpoint_routes.default_resolver(profiles.ConfigFiles()),
-            skipped=endpoint_config.skipped,
-            # Beside the socket: the next daemon on this socket finds it.
-            held=HeldPorts(
-                keeper_path(listener.path),
-                endpoint_config.settings.hold_ports,
-                # The last daemon's may still hold the ports, when its socket was elsewhere.
-                keeper_path(last_socket) if last_socket else None,
-            ),
-        )
+    nudges: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
+    reload = functools.partial(_reload, store, caller, config_path, endpoints, nudges)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await serve(
             listener,
@@ -486,3 +442,84 @@ async def _run(
         return 1
     log.info("stopped")
     return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGTERM and SIGINT set, those signals unblocked for this loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return stop
+
+
+def _store(caller: StsCaller, settings: Settings) -> Store:
+    """The credential store, calling STS through `caller`."""
+    source_files = profiles.ConfigFiles()
+    return Store(
+        caller.call,
+        settings,
+        reload_sources=caller.forget_sources,
+        source_stamp=lambda key: sourcestamp.source_stamp(key, source_files),
+    )
+
+
+def _endpoint_manager(
+    listener: Listener,
+    store: Store,
+    endpoint_config: config.EndpointConfig,
+    sandbox: bool,
+    gate: Gate,
+    last_socket: Path | None,
+) -> EndpointManager:
+    """The container endpoints of `endpoint_config`; StartupError when their token folder
+    cannot be made private."""
+    # Token files live beside the socket, in a private folder of their own.
+    tokens = listener.path.parent / f"{listener.path.stem}-tokens"
+    secure_folder(tokens)
+    return EndpointManager(
+        store,
+        endpoint_config.settings,
+        tokens,
+        sandbox=sandbox,
+        bindings=endpoint_config.bindings,
+        gate=gate,
+        # Runtime bindings outlive restarts, SIGKILL included (see bindingstate.py).
+        state_file=bindingstate.default_path(listener.path.stem),
+        resolver=endpoint_routes.default_resolver(profiles.ConfigFiles()),
+        skipped=endpoint_config.skipped,
+        # Beside the socket: the next daemon on this socket finds it.
+        held=HeldPorts(
+            keeper_path(listener.path),
+            endpoint_config.settings.hold_ports,
+            # The last daemon's may still hold the ports, when its socket was elsewhere.
+            keeper_path(last_socket) if last_socket else None,
+        ),
+    )
+
+
+def _reload(
+    store: Store,
+    caller: StsCaller,
+    config_path: Path | None,
+    endpoints: EndpointManager | None,
+    nudges: set[asyncio.Task[None]],
+) -> None:
+    """SIGHUP: read the config file again and reload source credentials; the cache stays."""
+    try:
+        changed = store.apply_settings(config.load(config_path))
+    except config.ConfigError as exc:
+        log.error("SIGHUP: keeping the current settings: %s", exc)
+        return
+    caller.forget_sources()
+    if endpoints is not None:
+        # Also a nudge to try the ports waited for again, now.
+        nudges.add(task := asyncio.get_running_loop().create_task(endpoints.retry_waiting()))
+        task.add_done_callback(nudges.discard)
+    log.info(
+        "SIGHUP: reloaded the config (%s; applied now: %s) and the source credentials; "
+        "[endpoints] is read at start-up only: restart rolecached to apply changes there",
+        store.settings,
+        ", ".join(changed) or "no [daemon] setting changed",
+    )

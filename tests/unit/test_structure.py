@@ -376,7 +376,6 @@ STILL_LONG = {
     "MODULE daemon/rolecached/errors.py",
     "MODULE daemon/rolecached/host/linux.py",
     "MODULE daemon/rolecached/main.py",
-    "FUNC daemon/rolecached/main.py _run",
 }
 
 
