@@ -7,6 +7,19 @@ this module is shared, so it depends on nothing but the standard library.
 
 from collections.abc import Mapping
 
+# The variables `rolecache env` sets, and the credential field each holds.
+ENV_NAMES = (
+    ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+    ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
+    ("AWS_SESSION_TOKEN", "SessionToken"),
+    ("AWS_CREDENTIAL_EXPIRATION", "Expiration"),
+)
+
+# Expiration in epoch seconds, a shell variable (not exported) after the four: a shell can
+# compare it with its own clock (bash's printf %(%s)T, zsh's EPOCHSECONDS) and so decide
+# without starting a process whether the credentials need renewing.
+EXPIRES_AT_NAME = "ROLECACHE_EXPIRES_AT"
+
 
 def _quote_posix(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rolecached.render.credentials import ENV_NAMES, env_lines, iso_expiration, process_json
+from rolecache.shells import ENV_NAMES
+from rolecached.render.credentials import env_lines, iso_expiration, process_json
 
 PLAIN = {
     "AccessKeyId": "ASIAQEXAMPLE7KEYID00",

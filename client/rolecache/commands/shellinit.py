@@ -12,6 +12,7 @@ import sys
 from rolecache import protocol
 from rolecache.cmdline import SUBCOMMANDS, completion_words
 from rolecache.commands.fishinit import fish_script
+from rolecache.shells import ENV_NAMES
 
 USAGE = "usage: rolecache shell-init bash|zsh|fish\n"
 HELP = """
@@ -52,7 +53,7 @@ PROFILES_SH = SED_PROFILES + ' "${AWS_CONFIG_FILE:-$HOME/.aws/config}" 2>/dev/nu
 FLOOR = protocol.DEFAULT_MIN_TTL
 RETRY = 60
 # The AWS_* variables `rolecache env` exports, and its non-exported expiry.
-EXPORTED = "AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_CREDENTIAL_EXPIRATION"
+EXPORTED = " ".join(name for name, _ in ENV_NAMES)
 
 # Completions are built by comparing each candidate with the typed prefix, never with
 # `compgen -W "$(...)"`: compgen expands its word list, so a profile named `$(cmd)` or

@@ -10,22 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rolecache.shells import assignment, shell_variable
+from rolecache.shells import ENV_NAMES, EXPIRES_AT_NAME, assignment, shell_variable
 from rolecached.core.cache import Credentials
 from rolecached.core.request import RoleRequest, SourceSession
 from rolecached.render import awscli, awstable
 
 SANDBOX_NOTE = "rolecache SANDBOX: credentials from an embedded fake STS, not from AWS"
-ENV_NAMES = (
-    ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
-    ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
-    ("AWS_SESSION_TOKEN", "SessionToken"),
-    ("AWS_CREDENTIAL_EXPIRATION", "Expiration"),
-)
-# Expiration in epoch seconds, a shell variable (not exported) after the four: a shell can
-# compare it with its own clock (bash's printf %(%s)T, zsh's EPOCHSECONDS) and so decide
-# without starting a process whether the credentials need renewing.
-EXPIRES_AT_NAME = "ROLECACHE_EXPIRES_AT"
 
 
 def iso_expiration(epoch: float) -> str:
