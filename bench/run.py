@@ -394,12 +394,14 @@ def bench_socket_api(loadgen: Path, env: dict[str, str], total: int, tmp: Path) 
     )
 
 
-def endpoint_target(env: dict[str, str], name: str) -> tuple[str, bytes] | str:
-    """Add (or replace) binding `name` on the daemon of `env`; the load generator's target
-    and request for its container endpoint, or why it could not be added."""
-    client = str(BIN / "rolecache")
+def endpoint_target(
+    env: dict[str, str], name: str, client: tuple[str, ...] = (str(BIN / "rolecache"),)
+) -> tuple[str, bytes] | str:
+    """Add (or replace) binding `name` on the daemon of `env` with the `client` command; the
+    load generator's target and request for its container endpoint, or why it could not be
+    added."""
     added = subprocess.run(
-        [client, "endpoint", "add", name, "--replace", "--role-arn", ROLE,
+        [*client, "endpoint", "add", name, "--replace", "--role-arn", ROLE,
          "--role-session-name", "bench-ecs"],
         env=env,
         capture_output=True,
@@ -408,7 +410,7 @@ def endpoint_target(env: dict[str, str], name: str) -> tuple[str, bytes] | str:
     if added.returncode != 0:
         return added.stderr.strip()[:80]
     exported = subprocess.run(
-        [client, "endpoint", "env", name, "--env-file"], env=env, capture_output=True, text=True
+        [*client, "endpoint", "env", name, "--env-file"], env=env, capture_output=True, text=True
     ).stdout
     variables = dict(line.split("=", 1) for line in exported.splitlines() if "=" in line)
     url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]

@@ -60,3 +60,23 @@ def test_the_chart_axis_starts_below_the_fastest_bar(tmp_path: Path) -> None:
     low, high = limits
     assert low < min(chart.values()) and high > max(chart.values()), limits
     assert (tmp_path / "client-latency.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_compare_runs_both_trees_side_by_side() -> None:
+    """`python -m bench.compare HEAD` unpacks the committed tree, runs its daemons beside this
+    checkout's and prints a ratio for each of B4, B4b, B5 and B9, with no failed request."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True)
+    if head.returncode:
+        pytest.skip("bench.compare reads the commit to compare with from git: no git checkout here")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "HEAD", "--rounds", "1", "--total", "200"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| B")]
+    assert [row.split("|")[1].strip() for row in rows] == ["B4", "B4b", "B5", "B9"], result.stdout
+    assert all(float(row.split("|")[4]) > 0 for row in rows), result.stdout
+    assert "; 0 errors" in result.stdout
