@@ -80,3 +80,22 @@ def test_bench_compare_runs_both_trees_side_by_side() -> None:
     assert [row.split("|")[1].strip() for row in rows] == ["B4", "B4b", "B5", "B9"], result.stdout
     assert all(float(row.split("|")[4]) > 0 for row in rows), result.stdout
     assert "; 0 errors" in result.stdout
+
+
+def test_bench_hops_follows_a_request_through_the_daemon() -> None:
+    """`python -m bench.hops --list` records a real daemon: the first credentials request
+    reaches the STS caller, and a repeated container request is answered by the container
+    lane without the socket API's modules."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.hops", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    recorded = json.loads(result.stdout[result.stdout.index("{") :])["this"]
+    assert "sts" in recorded["first credentials request"]["modules"], recorded
+    repeated = recorded["container request, repeated"]
+    assert "front.site -> endpoints.ecslane" in repeated["hops"], repeated
+    assert not [m for m in repeated["modules"] if m.startswith("api.")], repeated
