@@ -927,7 +927,7 @@ async def test_runtime_bindings_come_back_with_their_ports_and_tokens(
     get credentials; a removed binding does not come back."""
     state = tmp_path / "state" / "rolecache-endpoints.json"
     rig.manager.state_file = state
-    rig.manager._resolver = parse_request
+    rig.manager.resolver = parse_request
     await rig.manager.start()
     await rig.add()
     await rig.add("gone")
@@ -950,7 +950,7 @@ async def test_a_container_port_taken_at_restart_is_waited_for(rig: Rig, tmp_pat
     with the tokens handed out before: a program of ours held it, so nothing is revoked."""
     state = tmp_path / "state" / "rolecache-endpoints.json"
     rig.manager.state_file = state
-    rig.manager._resolver = parse_request
+    rig.manager.resolver = parse_request
     await rig.manager.start()
     await rig.add()
     port = rig.ecs_port
@@ -982,7 +982,7 @@ async def test_state_file_is_private_and_holds_only_digests(rig: Rig, tmp_path: 
 
     state = tmp_path / "state" / "rolecache-endpoints.json"
     rig.manager.state_file = state
-    rig.manager._resolver = parse_request
+    rig.manager.resolver = parse_request
     await rig.manager.start()
     await rig.add()
     served = rig.manager.get("dev")
