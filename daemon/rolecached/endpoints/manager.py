@@ -68,13 +68,13 @@ class EndpointManager:
         self.handout = Handout(store, clock, settings.wait)
         self.warmer = Warmer(store, clock, rng or random.Random())
         self.ports = Ports(
-            settings,
-            self.registry,
-            self.handout,
-            gate or default_gate(os.getuid()),
-            clock,
-            sandbox,
-            held,
+            settings=settings,
+            registry=self.registry,
+            handout=self.handout,
+            gate=gate or default_gate(os.getuid()),
+            clock=clock,
+            sandbox=sandbox,
+            held=held,
         )
         self.waits = Waits()
         self._lock = asyncio.Lock()  # adds and removes happen one at a time
