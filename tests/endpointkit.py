@@ -12,7 +12,9 @@ import pytest
 from rolecached.core.bindings import EndpointSettings, parse_spec, resolve
 from rolecached.core.request import parse_request
 from rolecached.core.store import Settings, Store
-from rolecached.endpoints import manager as ep
+from rolecached.endpoints.apps import IMDS_TOKEN_HEADER, IMDS_TOKEN_PATH, IMDS_TTL_HEADER
+from rolecached.endpoints.manager import EndpointManager
+from rolecached.endpoints.registry import Served
 from tests.kit import ACCOUNT, FakeClock, FakeSts, Reply, http, no_sleep
 
 T0 = 1_800_000_000.0
@@ -26,9 +28,9 @@ def settings(**changes: Any) -> EndpointSettings:
 
 def endpoint_manager(
     store: Store, tokens_dir: Path, clock: FakeClock, **changes: Any
-) -> ep.EndpointManager:
+) -> EndpointManager:
     """The EndpointManager every rig serves with: `settings(**changes)` on the fake clock."""
-    return ep.EndpointManager(store, settings(**changes), tokens_dir, clock=clock)
+    return EndpointManager(store, settings(**changes), tokens_dir, clock=clock)
 
 
 @dataclass
@@ -38,11 +40,11 @@ class Rig:
     clock: FakeClock
     sts: FakeSts
     store: Store
-    manager: ep.EndpointManager
+    manager: EndpointManager
     tokens_dir: Path
-    extra: list[ep.EndpointManager] = field(default_factory=list)
+    extra: list[EndpointManager] = field(default_factory=list)
 
-    async def add(self, name: str = "dev", replace: bool = False, **fields: Any) -> ep.Served:
+    async def add(self, name: str = "dev", replace: bool = False, **fields: Any) -> Served:
         """Bind `name` to ROLE (session `name`) on the rig's manager."""
         body = {"role_arn": ROLE, "role_session_name": name, **fields}
         binding = resolve(parse_spec(name, body), parse_request)
@@ -63,7 +65,7 @@ class Rig:
     async def imds_token(self, name: str = "dev", ttl: str = "21600") -> str:
         """A fresh IMDSv2 session token from the binding's IMDS listener."""
         port = self.manager.get(name).imds.port  # type: ignore[union-attr]
-        reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers={ep.IMDS_TTL_HEADER: ttl})
+        reply = await http(port, "PUT", IMDS_TOKEN_PATH, headers={IMDS_TTL_HEADER: ttl})
         assert reply.status == 200, reply.body
         return reply.body.decode()
 
@@ -72,7 +74,7 @@ class Rig:
         if token == "":
             token = await self.imds_token(name)
         port = self.manager.get(name).imds.port  # type: ignore[union-attr]
-        return await http(port, "GET", path, headers={ep.IMDS_TOKEN_HEADER: token})
+        return await http(port, "GET", path, headers={IMDS_TOKEN_HEADER: token})
 
 
 @pytest.fixture
@@ -92,7 +94,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await store.close()
 
 
-async def new_manager(rig: Rig, **changes: Any) -> ep.EndpointManager:
+async def new_manager(rig: Rig, **changes: Any) -> EndpointManager:
     """A second manager over the same store, with other settings."""
     manager = endpoint_manager(rig.store, rig.tokens_dir, rig.clock, **changes)
     rig.extra.append(manager)

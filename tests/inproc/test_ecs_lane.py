@@ -88,7 +88,7 @@ async def test_lane_serves_a_replaced_binding(rig: Rig) -> None:
 async def test_lane_answers_in_the_sandbox_with_its_marker(rig: Rig) -> None:
     """In sandbox mode the lane's answer carries the sandbox header, as aiohttp's does."""
     rig.manager = await new_manager(rig)
-    rig.manager.sandbox = True
+    rig.manager.ports.sandbox = True
     await rig.add()
     lane, reference = await rig.ecs(), await via_aiohttp(rig)
     assert by_lane(lane) and not by_lane(reference)

@@ -22,7 +22,7 @@ from rolecached.core.bindings import parse_spec, resolve
 from rolecached.core.request import parse_request
 from rolecached.core.store import Settings, Store
 from rolecached.endpoints import ecslane
-from rolecached.endpoints import manager as ep
+from rolecached.endpoints.manager import EndpointManager
 from rolecached.front import httphead
 from tests.endpointkit import ROLE, T0, endpoint_manager
 from tests.kit import SECRET_MARK, FakeClock, FakeSts, RecordProperty, exchange, no_sleep
@@ -140,7 +140,7 @@ def listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listeners]:
     clock = FakeClock(T0)
     store = Store(FakeSts(), Settings(idle_ttl=600), clock=clock, sleep=no_sleep)
 
-    async def start() -> ep.EndpointManager:
+    async def start() -> EndpointManager:
         # No rate limit: the fuzz sends thousands of requests a second.
         manager = endpoint_manager(store, tokens_dir, clock, rate_limit=1e9, rate_burst=10**9)
         for name in ("dev", "other"):

@@ -29,8 +29,15 @@ from rolecached.core.bindings import (
 from rolecached.core.cache import Credentials
 from rolecached.core.request import RoleRequest, parse_request
 from rolecached.core.store import Settings, Store
-from rolecached.endpoints import manager as ep
-from rolecached.errors import BindingExists, InvalidRequest, StsFailure
+from rolecached.endpoints.apps import (
+    IMDS_ROLES,
+    IMDS_ROLES_EXTENDED,
+    IMDS_TOKEN_PATH,
+    IMDS_TTL_HEADER,
+)
+from rolecached.endpoints.manager import EndpointManager
+from rolecached.endpoints.registry import Served
+from rolecached.errors import BindingExists, InvalidRequest, ListenError, StsFailure
 from rolecached.sts import StsCallFailed
 from tests.endpointkit import ROLE, Rig, endpoint_manager, new_manager, settings
 from tests.kit import (
@@ -213,10 +220,10 @@ async def test_imds_url_ends_in_a_slash_that_old_botocore_joins_onto(rig: Rig) -
     url = rig.manager.summary(served)["imds_url"]
     assert url == f"http://127.0.0.1:{served.imds.port}/"  # type: ignore[union-attr]
     joined = urllib.parse.urlsplit(url + "latest/api/token")
-    assert joined.path == ep.IMDS_TOKEN_PATH
+    assert joined.path == IMDS_TOKEN_PATH
     port = joined.port
     assert port is not None
-    reply = await http(port, "PUT", joined.path, headers={ep.IMDS_TTL_HEADER: "60"})
+    reply = await http(port, "PUT", joined.path, headers={IMDS_TTL_HEADER: "60"})
     assert reply.status == 200 and reply.body
 
 
@@ -269,7 +276,7 @@ async def test_imds_never_serves_under_25_minutes_nor_expired(rig: Rig) -> None:
     served, refused = [], 0
     for _ in range(70):
         rig.clock.advance(60)
-        reply = await rig.imds(f"{ep.IMDS_ROLES}/dev")
+        reply = await rig.imds(f"{IMDS_ROLES}/dev")
         if reply.status == 200:
             served.append(left(reply, rig.clock.now))
         else:
@@ -410,13 +417,13 @@ async def test_imds_v2_flow(rig: Rig) -> None:
     credentials document with the exact fields and time format, and the -extended one."""
     await rig.add()
     port = rig.manager.get("dev").imds.port  # type: ignore[union-attr]
-    put = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers={ep.IMDS_TTL_HEADER: "21600"})
+    put = await http(port, "PUT", IMDS_TOKEN_PATH, headers={IMDS_TTL_HEADER: "21600"})
     assert put.status == 200 and put.headers["content-type"].startswith("text/plain")
     token = put.body.decode()
     assert "\n" not in token
-    listing = await rig.imds(ep.IMDS_ROLES + "/", token=token)
+    listing = await rig.imds(IMDS_ROLES + "/", token=token)
     assert listing.status == 200 and listing.body == b"dev"
-    doc = (await rig.imds(f"{ep.IMDS_ROLES}/dev", token=token)).json()
+    doc = (await rig.imds(f"{IMDS_ROLES}/dev", token=token)).json()
     assert list(doc) == [
         "Code",
         "LastUpdated",
@@ -428,7 +435,7 @@ async def test_imds_v2_flow(rig: Rig) -> None:
     ]
     assert doc["Code"] == "Success" and doc["Type"] == "AWS-HMAC"
     assert ISO.fullmatch(doc["Expiration"]) and ISO.fullmatch(doc["LastUpdated"])
-    extended = (await rig.imds(f"{ep.IMDS_ROLES_EXTENDED}/dev", token=token)).json()
+    extended = (await rig.imds(f"{IMDS_ROLES_EXTENDED}/dev", token=token)).json()
     assert extended == {**doc, "AccountId": ACCOUNT}
 
 
@@ -450,15 +457,15 @@ async def test_imds_token_put_refusals(rig: Rig, case: str, status: int) -> None
     served = await rig.add()
     port = served.imds.port  # type: ignore[union-attr]
     headers: dict[str, str | None] = {
-        "TTL 0": {ep.IMDS_TTL_HEADER: "0"},
-        "TTL 21601": {ep.IMDS_TTL_HEADER: "21601"},
+        "TTL 0": {IMDS_TTL_HEADER: "0"},
+        "TTL 21601": {IMDS_TTL_HEADER: "21601"},
         "no TTL": {},
-        "TTL not a number": {ep.IMDS_TTL_HEADER: "6h"},
-        "X-Forwarded-For": {ep.IMDS_TTL_HEADER: "60", "X-Forwarded-For": "203.0.113.9"},
-        "Origin on PUT": {ep.IMDS_TTL_HEADER: "60", "Origin": "http://evil.example"},
-        "bad Host on PUT": {ep.IMDS_TTL_HEADER: "60", "Host": f"169.254.169.254:{port}"},
+        "TTL not a number": {IMDS_TTL_HEADER: "6h"},
+        "X-Forwarded-For": {IMDS_TTL_HEADER: "60", "X-Forwarded-For": "203.0.113.9"},
+        "Origin on PUT": {IMDS_TTL_HEADER: "60", "Origin": "http://evil.example"},
+        "bad Host on PUT": {IMDS_TTL_HEADER: "60", "Host": f"169.254.169.254:{port}"},
     }[case]
-    reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers=headers)
+    reply = await http(port, "PUT", IMDS_TOKEN_PATH, headers=headers)
     assert reply.status == status, reply.body
     assert set(reply.json()) == {"Code", "Message"}
 
@@ -468,17 +475,17 @@ async def test_imds_gets_need_a_valid_token(rig: Rig) -> None:
     get 401 and no credentials; an unknown role name gets 404."""
     await rig.add("dev")
     await rig.add("other")
-    path = f"{ep.IMDS_ROLES}/dev"
+    path = f"{IMDS_ROLES}/dev"
     other = await rig.imds_token("other")
     short = await rig.imds_token("dev", ttl="1")
     for token in (None, "forged", other):
         reply = await rig.imds(path, token=token)
         assert reply.status == 401 and reply.has_no_credentials(), token
-    assert (await rig.imds(ep.IMDS_ROLES + "/", token=None)).status == 401
+    assert (await rig.imds(IMDS_ROLES + "/", token=None)).status == 401
     assert (await rig.imds(path, token=short)).status == 200
     rig.clock.advance(1)
     assert (await rig.imds(path, token=short)).status == 401
-    unknown = await rig.imds(f"{ep.IMDS_ROLES}/admin")
+    unknown = await rig.imds(f"{IMDS_ROLES}/admin")
     assert unknown.status == 404 and unknown.has_no_credentials()
     assert (await rig.imds("/latest/meta-data/ami-id")).status == 404
 
@@ -487,8 +494,8 @@ async def test_imds_v1_only_when_enabled(rig: Rig) -> None:
     """A binding with imds_v1 answers GETs without a token; others do not."""
     await rig.add("v1", imds_v1=True)
     await rig.add("v2")
-    assert (await rig.imds(f"{ep.IMDS_ROLES}/v1", name="v1", token=None)).status == 200
-    assert (await rig.imds(f"{ep.IMDS_ROLES}/v2", name="v2", token=None)).status == 401
+    assert (await rig.imds(f"{IMDS_ROLES}/v1", name="v1", token=None)).status == 200
+    assert (await rig.imds(f"{IMDS_ROLES}/v2", name="v2", token=None)).status == 401
 
 
 async def test_imds_flood_gets_429(rig: Rig) -> None:
@@ -498,7 +505,7 @@ async def test_imds_flood_gets_429(rig: Rig) -> None:
     port = served.imds.port  # type: ignore[union-attr]
     statuses = []
     for _ in range(4):
-        reply = await http(port, "PUT", ep.IMDS_TOKEN_PATH, headers={ep.IMDS_TTL_HEADER: "60"})
+        reply = await http(port, "PUT", IMDS_TOKEN_PATH, headers={IMDS_TTL_HEADER: "60"})
         statuses.append(reply.status)
     assert statuses == [200, 200, 429, 429]
 
@@ -560,9 +567,9 @@ async def test_non_loopback_is_refused_without_the_flag(
 ) -> None:
     """Listening on a non-loopback address needs allow_non_loopback, and then logs a warning."""
     with pytest.raises(InvalidRequest, match="allow_non_loopback"):
-        ep.EndpointManager(rig.store, settings(bind=("0.0.0.0",)), rig.tokens_dir)
+        EndpointManager(rig.store, settings(bind=("0.0.0.0",)), rig.tokens_dir)
     with caplog.at_level(logging.WARNING):
-        ep.EndpointManager(
+        EndpointManager(
             rig.store, settings(bind=("0.0.0.0",), allow_non_loopback=True), rig.tokens_dir
         )
     assert "not loopback" in caplog.text
@@ -576,7 +583,7 @@ async def test_port_in_use_is_a_clear_error(rig: Rig) -> None:
     holder.listen()
     try:
         rig.manager = await new_manager(rig, port=holder.getsockname()[1])
-        with pytest.raises(ep.ListenError, match=r"\[endpoints\]"):
+        with pytest.raises(ListenError, match=r"\[endpoints\]"):
             await rig.add()
     finally:
         holder.close()
@@ -707,7 +714,7 @@ async def sdk_rig(
     # handed_out), as seconds of life left at the simulated time.
     count = manager.handout.handed_out
 
-    def recorded(served: ep.Served, creds: Credentials, *args: Any, **kwargs: Any) -> None:
+    def recorded(served: Served, creds: Credentials, *args: Any, **kwargs: Any) -> None:
         sdk.served_left.append(creds.expiration - clock())
         count(served, creds, *args, **kwargs)
 
@@ -877,7 +884,7 @@ async def test_container_and_imds_hand_outs_are_audited_and_counted(
         slow = await rig.ecs(**{"User-Agent": "js\u202e-sdk/3", "Content-Type": "text/plain"})
         assert slow.status == 200
         assert (await rig.ecs(token="wrong")).status == 403
-        reply = await rig.imds(f"{ep.IMDS_ROLES}/dev")
+        reply = await rig.imds(f"{IMDS_ROLES}/dev")
         assert reply.status == 200
     lines = [r.getMessage() for r in caplog.records if r.name == "rolecached.audit"]
     assert len(lines) == 3
@@ -895,11 +902,11 @@ async def test_container_and_imds_hand_outs_are_audited_and_counted(
 # -- bindings that last -----------------------------------------------------------------------
 
 
-async def restarted(rig: Rig, state: Path) -> ep.EndpointManager:
+async def restarted(rig: Rig, state: Path) -> EndpointManager:
     """Stop the rig's manager cleanly and start a new one on the same state file and token
     folder, as a daemon restart does."""
     await rig.manager.close()
-    manager = ep.EndpointManager(
+    manager = EndpointManager(
         rig.store,
         settings(),
         rig.tokens_dir,
@@ -920,7 +927,7 @@ async def test_runtime_bindings_come_back_with_their_ports_and_tokens(
     get credentials; a removed binding does not come back."""
     state = tmp_path / "state" / "rolecache-endpoints.json"
     rig.manager.state_file = state
-    rig.manager._resolver = parse_request
+    rig.manager.resolver = parse_request
     await rig.manager.start()
     await rig.add()
     await rig.add("gone")
@@ -934,7 +941,7 @@ async def test_runtime_bindings_come_back_with_their_ports_and_tokens(
     assert (after["ecs_url"], after["imds_url"]) == (before["ecs_url"], before["imds_url"])
     assert (await rig.ecs(token=file_token)).status == 200
     assert (await rig.ecs(token=container)).status == 200
-    assert (await rig.imds(f"{ep.IMDS_ROLES}/dev")).status == 200
+    assert (await rig.imds(f"{IMDS_ROLES}/dev")).status == 200
 
 
 async def test_a_container_port_taken_at_restart_is_waited_for(rig: Rig, tmp_path: Path) -> None:
@@ -943,7 +950,7 @@ async def test_a_container_port_taken_at_restart_is_waited_for(rig: Rig, tmp_pat
     with the tokens handed out before: a program of ours held it, so nothing is revoked."""
     state = tmp_path / "state" / "rolecache-endpoints.json"
     rig.manager.state_file = state
-    rig.manager._resolver = parse_request
+    rig.manager.resolver = parse_request
     await rig.manager.start()
     await rig.add()
     port = rig.ecs_port
@@ -975,7 +982,7 @@ async def test_state_file_is_private_and_holds_only_digests(rig: Rig, tmp_path: 
 
     state = tmp_path / "state" / "rolecache-endpoints.json"
     rig.manager.state_file = state
-    rig.manager._resolver = parse_request
+    rig.manager.resolver = parse_request
     await rig.manager.start()
     await rig.add()
     served = rig.manager.get("dev")
@@ -1000,7 +1007,7 @@ async def test_a_damaged_state_file_is_set_aside(rig: Rig, tmp_path: Path) -> No
     """A state file that is not ours is renamed *.bad and the manager starts without it."""
     state = tmp_path / "rolecache-endpoints.json"
     state.write_text('{"version": 1, "bindings": [{"name": 3}]}')
-    manager = ep.EndpointManager(
+    manager = EndpointManager(
         rig.store, settings(), rig.tokens_dir, clock=rig.clock, state_file=state
     )
     rig.extra.append(manager)

@@ -55,9 +55,9 @@ async def list_endpoints(request: web.Request) -> web.Response:
             "container_port": manager.container_port,
             "skipped": manager.skipped,
             # "waiting for port N, held by uid U" while another program holds it, else None.
-            "container_waiting": manager.ecs_waiting,
+            "container_waiting": manager.waits.container,
             # Another uid held a port at start: what was done about it.
-            "alerts": manager.alerts,
+            "alerts": manager.waits.alerts,
         }
     )
 

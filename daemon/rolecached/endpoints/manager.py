@@ -1,13 +1,5 @@
-"""Container endpoints: the ECS-style listener and one IMDSv2-style listener per binding.
-
-`EndpointManager` orchestrates them: it starts and stops the listeners (only on loopback
-unless told otherwise) and adds, replaces, removes and rotates bindings. What it drives has a
-home each: registry.py the served bindings, token files and lasting state; endpoints/apps.py
-the aiohttp apps and documents; handout.py serving credentials, counted and audited;
-warmer.py keeping bindings' credentials ready; endpoints/listeners.py the TCP listeners;
-held_ports.py keeping their ports through restarts; endpoints/guard.py the hardening every
-request passes; endpoints/policy.py the rules it and the fast lane (ecslane.py) ask.
-"""
+"""`EndpointManager`, the container endpoints' coordinator: it starts and stops the listeners,
+adds, replaces, removes and rotates bindings, and ticks (rotate, warm, retry ports)."""
 
 import asyncio
 import logging
@@ -20,69 +12,31 @@ from typing import Any
 
 from rolecached.core.bindings import (
     DOCKER_GATEWAY,
-    ECS_PATH,
     IMDS_MIN_TTL,
     Binding,
     EndpointSettings,
     Resolve,
     check_addresses,
-    resolve,
 )
 from rolecached.core.store import Store
-from rolecached.endpoints.answers import bad_request
-from rolecached.endpoints.apps import (
-    IMDS_ROLES,
-    IMDS_ROLES_EXTENDED,
-    IMDS_TOKEN_HEADER,
-    IMDS_TOKEN_PATH,
-    IMDS_TTL_HEADER,
-    make_ecs_app,
-    make_imds_app,
-)
-from rolecached.endpoints.ecslane import EcsLane
-from rolecached.endpoints.guard import Guard
+from rolecached.endpoints import listing, portwaits, restart
 from rolecached.endpoints.handout import Handout
-from rolecached.endpoints.listeners import Listener, gateway_arrival, is_loopback, listen
+from rolecached.endpoints.listeners import Listener
+from rolecached.endpoints.ports import (
+    Ports,
+    close_container,
+    container_port,
+    open_container,
+    open_imds,
+)
+from rolecached.endpoints.portwaits import Waits
 from rolecached.endpoints.registry import Registry, Served
 from rolecached.endpoints.warmer import Warmer
-from rolecached.errors import BindingExists, ListenError, RolecacheError
+from rolecached.errors import BindingExists, ListenError
 from rolecached.front.gate import Gate, default_gate
 from rolecached.front.held_ports import HeldPorts
-from rolecached.front.site import Door, Lane, no_answers
-from rolecached.host import linux
-
-# Re-exported: the names callers of the container endpoints use, from this one module.
-__all__ = [
-    "IMDS_ROLES",
-    "IMDS_ROLES_EXTENDED",
-    "IMDS_TOKEN_HEADER",
-    "IMDS_TOKEN_PATH",
-    "IMDS_TTL_HEADER",
-    "EndpointManager",
-    "ListenError",
-    "Served",
-]
 
 log = logging.getLogger(__name__)
-
-DOCKER_OFF = "the daemon does not serve the docker network (docker = false in [endpoints])"
-# The listener binds 169.254.170.2 with IP_FREEBIND, before any interface has it; until one
-# does, a program's request to it is routed like any other, out of the default route.
-NO_GATEWAY = (
-    f"no interface of this host has {DOCKER_GATEWAY} (the docker network's gateway): a "
-    "request to it would leave this host by the default route, token included. Create the "
-    "network first (`rolecache docker setup`)"
-)
-
-
-def url_host(settings: EndpointSettings) -> str:
-    """The host part of URLs handed to programs: the first bound address."""
-    address = settings.bind[0]
-    return f"[{address}]" if ":" in address else address
-
-
-def _unresolvable(_: dict[str, Any]) -> Any:
-    raise RolecacheError("no resolver to serve runtime bindings again")
 
 
 class EndpointManager:
@@ -107,27 +61,25 @@ class EndpointManager:
         self.store = store
         # Why bindings of config.toml were not served, for `status` and `endpoint list`.
         self.skipped = list(skipped)
-        # Shared with the socket's listener in the daemon, so the caps hold over all of them.
-        self.gate = gate or default_gate(os.getuid())
         self._initial = list(bindings)
         self.settings = settings
-        self.sandbox = sandbox
         self.clock = clock
         self.registry = Registry(tokens_dir, settings, clock, state_file)
         self.handout = Handout(store, clock, settings.wait)
         self.warmer = Warmer(store, clock, rng or random.Random())
-        self._ecs: Listener | None = None
-        self._gateway_held: bool | None = None  # as last seen, so a change is logged once
+        self.ports = Ports(
+            settings=settings,
+            registry=self.registry,
+            handout=self.handout,
+            gate=gate or default_gate(os.getuid()),
+            clock=clock,
+            sandbox=sandbox,
+            held=held,
+        )
+        self.waits = Waits()
         self._lock = asyncio.Lock()  # adds and removes happen one at a time
         store.on_drop(self.registry.forget_rendered)
-        self._resolver = resolver  # how runtime bindings are resolved again at start
-        self.held = held  # the port keeper's sockets: the ports stay ours across restarts
-        # The container port it waits for, and why ("waiting for port N, held by uid U").
-        self._ecs_wanted = 0
-        self.ecs_waiting: str | None = None
-        # Ports another uid held: what was done about it, for `status` and `endpoint list`.
-        self.alerts: list[str] = []
-        self._revoke_when_back = False
+        self.resolver = resolver  # how runtime bindings are resolved again at start
         for address in check_addresses(settings.bind, settings.allow_non_loopback):
             log.warning(
                 "container endpoints will listen on %s, which is not loopback: anyone who "
@@ -154,40 +106,28 @@ class EndpointManager:
         """Whether port 80 of 169.254.170.2 is redirected to the container port."""
         return self.registry.port_80
 
+    @property
+    def ecs_port(self) -> int | None:
+        """The container listener's port, once it listens."""
+        return None if self.ports.container is None else self.ports.container.port
+
+    @property
+    def container_port(self) -> int:
+        """The container listener's port: bound, else the one it will bind (0: any free)."""
+        return container_port(self.ports)
+
+    @property
+    def ecs_listener(self) -> Listener | None:
+        """The container listener, once it listens."""
+        return self.ports.container
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Serve the bindings from the config file and those added at run time before a
         restart, with the ports, token files and container tokens they had; their credentials
-        are fetched by the first tick, in the background (start-up never waits for STS).
-        A port taken meanwhile is waited for, never given up (see retry_waiting); one another
-        uid holds revokes every container token."""
-        self.registry.load_saved()
-        if self.held is not None:
-            self.held.open()
-        if self._initial or self.registry.saved_runtime():
-            try:
-                await self._ensure_ecs()
-            except ListenError as exc:
-                self.ecs_waiting = self._waits(exc, "the container endpoint")
-                self.registry.container_port = exc.port or None  # saved: the URL stays
-        for binding in self._initial:
-            await self._restore(binding)
-        for spec in self.registry.saved_runtime():
-            if spec.name in self.registry.served:
-                continue
-            try:
-                binding = resolve(spec, self._resolver or _unresolvable)
-            except RolecacheError as exc:
-                log.warning("endpoint %s is not served again: %s", spec.name, exc)
-                continue
-            await self._restore(binding)
-        if self.held is not None:
-            self.held.release_unused()
-        self.registry.forget_saved()
-        if self._revoke_when_back:
-            self._revoke("at start")
-        self.registry.persist()
+        are fetched by the first tick, in the background (start-up never waits for STS)."""
+        await restart.serve_again(self.ports, self.waits, self.store, self._initial, self.resolver)
         self.tick()
 
     async def close(self) -> None:
@@ -196,12 +136,9 @@ class EndpointManager:
         for served in self.all():
             await self._drop(served, keep_files=True)
         self.registry.served.clear()
-        if self._ecs is not None:
-            await self._ecs.close(release=False)
-            self._ecs = None
-            self.registry.container_port = None
-        if self.held is not None:
-            self.held.close()
+        await close_container(self.ports)
+        if self.ports.held is not None:
+            self.ports.held.close()
 
     async def run(self) -> None:
         """Tick forever: rotate tokens when due, warm bindings that have nothing to serve,
@@ -212,116 +149,24 @@ class EndpointManager:
             await self.retry_waiting()
 
     async def retry_waiting(self) -> None:
-        """Listen on the ports taken at start, where they are free now. Once every port
-        another uid held is back, the container tokens are revoked again: programs may
-        have sent the ones written meanwhile to it."""
-        if not self._waiting_names():
+        """Listen on the ports taken at start, where they are free now (portwaits.retry)."""
+        if not portwaits.waiting_names(self.waits, self.registry):
             return
         async with self._lock:
-            before = self._waiting_names()
-            if self.ecs_waiting is not None:
-                try:
-                    await self._ensure_ecs()
-                    self.ecs_waiting = None
-                except ListenError as exc:
-                    self.ecs_waiting = self._waits(exc, "the container endpoint", again=True)
-            for served in self.all():
-                if served.waiting is None:
-                    continue
-                try:
-                    served.imds = await self._listen_imds(served, served.port)
-                    served.waiting = None
-                    log.info(
-                        "endpoint %s listens on its port %d again", served.binding.name, served.port
-                    )
-                except ListenError as exc:
-                    served.waiting = self._waits(
-                        exc, f"endpoint {served.binding.name!r}", again=True
-                    )
-            if self._revoke_when_back and not self._waiting_names():
-                self._revoke("now that its ports are back")
-            if before != self._waiting_names():
-                self.registry.persist()
-
-    def _waiting_names(self) -> set[str | None]:
-        # What waits for a port: binding names, and None for the container endpoint.
-        names: set[str | None] = {s.binding.name for s in self.all() if s.waiting}
-        return names | ({None} if self.ecs_waiting else set())
-
-    async def _restore(self, binding: Binding) -> None:
-        """Serve a binding of the config file or the last run on the IMDS port it had; when
-        that port is taken, it waits for it (kept, saved and listed as waiting)."""
-        self.store.pin(binding.request)
-        served = self.registry.new_served(binding)
-        served.port = binding.spec.imds_port or self.registry.saved_imds_port(binding.name) or 0
-        try:
-            served.imds = await self._listen_imds(served, served.port)
-            served.port = served.imds.port
-        except ListenError as exc:
-            served.waiting = self._waits(exc, f"endpoint {binding.name!r}")
-        self.registry.write_token(served)
-        self.registry.served[binding.name] = served
-
-    def _waits(self, exc: ListenError, what: str, again: bool = False) -> str:
-        """Why `what` waits for its port, as listings say; another uid's hold is an alert."""
-        who = "another program" if exc.holder is None else f"uid {exc.holder}"
-        waiting = f"waiting for port {exc.port}, held by {who}"
-        foreign = exc.holder is not None and exc.holder != os.getuid()
-        if foreign and not again:
-            self._revoke_when_back = True
-            self.alerts.append(
-                f"port {exc.port} was held by uid {exc.holder} (another user) at start: it "
-                "may have read tokens sent there, so every container token was replaced"
-            )
-            log.error(
-                "%s: port %d is held by uid %d, another user, who may have read the tokens "
-                "programs sent there while rolecached was not running: every container token "
-                "is replaced, and the port is taken back once it is free",
-                what,
-                exc.port,
-                exc.holder,
-            )
-        elif not again:
-            log.warning("%s is %s; it is kept and takes the port once it is free", what, waiting)
-        return waiting
-
-    def _revoke(self, when: str) -> None:
-        # Every token another uid may have seen stops working now: the container token and
-        # capability (environments handed out) and the token file's, with no grace period.
-        self._revoke_when_back = bool(self._waiting_names())
-        for name in list(self.registry.served):
-            self.registry.rotate(name, containers=True, grace=False)
-        log.error(
-            "replaced the container tokens of every endpoint %s: hand them out again "
-            "(`rolecache endpoint env`, or restart the containers)",
-            when,
-        )
-
-    def status(self) -> dict[str, Any]:
-        """What `rolecache status` says of the endpoints: counts, and alerts when there are."""
-        waiting = [s.binding.name for s in self.all() if s.waiting]
-        info: dict[str, Any] = {
-            "endpoints": len(self.registry.served),
-            "endpoints_waiting": ", ".join(
-                [
-                    *(["container endpoint: " + self.ecs_waiting] if self.ecs_waiting else []),
-                    *(f"{n}: {self.get(n).waiting}" for n in waiting),
-                ]
-            )
-            or "none",
-            # config.toml bindings skipped at start, and why.
-            "config_errors": self.skipped,
-        }
-        if self.held is not None:
-            info["port_keeper"] = self.held.keeper_pid or "none"
-        if self.alerts:
-            info["endpoint_alerts"] = "; ".join(self.alerts)
-        return info
+            await portwaits.retry(self.waits, self.ports)
 
     def tick(self) -> None:
         """One round of token rotation and warm-up, at the injected clock's time."""
         self.registry.rotate_due()
         self.warmer.tick(self.all())
+
+    def status(self) -> dict[str, Any]:
+        """What `rolecache status` says of the endpoints: counts, and alerts when there are."""
+        return listing.status(self.ports, self.waits, self.skipped)
+
+    def summary(self, served: Served) -> dict[str, Any]:
+        """What `rolecache endpoint list` and `env` need: never a token or a secret."""
+        return listing.summary(served, self.ports, self.waits, self.store)
 
     # -- bindings -------------------------------------------------------------------------
 
@@ -349,7 +194,7 @@ class EndpointManager:
                 raise BindingExists(
                     f"an endpoint called {binding.name!r} exists; pass --replace to replace it"
                 )
-            await self._ensure_ecs()
+            await open_container(self.ports)
             self.store.pin(binding.request)
             if warm:
                 try:
@@ -372,7 +217,7 @@ class EndpointManager:
                     served.imds = None
             if served.imds is None:
                 try:
-                    served.imds = await self._listen_imds(served, imds_port)
+                    served.imds = await open_imds(self.ports, served, imds_port)
                 except ListenError:
                     if old is None:
                         self._unpin_unless_used(binding.request)
@@ -427,136 +272,3 @@ class EndpointManager:
         # Two bindings may share one entry: it stays warm while either serves it.
         if not self.registry.serves(request):
             self.store.pin(request, False)
-
-    # -- listeners ------------------------------------------------------------------------
-
-    async def _ensure_ecs(self) -> None:
-        # Bound on first use, so a user without bindings never holds the fixed port.
-        if self._ecs is None:
-            port = self.settings.ecs_port(self.sandbox, os.getuid())
-            if port == 0:  # "any free port" once: the same again
-                port = self._ecs_wanted or self.registry.saved_container_port() or 0
-            self._ecs_wanted = port
-            guard = self._guard()
-            app = make_ecs_app(self.registry.served, self.handout, guard)
-            lane = EcsLane(self.registry.served, guard, self.handout)
-            self._ecs = await listen(
-                app,
-                self.settings,
-                port,
-                "container endpoint",
-                # Off loopback, a peer that is no process of this host (a container) may
-                # connect: its token alone decides.
-                lambda address: self._door(
-                    "container endpoint",
-                    token_only=not is_loopback(address),
-                    answer=lane.answer,
-                    arrival=gateway_arrival(DOCKER_GATEWAY) if address == DOCKER_GATEWAY else None,
-                ),
-                DOCKER_GATEWAY if self.settings.docker else None,
-                self.held,
-            )
-            log.info("container endpoint listening on %s", self._ecs.addresses())
-            self.docker_refusal()
-            self.registry.container_port = self._ecs.port
-            self.registry.persist()
-
-    async def _listen_imds(self, served: Served, port: int) -> Listener:
-        """The binding's IMDS listener on `port` (0: any free one)."""
-        name = served.binding.name
-        return await listen(
-            make_imds_app(served, self.handout, self._guard()),
-            self.settings,
-            port,
-            f"IMDS listener of endpoint {name!r}",
-            # IMDS is for host processes: a peer must have our uid (or root's).
-            lambda _address: self._door(f"IMDS of {name}"),
-            held=self.held,
-        )
-
-    def _guard(self) -> Guard:
-        # A listener's own: its Host allow-list and rate limiter are its alone.
-        return Guard(self.settings, self.clock, self.sandbox, self.gate)
-
-    def _door(
-        self, name: str, token_only: bool = False, answer: Any = no_answers, arrival: Any = None
-    ) -> Door:
-        # Every endpoint listener answers a head that is not HTTP with its own JSON 400.
-        lane = Lane(answer, lambda reason: bad_request(reason, self.sandbox))
-        timeout = self.settings.idle_timeout
-        return Door(
-            name, self.gate, linux.tcp_peer, token_only, timeout=timeout, lane=lane, arrival=arrival
-        )
-
-    @property
-    def ecs_port(self) -> int | None:
-        """The container listener's port, once it listens."""
-        return None if self._ecs is None else self._ecs.port
-
-    @property
-    def container_port(self) -> int:
-        """The container listener's port: bound, else the one it will bind (0: any free)."""
-        if self._ecs is not None:
-            return self._ecs.port
-        return self._ecs_wanted or self.settings.ecs_port(self.sandbox, os.getuid())
-
-    @property
-    def ecs_listener(self) -> Listener | None:
-        """The container listener, once it listens."""
-        return self._ecs
-
-    def docker_refusal(self) -> str | None:
-        """Why containers may not be handed a URL at 169.254.170.2 now (docker serving is
-        off, or no interface has the address), or None when they may; a change is logged."""
-        if not self.settings.docker:
-            return DOCKER_OFF
-        held = linux.holds_address(DOCKER_GATEWAY)
-        if held != self._gateway_held:
-            self._gateway_held = held
-            if held:
-                log.info("%s is on an interface: containers are handed it", DOCKER_GATEWAY)
-            else:
-                log.warning("%s; until then `endpoint env --docker` is refused", NO_GATEWAY)
-        return None if held else NO_GATEWAY
-
-    # -- listing --------------------------------------------------------------------------
-
-    def summary(self, served: Served) -> dict[str, Any]:
-        """What `rolecache endpoint list` and `env` need: never a token or a secret."""
-        binding = served.binding
-        host = url_host(self.settings)
-        path = ECS_PATH.format(name=binding.name)
-        entry = next((e for e in self.store.entries() if e.request == binding.request), None)
-        creds = entry.credentials if entry else None
-        refusal = self.docker_refusal()
-        return {
-            "name": binding.name,
-            "origin": binding.spec.origin,
-            "profile": binding.spec.selector.get("profile"),
-            "role_arn": binding.request.role_arn,
-            "role_session_name": binding.request.role_session_name,
-            "duration_seconds": binding.request.duration_seconds,
-            "ecs_url": f"http://{host}:{self.container_port}{path}",
-            # A RELATIVE_URI is this path, "/", and the secret in capability_file.
-            "ecs_path": path,
-            # What a container on the docker network is handed (`endpoint env --docker`),
-            # only while an interface has the address; else why not.
-            "docker_url": None
-            if refusal
-            else f"http://{DOCKER_GATEWAY}:{self.container_port}{path}",
-            "docker_refusal": refusal,
-            "token_file": str(served.token_file),
-            "container_token_file": str(served.container_file),
-            "capability_file": str(served.capability_file),
-            "port_80": self.port_80,
-            # Ending in "/": older botocore appends "latest/api/token" without a slash.
-            "imds_url": f"http://{host}:{served.imds.port if served.imds else served.port}/"
-            if served.imds or served.port
-            else None,
-            # Why it does not answer yet ("waiting for port N, held by uid U"), else None.
-            "waiting": self.ecs_waiting or served.waiting,
-            "imds_v1": binding.spec.imds_v1,
-            "expires_in": None if creds is None else round(creds.expiration - self.clock()),
-            "last_error": served.last_error
-            or (str(entry.last_error) if entry and entry.last_error else None),
-        }
