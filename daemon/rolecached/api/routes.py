@@ -1,7 +1,7 @@
 """The socket API: HTTP/1.1 + JSON under /v1/, as an aiohttp app factory.
 
 `make_app` is shared by the daemon and the tests. Every error is answered by
-`error_middleware` through errors.answer_for (the one map of errors to statuses), in the
+`error_middleware` through erroranswers.answer_for (the one map of errors to statuses), in the
 shape {"error": {"code", "message"}}.
 """
 
@@ -20,13 +20,13 @@ from rolecache.protocol import FORMATS, SANDBOX_HEADER, SHELLS, Stamp, file_stam
 from rolecached.core.cache import Credentials, Entry
 from rolecached.core.request import RoleRequest, parse_token_code
 from rolecached.core.store import Store
+from rolecached.erroranswers import answer_for
 from rolecached.errors import (
     InvalidRequest,
     MfaRequired,
     NotFound,
     RolecacheError,
     StsError,
-    answer_for,
     api_refusal,
 )
 from rolecached.front import fastlane
@@ -64,7 +64,7 @@ def error_response(error: BaseException) -> web.Response:
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Answer every exception in the API's error shape (errors.answer_for picks the status)."""
+    """Answer every exception in the API's error shape (answer_for picks the status)."""
     try:
         response = await handler(request)
     except web.HTTPException as exc:

@@ -24,7 +24,8 @@ from rolecache.protocol import Stamp, file_stamp
 from rolecached.core.cache import Credentials
 from rolecached.core.request import RoleRequest
 from rolecached.core.store import Store
-from rolecached.errors import NotHttp, answer_for
+from rolecached.erroranswers import answer_for
+from rolecached.errors import NotHttp
 from rolecached.front.httphead import Head, error_response, response
 from rolecached.front.site import Reply
 from rolecached.observe import audit
