@@ -375,7 +375,6 @@ MAX_MODULE = 300
 # What is still over the limits (issue 19), each to be split; an entry that is no longer over
 # fails the test too, so this list only shrinks.
 STILL_LONG = {
-    "MODULE daemon/rolecached/api/routes.py",
     "MODULE daemon/rolecached/endpoints/manager.py",
     "MODULE daemon/rolecached/host/linux.py",
     "MODULE daemon/rolecached/main.py",

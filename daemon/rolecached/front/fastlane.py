@@ -10,9 +10,9 @@ A request that names a profile is remembered with the stamps of the config files
 resolved from, and answered only while one stat() of each says they are unchanged (one per
 loop turn: requests read in the same turn arrived together, and an edit among them is as
 new to each). When the client sent the files' stamps itself and they matched, the route has
-no files to check: an edit changes the client's stamps, so its bytes miss (api/routes.py). Anything
-else (a new request, a miss, an edited config file, an error) goes through aiohttp as
-before, so the lane never decides anything aiohttp would not.
+no files to check: an edit changes the client's stamps, so its bytes miss
+(api/credentials_route.py). Anything else (a new request, a miss, an edited config file, an
+error) goes through aiohttp as before, so the lane never decides anything aiohttp would not.
 """
 
 import asyncio
