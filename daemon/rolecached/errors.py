@@ -1,15 +1,7 @@
-"""Every error the daemon reports, as types that carry an error code and an HTTP status,
-and the one place that turns an error into an HTTP answer (`answer_for`).
+"""Every error the daemon reports, as types carrying an error code and an HTTP status: the one
+module holding statuses (erroranswers.py answers with them). Messages never hold a secret."""
 
-The socket API and the container endpoints (their aiohttp middlewares and their lanes) all
-answer errors through `answer_for`; the client maps the status to an exit code with
-`rolecache.protocol.exit_code_for_status`. Messages never contain a secret.
-"""
-
-import json
-from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import Any, Literal
+from dataclasses import dataclass
 
 
 class RolecacheError(Exception):
@@ -25,16 +17,6 @@ class RolecacheError(Exception):
             self.code = code
         # More fields for the error object, for clients that act on them.
         self.details: dict[str, str] = {}
-
-
-def error_document(code: str, message: str, details: dict[str, str] | None = None) -> Any:
-    """The socket API's one error shape: {"error": {"code", "message", ...details}}."""
-    return {"error": {"code": code, "message": message, **(details or {})}}
-
-
-def endpoint_error_document(code: str, message: str) -> dict[str, str]:
-    """The endpoints' error shape, the one SDKs surface: {"Code", "Message"}."""
-    return {"Code": code, "Message": message}
 
 
 class NotHttp(RolecacheError):
@@ -189,6 +171,20 @@ class ListenError(RolecacheError):
         self.holder = holder  # the uid listening there, when the kernel says
 
 
+class LoginFailed(RolecacheError):
+    """The OIDC service refused or could not be reached; its code and message."""
+
+    status = 502
+    code = "SsoLoginFailed"
+
+
+class LoginExpired(RolecacheError):
+    """Nobody confirmed the code before it expired: a new login is needed."""
+
+    status = 410
+    code = "SsoLoginExpired"
+
+
 # -- the container endpoints' refusals -----------------------------------------------------
 # Rendered as {"Code", "Message"}, the shape SDKs surface, by the endpoints' one middleware.
 
@@ -242,66 +238,3 @@ class StsRefused(EndpointError):
     """STS refused the binding's role for good (AccessDenied and friends): its code."""
 
     status = 502
-
-
-# -- errors as HTTP answers -----------------------------------------------------------------
-
-Shape = Literal["api", "endpoint"]
-
-
-@dataclass(frozen=True)
-class ErrorAnswer:
-    """An error as HTTP says it: the status, the JSON document in the listener's shape, and
-    the extra headers (Retry-After of a rate limit)."""
-
-    status: int
-    document: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def status_line(self) -> bytes:
-        """The status as a response's first line shows it, such as b"400 Bad Request"."""
-        return f"{self.status} {HTTPStatus(self.status).phrase}".encode()
-
-    def body(self) -> bytes:
-        """The document as JSON bytes, as aiohttp's json_response writes it."""
-        return json.dumps(self.document).encode()
-
-
-def answer_for(error: BaseException, shape: Shape) -> ErrorAnswer:
-    """The one map of errors to HTTP answers: a RolecacheError's own status and code, any
-    other exception a 500 that says to look at the log. `shape` picks the document: the
-    socket API's {"error": {"code", "message", ...}}, or the endpoints' {"Code", "Message"}
-    that SDKs surface. The endpoints answer only their own refusals so: any other error there
-    is internal."""
-    if not isinstance(error, _ANSWERED[shape]):
-        error = RolecacheError("internal error; see the daemon's log")
-    if shape == "api":
-        document = error_document(error.code, error.message, error.details)
-    else:
-        document = endpoint_error_document(error.code, error.message)
-    headers = {}
-    if isinstance(error, TooManyRequests):
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    return ErrorAnswer(error.status, document, headers)
-
-
-# What each shape answers with the error's own status and code.
-_ANSWERED: dict[Shape, tuple[type[RolecacheError], ...]] = {
-    "api": (RolecacheError,),
-    "endpoint": (EndpointError, HttpRefusal, NotHttp),
-}
-
-
-class LoginFailed(RolecacheError):
-    """The OIDC service refused or could not be reached; its code and message."""
-
-    status = 502
-    code = "SsoLoginFailed"
-
-
-class LoginExpired(RolecacheError):
-    """Nobody confirmed the code before it expired: a new login is needed."""
-
-    status = 410
-    code = "SsoLoginExpired"

@@ -23,7 +23,9 @@ from rolecache import __version__
 from rolecache.protocol import socket_path, socket_path_problem
 from rolecached import config
 from rolecached.api import endpoint_routes
-from rolecached.api.routes import LANE, MAX_BODY, make_app
+from rolecached.api.appkeys import LANE
+from rolecached.api.requestbody import MAX_BODY
+from rolecached.api.routes import make_app
 from rolecached.core.store import Settings, Store
 from rolecached.endpoints import bindingstate
 from rolecached.endpoints.manager import EndpointManager

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from rolecache import __version__
-from rolecached.api.routes import MAX_BODY
+from rolecached.api.requestbody import MAX_BODY
 from rolecached.core.store import Store
 from tests.kit import ACCOUNT, DENIED, THROTTLED, TIMEOUT, FakeSts, Reply, http, no_sleep, serving
 

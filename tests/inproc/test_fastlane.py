@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rolecache.protocol import file_stamp
-from rolecached.api.routes import MAX_BODY
+from rolecached.api.requestbody import MAX_BODY
 from rolecached.core.request import RoleRequest
 from rolecached.core.store import Store
 from rolecached.front import fastlane
@@ -273,10 +273,10 @@ async def test_malformed_heads_get_the_apis_json_error(
 async def test_forget_leaves_no_rendered_secret_in_the_lane(daemon: Daemon) -> None:
     """After `forget` (all, or the one session), no answer the lane holds contains the
     forgotten credentials' secret; other sessions' answers stay."""
-    from rolecached.api import routes
+    from rolecached.api import appkeys, routes
 
     app = routes.make_app(daemon.store, lambda _transport: None)
-    lane = app[routes.LANE]
+    lane = app[appkeys.LANE]
     kept, dropped = (
         RoleRequest(role_arn=ROLE, role_session_name=name) for name in ("kept", "dropped")
     )

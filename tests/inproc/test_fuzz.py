@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rolecached import main as service
-from rolecached.api.routes import MAX_BODY
+from rolecached.api.requestbody import MAX_BODY
 from rolecached.core.store import Store
 from tests.kit import (
     ACCOUNT,

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rolecached.api.routes import STATUS_PARTS
+from rolecached.api.appkeys import STATUS_PARTS
 from rolecached.core import bindings
 from rolecached.core.request import parse_token_code
 from rolecached.endpoints.manager import EndpointManager

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from rolecached.core.bindings import Binding
 from rolecached.core.cache import Credentials
 from rolecached.endpoints.policy import header_lines
-from rolecached.errors import NotHttp, answer_for
+from rolecached.erroranswers import answer_for
+from rolecached.errors import NotHttp
 from rolecached.front.httphead import error_response, response
 from rolecached.render.documents import ecs_document
 

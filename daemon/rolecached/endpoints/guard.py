@@ -3,8 +3,8 @@
 One aiohttp middleware runs the guard first (Host allow-list against DNS rebinding, no
 `Origin`, small bodies: policy.guard, which the fast lane asks too) and answers
 every failure in the error shape SDKs surface, `{"Code", "Message"}`, through
-errors.answer_for. The rate limit is asked by the handlers once a token is known to be good,
-so a flood of refused requests never uses up anyone's allowance.
+erroranswers.answer_for. The rate limit is asked by the handlers once a token is known to be
+good, so a flood of refused requests never uses up anyone's allowance.
 """
 
 import logging
@@ -16,7 +16,8 @@ from aiohttp import web
 from rolecached.core.bindings import EndpointSettings
 from rolecached.endpoints import policy
 from rolecached.endpoints.ratelimit import RateLimiter
-from rolecached.errors import EndpointError, HttpRefusal, answer_for
+from rolecached.erroranswers import answer_for
+from rolecached.errors import EndpointError, HttpRefusal
 from rolecached.front.gate import Gate, peer_key
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)
 async def endpoint_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Run the guard, then answer every failure as a JSON error (errors.answer_for)."""
+    """Run the guard, then answer every failure as a JSON error (erroranswers.answer_for)."""
     guard = request.app[GUARD]
     try:
         guard.check(request)

@@ -5,7 +5,7 @@ Pure functions of a request's facts (however it was parsed: by aiohttp in the mi
 handlers, or by the front layer's strict parser in the fast lane), returning the refusal to
 raise, or None to go on. Both paths call the same functions, so the lane can never admit what
 aiohttp would refuse: when a rule refuses, the lane hands the request to aiohttp, which
-refuses it through these same rules and answers with errors.answer_for.
+refuses it through these same rules and answers with erroranswers.answer_for.
 """
 
 from dataclasses import dataclass

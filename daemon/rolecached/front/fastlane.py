@@ -10,9 +10,9 @@ A request that names a profile is remembered with the stamps of the config files
 resolved from, and answered only while one stat() of each says they are unchanged (one per
 loop turn: requests read in the same turn arrived together, and an edit among them is as
 new to each). When the client sent the files' stamps itself and they matched, the route has
-no files to check: an edit changes the client's stamps, so its bytes miss (api/routes.py). Anything
-else (a new request, a miss, an edited config file, an error) goes through aiohttp as
-before, so the lane never decides anything aiohttp would not.
+no files to check: an edit changes the client's stamps, so its bytes miss
+(api/credentials_route.py). Anything else (a new request, a miss, an edited config file, an
+error) goes through aiohttp as before, so the lane never decides anything aiohttp would not.
 """
 
 import asyncio
@@ -24,7 +24,8 @@ from rolecache.protocol import Stamp, file_stamp
 from rolecached.core.cache import Credentials
 from rolecached.core.request import RoleRequest
 from rolecached.core.store import Store
-from rolecached.errors import NotHttp, answer_for
+from rolecached.erroranswers import answer_for
+from rolecached.errors import NotHttp
 from rolecached.front.httphead import Head, error_response, response
 from rolecached.front.site import Reply
 from rolecached.observe import audit

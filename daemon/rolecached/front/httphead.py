@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from rolecached.errors import ErrorAnswer
+from rolecached.erroranswers import ErrorAnswer
 
 # Within aiohttp's limits on a head (4 KiB lines, 32 fields: endpoints.listeners.HEAD_LIMITS, and
 # aiohttp's defaults on the socket): anything bigger is aiohttp's to refuse. Real requests
