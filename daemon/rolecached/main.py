@@ -33,8 +33,8 @@ from rolecached.front.gate import Gate, default_gate
 from rolecached.front.held_ports import HeldPorts
 from rolecached.front.httphead import Head
 from rolecached.front.site import Door, FrontSite, Lane, Reply
-from rolecached.host import linux
-from rolecached.host.linux import Peer, unix_peer
+from rolecached.host import peers, process, systemd
+from rolecached.host.peers import Peer, unix_peer
 from rolecached.observe import logsink
 from rolecached.observe.audit import describe_peer
 from rolecached.sources import profiles, sourcestamp
@@ -176,7 +176,7 @@ class Listener:
 
 def open_listener(path: Path) -> Listener:
     """Adopt systemd's socket or bind our own; take the lock either way."""
-    inherited = linux.activation_socket()
+    inherited = systemd.activation_socket()
     if inherited is None:
         problem = socket_path_problem(str(path))
         if problem:
@@ -337,14 +337,14 @@ def main(argv: list[str] | None = None) -> int:
     # while the socket is already accepting must still end in a clean exit 0.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     configure_logging(args.log_level)
-    if not linux.SUPPORTED:
+    if not peers.SUPPORTED:
         log.error(
             "rolecached knows how to check its peers (who may have credentials) only on "
             "Linux, not on %s yet: refusing to start rather than serve anyone",
             sys.platform,
         )
         return 1
-    linux.harden_process()
+    process.harden_process()
     path = args.socket or Path(socket_path(sandbox=args.sandbox))
     try:
         settings: Settings = config.load(args.config)
@@ -408,7 +408,7 @@ async def _run(
 
     def ready() -> None:
         log.info("rolecached %s ready on %s (pid %d)", __version__, listener.path, os.getpid())
-        linux.notify("READY=1")
+        systemd.notify("READY=1")
 
     store = _store(caller, settings)
 

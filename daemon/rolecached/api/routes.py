@@ -31,7 +31,7 @@ from rolecached.errors import (
 )
 from rolecached.front import fastlane
 from rolecached.host import desktop
-from rolecached.host.linux import Peer
+from rolecached.host.peers import Peer
 from rolecached.observe import audit
 from rolecached.render.awstable import DEFAULT_COLUMNS
 from rolecached.render.credentials import Shape, iso_expiration, renderer

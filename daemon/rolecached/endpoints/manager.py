@@ -49,7 +49,7 @@ from rolecached.errors import BindingExists, ListenError, RolecacheError
 from rolecached.front.gate import Gate, default_gate
 from rolecached.front.held_ports import HeldPorts
 from rolecached.front.site import Door, Lane, no_answers
-from rolecached.host import linux
+from rolecached.host import interfaces, peers
 
 # Re-exported: the names callers of the container endpoints use, from this one module.
 __all__ = [
@@ -485,7 +485,7 @@ class EndpointManager:
         lane = Lane(answer, lambda reason: bad_request(reason, self.sandbox))
         timeout = self.settings.idle_timeout
         return Door(
-            name, self.gate, linux.tcp_peer, token_only, timeout=timeout, lane=lane, arrival=arrival
+            name, self.gate, peers.tcp_peer, token_only, timeout=timeout, lane=lane, arrival=arrival
         )
 
     @property
@@ -510,7 +510,7 @@ class EndpointManager:
         off, or no interface has the address), or None when they may; a change is logged."""
         if not self.settings.docker:
             return DOCKER_OFF
-        held = linux.holds_address(DOCKER_GATEWAY)
+        held = interfaces.holds_address(DOCKER_GATEWAY)
         if held != self._gateway_held:
             self._gateway_held = held
             if held:
