@@ -449,8 +449,8 @@ def bench_ecs_endpoint(loadgen: Path, env: dict[str, str], total: int, tmp: Path
 # uid, as the lookup finds the bench's. A patch made here, in the launcher, so no switch in
 # the daemon can turn its peer check off.
 UNCHECKED_DAEMON = (
-    "import os, sys\nfrom rolecached.host import linux as host\n"
-    "host.tcp_peer_uid = lambda ours, theirs, family: os.getuid()\n"
+    "import os, sys\nfrom rolecached.host import peers\n"
+    "peers.tcp_peer_uid = lambda ours, theirs, family: os.getuid()\n"
     "from rolecached.main import main\nsys.exit(main(sys.argv[1:]))\n"
 )
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rolecached.host.linux import holds_address
+from rolecached.host.interfaces import holds_address
 
 GATEWAY = "169.254.170.2"
 # True when an interface of this host has an address (binding it needs no IP_FREEBIND).

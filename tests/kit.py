@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from rolecached import main
+from rolecached import apisocket, runtime
 from rolecached.core.cache import Credentials
 from rolecached.core.request import MfaSession, RoleRequest
 from rolecached.errors import StsFailure
@@ -285,13 +285,13 @@ def sts_stand_in(
 
 @contextlib.asynccontextmanager
 async def serving(path: Path, store: Any, **options: Any) -> AsyncIterator[Path]:
-    """`service.serve` (front guard, fast lane, aiohttp app) for `store` on a Unix socket at
+    """`runtime.serve` (front guard, fast lane, aiohttp app) for `store` on a Unix socket at
     `path`, in the running loop: yields the socket's path once it serves (raising serve's
-    own error if it failed first), and stops it after. `options` go to service.serve."""
-    listener = main.open_listener(path)
+    own error if it failed first), and stops it after. `options` go to runtime.serve."""
+    listener = apisocket.open_listener(path)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        main.serve(listener, store, stop=stop, on_ready=ready.set, **options)
+        runtime.serve(listener, store, stop=stop, on_ready=ready.set, **options)
     )
     try:
         waiter = asyncio.create_task(ready.wait())

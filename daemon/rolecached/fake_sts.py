@@ -13,15 +13,15 @@ import threading
 from typing import Any
 
 from rolecached.front.gate import RefusalLog
-from rolecached.host import linux
+from rolecached.host import peers
 
 
 def owner_only(owner: int, refusals: RefusalLog) -> Any:
     """A socketserver `verify_request` that admits peers of `owner` (and root) only."""
 
     def verify(request: socket.socket, client_address: tuple[Any, ...]) -> bool:
-        uid = linux.tcp_peer_uid(request.getsockname(), client_address, request.family)
-        if linux.allowed_uid(uid, owner):
+        uid = peers.tcp_peer_uid(request.getsockname(), client_address, request.family)
+        if peers.allowed_uid(uid, owner):
             return True
         refusals.refused(f"connections to the sandbox's fake STS from uid {uid}")
         return False

@@ -78,7 +78,7 @@ def test_socket_activation_and_readiness(tmp_path: Path, moto: Moto) -> None:
 
 def test_no_notify_socket_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without NOTIFY_SOCKET (no systemd), sd_notify does nothing and says it sent nothing."""
-    from rolecached.host.linux import notify as sd_notify
+    from rolecached.host.systemd import notify as sd_notify
 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert sd_notify("READY=1") is False
@@ -98,12 +98,12 @@ def test_units_declare_socket_activation_and_notify() -> None:
 
 
 def test_an_unsupported_platform_is_refused_at_start(tmp_path: Path, moto: Moto) -> None:
-    """Where host/linux.py has no implementation, rolecached says so and exits 1 instead of
+    """Where host/ has no implementation, rolecached says so and exits 1 instead of
     serving peers it cannot check."""
     script = (
         "import sys\n"
-        "from rolecached.host import linux as host\n"
-        "host.SUPPORTED = False\n"
+        "from rolecached.host import peers\n"
+        "peers.SUPPORTED = False\n"
         "from rolecached.main import main\n"
         "sys.exit(main())\n"
     )

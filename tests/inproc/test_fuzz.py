@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rolecached import main as service
 from rolecached.api.requestbody import MAX_BODY
 from rolecached.core.store import Store
+from rolecached.main import event_loop_factory
 from tests.kit import (
     ACCOUNT,
     SECRET_MARK,
@@ -145,7 +145,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """`service.serve` on its own event loop in a thread, for the whole module."""
+    """`runtime.serve` on its own event loop in a thread, for the whole module."""
     path = tmp_path_factory.mktemp("fuzz") / "run" / "s.sock"
     sts = FakeSts()
     errors = ErrorLog()
@@ -164,7 +164,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             ready.set()
             await box["stop"].wait()
 
-    factory = service.event_loop_factory()  # uvloop, as the daemon runs, when installed
+    factory = event_loop_factory()  # uvloop, as the daemon runs, when installed
 
     def run() -> None:
         with asyncio.Runner(loop_factory=factory) as runner:

@@ -12,7 +12,7 @@ from rolecached.core.request import parse_request
 from rolecached.core.store import Settings, Store
 from rolecached.endpoints.handout import Handout
 from rolecached.errors import StsRefused, Unavailable
-from rolecached.host.linux import Peer
+from rolecached.host.peers import Peer
 from tests.kit import ACCOUNT, DENIED, FakeClock, FakeSleep, FakeSts
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"

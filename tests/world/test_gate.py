@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from rolecached.front.gate import FD_RESERVE, Caps, Gate, RefusalLog
-from rolecached.host import linux
-from rolecached.host.linux import Peer
+from rolecached.host import peers, process
+from rolecached.host.peers import Peer
 from tests.kit import FakeClock
 
 OWNER = 1000
@@ -104,17 +104,17 @@ def test_tcp_peer_uid_names_the_uid_that_owns_the_client_end() -> None:
                 ours, _ = server.accept()
                 with ours:
                     assert (
-                        linux.tcp_peer_uid(
+                        peers.tcp_peer_uid(
                             theirs.getsockname(), theirs.getpeername(), socket.AF_INET
                         )
                         == 65534
                     )
                     assert (
-                        linux.tcp_peer_uid(ours.getsockname(), ours.getpeername(), socket.AF_INET)
+                        peers.tcp_peer_uid(ours.getsockname(), ours.getpeername(), socket.AF_INET)
                         == os.getuid()
                     )
-            assert linux.tcp_peer_uid(("127.0.0.1", port), ("127.0.0.1", 1), socket.AF_INET) is None
-            assert linux.listener_uid(port) == os.getuid()
+            assert peers.tcp_peer_uid(("127.0.0.1", port), ("127.0.0.1", 1), socket.AF_INET) is None
+            assert peers.listener_uid(port) == os.getuid()
         finally:
             client.communicate(b"", timeout=30)
 
@@ -130,10 +130,10 @@ def test_process_stat_reads_names_with_parentheses_and_the_parent() -> None:
     )  # fmt: skip
     try:
         assert child.stdout is not None and child.stdout.readline() == b"1\n"
-        stat = linux.process_stat(child.pid)
+        stat = process.process_stat(child.pid)
         assert stat is not None
         name, ppid, started = stat
         assert (name, ppid) == ("a) b (c", os.getpid()) and started > 0
     finally:
         child.communicate(b"", timeout=30)
-    assert linux.process_stat(child.pid) is None
+    assert process.process_stat(child.pid) is None

@@ -112,7 +112,7 @@ def test_hardening_makes_the_process_undumpable() -> None:
     and sets umask 077, checked from inside a fresh process."""
     script = (
         "import ctypes, os\n"
-        "from rolecached.host.linux import harden_process\n"
+        "from rolecached.host.process import harden_process\n"
         "harden_process()\n"
         "libc = ctypes.CDLL(None)\n"
         "print(libc.prctl(3, 0, 0, 0, 0), oct(os.umask(0)))\n"  # 3 = PR_GET_DUMPABLE

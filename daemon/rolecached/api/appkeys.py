@@ -8,7 +8,7 @@ from aiohttp import web
 
 from rolecached.core.store import Store
 from rolecached.front import fastlane
-from rolecached.host.linux import Peer
+from rolecached.host.peers import Peer
 from rolecached.sources import mfawait, profiles, ssologin
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)

@@ -42,7 +42,7 @@ from rolecached.core.store import Store
 from rolecached.erroranswers import answer_for
 from rolecached.errors import RolecacheError, api_refusal
 from rolecached.front import fastlane
-from rolecached.host.linux import Peer
+from rolecached.host.peers import Peer
 from rolecached.sources import mfawait, profiles, ssologin
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from rolecached.endpoints.handout import Handout
 from rolecached.endpoints.registry import Served
 from rolecached.front.httphead import Head
 from rolecached.front.site import Reply
-from rolecached.host.linux import Peer
+from rolecached.host.peers import Peer
 
 _PREFIX = ECS_PATH.removesuffix("{name}").encode()
 # Headers that change how aiohttp reads or answers the request: theirs to handle.

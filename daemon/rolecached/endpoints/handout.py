@@ -15,7 +15,7 @@ from rolecached.core.bindings import Binding
 from rolecached.core.cache import Credentials
 from rolecached.core.store import Store
 from rolecached.errors import RolecacheError, StsError, StsRefused, Unavailable
-from rolecached.host.linux import Peer
+from rolecached.host.peers import Peer
 from rolecached.observe import audit
 
 CONTAINER = "container endpoint"  # how audit lines name the container listener

@@ -16,8 +16,8 @@ from rolecached.endpoints.guard import GUARD
 from rolecached.errors import ListenError
 from rolecached.front.held_ports import HeldPorts
 from rolecached.front.site import Door, FrontSite
-from rolecached.host import linux
-from rolecached.host.linux import Peer
+from rolecached.host import interfaces, peers
+from rolecached.host.peers import Peer
 
 # aiohttp's limits on a request head; SDK requests are a few hundred bytes.
 HEAD_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
@@ -44,7 +44,7 @@ def open_tcp(address: str, port: int, freebind: bool = False) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if freebind:
             sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-            sock.setsockopt(socket.IPPROTO_IP, linux.IP_PKTINFO, 1)
+            sock.setsockopt(socket.IPPROTO_IP, interfaces.IP_PKTINFO, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
@@ -192,8 +192,10 @@ def gateway_arrival(gateway: str) -> Callable[[Any, Peer], str | None]:
     def arrival(transport: Any, peer: Peer) -> str | None:
         if peer.uid is not None:
             return None  # a process of this host: its uid decides, as on loopback
-        index = linux.arrival_interface(transport.get_extra_info("socket"))
-        name, address = linux.interface_address(index) if index else ("no known interface", None)
+        index = interfaces.arrival_interface(transport.get_extra_info("socket"))
+        name, address = (
+            interfaces.interface_address(index) if index else ("no known interface", None)
+        )
         if address == gateway:
             return None
         return (
@@ -209,7 +211,7 @@ def holder_uid(port: int, address: str) -> int | None:
     if port == 0:
         return None
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    return linux.listener_uid(port, family)
+    return peers.listener_uid(port, family)
 
 
 def holder(uid: int | None) -> str:

@@ -15,7 +15,7 @@ from rolecached.endpoints.ratelimit import RateLimiter
 from rolecached.endpoints.tokens import ImdsTokens, TokenRing
 from rolecached.errors import EndpointError, Forbidden, TooLarge, TooManyRequests, Unauthorized
 from rolecached.front.gate import peer_key
-from rolecached.host.linux import Peer
+from rolecached.host.peers import Peer
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from rolecached.endpoints.registry import Registry, Served
 from rolecached.front.gate import Gate
 from rolecached.front.held_ports import HeldPorts
 from rolecached.front.site import Door, Lane, no_answers
-from rolecached.host import linux
+from rolecached.host import interfaces, peers
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def door(
     lane = Lane(answer, lambda reason: bad_request(reason, ports.sandbox))
     timeout = ports.settings.idle_timeout
     return Door(
-        name, ports.gate, linux.tcp_peer, token_only, timeout=timeout, lane=lane, arrival=arrival
+        name, ports.gate, peers.tcp_peer, token_only, timeout=timeout, lane=lane, arrival=arrival
     )
 
 
@@ -137,7 +137,7 @@ def docker_refusal(ports: Ports) -> str | None:
     off, or no interface has the address), or None when they may; a change is logged."""
     if not ports.settings.docker:
         return DOCKER_OFF
-    held = linux.holds_address(DOCKER_GATEWAY)
+    held = interfaces.holds_address(DOCKER_GATEWAY)
     if held != ports.gateway_held:
         ports.gateway_held = held
         if held:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rolecached.host.linux import Peer, allowed_uid
+from rolecached.host.peers import Peer, allowed_uid
 
 log = logging.getLogger("rolecached")
 

@@ -24,7 +24,7 @@ from aiohttp import web
 from rolecached.front import httphead
 from rolecached.front.gate import Gate
 from rolecached.front.httphead import Head, Malformed, NeedMore
-from rolecached.host.linux import Peer
+from rolecached.host.peers import Peer
 
 
 class Reply(NamedTuple):

@@ -13,8 +13,8 @@ import time
 import unicodedata
 
 from rolecached.core.cache import Credentials
-from rolecached.host import linux
-from rolecached.host.linux import Peer
+from rolecached.host import process
+from rolecached.host.peers import Peer
 from rolecached.observe import logsink
 
 log = logging.getLogger("rolecached.audit")
@@ -38,7 +38,7 @@ def parent_name(ppid: int) -> str:
     cached = _PARENTS.get(ppid)
     if cached is not None and now - cached[0] < _PARENT_TTL:
         return cached[1]
-    stat = linux.process_stat(ppid)
+    stat = process.process_stat(ppid)
     name = stat[0] if stat else "?"
     if len(_PARENTS) >= _MAX_DESCRIBED:
         _PARENTS.clear()
@@ -68,7 +68,7 @@ def describe_process(pid: int, uid: int | None) -> str:
 
 
 def _describe(pid: int, uid: int | None) -> str:
-    stat = linux.process_stat(pid)
+    stat = process.process_stat(pid)
     if stat is None:
         return f"pid {pid} uid {uid} (?)"
     name, ppid, started = stat

@@ -16,7 +16,7 @@ from rolecached.core.prompts import code_key
 from rolecached.core.request import Key, MfaSession
 from rolecached.core.store import SIGNER_MIN_TTL, Store
 from rolecached.errors import InvalidRequest, MfaRequired, NotFound, Stopping
-from rolecached.host import linux
+from rolecached.host import peers, process
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Waits:
         request: Key,
         min_ttl: int,
         requester: str,
-        peer: linux.Peer | None,
+        peer: peers.Peer | None,
         limit: float,
         gone: Callable[[], bool],
     ) -> Credentials:
@@ -88,7 +88,7 @@ class Waits:
         key = code_key(request)
         serial = getattr(key, "mfa_serial", None) or ""
         pid = peer.pid if peer is not None else None
-        stat = linux.process_stat(pid) if pid is not None else None
+        stat = process.process_stat(pid) if pid is not None else None
         waiter = Waiter(
             next(self._ids),
             request,

@@ -1,22 +1,15 @@
-"""What the daemon asks of the operating system: who is on the other end of a connection,
-what a process is called, how to make this process hard to read, and how the service
-manager (systemd) hands over its socket and hears that the daemon is ready.
+"""Who is on the other end of a connection, and who listens on a port: the uid the kernel
+reports (SO_PEERCRED for a Unix socket, netlink SOCK_DIAG for TCP). Linux only."""
 
-The trust boundary is the uid, so every connection's owner must be known before a byte of it
-is read. For a Unix socket that is `SO_PEERCRED`. For a loopback TCP connection it is the
-owner of the *client's* socket, which the kernel reports through one netlink
-`SOCK_DIAG_BY_FAMILY` request for that exact connection (`inet_diag`, `idiag_uid`): a cost
-that does not grow with the number of open connections, unlike a scan of /proc/net/tcp.
-Linux only; elsewhere `tcp_peer_uid` answers None and the callers refuse the connection.
-A port to another system replaces this module (getpeereid, proc_pidpath...) and nothing else.
-"""
+# The trust boundary is the uid, so every connection's owner must be known before a byte of it
+# is read. For a loopback TCP connection it is the owner of the *client's* socket, which the
+# kernel reports through one netlink `SOCK_DIAG_BY_FAMILY` request for that exact connection
+# (`inet_diag`, `idiag_uid`): a cost that does not grow with the number of open connections,
+# unlike a scan of /proc/net/tcp. Elsewhere `tcp_peer_uid` answers None and the callers refuse
+# the connection. A port to another system replaces the modules of host/ (getpeereid,
+# proc_pidpath...) and nothing else.
 
-import contextlib
-import ctypes
-import fcntl
 import logging
-import os
-import resource
 import socket
 import struct
 import sys
@@ -26,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Where this module has an implementation; elsewhere the daemon refuses to start, saying so.
+# Where host/ has an implementation; elsewhere the daemon refuses to start, saying so.
 SUPPORTED = sys.platform.startswith("linux")
 
 _SOCK_DIAG_BY_FAMILY = 20
@@ -189,140 +182,6 @@ def tcp_peer(transport: Any) -> Peer | None:
     return Peer(uid, address=str(theirs[0]))
 
 
-# Linux's IP_PKTINFO and IP_PKTOPTIONS (not in Python 3.11's socket module): with IP_PKTINFO
-# set on a listener, getsockopt(IP_PKTOPTIONS) on an accepted TCP socket gives the index of
-# the interface its connection arrived on (recorded from the SYN: mc_index).
-IP_PKTINFO = 8
-_IP_PKTOPTIONS = 9
-_CMSG = struct.Struct("@Nii")  # struct cmsghdr: len, level, type; data aligned after it
-_SIOCGIFNAME = 0x8910
-_SIOCGIFADDR = 0x8915
-_IFREQ_INDEX = struct.Struct("16si20x")  # struct ifreq (40 bytes): the name, an index
-_IFREQ_ADDR = struct.Struct("16s4x4s16x")  # the name, a sockaddr_in: family, port, address
-_ioctl_socket: socket.socket | None = None  # one, kept open: asked on every connection
-
-
-def arrival_interface(sock: Any) -> int | None:
-    """The index of the interface an accepted TCP connection arrived on, when its listener
-    set IP_PKTINFO; None when the kernel does not say."""
-    try:
-        data = sock.getsockopt(socket.IPPROTO_IP, _IP_PKTOPTIONS, 64)
-    except OSError:
-        return None
-    offset = 0
-    while offset + _CMSG.size + 4 <= len(data):
-        length, level, kind = _CMSG.unpack_from(data, offset)
-        if length < _CMSG.size:
-            return None
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
-            return int(struct.unpack_from("=i", data, offset + _CMSG.size)[0])
-        offset += (length + 7) & ~7  # CMSG_ALIGN
-    return None
-
-
-def interface_address(index: int) -> tuple[str, str | None]:
-    """The name of interface `index` and its (primary) IPv4 address, None when it has none:
-    two ioctls on one socket kept open (if_indextoname would open a socket each time)."""
-    global _ioctl_socket
-    if _ioctl_socket is None:
-        _ioctl_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-    fd = _ioctl_socket.fileno()
-    try:
-        named = fcntl.ioctl(fd, _SIOCGIFNAME, _IFREQ_INDEX.pack(b"", index))
-    except OSError:
-        return f"interface {index}", None
-    raw = _IFREQ_INDEX.unpack(named)[0]
-    name = raw.split(b"\0", 1)[0].decode(errors="replace")
-    try:
-        answer = fcntl.ioctl(fd, _SIOCGIFADDR, _IFREQ_ADDR.pack(raw, b""))
-    except OSError:
-        return name, None
-    return name, socket.inet_ntoa(_IFREQ_ADDR.unpack(answer)[1])
-
-
-def holds_address(address: str) -> bool:
-    """True when an interface of this host has the IPv4 `address` now: binding it succeeds
-    without IP_FREEBIND."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        probe.bind((address, 0))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 def allowed_uid(uid: int | None, owner: int) -> bool:
     """True for our own uid and for root (who can read the daemon's memory anyway)."""
     return uid is not None and uid in (owner, 0)
-
-
-# -- processes -----------------------------------------------------------------------------
-
-_PR_SET_DUMPABLE = 4
-
-
-def process_stat(pid: int) -> tuple[str, int, int] | None:
-    """(command name, parent pid, start time in clock ticks since boot) of process `pid`,
-    from one read of /proc/PID/stat; None once it is gone."""
-    # os-level calls: io.open's buffered file object costs ~40 us, a third of a fast-lane hit.
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, 1024)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    # The name is in parentheses and may itself hold spaces and parentheses: the fields
-    # after it start at the last ")". Then: state, ppid, ... starttime (field 22).
-    opened, closed = data.find(b"("), data.rfind(b")")
-    fields = data[closed + 2 :].split(maxsplit=20)  # starttime is the 20th after the name
-    if opened < 0 or closed < opened or len(fields) < 20:
-        return None
-    name = data[opened + 1 : closed].decode(errors="replace")
-    return name, int(fields[1]), int(fields[19])
-
-
-def harden_process() -> None:
-    """No core dumps, no ptrace by other processes of the user, private files by default."""
-    os.umask(0o077)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-
-
-# -- the service manager --------------------------------------------------------------------
-
-_LISTEN_FDS_START = 3
-
-
-def activation_socket() -> socket.socket | None:
-    """The listening socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any."""
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return None
-    count = os.environ.get("LISTEN_FDS", "")
-    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)  # not for our children
-    if not (count.isascii() and count.isdigit() and int(count) >= 1):
-        return None
-    sock = socket.socket(fileno=_LISTEN_FDS_START)
-    sock.setblocking(False)
-    return sock
-
-
-def notify(message: str) -> bool:
-    """Send `message` to systemd's NOTIFY_SOCKET, if there is one; True when sent."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]  # abstract namespace
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode())
-    return True
