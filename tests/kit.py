@@ -22,7 +22,7 @@ from rolecached import apisocket, runtime
 from rolecached.core.cache import Credentials
 from rolecached.core.request import MfaSession, RoleRequest
 from rolecached.errors import StsFailure
-from rolecached.sts import StsCallFailed
+from rolecached.stserrors import StsCallFailed
 
 T0 = 1_700_000_000.0
 ACCOUNT = "123456789012"

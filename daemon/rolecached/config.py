@@ -21,7 +21,7 @@ from rolecached.core import bindings
 from rolecached.core.request import RoleRequest
 from rolecached.core.store import Settings
 from rolecached.errors import InvalidRequest
-from rolecached.sources import profiles
+from rolecached.sources import awsfiles, profiles
 
 
 class ConfigError(Exception):
@@ -105,7 +105,7 @@ def load_endpoints(
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: endpoints must be a table: [endpoints]")
     if resolver is None:
-        files = profiles.ConfigFiles()
+        files = awsfiles.ConfigFiles()
         resolver = lambda body: profiles.select(_aws_files(body), files)  # noqa: E731
     try:
         settings, tables = bindings.parse_endpoints_table(table)

@@ -21,9 +21,7 @@ from rolecached.core.requestfields import CHAINED_MAX_DURATION
 from rolecached.errors import TemporarySource
 from rolecached.sources.credsources import StaticSource, source_of
 from rolecached.stsanswers import assume_role_params, credentials_from, temporary_source
-from rolecached.stserrors import StsCallFailed, translated
-
-__all__ = ["StaticSource", "StsCallFailed", "StsCaller"]
+from rolecached.stserrors import translated
 
 log = logging.getLogger(__name__)
 

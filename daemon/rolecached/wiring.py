@@ -22,8 +22,9 @@ from rolecached.front.httphead import Head
 from rolecached.front.site import Door, FrontSite, Lane, Reply
 from rolecached.host.peers import Peer, unix_peer
 from rolecached.observe.audit import describe_peer
-from rolecached.sources import profiles, sourcestamp
-from rolecached.sts import StaticSource, StsCaller
+from rolecached.sources import awsfiles, sourcestamp
+from rolecached.sources.credsources import StaticSource
+from rolecached.sts import StsCaller
 
 log = logging.getLogger("rolecached")
 
@@ -48,7 +49,7 @@ def start_sandbox() -> StsCaller:
 
 def make_store(caller: StsCaller, settings: Settings) -> Store:
     """The credential store, calling STS through `caller`."""
-    source_files = profiles.ConfigFiles()
+    source_files = awsfiles.ConfigFiles()
     return Store(
         caller.call,
         settings,
@@ -79,7 +80,7 @@ def make_endpoint_manager(
         gate=gate,
         # Runtime bindings outlive restarts, SIGKILL included (see bindingstate.py).
         state_file=bindingstate.default_path(listener.path.stem),
-        resolver=endpoint_routes.default_resolver(profiles.ConfigFiles()),
+        resolver=endpoint_routes.default_resolver(awsfiles.ConfigFiles()),
         skipped=endpoint_config.skipped,
         # Beside the socket: the next daemon on this socket finds it.
         held=HeldPorts(

@@ -11,7 +11,8 @@ from xml.sax.saxutils import escape as xml_escape
 import pytest
 
 from rolecached.core.request import MfaSession, RoleRequest
-from rolecached.sts import StsCaller, StsCallFailed
+from rolecached.sts import StsCaller
+from rolecached.stserrors import StsCallFailed
 from tests.daemonkit import Moto
 from tests.kit import sts_stand_in
 from tests.strict_sts import sts_error_xml

@@ -38,7 +38,7 @@ from rolecached.endpoints.apps import (
 from rolecached.endpoints.manager import EndpointManager
 from rolecached.endpoints.registry import Served
 from rolecached.errors import BindingExists, InvalidRequest, ListenError, StsFailure
-from rolecached.sts import StsCallFailed
+from rolecached.stserrors import StsCallFailed
 from tests.endpointkit import ROLE, Rig, endpoint_manager, new_manager, settings
 from tests.kit import (
     ACCOUNT,
@@ -637,7 +637,8 @@ class MotoSts:
     keys are real (GetCallerIdentity knows them), their expiry is simulated."""
 
     def __init__(self, url: str) -> None:
-        from rolecached.sts import StaticSource, StsCaller
+        from rolecached.sources.credsources import StaticSource
+        from rolecached.sts import StsCaller
 
         self.caller = StsCaller(url, StaticSource("AKIASOURCEKEY0000001", "source-secret"))
         self.failure: StsFailure | None = None

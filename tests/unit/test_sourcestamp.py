@@ -7,7 +7,7 @@ import pytest
 from botocore.utils import JSONFileCache, SSOTokenLoader
 
 from rolecached.core.request import RoleRequest
-from rolecached.sources.profiles import ConfigFiles
+from rolecached.sources.awsfiles import ConfigFiles
 from rolecached.sources.sourcestamp import source_stamp
 
 TOKEN = {"accessToken": "not-a-real-token", "expiresAt": "2099-01-01T00:00:00Z"}

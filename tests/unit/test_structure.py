@@ -1,7 +1,8 @@
 """The shape of the code, held by tests over every folder of the client and the daemon as
 found on disk: no import cycles, no module reaching into another's private names, the
 daemon's layers (which sub-package may import which), every folder a package, and in the
-suite no test module importing another or anything from conftest.py."""
+suite no test module importing another or anything from conftest.py; every name imported
+from the module that defines it."""
 
 import ast
 import re
@@ -403,3 +404,66 @@ def test_long_code_is_found(tmp_path: Path) -> None:
     (tmp_path / "pkg" / "f.py").write_text("def f():\n" + body)
     (tmp_path / "pkg" / "m.py").write_text("x = 1\n" * 301)
     assert too_long(tmp_path, ["pkg"]) == {"FUNC pkg/f.py f", "MODULE pkg/m.py"}
+
+
+def defined_names(tree: ast.Module) -> set[str]:
+    """The names a module defines at its top level (functions, classes, assignments), not
+    those it imports."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def borrowed_names(package: str) -> list[str]:
+    """Each name a module takes from another module of `package` (imported by name, or
+    reached as `module.name`) that that module does not define but imports itself."""
+    known = modules(package)
+    defined = {m: defined_names(ast.parse(p.read_text())) for m, p in known.items()}
+    found = []
+    for module, pairs in imports(package).items():
+        tree = ast.parse(known[module].read_text())
+        wanted = {(m, n) for m, n in pairs if n}
+        aliases = {}  # a module imported whole, by the name this module uses for it
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    if f"{node.module}.{alias.name}" in known:
+                        aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        for node in ast.walk(tree):
+            named = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            if named and node.value.id in aliases:  # type: ignore[attr-defined]
+                wanted.add((aliases[node.value.id], node.attr))  # type: ignore[attr-defined]
+        for owner, name in sorted(wanted):
+            submodule = f"{owner}.{name}" in known
+            if owner in defined and name not in defined[owner] and not submodule:
+                found.append(f"{module} takes {name} from {owner}")
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_names_are_imported_from_their_home(package: str) -> None:
+    """Every name is imported from the module that defines it, never through a module that
+    only imports it (no re-exports to keep in step)."""
+    allowed = {"rolecached takes __version__ from rolecached"}  # the package's own version
+    assert [b for b in borrowed_names(package) if b not in allowed] == []
+
+
+def test_borrowed_names_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name taken through a module that only imports it, by name or as an attribute of
+    the module, is reported; one taken from its home is not."""
+    pkg = tmp_path / "rolecached"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "home.py").write_text("def thing():\n    pass\n")
+    (pkg / "middle.py").write_text("from rolecached.home import thing\n")
+    (pkg / "user.py").write_text(
+        "from rolecached import middle\nfrom rolecached.middle import thing\n"
+        "from rolecached.home import thing as ok\nx = middle.thing\n"
+    )
+    monkeypatch.setitem(PACKAGES, "rolecached", pkg)
+    assert borrowed_names("rolecached") == ["rolecached.user takes thing from rolecached.middle"]

@@ -9,12 +9,12 @@ from aiohttp import web
 from rolecached.core.store import Store
 from rolecached.front import fastlane
 from rolecached.host.peers import Peer
-from rolecached.sources import mfawait, profiles, ssologin
+from rolecached.sources import awsfiles, mfawait, ssologin
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SANDBOX: web.AppKey[bool] = web.AppKey("sandbox", bool)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
-PROFILES: web.AppKey[profiles.ConfigFiles] = web.AppKey("profiles", profiles.ConfigFiles)
+PROFILES: web.AppKey[awsfiles.ConfigFiles] = web.AppKey("profiles", awsfiles.ConfigFiles)
 LANE: web.AppKey[fastlane.FastLane] = web.AppKey("lane", fastlane.FastLane)
 LOGINS: web.AppKey[ssologin.Logins] = web.AppKey("logins", ssologin.Logins)
 # More of `GET /v1/status`: each part adds its fields (the endpoints add theirs).

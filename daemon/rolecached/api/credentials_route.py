@@ -16,7 +16,7 @@ from rolecached.front import fastlane
 from rolecached.observe import audit
 from rolecached.render.awstable import DEFAULT_COLUMNS
 from rolecached.render.credentials import Shape, renderer
-from rolecached.sources import mfawait, profiles, ssologin
+from rolecached.sources import awsfiles, mfawait, profiles, ssologin
 
 
 async def get_credentials(request: web.Request) -> web.Response:
@@ -131,7 +131,7 @@ def _profile_files(body: Any) -> tuple[tuple[str, Stamp | None], ...]:
     request without a profile)."""
     if not isinstance(body, dict) or not {"profile", "source_profile"} & set(body):
         return ()
-    paths = [path for path in profiles.files_of(body) if isinstance(path, str)]
+    paths = [path for path in awsfiles.files_of(body) if isinstance(path, str)]
     return tuple((path, file_stamp(path)) for path in paths)
 
 

@@ -14,7 +14,7 @@ from rolecached.core import bindings
 from rolecached.core.request import parse_token_code
 from rolecached.endpoints.manager import EndpointManager
 from rolecached.errors import InvalidRequest
-from rolecached.sources import profiles
+from rolecached.sources import awsfiles, profiles
 
 MANAGER: web.AppKey[EndpointManager] = web.AppKey("endpoints", EndpointManager)
 RESOLVER: web.AppKey[bindings.Resolve] = web.AppKey("endpoint_resolver")
@@ -100,7 +100,7 @@ async def docker_settings(request: web.Request) -> web.Response:
     return web.json_response({"container_port": manager.container_port, "port_80": manager.port_80})
 
 
-def default_resolver(files: profiles.ConfigFiles) -> bindings.Resolve:
+def default_resolver(files: awsfiles.ConfigFiles) -> bindings.Resolve:
     """Resolve selectors as `rolecache env` does: a profile, or explicit request fields."""
     return lambda body: profiles.select(body, files)
 
@@ -113,7 +113,7 @@ def add_routes(
     """Mount the /v1/endpoints routes on the socket API `app`."""
     app[MANAGER] = manager
     app[STATUS_PARTS].append(manager.status)
-    app[RESOLVER] = resolver or default_resolver(profiles.ConfigFiles())
+    app[RESOLVER] = resolver or default_resolver(awsfiles.ConfigFiles())
     app.router.add_get("/v1/endpoints", list_endpoints)
     app.router.add_post("/v1/endpoints", add_endpoint)
     app.router.add_get("/v1/endpoints/{name}", show_endpoint)

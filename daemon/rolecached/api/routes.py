@@ -43,7 +43,7 @@ from rolecached.erroranswers import answer_for
 from rolecached.errors import RolecacheError, api_refusal
 from rolecached.front import fastlane
 from rolecached.host.peers import Peer
-from rolecached.sources import mfawait, profiles, ssologin
+from rolecached.sources import awsfiles, mfawait, ssologin
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def make_app(
     app[SANDBOX] = sandbox
     app[STARTED] = time.monotonic()
     app[STATUS_PARTS] = []
-    app[PROFILES] = profiles.ConfigFiles()
+    app[PROFILES] = awsfiles.ConfigFiles()
     app[WAITS] = mfawait.Waits(store.now, tell_desktop)
     app.on_shutdown.append(stop_waiting)
     app[LANE] = fastlane.FastLane(store, f"{SANDBOX_HEADER}: 1\r\n".encode() if sandbox else b"")

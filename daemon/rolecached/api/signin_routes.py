@@ -10,7 +10,7 @@ from rolecached.api.requestbody import json_body
 from rolecached.core.request import parse_token_code
 from rolecached.errors import InvalidRequest
 from rolecached.host import desktop
-from rolecached.sources import mfawait, profiles, sso
+from rolecached.sources import awsfiles, mfawait, sso
 
 
 def tell_desktop(waiter: mfawait.Waiter) -> None:
@@ -48,7 +48,7 @@ async def answer_mfa(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-async def _sso_session(body: Any, files: profiles.ConfigFiles) -> sso.SsoSession:
+async def _sso_session(body: Any, files: awsfiles.ConfigFiles) -> sso.SsoSession:
     """The sign-in a login request names: {"profile": P} or {"sso_session": NAME}, with the
     config files as in a credentials request."""
     if not isinstance(body, dict) or len({"profile", "sso_session"} & set(body)) != 1:
@@ -56,7 +56,7 @@ async def _sso_session(body: Any, files: profiles.ConfigFiles) -> sso.SsoSession
     name = body.get("profile", body.get("sso_session"))
     if not isinstance(name, str):
         raise InvalidRequest("profile and sso_session must be strings")
-    config_file, credentials_file = profiles.files_of(body)
+    config_file, credentials_file = awsfiles.files_of(body)
     if not isinstance(config_file, str) or not isinstance(credentials_file, str):
         raise InvalidRequest("config_file and credentials_file must be strings")
     await files.refresh(config_file, credentials_file)
@@ -64,7 +64,7 @@ async def _sso_session(body: Any, files: profiles.ConfigFiles) -> sso.SsoSession
     if "sso_session" in body:
         return sso.session_named(name, config.sso_sessions)
     if name not in config.profiles:
-        raise profiles.ProfileError(f"profile {name!r} is not in {config_file}")
+        raise awsfiles.ProfileError(f"profile {name!r} is not in {config_file}")
     session = sso.session_of_profile(name, config.profiles, config.sso_sessions)
     if session is None:
         raise sso.SsoConfigError(

@@ -32,17 +32,6 @@ from rolecached.sources.rolechain import (
     too_many_hops,
 )
 
-# Callers reach the files' names through this module too (profiles.ConfigFiles).
-__all__ = [
-    "AwsConfig",
-    "ConfigFiles",
-    "ProfileError",
-    "files_of",
-    "select",
-    "select_any",
-    "select_async",
-]
-
 
 async def select_async(body: object, files: ConfigFiles) -> tuple[RoleRequest | SourceSession, int]:
     """`select_any`, with the config files read off the event loop when they changed."""

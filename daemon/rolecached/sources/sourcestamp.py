@@ -7,7 +7,7 @@ import os
 
 from rolecache.protocol import Stamp, aws_config_paths, file_stamp
 from rolecached.core.request import MfaSession, RoleRequest
-from rolecached.sources.profiles import ConfigFiles, ProfileError
+from rolecached.sources.awsfiles import ConfigFiles, ProfileError
 from rolecached.sources.sso import token_file_named
 
 Key = RoleRequest | MfaSession
