@@ -467,3 +467,50 @@ def test_borrowed_names_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     )
     monkeypatch.setitem(PACKAGES, "rolecached", pkg)
     assert borrowed_names("rolecached") == ["rolecached.user takes thing from rolecached.middle"]
+
+
+# What only Linux has, which the daemon reaches through host/ alone (the seam another
+# platform's module would replace). The port keeper is a standalone process that imports the
+# standard library only, so it asks SO_PEERCRED itself.
+LINUX_ONLY_NAMES = {"SO_PEERCRED", "IP_FREEBIND", "IP_PKTINFO", "AF_NETLINK", "prctl", "ioctl"}
+LINUX_ONLY_PATHS = ("/proc/", "/sys/")
+OWN_PROCESS = {"rolecached.front.portkeeper": {"SO_PEERCRED"}}
+
+
+def linux_only_uses(package: str) -> list[str]:
+    """Each use, outside host/, of a Linux-only socket option or call or a /proc or /sys
+    path (comments and docstrings aside; an f-string's text counts)."""
+    found = []
+    for module, path in modules(package).items():
+        if module.startswith(f"{package}.host"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+            if name in LINUX_ONLY_NAMES and name not in OWN_PROCESS.get(module, ()):
+                found.append(f"{module}: {name}")
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and text.startswith(LINUX_ONLY_PATHS):
+                found.append(f"{module}: {text}")
+    return found
+
+
+def test_linux_is_reached_through_host_only() -> None:
+    """No daemon module outside host/ sets a Linux-only socket option, makes a Linux-only
+    call or reads /proc or /sys: a port to another system replaces host/ alone."""
+    assert linux_only_uses("rolecached") == []
+
+
+def test_linux_only_uses_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seeded IP_FREEBIND and /proc read outside host/ are reported; the same in host/ not."""
+    pkg = tmp_path / "rolecached"
+    (pkg / "host").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "host" / "__init__.py").write_text("")
+    code = "import socket\nx = socket.IP_FREEBIND\ny = open(f'/proc/{1}/stat')\n"
+    (pkg / "host" / "fine.py").write_text(code)
+    (pkg / "leak.py").write_text(code)
+    monkeypatch.setitem(PACKAGES, "rolecached", pkg)
+    assert linux_only_uses("rolecached") == [
+        "rolecached.leak: IP_FREEBIND",
+        "rolecached.leak: /proc/",
+    ]

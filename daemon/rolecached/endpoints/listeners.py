@@ -29,9 +29,6 @@ LOCALHOST_TWINS = {"127.0.0.1": "::1"}
 NO_IPV6 = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 # A port the kernel picked for 127.0.0.1 can be in use on ::1: pick again, this many times.
 PICKS = 3
-# Linux's IP_FREEBIND (not in Python 3.11's socket module): bind an address no interface has
-# yet, so the daemon can listen on the docker network's gateway before the network exists.
-IP_FREEBIND = 15
 
 
 def open_tcp(address: str, port: int, freebind: bool = False) -> socket.socket:
@@ -43,8 +40,7 @@ def open_tcp(address: str, port: int, freebind: bool = False) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if freebind:
-            sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-            sock.setsockopt(socket.IPPROTO_IP, interfaces.IP_PKTINFO, 1)
+            interfaces.bind_before_address(sock)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))

@@ -1,5 +1,6 @@
-"""The interfaces of this host: the one an accepted TCP connection arrived on (IP_PKTINFO),
-an interface's name and IPv4 address, and whether an address is held by one now."""
+"""The interfaces of this host: binding an address before any interface has it (IP_FREEBIND),
+the one an accepted TCP connection arrived on (IP_PKTINFO), an interface's name and IPv4
+address, and whether an address is held by one now."""
 
 import fcntl
 import socket
@@ -10,6 +11,8 @@ from typing import Any
 # set on a listener, getsockopt(IP_PKTOPTIONS) on an accepted TCP socket gives the index of
 # the interface its connection arrived on (recorded from the SYN: mc_index).
 IP_PKTINFO = 8
+# Linux's IP_FREEBIND (not in Python 3.11's socket module either).
+IP_FREEBIND = 15
 _IP_PKTOPTIONS = 9
 _CMSG = struct.Struct("@Nii")  # struct cmsghdr: len, level, type; data aligned after it
 _SIOCGIFNAME = 0x8910
@@ -17,6 +20,14 @@ _SIOCGIFADDR = 0x8915
 _IFREQ_INDEX = struct.Struct("16si20x")  # struct ifreq (40 bytes): the name, an index
 _IFREQ_ADDR = struct.Struct("16s4x4s16x")  # the name, a sockaddr_in: family, port, address
 _ioctl_socket: socket.socket | None = None  # one, kept open: asked on every connection
+
+
+def bind_before_address(sock: socket.socket) -> None:
+    """Let IPv4 listener `sock` bind an address no interface has yet (it serves once one
+    has: the docker network's gateway before the network exists), and have each connection
+    it accepts know the interface it arrived on (`arrival_interface`)."""
+    sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
 
 
 def arrival_interface(sock: Any) -> int | None:
