@@ -37,10 +37,14 @@ calls = set()
 recording = False
 
 def module_of(frame):
+    # The nearest daemon module below, up to the event loop: what the loop runs (a task, a
+    # callback) was called by nobody, not by the module that started the loop.
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if name.startswith("rolecached"):
             return name
+        if name == "asyncio.events" and frame.f_code.co_name == "_run":
+            return None
         frame = frame.f_back
     return None
 

@@ -18,10 +18,8 @@ from rolecached.endpoints.manager import EndpointManager
 from rolecached.fake_sts import serve_fake_sts
 from rolecached.front.gate import Gate
 from rolecached.front.held_ports import HeldPorts
-from rolecached.front.httphead import Head
-from rolecached.front.site import Door, FrontSite, Lane, Reply
-from rolecached.host.peers import Peer, unix_peer
-from rolecached.observe.audit import describe_peer
+from rolecached.front.site import Door, FrontSite, Lane
+from rolecached.host.peers import unix_peer
 from rolecached.sources import awsfiles, sourcestamp
 from rolecached.sources.credsources import StaticSource
 from rolecached.sts import StsCaller
@@ -110,11 +108,7 @@ async def open_api_site(
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=5.0)
     await runner.setup()
     fast = runner.app[LANE]
-
-    def fast_lane(head: Head, peer: Peer) -> Reply | None:
-        return fast.answer(head, lambda: describe_peer(peer))
-
-    lane = Lane(fast_lane, fast.bad_request, MAX_BODY)
+    lane = Lane(fast.answer, fast.bad_request, MAX_BODY)
     # The socket is 0600: only our uid can connect, and root has no business there.
     door = Door("socket", gate, unix_peer, allow_root=False, timeout=arrival_timeout, lane=lane)
     await FrontSite(runner, listener.sock, door).start()

@@ -28,6 +28,7 @@ from rolecached.erroranswers import answer_for
 from rolecached.errors import NotHttp
 from rolecached.front.httphead import Head, error_response, response
 from rolecached.front.site import Reply
+from rolecached.host.peers import Peer
 from rolecached.observe import audit
 
 MAX_ROUTES = 4096
@@ -104,9 +105,9 @@ class FastLane:
         while len(self._routes) > MAX_ROUTES:
             self._routes.popitem(last=False)
 
-    def answer(self, head: Head, requester: Callable[[], str]) -> Reply | None:
-        """The Reply to `head` (the connection then closes), or None to let aiohttp handle
-        it. `requester` names who asks (called only when answering)."""
+    def answer(self, head: Head, peer: Peer) -> Reply | None:
+        """The Reply to `head` from `peer` (the connection then closes), or None to let
+        aiohttp handle it."""
         if not takes(head):
             return None
         key = request_key(head.line, head.body)
@@ -117,7 +118,7 @@ class FastLane:
         credentials = self._store.peek(route.request, route.min_ttl, now)
         if credentials is None:
             return None
-        who = requester()
+        who = audit.describe_peer(peer)  # only now: a /proc read for a new pid
         self._store.record_hit(route.request, who)
         audit.served(route.what, credentials, who, now)
         if credentials is not route.credentials:  # renewed since: render once more
