@@ -56,6 +56,8 @@ DOCKER_FLAGS: dict[str, str] = {
     "--port-80": "flag",
     "--remove": "flag",
     "--apply": "flag",
+    "--no-guard": "flag",
+    "--undo": "flag",
 }
 # Commands that parse their own arguments, the words each takes next, and the flags every
 # command takes.

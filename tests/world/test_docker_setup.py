@@ -109,24 +109,32 @@ def test_missing_or_unreachable_docker_is_a_clear_error(
 
 
 def test_print_shows_the_command_and_runs_nothing(tmp_path: Path) -> None:
-    """--print prints the docker command for the named network and the ebtables rules that
-    isolate its containers, needing no docker at all."""
+    """--print prints the docker command for the named network, the ebtables rules that
+    isolate its containers and the guard's command (not with --no-guard), needing no docker
+    at all."""
     result = setup(tmp_path, "--print", "--network", "mine", docker=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "docker network create --driver bridge --subnet 169.254.170.0/24 "
         "--gateway 169.254.170.2 mine",
         *ISOLATION,
+        "sudo rolecache docker guard --network mine  # kept running",
     ]
     assert calls(tmp_path) == []
+    quiet = setup(tmp_path, "--print", "--network", "mine", "--no-guard", docker=False)
+    assert quiet.stdout.splitlines()[1:] == ISOLATION
 
 
 def test_setup_without_apply_prints_the_isolation_it_needs(tmp_path: Path) -> None:
-    """Without --apply, setup makes the network and prints the ebtables rules that need root,
-    running none of them."""
+    """Without --apply, setup makes the network and prints the ebtables rules that need root
+    and how to run the guard (not with --no-guard), running none of them."""
     fake_docker(tmp_path / "bin")
     result = setup(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "`rolecache docker setup --apply`" in result.stdout
-    assert [line.strip() for line in result.stdout.splitlines()[2:]] == ISOLATION
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert lines[2:6] == ISOLATION
+    assert "rolecache docker guard --network rolecache" in "\n".join(lines[6:])
     assert all(c[0] != "ebtables" for c in calls(tmp_path))
+    unguarded = setup(tmp_path, "--no-guard")
+    assert [line.strip() for line in unguarded.stdout.splitlines()[2:]] == ISOLATION

@@ -9,11 +9,14 @@ import subprocess
 import sys
 
 from rolecache import ask, cmdline, protocol
+from rolecache.commands import dockerguard
+from rolecache.commands.dockercli import DEFAULT_NETWORK, DockerError, as_root, docker, reachable
 
 USAGE = """\
-usage: rolecache docker setup [--network NAME] [--print | --apply]
+usage: rolecache docker setup [--network NAME] [--print | --apply] [--no-guard]
        rolecache docker setup [--network NAME] --port-80 [--apply]
        rolecache docker setup [--network NAME] --remove [--apply]
+       rolecache docker guard [--network NAME] | --undo
 
 Create (once; later runs check it) a user-defined bridge network, default name "rolecache",
 with subnet 169.254.170.0/24 and gateway 169.254.170.2: the host's bridge interface then has
@@ -23,6 +26,14 @@ network's containers from one another (a container holding NET_RAW, as docker gi
 default, could otherwise answer ARP for 169.254.170.2 and read the next container's token):
 ebtables rules, which need root, that drop every frame of 169.254.170.0/24 one container
 sends to another, for containers started later too; without --apply they are printed.
+Last, the guard (unless --no-guard): a systemd service, rolecache-docker-guard@NAME, that
+runs `rolecache docker guard` as root.
+
+`rolecache docker guard` ties each container's bridge port to the MAC and address dockerd
+gave it (ebtables, table nat), so no container, even with NET_RAW, can claim another's
+address to the host or pose as its MAC; frames from a port it has not registered yet may
+not use any address of the subnet. It follows docker's events, so it must keep running; it
+drops IPv6 from the network's containers. --undo removes its rules.
 
   --network NAME   the network's name (default: rolecache)
   --print          print the docker and ebtables commands instead of running them
@@ -34,6 +45,8 @@ sends to another, for containers started later too; without --apply they are pri
                    and the line that removes it; tell the daemon, so `endpoint env --docker`
                    hands out RELATIVE_URI. Port 80 can serve one user's daemon only.
   --remove         print (with --apply: run) the removal, and tell the daemon
+  --no-guard       do not install the guard's service
+  --undo           (guard) remove the guard's rules
 
 then: rolecache endpoint env NAME --docker --env-file NAME.env
       docker run --network rolecache --cap-drop NET_RAW --env-file NAME.env IMAGE ...
@@ -41,17 +54,9 @@ then: rolecache endpoint env NAME --docker --env-file NAME.env
 
 SUBNET = "169.254.170.0/24"
 GATEWAY = "169.254.170.2"
-DEFAULT_NETWORK = "rolecache"
 # The bridge interface's name, fixed instead of docker's br-<id>, so iptables rules and
 # `ip addr` can name it; at most 15 characters (IFNAMSIZ).
 BRIDGE = "rolecache0"
-
-
-class DockerError(ask.Failed):
-    """docker is missing, unreachable, or refused a command."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, protocol.EXIT_ERROR)
 
 
 def create_command(network: str) -> list[str]:
@@ -61,27 +66,6 @@ def create_command(network: str) -> list[str]:
     if network == DEFAULT_NETWORK:
         command += ["--opt", f"com.docker.network.bridge.name={BRIDGE}"]
     return [*command, network]
-
-
-def docker(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI; DockerError when it is missing."""
-    if shutil.which("docker") is None:
-        raise DockerError(
-            "docker is not installed (no `docker` on PATH); install it, or run "
-            "`rolecache docker setup --print` to see the commands"
-        )
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
-
-
-def reachable() -> None:
-    """Raise DockerError unless dockerd answers this user."""
-    result = docker("version", "--format", "{{.Server.Version}}")
-    if result.returncode != 0:
-        why = (result.stderr.strip().splitlines() or ["no answer"])[-1]
-        raise DockerError(
-            f"docker is installed but its daemon cannot be reached: {why}. Start dockerd, or "
-            "check that you may use it (the docker group is root in effect)"
-        )
 
 
 def networks() -> list[dict]:  # type: ignore[type-arg]
@@ -146,11 +130,6 @@ def redirect_rule(action: str, bridge: str, port: int) -> list[str]:
         "iptables", "-t", "nat", action, "PREROUTING", "-i", bridge, "-d", GATEWAY,
         "-p", "tcp", "--dport", "80", "-j", "REDIRECT", "--to-ports", str(port),
     ]  # fmt: skip
-
-
-def as_root(command: list[str]) -> list[str]:
-    """`command` as root: itself when we are, else through sudo."""
-    return command if os.geteuid() == 0 else ["sudo", *command]
 
 
 def port_80(network: str, on: bool, apply: bool, sandbox: bool) -> int:
@@ -227,6 +206,8 @@ def cmd_setup(args: list[str], sandbox: bool = False) -> int:
     _, flags, extra = cmdline.parse_options(args, cmdline.DOCKER_FLAGS)
     if extra:
         raise cmdline.UsageError(f"unexpected arguments after --: {' '.join(extra)}")
+    if flags.get("--undo"):
+        raise cmdline.UsageError("--undo is for `rolecache docker guard`")
     network = str(flags.get("--network", DEFAULT_NETWORK))
     if not network or network.startswith("-"):
         raise cmdline.UsageError("--network takes a network name")
@@ -240,9 +221,13 @@ def cmd_setup(args: list[str], sandbox: bool = False) -> int:
         print(shlex.join(create_command(network)))
         for rule in isolation_rules("-A"):
             print(shlex.join(["sudo", *rule]))
+        if not flags.get("--no-guard"):
+            print(f"sudo rolecache docker guard --network {shlex.quote(network)}  # kept running")
         return protocol.EXIT_OK
     print(setup(network))
     print(isolate(bool(flags.get("--apply"))))
+    if not flags.get("--no-guard"):
+        print(dockerguard.install_service(network, bool(flags.get("--apply"))))
     return protocol.EXIT_OK
 
 
@@ -251,6 +236,8 @@ def run(args: list[str], sandbox: bool) -> int:
     if not args or args[0] in ("-h", "--help", "help") or "--help" in args:
         sys.stdout.write(USAGE)
         return protocol.EXIT_OK if args else protocol.EXIT_USAGE
+    if args[0] == "guard":
+        return dockerguard.cmd_guard(args[1:])
     if args[0] != "setup":
         raise cmdline.UsageError(f"unknown docker command {args[0]!r}; see rolecache docker --help")
     return cmd_setup(args[1:], sandbox)

@@ -1,0 +1,260 @@
+"""`rolecache docker guard`: ties each bridge port of the docker network to its container's MAC
+and address (guardrules), following `docker events` so containers started later are guarded
+too. Standard library only; it runs the docker CLI, ebtables, ip and nsenter (as root, else
+through sudo)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from rolecache import ask, cmdline, protocol
+from rolecache.commands import guardrules
+from rolecache.commands.dockercli import DEFAULT_NETWORK, DockerError, as_root, docker, reachable
+
+# The container events after which the network's ports are read again.
+EVENTS = ("start", "die", "connect", "disconnect")
+TOOLS = ("ebtables", "ip", "nsenter")
+
+
+class GuardError(ask.Failed):
+    """The guard cannot read the network or set its rules; the rules in force stay."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, protocol.EXIT_ERROR)
+
+
+def run_root(command: list[str], what: str) -> str:
+    """Run `command` as root; its stdout, or GuardError naming `what` failed."""
+    done = subprocess.run(as_root(command), capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise GuardError(f"{what} failed: {done.stderr.strip() or done.returncode}")
+    return done.stdout
+
+
+def listing() -> str:
+    """The nat table of ebtables, as `ebtables -t nat -L` lists it."""
+    return run_root([*guardrules.TABLE, "-L"], "ebtables -t nat -L")
+
+
+def apply(commands: list[list[str]]) -> None:
+    """Run ebtables commands in order, stopping at the first that fails."""
+    for command in commands:
+        run_root(command, " ".join(command))
+
+
+def inspect(*args: str) -> list[dict]:  # type: ignore[type-arg]
+    """`docker ... inspect ARGS` as JSON (those found, when some are gone already); GuardError
+    when docker refuses."""
+    done = docker(*args)
+    if done.returncode != 0 and not done.stdout.strip().startswith("["):
+        raise GuardError(f"docker {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def bridge_ports(bridge: str) -> dict[int, str]:
+    """The host's interfaces enslaved to `bridge`, by interface index."""
+    links = json.loads(run_root(["ip", "-j", "link", "show", "master", bridge], "ip link"))
+    return {int(link["ifindex"]): str(link["ifname"]) for link in links}
+
+
+def host_veth(netns: str, ports: dict[int, str]) -> str | None:
+    """The bridge port whose veth peer is in the network namespace at `netns`, read from the
+    kernel (the peer's link index), never from what the container or the bridge could forge;
+    None when the namespace is gone or has no such link."""
+    done = subprocess.run(
+        as_root(["nsenter", f"--net={netns}", "ip", "-j", "link", "show"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        return None
+    peers = {link.get("link_index") for link in json.loads(done.stdout or "[]")}
+    found = [ports[index] for index in peers if index in ports]
+    return found[0] if len(found) == 1 else None
+
+
+def namespace_of(container: dict) -> str | None:  # type: ignore[type-arg]
+    """The path of a container's network namespace: dockerd's sandbox file, which exists from
+    the moment the network is connected, else the process's."""
+    sandbox = (container.get("NetworkSettings") or {}).get("SandboxKey")
+    if sandbox:
+        return str(sandbox)
+    pid = (container.get("State") or {}).get("Pid")
+    return f"/proc/{pid}/ns/net" if pid else None
+
+
+def current_ports(network: str) -> tuple[list[guardrules.Port], list[str]]:
+    """The network's ports as dockerd assigned them (MAC, address) with the host veth of
+    each, and a note for each container left unregistered (so still dropped)."""
+    net = inspect("network", "inspect", network)[0]
+    options = net.get("Options") or {}
+    bridge = str(options.get("com.docker.network.bridge.name") or f"br-{net['Id'][:12]}")
+    members = net.get("Containers") or {}
+    if not members:
+        return [], []
+    ports_by_index = bridge_ports(bridge)
+    found, skipped = [], []
+    for container in inspect("container", "inspect", *members):
+        member = members.get(container["Id"]) or {}
+        netns = namespace_of(container)
+        veth = host_veth(netns, ports_by_index) if netns else None
+        try:
+            if veth is None:
+                raise ValueError("its host-side interface was not found")
+            ip = str(member.get("IPv4Address", "")).split("/")[0]
+            found.append(guardrules.port(veth, str(member.get("MacAddress", "")), ip))
+        except ValueError as error:
+            skipped.append(f"{container.get('Name', container['Id'][:12])}: {error}")
+    return found, skipped
+
+
+def sync(network: str) -> list[guardrules.Port]:
+    """Replace the rules in force with rules for the network's ports as they are now: the new
+    generation is built and put first, then the old one removed. On an error the old rules
+    stay and this raises, so no port is ever left open."""
+    ports, skipped = current_ports(network)
+    before = listing()
+    new = guardrules.next_generation(before)
+    apply(guardrules.removal_commands(before, keep=guardrules.active_generation(before)))
+    apply(guardrules.install_commands(ports, new))
+    apply(guardrules.removal_commands(listing(), keep=new))
+    shown = ", ".join(f"{p.ip} ({p.ifname})" for p in ports) or "none yet"
+    print(f"guarding {len(ports)} container(s) on {network}: {shown}", flush=True)
+    for note in skipped:
+        print(f"not registered, its frames are dropped: {note}", flush=True)
+    return ports
+
+
+def events(network: str) -> subprocess.Popen[str]:
+    """`docker events` for containers starting or dying and connections to networks, as JSON
+    lines, from now on."""
+    command = ["docker", "events", "--format", "{{json .}}"]
+    command += ["--filter", "type=container", "--filter", "type=network"]
+    for event in EVENTS:
+        command += ["--filter", f"event={event}"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def concerns(line: str, network: str) -> bool:
+    """True when the event on `line` may change the network's ports."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return True  # unreadable: read the network again, to be safe
+    if event.get("Type") == "network":
+        return (event.get("Actor") or {}).get("Attributes", {}).get("name") == network
+    return True
+
+
+def follow(network: str) -> int:
+    """Guard `network` until docker's event stream ends (dockerd stopped): then exit 1, so
+    the service manager starts the guard again; the rules in force stay meanwhile."""
+    for tool in TOOLS:
+        if shutil.which(tool) is None:
+            raise GuardError(f"{tool} is not installed: install it (Debian: ebtables, "
+                             "iproute2, util-linux)")  # fmt: skip
+    reachable()
+    stream = events(network)  # first, so no change between the first sync and it is missed
+    assert stream.stdout is not None
+    try:
+        sync(network)
+        for line in stream.stdout:
+            if concerns(line, network):
+                sync(network)
+    finally:
+        stream.kill()
+        stream.wait()
+    print("docker's event stream ended; the rules in force stay", file=sys.stderr)
+    return protocol.EXIT_ERROR
+
+
+def undo() -> int:
+    """Remove every rule and chain the guard added."""
+    apply(guardrules.removal_commands(listing()))
+    print("the docker guard's ebtables rules are removed")
+    return protocol.EXIT_OK
+
+
+def cmd_guard(args: list[str]) -> int:
+    """rolecache docker guard [--network NAME] | --undo."""
+    _, flags, extra = cmdline.parse_options(args, cmdline.DOCKER_FLAGS)
+    wrong = set(flags) - {"--network", "--undo"}
+    if extra or wrong:
+        raise cmdline.UsageError(f"docker guard takes --network or --undo, not {sorted(wrong)}")
+    if flags.get("--undo"):
+        return undo()
+    network = str(flags.get("--network", DEFAULT_NETWORK))
+    if not network or network.startswith("-"):
+        raise cmdline.UsageError("--network takes a network name")
+    try:
+        return follow(network)
+    except DockerError as error:
+        raise GuardError(str(error)) from error
+
+
+# -- the guard as a systemd service ---------------------------------------------------------
+
+UNIT_NAME = "rolecache-docker-guard@.service"
+UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
+# The unit shipped as systemd/rolecache-docker-guard@.service, with the interpreter that runs
+# this client (isolated: -I, so no PYTHONPATH or folder of the moment is read by root).
+UNIT = """\
+# rolecache docker guard: ties each container of docker network %i to its own MAC and address
+# (ebtables), so no container can claim another's to the host. Instance: the network's name.
+# `rolecache docker setup --apply` installs it with the Python that runs rolecache.
+[Unit]
+Description=rolecache docker guard for network %i
+After=docker.service
+Wants=docker.service
+
+[Service]
+ExecStart=PYTHON -I -m rolecache docker guard --network %i
+# Also when docker's event stream ends (dockerd restarted): the rules in force stay meanwhile.
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def unit_text(python: str) -> str:
+    """The unit file, running the guard with the interpreter at `python`."""
+    return UNIT.replace("PYTHON", python, 1)
+
+
+def service_commands(network: str) -> list[list[str]]:
+    """The commands that load the unit and start the guard for `network` at every boot."""
+    return [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", f"rolecache-docker-guard@{network}.service"],
+    ]
+
+
+def install_service(network: str, apply: bool) -> str:
+    """Install and start the guard's service for `network` (with `apply`), else say what
+    would be done; without systemd, say how to run the guard."""
+    manual = f"sudo {sys.executable} -I -m rolecache docker guard --network {network}"
+    if not os.path.isdir("/run/systemd/system"):
+        return (
+            "no systemd here: keep the guard running yourself, as root (it follows docker's "
+            f"events; `rolecache docker guard --undo` removes its rules):\n  {manual}"
+        )
+    if not apply:
+        steps = "\n".join(f"  sudo {' '.join(c)}" for c in service_commands(network))
+        return (
+            f"guard the network's addresses: `rolecache docker setup --apply` writes {UNIT_PATH} "
+            f"(running `{manual.removeprefix('sudo ')}`), then runs\n{steps}"
+        )
+    written = subprocess.run(
+        as_root(["tee", UNIT_PATH]), input=unit_text(sys.executable), capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    if written.returncode != 0:
+        raise GuardError(f"cannot write {UNIT_PATH}: {written.stderr.strip()}")
+    for command in service_commands(network):
+        run_root(command, " ".join(command))
+    return f"the docker guard runs as rolecache-docker-guard@{network}.service"
