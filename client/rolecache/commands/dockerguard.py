@@ -6,6 +6,7 @@ through sudo)."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -86,15 +87,15 @@ def namespace_of(container: dict) -> str | None:  # type: ignore[type-arg]
     return f"/proc/{pid}/ns/net" if pid else None
 
 
-def current_ports(network: str) -> tuple[list[guardrules.Port], list[str]]:
-    """The network's ports as dockerd assigned them (MAC, address) with the host veth of
-    each, and a note for each container left unregistered (so still dropped)."""
+def current_ports(network: str) -> tuple[str, list[guardrules.Port], list[str]]:
+    """The network's bridge, its ports as dockerd assigned them (MAC, address) with the host
+    veth of each, and a note for each container left unregistered (so still dropped)."""
     net = inspect("network", "inspect", network)[0]
     options = net.get("Options") or {}
     bridge = str(options.get("com.docker.network.bridge.name") or f"br-{net['Id'][:12]}")
     members = net.get("Containers") or {}
     if not members:
-        return [], []
+        return bridge, [], []
     ports_by_index = bridge_ports(bridge)
     found, skipped = [], []
     for container in inspect("container", "inspect", *members):
@@ -108,19 +109,29 @@ def current_ports(network: str) -> tuple[list[guardrules.Port], list[str]]:
             found.append(guardrules.port(veth, str(member.get("MacAddress", "")), ip))
         except ValueError as error:
             skipped.append(f"{container.get('Name', container['Id'][:12])}: {error}")
-    return found, skipped
+    return bridge, found, skipped
 
 
-def sync(network: str) -> list[guardrules.Port]:
+def forget_claims(bridge: str) -> None:
+    """Make the host forget which MAC has which address, and the bridge which port has which
+    MAC (learned entries): what a container claimed before the guard's rules held."""
+    run_root(["ip", "neigh", "flush", "dev", bridge], "ip neigh flush")
+    run_root(["ip", "link", "set", "dev", bridge, "type", "bridge", "fdb_flush"], "fdb_flush")
+
+
+def sync(network: str, first: bool = False) -> list[guardrules.Port]:
     """Replace the rules in force with rules for the network's ports as they are now: the new
     generation is built and put first, then the old one removed. On an error the old rules
-    stay and this raises, so no port is ever left open."""
-    ports, skipped = current_ports(network)
+    stay and this raises, so no port is ever left open. The `first` time, claims made before
+    are forgotten (later ones cannot pass the rules)."""
+    bridge, ports, skipped = current_ports(network)
     before = listing()
     new = guardrules.next_generation(before)
     apply(guardrules.removal_commands(before, keep=guardrules.active_generation(before)))
     apply(guardrules.install_commands(ports, new))
     apply(guardrules.removal_commands(listing(), keep=new))
+    if first:
+        forget_claims(bridge)
     shown = ", ".join(f"{p.ip} ({p.ifname})" for p in ports) or "none yet"
     print(f"guarding {len(ports)} container(s) on {network}: {shown}", flush=True)
     for note in skipped:
@@ -157,10 +168,12 @@ def follow(network: str) -> int:
             raise GuardError(f"{tool} is not installed: install it (Debian: ebtables, "
                              "iproute2, util-linux)")  # fmt: skip
     reachable()
+    # SIGTERM (systemctl stop, a test) ends the guard through its finally: docker events too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(protocol.EXIT_OK))
     stream = events(network)  # first, so no change between the first sync and it is missed
     assert stream.stdout is not None
     try:
-        sync(network)
+        sync(network, first=True)
         for line in stream.stdout:
             if concerns(line, network):
                 sync(network)

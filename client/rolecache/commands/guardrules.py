@@ -6,7 +6,13 @@ a port, before the bridge learns its source MAC and before the host reads it: so
 can neither tell the host that another container's address is at its MAC (ARP) nor teach the
 bridge that another container's MAC is behind its port. Each set of rules has a generation
 (A or B) in its chain names, so a new set is built beside the old one and takes over with
-the jumps, leaving no moment when a registered port is unguarded."""
+the jumps, leaving no moment when a registered port is unguarded.
+
+In POSTROUTING, which sees each frame as the bridge sends it out of a port, a port receives
+only frames for its container's MAC, broadcast and multicast: not the unicast frames the
+bridge floods to every port while it does not know where a MAC is (after a container was
+silent for a while, or the guard made the bridge forget), which a container with NET_RAW
+would otherwise read."""
 
 import ipaddress
 import re
@@ -18,9 +24,11 @@ TABLE = ("ebtables", "-t", "nat")
 GENERATIONS = ("A", "B")
 # ebtables (the legacy kernel interface) takes chain names of at most 31 characters.
 MAX_CHAIN = 31
-# A port's chain is RC<generation>-<ifname>; the fail-closed chain RC<generation>_closed,
-# which no interface name can give (IFNAME has no "_").
-CHAIN_PATTERN = re.compile(r"RC([AB])[-_]")
+# A port's chains are RC<generation>-<ifname> (what enters the bridge from it) and
+# RC<generation>+<ifname> (what the bridge sends out of it); the fail-closed chains
+# RC<generation>_closed and _closedout, which no interface name can give (IFNAME has no "_").
+CHAIN_PATTERN = re.compile(r"RC([AB])[-+_]")
+HOOKS = ("PREROUTING", "POSTROUTING")
 IFNAME = re.compile(r"[A-Za-z0-9.@-]{1,15}")
 MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
@@ -59,9 +67,14 @@ def port_chain(generation: str, ifname: str) -> str:
     return f"RC{generation}-{ifname}"[:MAX_CHAIN]
 
 
-def closed_chain(generation: str) -> str:
-    """The name of the fail-closed chain of `generation`."""
-    return f"RC{generation}_closed"
+def out_chain(generation: str, ifname: str) -> str:
+    """The name of the chain of what the bridge sends out of port `ifname` in `generation`."""
+    return f"RC{generation}+{ifname}"[:MAX_CHAIN]
+
+
+def closed_chain(generation: str, hook: str = "PREROUTING") -> str:
+    """The name of the fail-closed chain of `generation` for `hook`."""
+    return f"RC{generation}_closed" + ("out" if hook == "POSTROUTING" else "")
 
 
 def port_rules(chain: str, p: Port) -> list[list[str]]:
@@ -73,6 +86,20 @@ def port_rules(chain: str, p: Port) -> list[list[str]]:
         ["-A", chain, "-p", "IPv4", "-s", p.mac, "--ip-src", p.ip, "-j", "ACCEPT"],
         ["-A", chain, "-j", "DROP"],
     ]  # fmt: skip
+
+
+def out_rules(chain: str, p: Port) -> list[list[str]]:
+    """The rules of what a port receives: frames for its MAC, broadcast and multicast."""
+    return [
+        ["-A", chain, "-d", p.mac, "-j", "ACCEPT"],
+        ["-A", chain, "-d", "Multicast", "-j", "ACCEPT"],  # broadcast is multicast here
+        ["-A", chain, "-j", "DROP"],
+    ]
+
+
+def closed_out_rules(chain: str) -> list[list[str]]:
+    """What a port no chain names receives: no unicast frame for a docker MAC of SUBNET."""
+    return [["-A", chain, "-d", docker_mac_prefix(), "-j", "DROP"]]
 
 
 def closed_rules(chain: str) -> list[list[str]]:
@@ -87,22 +114,27 @@ def closed_rules(chain: str) -> list[list[str]]:
 
 def install_commands(ports: list[Port], generation: str) -> list[list[str]]:
     """The ebtables commands that build `generation`'s chains for `ports`, then put its jumps
-    first in PREROUTING (ahead of an older generation's, which then sees no frame)."""
+    first in PREROUTING and POSTROUTING (ahead of an older generation's, which then sees no
+    frame)."""
     if generation not in GENERATIONS:
         raise ValueError(f"generation {generation!r} is not one of {GENERATIONS}")
     commands: list[list[str]] = []
-    jumps: list[list[str]] = []
+    jumps: dict[str, list[list[str]]] = {hook: [] for hook in HOOKS}
     names = [p.ifname for p in ports]
     if len(set(names)) != len(names):
         raise ValueError(f"an interface is named twice: {sorted(names)}")
     for p in sorted(ports):
-        chain = port_chain(generation, p.ifname)
-        commands += [["-N", chain], *port_rules(chain, p)]
-        jumps.append(["-i", p.ifname, "-j", chain])
-    closed = closed_chain(generation)
+        chain, out = port_chain(generation, p.ifname), out_chain(generation, p.ifname)
+        commands += [["-N", chain], *port_rules(chain, p), ["-N", out], *out_rules(out, p)]
+        jumps["PREROUTING"].append(["-i", p.ifname, "-j", chain])
+        jumps["POSTROUTING"].append(["-o", p.ifname, "-j", out])
+    closed, closed_out = closed_chain(generation), closed_chain(generation, "POSTROUTING")
     commands += [["-N", closed], *closed_rules(closed)]
-    jumps.append(["-j", closed])
-    commands += [["-I", "PREROUTING", str(n), *jump] for n, jump in enumerate(jumps, 1)]
+    commands += [["-N", closed_out], *closed_out_rules(closed_out)]
+    jumps["PREROUTING"].append(["-j", closed])
+    jumps["POSTROUTING"].append(["-j", closed_out])
+    for hook in HOOKS:
+        commands += [["-I", hook, str(n), *jump] for n, jump in enumerate(jumps[hook], 1)]
     return [[*TABLE, *command] for command in commands]
 
 
@@ -146,11 +178,12 @@ def removal_commands(listing: str, keep: str | None = None) -> list[list[str]]:
     except those of generation `keep`: jumps first, so no frame enters a chain being emptied."""
     found = chains(listing)
     commands = []
-    for rule in found.get("PREROUTING", []):
-        words = shlex.split(rule)
-        target = words[words.index("-j") + 1] if "-j" in words else ""
-        if generation_of(target) not in (None, keep):
-            commands.append(["-D", "PREROUTING", *words])
+    for hook in HOOKS:
+        for rule in found.get(hook, []):
+            words = shlex.split(rule)
+            target = words[words.index("-j") + 1] if "-j" in words else ""
+            if generation_of(target) not in (None, keep):
+                commands.append(["-D", hook, *words])
     for chain in found:
         if generation_of(chain) not in (None, keep):
             commands += [["-F", chain], ["-X", chain]]
