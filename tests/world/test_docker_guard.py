@@ -25,6 +25,7 @@ from tests.guardkit import (
 
 # The thief's two ways (tests/arpkit.py): a false ARP claim to the host, a spoofed source MAC.
 HOW = ("arp", "mac")
+UNGUARDED_RUNS = 3
 
 
 def test_the_guard_stops_a_container_claiming_anothers_address_to_the_host(
@@ -45,12 +46,17 @@ def test_the_guard_stops_a_container_claiming_anothers_address_to_the_host(
         client("docker", "guard", "--undo")
         forget_victim_address()
         for how in HOW:
-            victim, thief = host_attack(edaemon, network, how)
-            # The keys dev was served with around the attack (the daemon may renew meanwhile).
-            served = {key, victim["key_sha"], served_key_digest(edaemon)}
+            # The attack races the victim's connections, so a busy machine may need a second
+            # run to show it; the guarded runs below get one run each.
+            for _ in range(UNGUARDED_RUNS):
+                victim, thief = host_attack(edaemon, network, how)
+                forget_victim_address()
+                # The keys dev was served around the attack (the daemon may renew meanwhile).
+                served = {key, victim["key_sha"], served_key_digest(edaemon)}
+                if served & set(thief["key_shas"]):
+                    break
             assert thief["payload_bytes"] > 0, (how, victim, thief)
             assert served & set(thief["key_shas"]), (how, victim, thief)
-            forget_victim_address()
         guards: list[Guard] = []
         seen = 0
 
