@@ -115,8 +115,14 @@ def current_ports(network: str) -> tuple[str, list[guardrules.Port], list[str]]:
 def forget_claims(bridge: str) -> None:
     """Make the host forget which MAC has which address, and the bridge which port has which
     MAC (learned entries): what a container claimed before the guard's rules held."""
-    run_root(["ip", "neigh", "flush", "dev", bridge], "ip neigh flush")
-    run_root(["ip", "link", "set", "dev", bridge, "type", "bridge", "fdb_flush"], "fdb_flush")
+    for command in (
+        ["ip", "neigh", "flush", "dev", bridge],
+        ["ip", "link", "set", "dev", bridge, "type", "bridge", "fdb_flush"],
+    ):
+        try:
+            run_root(command, " ".join(command))
+        except GuardError as error:  # the rules hold anyway; an old claim ages out
+            print(f"rolecache: {error}", file=sys.stderr, flush=True)
 
 
 def sync(network: str, first: bool = False) -> list[guardrules.Port]:
@@ -163,7 +169,7 @@ def concerns(line: str, network: str) -> bool:
 def follow(network: str) -> int:
     """Guard `network` until docker's event stream ends (dockerd stopped): then exit 1, so
     the service manager starts the guard again; the rules in force stay meanwhile."""
-    for tool in TOOLS:
+    for tool in TOOLS if os.geteuid() == 0 else ():  # else sudo's PATH decides
         if shutil.which(tool) is None:
             raise GuardError(f"{tool} is not installed: install it (Debian: ebtables, "
                              "iproute2, util-linux)")  # fmt: skip
