@@ -12,15 +12,19 @@ Needs a reachable dockerd.
 
 With --against REV, a change is measured before and after in one run: a second daemon runs
 the code of git revision REV, and the container rounds alternate between the two daemons;
-as root, `rolecache docker setup --apply`'s isolation rules are in place for this code's
-rounds and taken out for REV's, so each side runs as it would be set up.
+as root, `rolecache docker setup --apply`'s isolation rules and `rolecache docker guard` are
+in place for this code's rounds and taken out for REV's (which had no guard), so each side
+runs as it would be set up. A guarded round's container waits 2 s before its first request,
+for the guard to register its port (until then its frames are dropped).
 """
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,13 +73,23 @@ def on_host(loadgen: Path, port: int, raw: Path, clients: int, total: int) -> di
 
 
 def in_container(
-    loadgen: Path, network: str, port: int, raw: Path, clients: int, total: int
+    loadgen: Path,
+    network: str,
+    port: int,
+    raw: Path,
+    clients: int,
+    total: int,
+    guarded: bool = False,
 ) -> dict[str, float]:
-    """loadgen in a container on `network` against 169.254.170.2."""
+    """loadgen in a container on `network` against 169.254.170.2 (`guarded`: after the 2 s
+    a guard needs to register the container's port; the host's sh, through /usr)."""
+    load = ["/loadgen", f"tcp:{GATEWAY}:{port}", str(clients), str(total), "/request"]
+    if guarded:
+        load = ["/usr/bin/sh", "-c", 'sleep 2 && exec "$@"', "sh", *load]
     command = [
         "docker", "run", "--rm", "--network", network, "-e", "AWS_EC2_METADATA_DISABLED=true",
-        "-v", f"{loadgen}:/loadgen:ro", "-v", f"{raw}:/request:ro", base_image(),
-        "/loadgen", f"tcp:{GATEWAY}:{port}", str(clients), str(total), "/request",
+        "-v", "/usr:/usr:ro", "-v", f"{loadgen}:/loadgen:ro", "-v", f"{raw}:/request:ro",
+        base_image(), *load,
     ]  # fmt: skip
     return parse(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
@@ -107,6 +121,23 @@ def isolation(on: bool) -> None:
             subprocess.run(rule, capture_output=True, check=True)
 
 
+@contextlib.contextmanager
+def guarded(network: str, on: bool) -> Iterator[bool]:
+    """`rolecache docker guard` on `network` while inside, when `on` and this is root with
+    the guard's tools; whether it runs."""
+    from tests.guardkit import Guard, guard_unavailable
+
+    if not on or guard_unavailable() is not None:
+        yield False
+        return
+    guard = Guard(network)
+    try:
+        guard.wait_for([])  # its first sync is done
+        yield True
+    finally:
+        guard.stop()
+
+
 def target(env: dict[str, str], tmp: Path, name: str) -> tuple[int, Path]:
     """Add the binding; (container port, the raw request at the gateway, written under tmp)."""
     client(env, "endpoint", "add", "bench", "--role-arn", ROLE, "--role-session-name", "bench")
@@ -136,7 +167,8 @@ def before_after(args: argparse.Namespace, network: str, tmp: Path) -> None:
             for name, (port, raw) in targets.items():
                 isolation(name == "after")
                 total = 1000 if round_ == 0 else args.requests
-                result = in_container(loadgen, network, port, raw, args.clients, total)
+                with guarded(network, name == "after") as on:
+                    result = in_container(loadgen, network, port, raw, args.clients, total, on)
                 if round_:
                     runs[name].append(result)
     finally:

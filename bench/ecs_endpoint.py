@@ -43,10 +43,10 @@ def start_daemon(tmp: Path, code: Path | None = None) -> tuple[subprocess.Popen,
     run = tmp / "run"
     run.mkdir(mode=0o700)
     config = tmp / "config.toml"
-    # hold_ports: the port keeper leaves as the benchmark's daemon does.
-    config.write_text(
-        "[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\nhold_ports = 0.1\n"
-    )
+    settings = "[endpoints]\nport = 0\nrate_limit = 1000000\nrate_burst = 1000000\n"
+    if code is None:  # the port keeper leaves as the benchmark's daemon does (older trees
+        settings += "hold_ports = 0.1\n"  # had no keeper, and refuse the setting)
+    config.write_text(settings)
     env = isolated_env(tmp, run)
     env.update(
         ROLECACHE_SANDBOX="1",
@@ -54,8 +54,10 @@ def start_daemon(tmp: Path, code: Path | None = None) -> tuple[subprocess.Popen,
     )
     if code is not None:
         env["PYTHONPATH"] = f"{code / 'daemon'}:{code / 'client'}"  # ahead of site-packages
+    # -m, not the rolecached script: older trees had another entry point.
+    command = [str(BIN / "python"), "-m", "rolecached", "--sandbox", "--log-level", "warning"]
     daemon = subprocess.Popen(
-        [str(BIN / "rolecached"), "--sandbox", "--log-level", "warning", "--config", str(config)],
+        [*command, "--config", str(config)],
         env=env,
         stderr=subprocess.DEVNULL,
     )
