@@ -5,6 +5,7 @@ import errno
 import ipaddress
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -176,7 +177,19 @@ def explain(exc: OSError, address: str, port: int, what: str) -> ListenError:
     )
 
 
-def gateway_arrival(gateway: str) -> Callable[[Any, Peer], str | None]:
+# How long what an interface holds is trusted once read. Reading it takes two ioctls, a cost
+# on every container connection; an index is not reused soon, so a stale answer can only let a
+# bridge's own containers in (their token still decides) for this long after the address
+# left it, or keep a new holder waiting as long.
+INTERFACE_TTL = 1.0
+
+
+def gateway_arrival(
+    gateway: str,
+    clock: Callable[[], float] = time.monotonic,
+    describe: Callable[[int], tuple[str, str | None]] = interfaces.interface_address,
+    index_of: Callable[[Any], int | None] = interfaces.arrival_interface,
+) -> Callable[[Any, Peer], str | None]:
     """A Door's `arrival` check for the listener on `gateway` (169.254.170.2): a peer that is
     no process of this host must have come in on an interface that has `gateway`, a docker
     network's bridge. Any host routes packets for a local address to it whatever interface
@@ -184,14 +197,22 @@ def gateway_arrival(gateway: str) -> Callable[[Any, Peer], str | None]:
     the interface is checked per connection rather than with SO_BINDTODEVICE, since the
     bridge does not exist when the daemon binds (IP_FREEBIND) and is made anew, with a new
     index, whenever its network is, and host processes (arriving on loopback) must pass."""
+    known: dict[int, tuple[float, str, str | None]] = {}
+
+    def described(index: int) -> tuple[str, str | None]:
+        now = clock()
+        hit = known.get(index)
+        if hit is None or hit[0] <= now:
+            if len(known) >= 64:  # interfaces come and go: forget the old ones
+                known.clear()
+            hit = known[index] = (now + INTERFACE_TTL, *describe(index))
+        return hit[1], hit[2]
 
     def arrival(transport: Any, peer: Peer) -> str | None:
         if peer.uid is not None:
             return None  # a process of this host: its uid decides, as on loopback
-        index = interfaces.arrival_interface(transport.get_extra_info("socket"))
-        name, address = (
-            interfaces.interface_address(index) if index else ("no known interface", None)
-        )
+        index = index_of(transport.get_extra_info("socket"))
+        name, address = described(index) if index else ("no known interface", None)
         if address == gateway:
             return None
         return (
