@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from rolecache.commands import guardrules
-from rolecache.commands.dockerguard import unit_text
 from rolecache.commands.guardrules import Port, port
+from rolecache.commands.guardservice import unit_text
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 VICTIM = Port("veth1a2b3c4", "02:42:a9:fe:aa:fa", "169.254.170.250")

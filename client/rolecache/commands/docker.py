@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from rolecache import ask, cmdline, protocol
-from rolecache.commands import dockerguard
+from rolecache.commands import dockerguard, guardservice
 from rolecache.commands.dockercli import DEFAULT_NETWORK, DockerError, as_root, docker, reachable
 
 USAGE = """\
@@ -227,7 +227,7 @@ def cmd_setup(args: list[str], sandbox: bool = False) -> int:
     print(setup(network))
     print(isolate(bool(flags.get("--apply"))))
     if not flags.get("--no-guard"):
-        print(dockerguard.install_service(network, bool(flags.get("--apply"))))
+        print(guardservice.install_service(network, bool(flags.get("--apply"))))
     return protocol.EXIT_OK
 
 
