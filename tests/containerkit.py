@@ -2,8 +2,11 @@
 with dockerd's reason when it does not answer), moto's STS at its gateway for the containers,
 and the docker hand-off as a mapping. Loaded as a plugin by conftest.py."""
 
+import hashlib
+import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +71,14 @@ def js_sdk_in_container(
     js_env = {**env, **sts_env(moto_url), "MOTO_URL": moto_url}
     js_env["NODE_PATH"] = str(js_sdk / "node_modules")
     return run_container(network, js_env, ["/usr/bin/node", "-e", JS_PROBE])
+
+
+def served_key_digest(d: Daemon) -> str:
+    """The SHA-256 of the access key id dev serves, fetched on loopback with its token."""
+    listing = json.loads(d.client("endpoint", "list", "--json").stdout)["endpoints"]
+    info = next(e for e in listing if e["name"] == "dev")
+    token = docker_env(d)["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    request = urllib.request.Request(info["ecs_url"], headers={"Authorization": token})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        key = json.load(answer)["AccessKeyId"]
+    return hashlib.sha256(key.encode()).hexdigest()

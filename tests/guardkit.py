@@ -2,14 +2,12 @@
 output the test waits on, and the host-side attack (tests/arpkit.py's HOST_THIEF against a
 victim that starts fetching when told)."""
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 
 from tests.arpkit import GATED_VICTIM, HOST_THIEF
@@ -90,17 +88,6 @@ def forget_victim_address() -> None:
     """Drop the host's neighbour entry for the victim's address (a thief may have poisoned
     it), so the next attack starts from what the victim itself tells the host."""
     subprocess.run(["ip", "neigh", "flush", "to", VICTIM_IP], capture_output=True, timeout=30)
-
-
-def served_key_digest(d: Daemon) -> str:
-    """The SHA-256 of the access key id dev serves, fetched on loopback with its token."""
-    listing = json.loads(d.client("endpoint", "list", "--json").stdout)["endpoints"]
-    info = next(e for e in listing if e["name"] == "dev")
-    token = docker_env(d)["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
-    request = urllib.request.Request(info["ecs_url"], headers={"Authorization": token})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        key = json.load(answer)["AccessKeyId"]
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def host_attack(

@@ -9,6 +9,7 @@ why otherwise."""
 
 import pytest
 
+from tests.containerkit import served_key_digest
 from tests.daemonkit import Daemon, unique_role
 from tests.dockerkit import isolation_held
 from tests.e2ekit import add
@@ -20,7 +21,6 @@ from tests.guardkit import (
     guard_chains,
     guard_unavailable,
     host_attack,
-    served_key_digest,
 )
 
 # The thief's two ways (tests/arpkit.py): a false ARP claim to the host, a spoofed source MAC.

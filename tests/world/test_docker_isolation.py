@@ -5,19 +5,17 @@ adds, it reads that container's token and fetches the binding's credentials with
 not one byte of the victim's reaches the thief and the victim is served every time. Needs
 root (ebtables) and dockerd; skips saying why otherwise."""
 
-import hashlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
-import urllib.request
 
 import pytest
 
 from rolecache.commands.docker import isolation_rules
 from tests.arpkit import THIEF, VICTIM
-from tests.containerkit import VENV_PYTHON, docker_env
+from tests.containerkit import VENV_PYTHON, docker_env, served_key_digest
 from tests.daemonkit import Daemon, unique_role
 from tests.dockerkit import isolation_held, remove_isolation, run_container, start_container
 from tests.e2ekit import add
@@ -45,17 +43,6 @@ def attack(d: Daemon, network: str) -> tuple[dict, dict]:
     assert ready == "ready" and thief.returncode == 0, err
     assert victim is not None and victim.returncode == 0, victim and victim.stderr
     return json.loads(victim.stdout.splitlines()[-1]), json.loads(out.splitlines()[-1])
-
-
-def served_key_digest(d: Daemon) -> str:
-    """The SHA-256 of the access key id dev serves, fetched on loopback with its token."""
-    listing = json.loads(d.client("endpoint", "list", "--json").stdout)["endpoints"]
-    info = next(e for e in listing if e["name"] == "dev")
-    token = docker_env(d)["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
-    request = urllib.request.Request(info["ecs_url"], headers={"Authorization": token})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        key = json.load(answer)["AccessKeyId"]
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def test_a_container_cannot_read_the_next_ones_token(edaemon: Daemon, network: str) -> None:
