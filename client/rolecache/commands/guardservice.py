@@ -3,8 +3,11 @@ unit (systemd/rolecache-docker-guard@.service, with the Python that runs this cl
 starts one instance per network. Standard library only."""
 
 import os
+import stat
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 from rolecache.commands.dockercli import as_root
 from rolecache.commands.dockerguard import GuardError, run_root
@@ -46,6 +49,38 @@ def service_commands(network: str) -> list[list[str]]:
     ]
 
 
+def code_root_runs() -> list[Path]:
+    """Where the unit's root process takes its code from: this interpreter (as named and
+    resolved), its site-packages (whose .pth files run at start) and this package's files."""
+    package = Path(__file__).resolve().parent.parent
+    executable = Path(sys.executable)
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    return [executable, executable.resolve(), purelib, package, *sorted(package.rglob("*.py"))]
+
+
+def open_to_others(paths: list[Path], uid: int) -> list[str]:
+    """Each of `paths`, or a folder above one, that a user other than root and `uid` could
+    change: owned by another uid, or writable by group or others (a sticky folder aside,
+    where others cannot replace what is not theirs)."""
+    found, seen = [], set()
+    for path in paths:
+        for place in (path, *path.parents):
+            if place in seen:
+                continue
+            seen.add(place)
+            try:
+                info = place.lstat()
+            except OSError:
+                continue
+            mode = info.st_mode
+            sticky = stat.S_ISDIR(mode) and mode & stat.S_ISVTX
+            if info.st_uid not in (0, uid):
+                found.append(f"{place} (owned by uid {info.st_uid})")
+            elif mode & 0o022 and not sticky and not stat.S_ISLNK(mode):
+                found.append(f"{place} (mode {stat.S_IMODE(mode):04o})")
+    return found
+
+
 def install_service(network: str, apply: bool) -> str:
     """Install and start the guard's service for `network` (with `apply`), else say what
     would be done; without systemd, say how to run the guard."""
@@ -60,6 +95,14 @@ def install_service(network: str, apply: bool) -> str:
         return (
             f"guard the network's addresses: `rolecache docker setup --apply` writes {UNIT_PATH} "
             f"(running `{manual.removeprefix('sudo ')}`), then runs\n{steps}"
+        )
+    # The service runs this code as root at every boot: none of it may be another user's.
+    others = open_to_others(code_root_runs(), int(os.environ.get("SUDO_UID", os.getuid())))
+    if others:
+        raise GuardError(
+            "the guard's service would run as root code that other users can change: "
+            f"{', '.join(others[:3])}; install rolecache where only you and root can write, "
+            "or use --no-guard and run the guard yourself"
         )
     written = subprocess.run(
         as_root(["tee", UNIT_PATH]), input=unit_text(sys.executable), capture_output=True,
