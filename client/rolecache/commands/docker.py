@@ -10,7 +10,15 @@ import sys
 
 from rolecache import ask, cmdline, protocol
 from rolecache.commands import dockerguard, guardservice
-from rolecache.commands.dockercli import DEFAULT_NETWORK, DockerError, as_root, docker, reachable
+from rolecache.commands.dockercli import (
+    DEFAULT_NETWORK,
+    SUBNET,
+    DockerError,
+    as_root,
+    docker,
+    reachable,
+    run_as_root,
+)
 
 USAGE = """\
 usage: rolecache docker setup [--network NAME] [--print | --apply] [--no-guard]
@@ -52,7 +60,6 @@ then: rolecache endpoint env NAME --docker --env-file NAME.env
       docker run --network rolecache --cap-drop NET_RAW --env-file NAME.env IMAGE ...
 """
 
-SUBNET = "169.254.170.0/24"
 GATEWAY = "169.254.170.2"
 # The bridge interface's name, fixed instead of docker's br-<id>, so iptables rules and
 # `ip addr` can name it; at most 15 characters (IFNAMSIZ).
@@ -148,9 +155,7 @@ def port_80(network: str, on: bool, apply: bool, sandbox: bool) -> int:
             == 0
         )
         if on != present:
-            done = subprocess.run(as_root(add if on else remove), capture_output=True, text=True)
-            if done.returncode != 0:
-                raise DockerError(f"iptables failed: {done.stderr.strip()}")
+            run_as_root(add if on else remove, "iptables")
     ask.call("PUT", "/v1/docker", {"port_80": on}, sandbox)
     print(
         "the daemon now hands containers RELATIVE_URI (endpoint env --docker)"
@@ -185,18 +190,11 @@ def isolate(apply: bool) -> str:
         )
     if shutil.which("ebtables") is None and os.geteuid() == 0:
         raise DockerError("ebtables is not installed: install it (Debian: apt install ebtables)")
-    listed = subprocess.run(
-        as_root(["ebtables", "-L", "FORWARD"]), capture_output=True, text=True, timeout=60
-    )
-    if listed.returncode != 0:
-        raise DockerError(f"ebtables -L failed: {listed.stderr.strip()}")
-    present = {line.strip() for line in listed.stdout.splitlines()}
+    listed = run_as_root(["ebtables", "-L", "FORWARD"], "ebtables -L")
+    present = {line.strip() for line in listed.splitlines()}
     for rule in isolation_rules("-A"):
-        if shlex.join(rule[3:]) in present:
-            continue
-        added = subprocess.run(as_root(rule), capture_output=True, text=True, timeout=60)
-        if added.returncode != 0:
-            raise DockerError(f"ebtables failed: {added.stderr.strip()}")
+        if shlex.join(rule[3:]) not in present:
+            run_as_root(rule, "ebtables")
     removal = "; ".join(shlex.join(["sudo", *rule]) for rule in isolation_rules("-D"))
     return f"containers on {SUBNET} are isolated from one another; undo with: {removal}"
 

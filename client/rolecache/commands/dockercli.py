@@ -8,6 +8,8 @@ import subprocess
 from rolecache import ask, protocol
 
 DEFAULT_NETWORK = "rolecache"
+# The network's subnet: its gateway, 169.254.170.2, is where containers reach the daemon.
+SUBNET = "169.254.170.0/24"
 
 
 class DockerError(ask.Failed):
@@ -41,3 +43,11 @@ def reachable() -> None:
 def as_root(command: list[str]) -> list[str]:
     """`command` as root: itself when we are, else through sudo."""
     return command if os.geteuid() == 0 else ["sudo", *command]
+
+
+def run_as_root(command: list[str], what: str) -> str:
+    """Run `command` as root; its stdout, or DockerError saying `what` failed and why."""
+    done = subprocess.run(as_root(command), capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise DockerError(f"{what} failed: {done.stderr.strip() or done.returncode}")
+    return done.stdout

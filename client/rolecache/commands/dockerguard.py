@@ -12,7 +12,14 @@ import sys
 
 from rolecache import ask, cmdline, protocol
 from rolecache.commands import guardrules
-from rolecache.commands.dockercli import DEFAULT_NETWORK, DockerError, as_root, docker, reachable
+from rolecache.commands.dockercli import (
+    DEFAULT_NETWORK,
+    DockerError,
+    as_root,
+    docker,
+    reachable,
+    run_as_root,
+)
 
 # The container events after which the network's ports are read again.
 EVENTS = ("start", "die", "connect", "disconnect")
@@ -26,23 +33,15 @@ class GuardError(ask.Failed):
         super().__init__(message, protocol.EXIT_ERROR)
 
 
-def run_root(command: list[str], what: str) -> str:
-    """Run `command` as root; its stdout, or GuardError naming `what` failed."""
-    done = subprocess.run(as_root(command), capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise GuardError(f"{what} failed: {done.stderr.strip() or done.returncode}")
-    return done.stdout
-
-
 def listing() -> str:
     """The nat table of ebtables, as `ebtables -t nat -L` lists it."""
-    return run_root([*guardrules.TABLE, "-L"], "ebtables -t nat -L")
+    return run_as_root([*guardrules.TABLE, "-L"], "ebtables -t nat -L")
 
 
 def apply(commands: list[list[str]]) -> None:
     """Run ebtables commands in order, stopping at the first that fails."""
     for command in commands:
-        run_root(command, " ".join(command))
+        run_as_root(command, " ".join(command))
 
 
 def inspect(*args: str) -> list[dict]:  # type: ignore[type-arg]
@@ -56,7 +55,7 @@ def inspect(*args: str) -> list[dict]:  # type: ignore[type-arg]
 
 def bridge_ports(bridge: str) -> dict[int, str]:
     """The host's interfaces enslaved to `bridge`, by interface index."""
-    links = json.loads(run_root(["ip", "-j", "link", "show", "master", bridge], "ip link"))
+    links = json.loads(run_as_root(["ip", "-j", "link", "show", "master", bridge], "ip link"))
     return {int(link["ifindex"]): str(link["ifname"]) for link in links}
 
 
@@ -120,8 +119,8 @@ def forget_claims(bridge: str) -> None:
         ["ip", "link", "set", "dev", bridge, "type", "bridge", "fdb_flush"],
     ):
         try:
-            run_root(command, " ".join(command))
-        except GuardError as error:  # the rules hold anyway; an old claim ages out
+            run_as_root(command, " ".join(command))
+        except DockerError as error:  # the rules hold anyway; an old claim ages out
             print(f"rolecache: {error}", file=sys.stderr, flush=True)
 
 

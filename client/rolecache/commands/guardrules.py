@@ -19,7 +19,8 @@ import re
 import shlex
 from typing import NamedTuple
 
-SUBNET = "169.254.170.0/24"
+from rolecache.commands.dockercli import SUBNET
+
 TABLE = ("ebtables", "-t", "nat")
 GENERATIONS = ("A", "B")
 # ebtables (the legacy kernel interface) takes chain names of at most 31 characters.

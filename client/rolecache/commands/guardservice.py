@@ -9,8 +9,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from rolecache.commands.dockercli import as_root
-from rolecache.commands.dockerguard import GuardError, run_root
+from rolecache.commands.dockercli import as_root, run_as_root
+from rolecache.commands.dockerguard import GuardError
 
 UNIT_NAME = "rolecache-docker-guard@.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
@@ -111,5 +111,5 @@ def install_service(network: str, apply: bool) -> str:
     if written.returncode != 0:
         raise GuardError(f"cannot write {UNIT_PATH}: {written.stderr.strip()}")
     for command in service_commands(network):
-        run_root(command, " ".join(command))
+        run_as_root(command, " ".join(command))
     return f"the docker guard runs as rolecache-docker-guard@{network}.service"
